@@ -1,0 +1,1402 @@
+//! `goworld.ini`: GoWorld's configuration format (reference §5.2), parsed into typed,
+//! per-process configuration.
+//!
+//! Per-ID sections (`[game2]`) start from their `_common` section and override it. Paths
+//! resolve against the config file's directory. Booleans take Go's forms (`0/1/t/f/true/false`,
+//! any case). An unknown section or key, a bad value, or a GoWorld feature not built yet
+//! (`compress_connection=1`, `encrypt_connection=1`, a storage type not compiled in) is a
+//! [`ConfigError`] naming it. Parsing takes text and a base directory; only [`Config::load`]
+//! reads a file.
+//!
+//! # The INI dialect (go-ini's defaults, as GoWorld reads it)
+//!
+//! * `[section]` headers; `key = value` or `key: value`; blank lines; whole-line comments
+//!   starting with `;` or `#`.
+//! * An unquoted value ends at the first `;` or `#` (go-ini's inline comments), then is
+//!   trimmed. A value wrapped in matching `"…"`, `'…'` or `` `…` `` is taken verbatim from
+//!   inside the quotes.
+//! * Section and key names are matched in lowercase, as GoWorld lowercases them before
+//!   matching (`[Game1] Boot_Entity` works there too).
+//! * A repeated key or section: the last value wins.
+//! * Numbers are plain decimal (Go's `0x`/octal forms are not accepted).
+//!
+//! # Where goworld-rs differs from GoWorld on purpose
+//!
+//! * `[storage] type` defaults to `filesystem` (`directory` = `entity_storage`); GoWorld's
+//!   only storage is mongodb. `[kvdb] type` defaults to `filesystem` (`directory` = `kvdb`);
+//!   GoWorld's "empty = disabled" is still accepted as `type =`. Other types (mongodb, redis,
+//!   redis_cluster) are start-up errors until they are built.
+//! * `log_file` defaults per process (`dispatcher1.log`, `game1.log`, `gate1.log`) unless a
+//!   `_common` or per-ID section sets it; `log_file =` (empty) means no log file.
+//! * `log_level` defaults to `info` (GoWorld: `debug`, which floods the logs); an unknown
+//!   level is an error (GoWorld silently uses debug). `warning` is read as `warn`, and
+//!   `panic`/`fatal` as `error`.
+//! * Bad values are errors (GoWorld's `MustInt`/`MustBool` silently fall back to the
+//!   default), and the limits goworld-rs adds (`max_peer_frame`, `max_client_frame`,
+//!   `client_output_limit`, the dispatcher hold limits) must be > 0.
+//! * Keys before the first section are an error (GoWorld ignores its `DEFAULT` section).
+//! * Sections of dispatchers above `desired_dispatchers` are ignored as in GoWorld, but their
+//!   keys are still checked.
+//! * Accepted but unused: `http_addr` (no pprof/websocket server), `gomaxprocs`,
+//!   `heartbeat_check_interval`, `[debug] debug`, `start_nodes_*`, `rsa_key`,
+//!   `rsa_certificate`, `url`, `db`, `collection`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// `[deployment]`: how many processes of each kind make up the server. All must be > 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    /// `desired_dispatchers`: dispatcher IDs are `1..=desired_dispatchers`.
+    pub desired_dispatchers: u16,
+    /// `desired_games`: games `1..=desired_games` must connect before the deployment is ready.
+    pub desired_games: u16,
+    /// `desired_gates`: gates `1..=desired_gates` must connect before the deployment is ready.
+    pub desired_gates: u16,
+}
+
+/// `[storage]` or `[kvdb]`. `kind` is `filesystem` by default (GoWorld: mongodb).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// `type`: "filesystem" (default for storage), "" (kvdb disabled), "redis", "mongodb".
+    pub kind: String,
+    /// `directory` for filesystem, resolved against the config file's directory.
+    pub directory: PathBuf,
+    /// `url` (mongodb/redis; accepted, unused while only filesystem is built).
+    pub url: String,
+    /// `db` (storage default "goworld", kvdb default "").
+    pub db: String,
+    /// `collection` (`[kvdb]` only; mongodb).
+    pub collection: String,
+}
+
+/// Settings every process has (`log_*`, `http_addr`, `max_peer_frame`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessCommon {
+    /// `http_addr`: GoWorld's pprof/expvar (and gate websocket) address; accepted, unused.
+    pub http_addr: String,
+    /// Resolved against the config file's directory. Defaults per process ID (`game1.log`).
+    /// Empty: no log file.
+    pub log_file: PathBuf,
+    /// `log_stderr` (true): also log to stderr.
+    pub log_stderr: bool,
+    /// debug, info, warn, error (GoWorld's panic and fatal map to error).
+    pub log_level: String,
+    /// Largest payload accepted on a server link (32 MiB).
+    pub max_peer_frame: u32,
+}
+
+/// `[dispatcherN]` after merging `[dispatcher_common]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatcherConfig {
+    /// `listen_addr` (127.0.0.1:13000): where the dispatcher listens.
+    pub listen_addr: String,
+    /// `advertise_addr` (127.0.0.1:13000): what games and gates dial.
+    pub advertise_addr: String,
+    /// Logging and shared limits.
+    pub common: ProcessCommon,
+    /// Calls held for one migrating or loading entity before the dispatcher reports them.
+    pub entity_hold_limit: usize,
+    /// Packets held for one frozen or disconnected game before the dispatcher reports them.
+    pub game_hold_limit: usize,
+    /// How long a frozen game's packets are held before it is declared dead (300 s).
+    pub freeze_hold_timeout_s: u64,
+}
+
+/// `[gameN]` after merging `[game_common]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GameConfig {
+    /// `boot_entity` (Boot): the entity type created for each new client.
+    pub boot_entity: String,
+    /// Seconds.
+    pub save_interval: u64,
+    /// Logging and shared limits.
+    pub common: ProcessCommon,
+    /// `gomaxprocs` (0): accepted, unused.
+    pub gomaxprocs: u32,
+    /// `position_sync_interval_ms` (100): server → client position sync period.
+    pub position_sync_interval_ms: u64,
+    /// `ban_boot_entity` (false): never place boot entities on this game.
+    pub ban_boot_entity: bool,
+}
+
+/// `[gateN]` after merging `[gate_common]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateConfig {
+    /// `listen_addr` (0.0.0.0:14000): the client TCP address.
+    pub listen_addr: String,
+    /// Logging and shared limits.
+    pub common: ProcessCommon,
+    /// `gomaxprocs` (0): accepted, unused.
+    pub gomaxprocs: u32,
+    /// `compress_connection`: always false (true is a start-up error until snappy is built).
+    pub compress_connection: bool,
+    /// `encrypt_connection`: always false (true is a start-up error until TLS is built).
+    pub encrypt_connection: bool,
+    /// `rsa_key` (rsa.key), resolved against the config file's directory; unused.
+    pub rsa_key: PathBuf,
+    /// `rsa_certificate` (rsa.crt), resolved against the config file's directory; unused.
+    pub rsa_certificate: PathBuf,
+    /// `heartbeat_check_interval` (0 s): accepted, not enforced (as in GoWorld).
+    pub heartbeat_check_interval: u64,
+    /// `position_sync_interval_ms` (100): client → server position batching period.
+    pub position_sync_interval_ms: u64,
+    /// Largest payload accepted from a client (65536).
+    pub max_client_frame: u32,
+    /// Pending output after which a client is disconnected (4 MiB).
+    pub client_output_limit: usize,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[debug] debug` (false): accepted; GoWorld uses it for load-balancer heap checks.
+    pub debug: bool,
+    /// `[deployment]`.
+    pub deployment: Deployment,
+    /// `[storage]`: entity storage.
+    pub storage: StoreConfig,
+    /// `[kvdb]`: the key-value database.
+    pub kvdb: StoreConfig,
+    /// Dispatchers 1..=desired_dispatchers (sections above that are ignored, as in GoWorld).
+    pub dispatchers: BTreeMap<u16, DispatcherConfig>,
+    /// Games 1..=desired_games, plus any other `[gameN]` section present.
+    pub games: BTreeMap<u16, GameConfig>,
+    /// Gates 1..=desired_gates, plus any other `[gateN]` section present.
+    pub gates: BTreeMap<u16, GateConfig>,
+    /// The directory relative paths were resolved against.
+    pub base_dir: PathBuf,
+}
+
+/// A configuration problem, naming the file, section and key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Default `max_peer_frame`: the largest payload accepted on a server link (32 MiB).
+pub const DEFAULT_MAX_PEER_FRAME: u32 = 32 * 1024 * 1024;
+/// Default `max_client_frame`: the largest payload accepted from a client.
+pub const DEFAULT_MAX_CLIENT_FRAME: u32 = 65536;
+/// Default `client_output_limit`: pending bytes after which a client is disconnected (4 MiB).
+pub const DEFAULT_CLIENT_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+/// Default `entity_hold_limit`.
+pub const DEFAULT_ENTITY_HOLD_LIMIT: usize = 100_000;
+/// Default `game_hold_limit`.
+pub const DEFAULT_GAME_HOLD_LIMIT: usize = 1_000_000;
+/// Default `freeze_hold_timeout_s`.
+pub const DEFAULT_FREEZE_HOLD_TIMEOUT_S: u64 = 300;
+/// Default `log_level` (GoWorld: debug).
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+impl Config {
+    /// Reads and parses `path`. Relative paths in the file resolve against the file's
+    /// directory (made absolute, canonicalized when possible). Errors start with the path.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "{name}: cannot read config file: {}",
+                crate::logging::io_kind(&e)
+            ))
+        })?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = parent
+            .canonicalize()
+            .or_else(|_| std::env::current_dir().map(|d| d.join(parent)))
+            .unwrap_or_else(|_| parent.to_path_buf());
+        parse_named(&text, &base, &name)
+    }
+
+    /// Parses the text of a `goworld.ini`; relative paths resolve against `base_dir`.
+    /// Errors start with `goworld.ini: `.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        parse_named(text, base_dir, "goworld.ini")
+    }
+
+    /// Dispatcher `id` (1..=desired_dispatchers).
+    pub fn dispatcher(&self, id: u16) -> Option<&DispatcherConfig> {
+        self.dispatchers.get(&id)
+    }
+
+    /// Game `id`: 1..=desired_games, or any other ID with a `[gameN]` section.
+    pub fn game(&self, id: u16) -> Option<&GameConfig> {
+        self.games.get(&id)
+    }
+
+    /// Gate `id`: 1..=desired_gates, or any other ID with a `[gateN]` section.
+    pub fn gate(&self, id: u16) -> Option<&GateConfig> {
+        self.gates.get(&id)
+    }
+}
+
+fn parse_named(text: &str, base_dir: &Path, name: &str) -> Result<Config, ConfigError> {
+    parse_config(text, base_dir).map_err(|e| ConfigError(format!("{name}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// The INI reader.
+
+struct Entry {
+    key: String,
+    value: String,
+    line: usize,
+}
+
+struct Section {
+    name: String,
+    line: usize,
+    entries: Vec<Entry>,
+}
+
+/// Splits `text` into sections (repeated sections merged, in file order).
+fn read_ini(text: &str) -> Result<Vec<Section>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut sections: Vec<Section> = Vec::new();
+    let mut current: Option<usize> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let close = rest
+                .find(']')
+                .ok_or_else(|| format!("unclosed section header '{line}' (line {line_no})"))?;
+            let name = rest[..close].trim().to_ascii_lowercase();
+            if name.is_empty() {
+                return Err(format!("empty section name (line {line_no})"));
+            }
+            current = Some(match sections.iter().position(|s| s.name == name) {
+                Some(p) => p,
+                None => {
+                    sections.push(Section {
+                        name,
+                        line: line_no,
+                        entries: Vec::new(),
+                    });
+                    sections.len() - 1
+                }
+            });
+            continue;
+        }
+        let Some(pos) = line.find(['=', ':']) else {
+            return Err(format!(
+                "line {line_no}: '{line}' is neither a [section] nor key = value"
+            ));
+        };
+        let key = line[..pos].trim().to_ascii_lowercase();
+        if key.is_empty() {
+            return Err(format!("line {line_no}: '{line}' has no key"));
+        }
+        let Some(c) = current else {
+            return Err(format!("key '{key}' before any [section] (line {line_no})"));
+        };
+        sections[c].entries.push(Entry {
+            key,
+            value: read_value(&line[pos + 1..]),
+            line: line_no,
+        });
+    }
+    Ok(sections)
+}
+
+/// go-ini value rules: quoted values verbatim, otherwise cut at an inline `;`/`#`, trimmed.
+fn read_value(s: &str) -> String {
+    let s = s.trim();
+    for q in ['"', '\'', '`'] {
+        if let Some(rest) = s.strip_prefix(q) {
+            if let Some(end) = rest.find(q) {
+                return rest[..end].to_string();
+            }
+        }
+    }
+    let end = s.find([';', '#']).unwrap_or(s.len());
+    s[..end].trim().to_string()
+}
+
+/// One key in one section, with the helpers that read its value.
+struct Kv<'a> {
+    sec: &'a str,
+    e: &'a Entry,
+}
+
+impl Kv<'_> {
+    fn key(&self) -> &str {
+        &self.e.key
+    }
+
+    fn unknown(&self) -> String {
+        format!(
+            "[{}] unknown key '{}' (line {})",
+            self.sec, self.e.key, self.e.line
+        )
+    }
+
+    fn bad(&self, why: &str) -> String {
+        format!(
+            "[{}] {} = '{}' (line {}): {why}",
+            self.sec, self.e.key, self.e.value, self.e.line
+        )
+    }
+
+    fn string(&self) -> String {
+        self.e.value.clone()
+    }
+
+    /// Go's `strconv.ParseBool` forms.
+    fn boolean(&self) -> Result<bool, String> {
+        match self.e.value.as_str() {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+            _ => Err(self.bad(
+                "not a boolean (use 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False)",
+            )),
+        }
+    }
+
+    fn uint<T: std::str::FromStr>(&self) -> Result<T, String> {
+        let v = self.e.value.as_str();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.bad("not a non-negative decimal integer"));
+        }
+        v.parse::<T>().map_err(|_| self.bad("number out of range"))
+    }
+
+    fn positive<T: std::str::FromStr + PartialEq + From<u8>>(&self) -> Result<T, String> {
+        let n: T = self.uint()?;
+        if n == T::from(0) {
+            return Err(self.bad("must be greater than 0"));
+        }
+        Ok(n)
+    }
+
+    fn level(&self) -> Result<String, String> {
+        normalize_level(&self.e.value)
+            .map(str::to_string)
+            .ok_or_else(|| self.bad("unknown log level (use debug, info, warn or error)"))
+    }
+}
+
+/// GoWorld's log level names (any case) → debug/info/warn/error.
+pub(crate) fn normalize_level(s: &str) -> Option<&'static str> {
+    match s.to_ascii_lowercase().as_str() {
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" | "panic" | "fatal" => Some("error"),
+        _ => None,
+    }
+}
+
+fn resolve(base: &Path, s: &str) -> PathBuf {
+    if s.is_empty() {
+        return PathBuf::new();
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Section builders: defaults, then `_common`, then the per-ID section.
+
+#[derive(Clone)]
+struct CommonB {
+    http_addr: String,
+    log_file: Option<String>,
+    log_stderr: bool,
+    log_level: String,
+    max_peer_frame: u32,
+}
+
+impl CommonB {
+    fn new(http_addr: &str) -> CommonB {
+        CommonB {
+            http_addr: http_addr.to_string(),
+            log_file: None,
+            log_stderr: true,
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
+            max_peer_frame: DEFAULT_MAX_PEER_FRAME,
+        }
+    }
+
+    /// Applies a key every process has; `Ok(false)` if `kv` is not one of them.
+    fn apply(&mut self, kv: &Kv) -> Result<bool, String> {
+        match kv.key() {
+            "http_addr" => self.http_addr = kv.string(),
+            "log_file" => self.log_file = Some(kv.string()),
+            "log_stderr" => self.log_stderr = kv.boolean()?,
+            "log_level" => self.log_level = kv.level()?,
+            "max_peer_frame" => self.max_peer_frame = kv.positive()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn build(&self, kind: &str, id: u16, base: &Path) -> ProcessCommon {
+        let log_file = match &self.log_file {
+            None => base.join(format!("{kind}{id}.log")),
+            Some(s) => resolve(base, s),
+        };
+        ProcessCommon {
+            http_addr: self.http_addr.clone(),
+            log_file,
+            log_stderr: self.log_stderr,
+            log_level: self.log_level.clone(),
+            max_peer_frame: self.max_peer_frame,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct DispatcherB {
+    listen_addr: String,
+    advertise_addr: String,
+    common: CommonB,
+    entity_hold_limit: usize,
+    game_hold_limit: usize,
+    freeze_hold_timeout_s: u64,
+}
+
+impl DispatcherB {
+    fn new() -> DispatcherB {
+        DispatcherB {
+            listen_addr: "127.0.0.1:13000".into(),
+            advertise_addr: "127.0.0.1:13000".into(),
+            common: CommonB::new("127.0.0.1:23000"),
+            entity_hold_limit: DEFAULT_ENTITY_HOLD_LIMIT,
+            game_hold_limit: DEFAULT_GAME_HOLD_LIMIT,
+            freeze_hold_timeout_s: DEFAULT_FREEZE_HOLD_TIMEOUT_S,
+        }
+    }
+
+    fn apply(&mut self, kv: &Kv) -> Result<(), String> {
+        match kv.key() {
+            "listen_addr" => self.listen_addr = kv.string(),
+            "advertise_addr" => self.advertise_addr = kv.string(),
+            "entity_hold_limit" => self.entity_hold_limit = kv.positive()?,
+            "game_hold_limit" => self.game_hold_limit = kv.positive()?,
+            "freeze_hold_timeout_s" => self.freeze_hold_timeout_s = kv.positive()?,
+            _ => {
+                if !self.common.apply(kv)? {
+                    return Err(kv.unknown());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, id: u16, base: &Path) -> DispatcherConfig {
+        DispatcherConfig {
+            listen_addr: self.listen_addr.clone(),
+            advertise_addr: self.advertise_addr.clone(),
+            common: self.common.build("dispatcher", id, base),
+            entity_hold_limit: self.entity_hold_limit,
+            game_hold_limit: self.game_hold_limit,
+            freeze_hold_timeout_s: self.freeze_hold_timeout_s,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct GameB {
+    boot_entity: String,
+    save_interval: u64,
+    common: CommonB,
+    gomaxprocs: u32,
+    position_sync_interval_ms: u64,
+    ban_boot_entity: bool,
+}
+
+impl GameB {
+    fn new() -> GameB {
+        GameB {
+            boot_entity: "Boot".into(),
+            save_interval: 300,
+            common: CommonB::new("127.0.0.1:25000"),
+            gomaxprocs: 0,
+            position_sync_interval_ms: 100,
+            ban_boot_entity: false,
+        }
+    }
+
+    fn apply(&mut self, kv: &Kv) -> Result<(), String> {
+        match kv.key() {
+            "boot_entity" => self.boot_entity = kv.string(),
+            "save_interval" => self.save_interval = kv.uint()?,
+            "gomaxprocs" => self.gomaxprocs = kv.uint()?,
+            "position_sync_interval_ms" => self.position_sync_interval_ms = kv.uint()?,
+            "ban_boot_entity" => self.ban_boot_entity = kv.boolean()?,
+            _ => {
+                if !self.common.apply(kv)? {
+                    return Err(kv.unknown());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, id: u16, base: &Path) -> Result<GameConfig, String> {
+        if self.boot_entity.is_empty() {
+            return Err(format!("[game{id}] boot_entity is empty"));
+        }
+        Ok(GameConfig {
+            boot_entity: self.boot_entity.clone(),
+            save_interval: self.save_interval,
+            common: self.common.build("game", id, base),
+            gomaxprocs: self.gomaxprocs,
+            position_sync_interval_ms: self.position_sync_interval_ms,
+            ban_boot_entity: self.ban_boot_entity,
+        })
+    }
+}
+
+#[derive(Clone)]
+struct GateB {
+    listen_addr: String,
+    common: CommonB,
+    gomaxprocs: u32,
+    /// `[section] key=value` that turned compression on, if it is on.
+    compress_connection: Option<String>,
+    /// `[section] key=value` that turned TLS on, if it is on.
+    encrypt_connection: Option<String>,
+    rsa_key: String,
+    rsa_certificate: String,
+    heartbeat_check_interval: u64,
+    position_sync_interval_ms: u64,
+    max_client_frame: u32,
+    client_output_limit: usize,
+}
+
+impl GateB {
+    fn new() -> GateB {
+        GateB {
+            listen_addr: "0.0.0.0:14000".into(),
+            common: CommonB::new("127.0.0.1:24000"),
+            gomaxprocs: 0,
+            compress_connection: None,
+            encrypt_connection: None,
+            rsa_key: "rsa.key".into(),
+            rsa_certificate: "rsa.crt".into(),
+            heartbeat_check_interval: 0,
+            position_sync_interval_ms: 100,
+            max_client_frame: DEFAULT_MAX_CLIENT_FRAME,
+            client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
+        }
+    }
+
+    fn apply(&mut self, kv: &Kv) -> Result<(), String> {
+        let on = |kv: &Kv| -> Result<Option<String>, String> {
+            Ok(kv
+                .boolean()?
+                .then(|| format!("[{}] {}={}", kv.sec, kv.e.key, kv.e.value)))
+        };
+        match kv.key() {
+            "listen_addr" => self.listen_addr = kv.string(),
+            "gomaxprocs" => self.gomaxprocs = kv.uint()?,
+            "compress_connection" => self.compress_connection = on(kv)?,
+            "encrypt_connection" => self.encrypt_connection = on(kv)?,
+            "rsa_key" => self.rsa_key = kv.string(),
+            "rsa_certificate" => self.rsa_certificate = kv.string(),
+            "heartbeat_check_interval" => self.heartbeat_check_interval = kv.uint()?,
+            "position_sync_interval_ms" => self.position_sync_interval_ms = kv.uint()?,
+            "max_client_frame" => self.max_client_frame = kv.positive()?,
+            "client_output_limit" => self.client_output_limit = kv.positive()?,
+            _ => {
+                if !self.common.apply(kv)? {
+                    return Err(kv.unknown());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, id: u16, base: &Path) -> Result<GateConfig, String> {
+        if let Some(set) = &self.compress_connection {
+            return Err(format!(
+                "{set}: snappy compression of client links is not built into goworld-rs yet \
+                 (gate{id}; set compress_connection=0)"
+            ));
+        }
+        if let Some(set) = &self.encrypt_connection {
+            return Err(format!(
+                "{set}: TLS on client links is not built into goworld-rs yet \
+                 (gate{id}; set encrypt_connection=0)"
+            ));
+        }
+        Ok(GateConfig {
+            listen_addr: self.listen_addr.clone(),
+            common: self.common.build("gate", id, base),
+            gomaxprocs: self.gomaxprocs,
+            compress_connection: false,
+            encrypt_connection: false,
+            rsa_key: resolve(base, &self.rsa_key),
+            rsa_certificate: resolve(base, &self.rsa_certificate),
+            heartbeat_check_interval: self.heartbeat_check_interval,
+            position_sync_interval_ms: self.position_sync_interval_ms,
+            max_client_frame: self.max_client_frame,
+            client_output_limit: self.client_output_limit,
+        })
+    }
+}
+
+/// `[storage]` (kvdb = false) or `[kvdb]` (kvdb = true).
+fn read_store(sec: Option<&Section>, kvdb: bool, base: &Path) -> Result<StoreConfig, String> {
+    let name = if kvdb { "kvdb" } else { "storage" };
+    let mut kind = ("filesystem".to_string(), 0usize);
+    let mut directory = if kvdb { "kvdb" } else { "entity_storage" }.to_string();
+    let mut url = String::new();
+    let mut db = if kvdb { "" } else { "goworld" }.to_string();
+    let mut collection = String::new();
+    for e in sec.map_or(&[][..], |s| &s.entries) {
+        let kv = Kv { sec: name, e };
+        match kv.key() {
+            "type" => kind = (kv.string(), e.line),
+            "directory" => directory = kv.string(),
+            "url" => url = kv.string(),
+            "db" => db = kv.string(),
+            "collection" if kvdb => collection = kv.string(),
+            k if k.starts_with("start_nodes_") => {}
+            _ => return Err(kv.unknown()),
+        }
+    }
+    let (kind, line) = kind;
+    let not_built =
+        |what: &str| {
+            Err(format!(
+            "[{name}] type = '{kind}' (line {line}): {what} is not compiled into goworld-rs yet \
+             (use type = filesystem{})",
+            if kvdb { ", or type = to disable the kvdb" } else { "" }
+        ))
+        };
+    match kind.as_str() {
+        "filesystem" => {
+            if directory.is_empty() {
+                return Err(format!("[{name}] directory is empty"));
+            }
+        }
+        "" if kvdb => {}
+        "mongodb" => return not_built("MongoDB"),
+        "redis" => return not_built("Redis"),
+        "redis_cluster" if kvdb => return not_built("Redis cluster"),
+        _ => {
+            return Err(format!(
+                "[{name}] type = '{kind}' (line {line}): unknown {name} type"
+            ))
+        }
+    }
+    Ok(StoreConfig {
+        kind,
+        directory: resolve(base, &directory),
+        url,
+        db,
+        collection,
+    })
+}
+
+enum SectionKind {
+    Debug,
+    Deployment,
+    Storage,
+    Kvdb,
+    DispatcherCommon,
+    Dispatcher(u16),
+    GameCommon,
+    Game(u16),
+    GateCommon,
+    Gate(u16),
+}
+
+fn classify(sec: &Section) -> Result<SectionKind, String> {
+    let name = sec.name.as_str();
+    Ok(match name {
+        "debug" => SectionKind::Debug,
+        "deployment" => SectionKind::Deployment,
+        "storage" => SectionKind::Storage,
+        "kvdb" => SectionKind::Kvdb,
+        "dispatcher_common" => SectionKind::DispatcherCommon,
+        "game_common" => SectionKind::GameCommon,
+        "gate_common" => SectionKind::GateCommon,
+        _ => {
+            for (prefix, make) in [
+                (
+                    "dispatcher",
+                    SectionKind::Dispatcher as fn(u16) -> SectionKind,
+                ),
+                ("game", SectionKind::Game),
+                ("gate", SectionKind::Gate),
+            ] {
+                if let Some(digits) = name.strip_prefix(prefix) {
+                    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                        return match digits.parse::<u16>() {
+                            Ok(id) if id > 0 => Ok(make(id)),
+                            _ => Err(format!(
+                                "[{name}] (line {}): {prefix} IDs are 1..=65535",
+                                sec.line
+                            )),
+                        };
+                    }
+                }
+            }
+            return Err(format!(
+                "unknown section [{name}] (line {}); sections are debug, deployment, storage, \
+                 kvdb, dispatcher_common, dispatcherN, game_common, gameN, gate_common, gateN",
+                sec.line
+            ));
+        }
+    })
+}
+
+fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
+    let sections = read_ini(text)?;
+    let mut kinds = Vec::with_capacity(sections.len());
+    for sec in &sections {
+        kinds.push(classify(sec)?);
+    }
+    let find = |want: fn(&SectionKind) -> bool| {
+        sections
+            .iter()
+            .zip(&kinds)
+            .find(|(_, k)| want(k))
+            .map(|(s, _)| s)
+    };
+
+    // [debug]
+    let mut debug = false;
+    if let Some(sec) = find(|k| matches!(k, SectionKind::Debug)) {
+        for e in &sec.entries {
+            let kv = Kv { sec: "debug", e };
+            match kv.key() {
+                "debug" => debug = kv.boolean()?,
+                _ => return Err(kv.unknown()),
+            }
+        }
+    }
+
+    // [deployment]
+    let mut desired: [Option<u16>; 3] = [None; 3];
+    const DESIRED: [&str; 3] = ["desired_dispatchers", "desired_games", "desired_gates"];
+    if let Some(sec) = find(|k| matches!(k, SectionKind::Deployment)) {
+        for e in &sec.entries {
+            let kv = Kv {
+                sec: "deployment",
+                e,
+            };
+            match DESIRED.iter().position(|d| *d == kv.key()) {
+                Some(i) => desired[i] = Some(kv.positive()?),
+                None => return Err(kv.unknown()),
+            }
+        }
+    }
+    let mut counts = [0u16; 3];
+    for i in 0..3 {
+        counts[i] = desired[i]
+            .ok_or_else(|| format!("[deployment] {} is missing (it must be > 0)", DESIRED[i]))?;
+    }
+    let deployment = Deployment {
+        desired_dispatchers: counts[0],
+        desired_games: counts[1],
+        desired_gates: counts[2],
+    };
+
+    let storage = read_store(find(|k| matches!(k, SectionKind::Storage)), false, base)?;
+    let kvdb = read_store(find(|k| matches!(k, SectionKind::Kvdb)), true, base)?;
+
+    // _common sections first, as GoWorld reads them.
+    let mut disp_common = DispatcherB::new();
+    let mut game_common = GameB::new();
+    let mut gate_common = GateB::new();
+    for (sec, kind) in sections.iter().zip(&kinds) {
+        for e in &sec.entries {
+            let kv = Kv { sec: &sec.name, e };
+            match kind {
+                SectionKind::DispatcherCommon => disp_common.apply(&kv)?,
+                SectionKind::GameCommon => game_common.apply(&kv)?,
+                SectionKind::GateCommon => gate_common.apply(&kv)?,
+                _ => {}
+            }
+        }
+    }
+
+    // Per-ID sections.
+    let mut disp_b: BTreeMap<u16, DispatcherB> = BTreeMap::new();
+    let mut game_b: BTreeMap<u16, GameB> = BTreeMap::new();
+    let mut gate_b: BTreeMap<u16, GateB> = BTreeMap::new();
+    for (sec, kind) in sections.iter().zip(&kinds) {
+        match *kind {
+            SectionKind::Dispatcher(id) => {
+                let mut b = disp_common.clone();
+                for e in &sec.entries {
+                    b.apply(&Kv { sec: &sec.name, e })?;
+                }
+                // Above desired_dispatchers: checked, then ignored (as GoWorld).
+                if id <= deployment.desired_dispatchers {
+                    disp_b.insert(id, b);
+                }
+            }
+            SectionKind::Game(id) => {
+                let mut b = game_common.clone();
+                for e in &sec.entries {
+                    b.apply(&Kv { sec: &sec.name, e })?;
+                }
+                game_b.insert(id, b);
+            }
+            SectionKind::Gate(id) => {
+                let mut b = gate_common.clone();
+                for e in &sec.entries {
+                    b.apply(&Kv { sec: &sec.name, e })?;
+                }
+                gate_b.insert(id, b);
+            }
+            _ => {}
+        }
+    }
+    for id in 1..=deployment.desired_dispatchers {
+        disp_b.entry(id).or_insert_with(|| disp_common.clone());
+    }
+    for id in 1..=deployment.desired_games {
+        game_b.entry(id).or_insert_with(|| game_common.clone());
+    }
+    for id in 1..=deployment.desired_gates {
+        gate_b.entry(id).or_insert_with(|| gate_common.clone());
+    }
+
+    let dispatchers = disp_b
+        .iter()
+        .map(|(&id, b)| (id, b.build(id, base)))
+        .collect();
+    let mut games = BTreeMap::new();
+    for (&id, b) in &game_b {
+        games.insert(id, b.build(id, base)?);
+    }
+    let mut gates = BTreeMap::new();
+    for (&id, b) in &gate_b {
+        gates.insert(id, b.build(id, base)?);
+    }
+
+    Ok(Config {
+        debug,
+        deployment,
+        storage,
+        kvdb,
+        dispatchers,
+        games,
+        gates,
+        base_dir: base.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "/srv/gw";
+    const MINIMAL: &str = "[deployment]\ndesired_dispatchers=1\ndesired_games=1\ndesired_gates=1\n";
+
+    fn base(p: &str) -> PathBuf {
+        Path::new(BASE).join(p)
+    }
+
+    fn common(kind: &str, id: u16, http: &str) -> ProcessCommon {
+        ProcessCommon {
+            http_addr: http.into(),
+            log_file: base(&format!("{kind}{id}.log")),
+            log_stderr: true,
+            log_level: "info".into(),
+            max_peer_frame: 33554432,
+        }
+    }
+
+    fn dispatcher(id: u16) -> DispatcherConfig {
+        DispatcherConfig {
+            listen_addr: "127.0.0.1:13000".into(),
+            advertise_addr: "127.0.0.1:13000".into(),
+            common: common("dispatcher", id, "127.0.0.1:23000"),
+            entity_hold_limit: 100000,
+            game_hold_limit: 1000000,
+            freeze_hold_timeout_s: 300,
+        }
+    }
+
+    fn game(id: u16) -> GameConfig {
+        GameConfig {
+            boot_entity: "Boot".into(),
+            save_interval: 300,
+            common: common("game", id, "127.0.0.1:25000"),
+            gomaxprocs: 0,
+            position_sync_interval_ms: 100,
+            ban_boot_entity: false,
+        }
+    }
+
+    fn gate(id: u16) -> GateConfig {
+        GateConfig {
+            listen_addr: "0.0.0.0:14000".into(),
+            common: common("gate", id, "127.0.0.1:24000"),
+            gomaxprocs: 0,
+            compress_connection: false,
+            encrypt_connection: false,
+            rsa_key: base("rsa.key"),
+            rsa_certificate: base("rsa.crt"),
+            heartbeat_check_interval: 0,
+            position_sync_interval_ms: 100,
+            max_client_frame: 65536,
+            client_output_limit: 4194304,
+        }
+    }
+
+    /// Every default, for a 1/1/1 deployment.
+    fn defaults() -> Config {
+        Config {
+            debug: false,
+            deployment: Deployment {
+                desired_dispatchers: 1,
+                desired_games: 1,
+                desired_gates: 1,
+            },
+            storage: StoreConfig {
+                kind: "filesystem".into(),
+                directory: base("entity_storage"),
+                url: String::new(),
+                db: "goworld".into(),
+                collection: String::new(),
+            },
+            kvdb: StoreConfig {
+                kind: "filesystem".into(),
+                directory: base("kvdb"),
+                url: String::new(),
+                db: String::new(),
+                collection: String::new(),
+            },
+            dispatchers: [(1, dispatcher(1))].into(),
+            games: [(1, game(1))].into(),
+            gates: [(1, gate(1))].into(),
+            base_dir: PathBuf::from(BASE),
+        }
+    }
+
+    /// Parses `ini` (base dir /srv/gw) and expects [`defaults`] as changed by `edit`.
+    fn check(ini: &str, edit: impl FnOnce(&mut Config)) {
+        let mut want = defaults();
+        edit(&mut want);
+        match Config::parse(ini, Path::new(BASE)) {
+            Ok(got) => assert_eq!(got, want, "\n--- ini ---\n{ini}"),
+            Err(e) => panic!("{e}\n--- ini ---\n{ini}"),
+        }
+    }
+
+    /// Parses `ini` and expects an error containing every one of `parts`.
+    fn check_err(ini: &str, parts: &[&str]) {
+        let e = Config::parse(ini, Path::new(BASE)).expect_err(ini).0;
+        for p in parts {
+            assert!(e.contains(p), "error {e:?} lacks {p:?}\n--- ini ---\n{ini}");
+        }
+    }
+
+    #[test]
+    fn sample_parses_with_its_values() {
+        let sample = include_str!("../../conf/goworld.ini.sample");
+        check(sample, |c| {
+            let d = c.dispatchers.get_mut(&1).unwrap();
+            d.listen_addr = "127.0.0.1:13001".into();
+            d.advertise_addr = "127.0.0.1:13001".into();
+            d.common.http_addr = "127.0.0.1:23001".into();
+            let g = c.games.get_mut(&1).unwrap();
+            g.boot_entity = "Account".into();
+            g.save_interval = 600;
+            g.common.http_addr = "127.0.0.1:25001".into();
+            let g = c.gates.get_mut(&1).unwrap();
+            g.listen_addr = "127.0.0.1:14001".into();
+            g.common.http_addr = "127.0.0.1:24001".into();
+        });
+        // Every key the parser knows appears in the sample (active or commented out).
+        for key in [
+            "debug",
+            "desired_dispatchers",
+            "desired_games",
+            "desired_gates",
+            "type",
+            "directory",
+            "url",
+            "db",
+            "collection",
+            "start_nodes_1",
+            "listen_addr",
+            "advertise_addr",
+            "http_addr",
+            "log_file",
+            "log_stderr",
+            "log_level",
+            "max_peer_frame",
+            "entity_hold_limit",
+            "game_hold_limit",
+            "freeze_hold_timeout_s",
+            "boot_entity",
+            "save_interval",
+            "gomaxprocs",
+            "position_sync_interval_ms",
+            "ban_boot_entity",
+            "compress_connection",
+            "encrypt_connection",
+            "rsa_key",
+            "rsa_certificate",
+            "heartbeat_check_interval",
+            "max_client_frame",
+            "client_output_limit",
+        ] {
+            assert!(
+                sample.contains(&format!("\n{key} =")) || sample.contains(&format!(";{key} =")),
+                "{key}"
+            );
+        }
+        for sec in ["[dispatcher2]", "[game2]", "[gate2]"] {
+            assert!(sample.contains(&format!(";{sec}")), "{sec}");
+        }
+    }
+
+    #[test]
+    fn every_default() {
+        check(MINIMAL, |_| {});
+        // Empty known sections change nothing.
+        let empty = format!(
+            "{MINIMAL}[debug]\n[storage]\n[kvdb]\n[dispatcher_common]\n[game_common]\n\
+             [gate_common]\n[dispatcher1]\n[game1]\n[gate1]\n"
+        );
+        check(&empty, |_| {});
+        let c = Config::parse(MINIMAL, Path::new(BASE)).unwrap();
+        assert_eq!(c.dispatcher(1), Some(&dispatcher(1)));
+        assert_eq!(c.game(1), Some(&game(1)));
+        assert_eq!(c.gate(1), Some(&gate(1)));
+        assert_eq!(c.dispatcher(2), None);
+        assert_eq!(c.game(2), None);
+        assert_eq!(c.gate(0), None);
+    }
+
+    #[test]
+    fn per_id_sections_merge_over_common() {
+        let ini = "[deployment]\ndesired_dispatchers=2\ndesired_games=2\ndesired_gates=2\n\
+            [dispatcher_common]\nlisten_addr=0.0.0.0:13000\nlog_level=warn\n\
+            [dispatcher2]\nlisten_addr=0.0.0.0:13002\nlog_level=debug\nentity_hold_limit=5\n\
+            [dispatcher3]\nlisten_addr=ignored\n\
+            [game_common]\nboot_entity=Account\nlog_file=logs/games.log\n\
+            [game2]\nboot_entity=Avatar\nban_boot_entity=1\n\
+            [game5]\nsave_interval=0\n\
+            [gate_common]\nmax_client_frame=1000\n\
+            [gate1]\nlisten_addr=127.0.0.1:14001\nlog_file=\nclient_output_limit=77\n";
+        check(ini, |c| {
+            c.deployment = Deployment {
+                desired_dispatchers: 2,
+                desired_games: 2,
+                desired_gates: 2,
+            };
+            let mut d1 = dispatcher(1);
+            d1.listen_addr = "0.0.0.0:13000".into();
+            d1.common.log_level = "warn".into();
+            let mut d2 = dispatcher(2);
+            d2.listen_addr = "0.0.0.0:13002".into();
+            d2.common.log_level = "debug".into();
+            d2.entity_hold_limit = 5;
+            c.dispatchers = [(1, d1), (2, d2)].into();
+            let mut g = [game(1), game(2), game(5)];
+            for g in &mut g {
+                g.boot_entity = "Account".into();
+                g.common.log_file = base("logs/games.log");
+            }
+            g[1].boot_entity = "Avatar".into();
+            g[1].ban_boot_entity = true;
+            g[2].save_interval = 0;
+            let [g1, g2, g5] = g;
+            c.games = [(1, g1), (2, g2), (5, g5)].into();
+            let mut t1 = gate(1);
+            t1.max_client_frame = 1000;
+            t1.listen_addr = "127.0.0.1:14001".into();
+            t1.common.log_file = PathBuf::new();
+            t1.client_output_limit = 77;
+            let mut t2 = gate(2);
+            t2.max_client_frame = 1000;
+            c.gates = [(1, t1), (2, t2)].into();
+        });
+    }
+
+    #[test]
+    fn go_booleans() {
+        for (v, want) in [
+            ("1", true),
+            ("t", true),
+            ("T", true),
+            ("TRUE", true),
+            ("true", true),
+            ("True", true),
+            ("0", false),
+            ("f", false),
+            ("F", false),
+            ("FALSE", false),
+            ("false", false),
+            ("False", false),
+        ] {
+            let ini = format!("{MINIMAL}[debug]\ndebug={v}\n[game_common]\nlog_stderr={v}\n");
+            check(&ini, |c| {
+                c.debug = want;
+                c.games.get_mut(&1).unwrap().common.log_stderr = want;
+            });
+        }
+        for v in ["yes", "on", "tRUE", "2", ""] {
+            let ini = format!("{MINIMAL}[gate1]\nlog_stderr={v}\n");
+            check_err(
+                &ini,
+                &["[gate1] log_stderr = '", &format!("'{v}'"), "not a boolean"],
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_sections_and_keys() {
+        let e = Config::parse(
+            &format!("{MINIMAL}[gate1]\nlisten_adr=x\n"),
+            Path::new(BASE),
+        );
+        assert_eq!(
+            e.unwrap_err().0,
+            "goworld.ini: [gate1] unknown key 'listen_adr' (line 6)"
+        );
+        check_err(
+            &format!("{MINIMAL}[gateway]\n"),
+            &["unknown section [gateway]"],
+        );
+        check_err(
+            &format!("{MINIMAL}[dispatcher]\n"),
+            &["unknown section [dispatcher]"],
+        );
+        check_err(
+            &format!("{MINIMAL}[server1]\n"),
+            &["unknown section [server1]"],
+        );
+        check_err(&format!("{MINIMAL}[game0]\n"), &["[game0]", "1..=65535"]);
+        check_err(&format!("{MINIMAL}[gate70000]\n"), &["[gate70000]"]);
+        check_err(
+            &format!("{MINIMAL}[deployment]\ndesired_servers=1\n"),
+            &["[deployment] unknown key 'desired_servers'"],
+        );
+        check_err(
+            &format!("{MINIMAL}[debug]\nverbose=1\n"),
+            &["[debug] unknown key 'verbose'"],
+        );
+        check_err(
+            &format!("{MINIMAL}[storage]\ncollection=x\n"),
+            &["[storage] unknown key 'collection'"],
+        );
+        // A game key in a gate section, a gate key in a dispatcher section.
+        check_err(
+            &format!("{MINIMAL}[gate_common]\nboot_entity=A\n"),
+            &["[gate_common] unknown key 'boot_entity'"],
+        );
+        check_err(
+            &format!("{MINIMAL}[dispatcher_common]\nmax_client_frame=1\n"),
+            &["[dispatcher_common] unknown key 'max_client_frame'"],
+        );
+        // Keys of ignored dispatcher sections are still checked.
+        check_err(
+            &format!("{MINIMAL}[dispatcher9]\nlisten=x\n"),
+            &["[dispatcher9] unknown key 'listen'"],
+        );
+        check_err(
+            &format!("debug=1\n{MINIMAL}"),
+            &["'debug' before any [section]"],
+        );
+        check_err(&format!("{MINIMAL}[game1\n"), &["unclosed section"]);
+        check_err(
+            &format!("{MINIMAL}[game1]\njust_a_word\n"),
+            &["just_a_word"],
+        );
+    }
+
+    #[test]
+    fn bad_values() {
+        check_err(
+            &format!("{MINIMAL}[game1]\nsave_interval=10m\n"),
+            &["[game1] save_interval = '10m' (line 6)", "integer"],
+        );
+        check_err(&format!("{MINIMAL}[game1]\nsave_interval=-1\n"), &["'-1'"]);
+        check_err(
+            &format!("{MINIMAL}[gate1]\nmax_client_frame=99999999999\n"),
+            &["[gate1] max_client_frame = '99999999999'", "out of range"],
+        );
+        check_err(
+            &format!("{MINIMAL}[gate_common]\nclient_output_limit=4M\n"),
+            &["client_output_limit = '4M'"],
+        );
+        check_err(
+            &format!("{MINIMAL}[dispatcher1]\nmax_peer_frame=0\n"),
+            &["[dispatcher1] max_peer_frame = '0'", "greater than 0"],
+        );
+        check_err(
+            &format!("{MINIMAL}[dispatcher1]\nlog_level=verbose\n"),
+            &["[dispatcher1] log_level = 'verbose'", "unknown log level"],
+        );
+        check_err(
+            &format!("{MINIMAL}[game1]\nboot_entity=\n"),
+            &["[game1] boot_entity is empty"],
+        );
+        // GoWorld level names are normalized.
+        let ini = format!("{MINIMAL}[game1]\nlog_level=FATAL\n[gate1]\nlog_level=Warning\n");
+        check(&ini, |c| {
+            c.games.get_mut(&1).unwrap().common.log_level = "error".into();
+            c.gates.get_mut(&1).unwrap().common.log_level = "warn".into();
+        });
+    }
+
+    #[test]
+    fn desired_counts_must_be_positive() {
+        for key in ["desired_dispatchers", "desired_games", "desired_gates"] {
+            let ini = MINIMAL.replace(&format!("{key}=1"), &format!("{key}=0"));
+            check_err(
+                &ini,
+                &[&format!("[deployment] {key} = '0'"), "greater than 0"],
+            );
+            let ini = MINIMAL.replace(&format!("{key}=1"), &format!("{key}=x"));
+            check_err(&ini, &[&format!("[deployment] {key} = 'x'")]);
+            let ini = MINIMAL.replace(&format!("{key}=1\n"), "");
+            check_err(&ini, &[&format!("[deployment] {key} is missing")]);
+        }
+        check_err("", &["desired_dispatchers is missing"]);
+    }
+
+    #[test]
+    fn compress_and_encrypt_are_not_built() {
+        check_err(&format!("{MINIMAL}[gate1]\nencrypt_connection=1\n"), &[
+            "goworld.ini: [gate1] encrypt_connection=1: TLS on client links is not built into goworld-rs yet",
+        ]);
+        check_err(
+            &format!("{MINIMAL}[gate_common]\ncompress_connection=true\n"),
+            &[
+                "[gate_common] compress_connection=true: snappy compression",
+                "not built into goworld-rs yet",
+            ],
+        );
+        // Turned off again in the per-ID section: fine.
+        check(
+            &format!(
+                "{MINIMAL}[gate_common]\nencrypt_connection=1\n[gate1]\nencrypt_connection=0\n"
+            ),
+            |_| {},
+        );
+    }
+
+    #[test]
+    fn storage_types() {
+        for (sec, kind, what) in [
+            ("storage", "mongodb", "MongoDB"),
+            ("storage", "redis", "Redis"),
+            ("kvdb", "mongodb", "MongoDB"),
+            ("kvdb", "redis", "Redis"),
+            ("kvdb", "redis_cluster", "Redis cluster"),
+        ] {
+            check_err(
+                &format!("{MINIMAL}[{sec}]\ntype={kind}\nurl=x://y\n"),
+                &[
+                    &format!("[{sec}] type = '{kind}'"),
+                    &format!("{what} is not compiled into goworld-rs yet"),
+                ],
+            );
+        }
+        check_err(
+            &format!("{MINIMAL}[storage]\ntype=\n"),
+            &["[storage] type = ''", "unknown storage type"],
+        );
+        check_err(
+            &format!("{MINIMAL}[storage]\ntype=redis_cluster\n"),
+            &["unknown storage type"],
+        );
+        check_err(
+            &format!("{MINIMAL}[kvdb]\ntype=sqlite\n"),
+            &["unknown kvdb type"],
+        );
+        check_err(
+            &format!("{MINIMAL}[storage]\ndirectory=\n"),
+            &["[storage] directory is empty"],
+        );
+        // An empty kvdb type disables the kvdb, as in GoWorld.
+        check(
+            &format!("{MINIMAL}[kvdb]\ntype=\nstart_nodes_1=a:1\n"),
+            |c| c.kvdb.kind = String::new(),
+        );
+        check(
+            &format!(
+                "{MINIMAL}[storage]\ndirectory=/var/gw/entities\nurl=u\ndb=d\nstart_nodes_1=x\n"
+            ),
+            |c| {
+                c.storage.directory = PathBuf::from("/var/gw/entities");
+                c.storage.url = "u".into();
+                c.storage.db = "d".into();
+            },
+        );
+    }
+
+    #[test]
+    fn paths_resolve_against_the_base_dir() {
+        let ini = format!(
+            "{MINIMAL}[kvdb]\ndirectory=data/kv\n[dispatcher1]\nlog_file=/var/log/d.log\n\
+             [game1]\nlog_file=logs/g.log\n[gate1]\nrsa_key=tls/k.pem\nrsa_certificate=/etc/c.pem\n"
+        );
+        check(&ini, |c| {
+            c.kvdb.directory = base("data/kv");
+            c.dispatchers.get_mut(&1).unwrap().common.log_file = "/var/log/d.log".into();
+            c.games.get_mut(&1).unwrap().common.log_file = base("logs/g.log");
+            let g = c.gates.get_mut(&1).unwrap();
+            g.rsa_key = base("tls/k.pem");
+            g.rsa_certificate = "/etc/c.pem".into();
+        });
+
+        // load(): the base dir is the file's (absolute) directory; errors name the file.
+        let dir = std::env::temp_dir().join(format!("goworld-rs-config-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        let path = dir.join("conf").join("goworld.ini");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load(&path).unwrap();
+        let real = dir.join("conf").canonicalize().unwrap();
+        assert_eq!(c.base_dir, real);
+        assert_eq!(c.game(1).unwrap().common.log_file, real.join("game1.log"));
+        assert_eq!(c.storage.directory, real.join("entity_storage"));
+        std::fs::write(&path, format!("{MINIMAL}[gate1]\nlisten_adr=x\n")).unwrap();
+        let e = Config::load(&path).unwrap_err().0;
+        assert!(
+            e.starts_with(&format!("{}: [gate1] unknown key", path.display())),
+            "{e}"
+        );
+        let missing = dir.join("nope.ini");
+        let e = Config::load(&missing).unwrap_err().0;
+        assert!(e.contains("nope.ini") && e.ends_with("not found"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ini_syntax() {
+        let ini = "\u{feff}; comment\n# comment\n  [Deployment]  ; trailing\n\
+            Desired_Dispatchers : 1\ndesired_games=1 ; inline\ndesired_gates = 1#x\n\
+            [game1]\nboot_entity = \"Acc;ount\" ; quoted\nhttp_addr='a b'\nlog_level=`debug`\n\
+            save_interval=1\nsave_interval=2\n[gate1]\nlisten_addr=a\n[game1]\ngomaxprocs=4\n";
+        check(ini, |c| {
+            let g = c.games.get_mut(&1).unwrap();
+            g.boot_entity = "Acc;ount".into();
+            g.common.http_addr = "a b".into();
+            g.common.log_level = "debug".into();
+            g.save_interval = 2;
+            g.gomaxprocs = 4;
+            c.gates.get_mut(&1).unwrap().listen_addr = "a".into();
+        });
+    }
+}

@@ -1,0 +1,1743 @@
+//! The single-threaded mio reactor: the only code in goworld-rs that owns sockets.
+//!
+//! One `mio::Poll` per process. Listeners and the waker have fixed tokens; connections live
+//! in a slab and are named by [`ConnId`], a slot plus a generation, so a reused slot is never
+//! mistaken for the connection that had it before.
+//!
+//! One loop iteration, in this order:
+//! 1. poll, with a timeout from the handler's [`Handler::next_deadline`] (no busy ticking);
+//! 2. handle events: accept, connect, read every complete frame into [`Handler::on_frame`]
+//!    (reads drain until `WouldBlock`, or the connection is re-queued on a ready list served
+//!    before the next blocking poll), signals, the waker;
+//! 3. [`Handler::on_tick`]: the component fires its due timers (by deadline, then insertion
+//!    order), runs posted callbacks until none are left, and does periodic work that is due;
+//! 4. flush: one `write` per connection with pending output. WRITABLE interest is registered
+//!    only while a write would block; buffers that grew in a burst are released once drained.
+//!
+//! Component logic sees the reactor only through [`Io`], so it can run against an in-memory
+//! `Io` in tests with a fake clock.
+//!
+//! The ready list is taken before an iteration's events are handled, so a connection whose
+//! read budget (see [`ReactorConfig::read_budget`]) ran out in this iteration is read again in
+//! the next one, after everyone else had a turn; while it is non-empty the poll does not block.
+//!
+//! Backpressure: a [`LinkKind::Client`] link whose pending output passes its limit is closed.
+//! A [`LinkKind::Server`] link is never closed for size; once its pending output passes the
+//! high watermark it is *congested* until a flush brings it below the low watermark, and while
+//! any server link is congested the reactor reads from no other connection. Connections that
+//! became readable meanwhile are remembered (their data stays in the kernel, which in turn
+//! slows their senders) and are put back on the ready list when the last congestion clears.
+//!
+//! Closing: [`Io::close`], io errors, EOF, oversized frames and output limits only *mark* a
+//! connection; the one teardown routine flushes what it can, deregisters, removes the slot and
+//! reports [`Handler::on_close`] exactly once (or schedules the redial for a failed connect).
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::frame::{write_frame2, FrameDecoder, FrameError};
+
+/// A connection: slab slot plus generation. Copyable; stale IDs are ignored by [`Io`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub slot: u32,
+    pub gen: u32,
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}.{}", self.slot, self.gen)
+    }
+}
+
+/// How a link is treated: limits, and what happens when its output backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A game client on a gate. Closed with a logged reason when pending output passes
+    /// `output_limit`.
+    Client { output_limit: usize },
+    /// A link between servers. Never closed for size: above the reactor's high watermark the
+    /// reactor stops reading from every other connection until it drains, and counts it.
+    Server,
+}
+
+/// Per-link settings, given with a listener or a dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkOpts {
+    pub kind: LinkKind,
+    /// Largest payload accepted from the peer; a bigger length header closes the connection.
+    pub max_frame: u32,
+}
+
+/// Where a connection came from, as told to [`Handler::on_open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Accepted on the listener added with this tag.
+    Accepted { listener: u32 },
+    /// Dialed for the dial added with this tag (a reconnect reports the same tag).
+    Dialed { dial: u32 },
+}
+
+/// Why a connection closed, as told to [`Handler::on_close`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side (EOF).
+    PeerClosed,
+    /// An io error, named by kind ("connection reset by peer"), never by its os-error text.
+    Io(String),
+    /// A frame length above the link's `max_frame`.
+    FrameTooLarge { len: u32, max: u32 },
+    /// A client link whose pending output passed its limit.
+    OutputLimit { pending: usize, limit: usize },
+    /// Closed by the handler through [`Io::close`], with its reason.
+    Local(String),
+    /// A dial that failed before connecting (the reactor retries with backoff).
+    ConnectFailed(String),
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed the connection"),
+            CloseReason::Io(kind) => f.write_str(kind),
+            CloseReason::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the limit of {max}")
+            }
+            CloseReason::OutputLimit { pending, limit } => {
+                write!(
+                    f,
+                    "{pending} bytes of output pending, over the limit of {limit}"
+                )
+            }
+            CloseReason::Local(reason) => f.write_str(reason),
+            CloseReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+        }
+    }
+}
+
+/// What component logic may do to connections. The reactor implements it by appending frames
+/// to per-connection buffers (flushed once per loop iteration); tests implement it in memory.
+pub trait Io {
+    /// Queues one frame whose payload is `payload`. Unknown or closed connections are ignored.
+    fn send(&mut self, conn: ConnId, payload: &[u8]);
+    /// Queues one frame whose payload is `head` followed by `tail` (appending a field without
+    /// copying the message first).
+    fn send2(&mut self, conn: ConnId, head: &[u8], tail: &[u8]);
+    /// Closes a connection after flushing what is queued for it; `reason` is logged by the
+    /// caller and reported back through [`Handler::on_close`] as [`CloseReason::Local`].
+    fn close(&mut self, conn: ConnId, reason: &str);
+    /// Bytes queued and not yet written for `conn` (0 for unknown connections).
+    fn pending(&self, conn: ConnId) -> usize;
+}
+
+/// A component (dispatcher, gate, game, bot) driven by the reactor. Every method gets the
+/// time as arguments; none may read the clock, sockets, files or the environment itself.
+pub trait Handler {
+    /// A connection was accepted or a dial connected.
+    fn on_open(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        origin: Origin,
+        peer: SocketAddr,
+    );
+    /// One complete frame's payload arrived on `conn`.
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]);
+    /// `conn` is gone; it will not be reported again. Not called for failed dials.
+    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason);
+    /// Called once per loop iteration after events: fire due timers, run posted work.
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, wall: SystemTime);
+    /// The earliest time `on_tick` has something to do; `None` sleeps until the next event.
+    fn next_deadline(&self) -> Option<Instant>;
+    /// SIGINT, SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 arrived (the number is libc's).
+    fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32);
+    /// A worker thread called [`mio::Waker::wake`] on the reactor's waker.
+    fn on_wake(&mut self, _io: &mut dyn Io, _now: Instant) {}
+    /// True once the component wants the loop to end (after the current flush).
+    fn should_stop(&self) -> bool;
+}
+
+/// The waker's fixed token.
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// The signal pipe's fixed token.
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+/// Listener `i` has token `LISTENER_BASE + i`; connections use their slab slot, below it.
+const LISTENER_BASE: usize = usize::MAX / 2;
+
+/// Buffers above this capacity are released once drained.
+const BUF_KEEP: usize = 64 * 1024;
+/// First redial delay; doubles per failure up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long accepting stops when the process is out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// A dial that has neither connected nor failed by then counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on the flush after the handler asked to stop.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// Reactor tuning. [`Default`] gives the production values, with signals off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactorConfig {
+    /// Pending output of a server link above which reads from other connections stop.
+    pub high_watermark: usize,
+    /// Pending output every congested server link must drop below before reads resume.
+    pub low_watermark: usize,
+    /// Bytes read from one connection per loop iteration before others get their turn.
+    pub read_budget: usize,
+    /// Deliver SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to [`Handler::on_signal`]. Off by
+    /// default so tests and embedded uses do not take over process-wide signals; the server
+    /// binaries turn it on.
+    pub signals: bool,
+}
+
+impl Default for ReactorConfig {
+    fn default() -> ReactorConfig {
+        ReactorConfig {
+            high_watermark: 16 << 20,
+            low_watermark: 4 << 20,
+            read_budget: 256 << 10,
+            signals: false,
+        }
+    }
+}
+
+/// Counters since the reactor was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReactorStats {
+    /// Connections accepted on listeners.
+    pub accepted: u64,
+    /// Open connections (accepted or dialed) that closed, for any reason.
+    pub closed: u64,
+    /// Frames delivered to [`Handler::on_frame`].
+    pub frames_in: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Successful `write` calls.
+    pub writes: u64,
+    /// Times reads were paused because a server link passed the high watermark.
+    pub read_pauses: u64,
+    /// Times accepting was paused because file descriptors ran out.
+    pub emfile_backoffs: u64,
+}
+
+/// One connection's state. Input and output live side by side, but the decoder is taken out
+/// of the slot while its frames are dispatched, so the handler may queue output anywhere.
+struct Conn {
+    gen: u32,
+    stream: TcpStream,
+    peer: SocketAddr,
+    opts: LinkOpts,
+    origin: Origin,
+    /// A dial whose connect has not completed; invisible to the handler.
+    connecting: bool,
+    /// Index into `Reactor::dials` for dialed connections.
+    dial: Option<usize>,
+    /// `None` only while its frames are being dispatched.
+    decoder: Option<FrameDecoder>,
+    /// Framed output; bytes before `out_pos` are already written.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// WRITABLE is registered (only while a write would block).
+    writable_interest: bool,
+    /// Listed in `Conns::flush`.
+    queued_flush: bool,
+    /// Listed in `Reactor::ready` (read budget ran out with data left).
+    queued_ready: bool,
+    /// Listed in `Reactor::deferred` (readable while reads were paused).
+    deferred: bool,
+    /// A server link counted in `Conns::congested`.
+    congested: bool,
+    /// Marked for teardown, with the reason reported to the handler.
+    closing: Option<CloseReason>,
+}
+
+impl Conn {
+    fn pending(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+}
+
+/// The connection table; this is the [`Io`] handed to the handler.
+struct Conns {
+    slab: Slab<Conn>,
+    /// Connections with output queued this iteration.
+    flush: Vec<ConnId>,
+    /// Connections marked for teardown.
+    closing: Vec<ConnId>,
+    /// Server links above the high watermark (until they drain below the low one).
+    congested: usize,
+    high_watermark: usize,
+    stats: ReactorStats,
+}
+
+impl Conns {
+    fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.slab.get(id.slot as usize).filter(|c| c.gen == id.gen)
+    }
+
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slab
+            .get_mut(id.slot as usize)
+            .filter(|c| c.gen == id.gen)
+    }
+
+    /// Marks `id` for teardown; the first reason wins.
+    fn mark_close(&mut self, id: ConnId, reason: CloseReason) {
+        if let Some(c) = self
+            .slab
+            .get_mut(id.slot as usize)
+            .filter(|c| c.gen == id.gen)
+        {
+            if c.closing.is_none() {
+                c.closing = Some(reason);
+                self.closing.push(id);
+            }
+        }
+    }
+}
+
+impl Io for Conns {
+    fn send(&mut self, conn: ConnId, payload: &[u8]) {
+        self.send2(conn, payload, &[]);
+    }
+
+    fn send2(&mut self, conn: ConnId, head: &[u8], tail: &[u8]) {
+        let Some(c) = self
+            .slab
+            .get_mut(conn.slot as usize)
+            .filter(|c| c.gen == conn.gen)
+        else {
+            return;
+        };
+        if c.closing.is_some() || c.connecting {
+            return;
+        }
+        write_frame2(&mut c.out, head, tail);
+        if !c.queued_flush {
+            c.queued_flush = true;
+            self.flush.push(conn);
+        }
+        let pending = c.pending();
+        match c.opts.kind {
+            LinkKind::Client { output_limit } if pending > output_limit => {
+                c.closing = Some(CloseReason::OutputLimit {
+                    pending,
+                    limit: output_limit,
+                });
+                self.closing.push(conn);
+            }
+            LinkKind::Server if pending > self.high_watermark && !c.congested => {
+                c.congested = true;
+                if self.congested == 0 {
+                    self.stats.read_pauses += 1;
+                    log::info!(
+                        "server link {conn} to {} has {pending} bytes pending; pausing reads from other connections",
+                        c.peer
+                    );
+                }
+                self.congested += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, reason: &str) {
+        if self.get(conn).is_some_and(|c| !c.connecting) {
+            self.mark_close(conn, CloseReason::Local(reason.to_string()));
+        }
+    }
+
+    fn pending(&self, conn: ConnId) -> usize {
+        self.get(conn).map_or(0, Conn::pending)
+    }
+}
+
+struct Listener {
+    sock: TcpListener,
+    tag: u32,
+    opts: LinkOpts,
+    addr: SocketAddr,
+    /// Not yet accepted until `WouldBlock` (edge-triggered: no new event will say so).
+    readable: bool,
+    /// Accepting stopped until then (out of file descriptors).
+    paused_until: Option<Instant>,
+    /// The descriptor shortage was logged; reset once an accept succeeds.
+    shortage_logged: bool,
+}
+
+enum DialState {
+    /// Next attempt at this time.
+    Waiting(Instant),
+    /// Connect in progress.
+    Connecting { conn: ConnId, deadline: Instant },
+    /// Connected; the handler knows `ConnId`.
+    Open,
+}
+
+struct Dial {
+    addr: SocketAddr,
+    tag: u32,
+    opts: LinkOpts,
+    state: DialState,
+    backoff: Duration,
+    /// A failure of the current streak was logged.
+    failure_logged: bool,
+}
+
+/// The event loop. See the module documentation for the order of one iteration.
+pub struct Reactor {
+    poll: Poll,
+    cfg: ReactorConfig,
+    conns: Conns,
+    listeners: Vec<Listener>,
+    dials: Vec<Dial>,
+    waker: Arc<Waker>,
+    signals: Option<Signals>,
+    /// Connections whose read budget ran out with data left; served next iteration.
+    ready: Vec<ConnId>,
+    /// Connections that became readable while reads were paused.
+    deferred: Vec<ConnId>,
+    next_gen: u32,
+}
+
+impl Reactor {
+    /// A reactor with its poll, waker and (if configured) signal pipe, and no sockets yet.
+    pub fn new(cfg: ReactorConfig) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let signals = if cfg.signals {
+            use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+            let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])?;
+            poll.registry()
+                .register(&mut s, SIGNAL_TOKEN, Interest::READABLE)?;
+            Some(s)
+        } else {
+            None
+        };
+        Ok(Reactor {
+            poll,
+            conns: Conns {
+                slab: Slab::new(),
+                flush: Vec::new(),
+                closing: Vec::new(),
+                congested: 0,
+                high_watermark: cfg.high_watermark,
+                stats: ReactorStats::default(),
+            },
+            cfg,
+            listeners: Vec::new(),
+            dials: Vec::new(),
+            waker,
+            signals,
+            ready: Vec::new(),
+            deferred: Vec::new(),
+            next_gen: 1,
+        })
+    }
+
+    /// Starts accepting on `l` (made non-blocking here); accepted connections are reported
+    /// with [`Origin::Accepted`] carrying `tag`. Returns the listener's local address.
+    pub fn add_listener(
+        &mut self,
+        l: std::net::TcpListener,
+        tag: u32,
+        opts: LinkOpts,
+    ) -> io::Result<SocketAddr> {
+        l.set_nonblocking(true)?;
+        let addr = l.local_addr()?;
+        let mut sock = TcpListener::from_std(l);
+        let token = Token(LISTENER_BASE + self.listeners.len());
+        self.poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE)?;
+        // Connections may already be queued; the first iteration accepts them.
+        self.listeners.push(Listener {
+            sock,
+            tag,
+            opts,
+            addr,
+            readable: true,
+            paused_until: None,
+            shortage_logged: false,
+        });
+        Ok(addr)
+    }
+
+    /// Connects to `addr` now and keeps it connected: after a failed connect or a close the
+    /// reactor redials, waiting 50 ms doubling to 1 s (reset by a successful connect). Each
+    /// connection is reported with [`Origin::Dialed`] carrying `tag`; failed attempts are not
+    /// reported to the handler.
+    pub fn add_dial(&mut self, addr: SocketAddr, tag: u32, opts: LinkOpts) {
+        let now = Instant::now();
+        self.dials.push(Dial {
+            addr,
+            tag,
+            opts,
+            state: DialState::Waiting(now),
+            backoff: BACKOFF_START,
+            failure_logged: false,
+        });
+        self.start_dial(self.dials.len() - 1, now);
+    }
+
+    /// The waker: [`mio::Waker::wake`] from any thread makes the loop call
+    /// [`Handler::on_wake`].
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> ReactorStats {
+        self.conns.stats
+    }
+
+    /// Allocated (input, output) buffer bytes of a connection, for memory tests.
+    #[doc(hidden)]
+    pub fn debug_conn_capacity(&self, conn: ConnId) -> Option<(usize, usize)> {
+        let c = self.conns.get(conn)?;
+        Some((
+            c.decoder.as_ref().map_or(0, FrameDecoder::capacity),
+            c.out.capacity(),
+        ))
+    }
+
+    /// Runs the loop until [`Handler::should_stop`], then flushes pending output for at most
+    /// about a second. Connections stay open (they close when the reactor is dropped).
+    pub fn run(&mut self, handler: &mut dyn Handler) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !handler.should_stop() {
+            let timeout = self.poll_timeout(handler, Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+
+            // Events.
+            let now = Instant::now();
+            // Taken first, so connections re-queued now wait for the next iteration.
+            let ready = std::mem::take(&mut self.ready);
+            let mut woke = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER_TOKEN => woke = true,
+                    SIGNAL_TOKEN => self.deliver_signals(handler, now),
+                    Token(t) if t >= LISTENER_BASE => {
+                        if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
+                            l.readable = true;
+                            self.accept_all(t - LISTENER_BASE, handler, now);
+                        }
+                    }
+                    Token(slot) => self.conn_event(slot, ev, handler, now),
+                }
+            }
+            if woke {
+                handler.on_wake(&mut self.conns, now);
+            }
+            for id in ready {
+                if let Some(c) = self.conns.get_mut(id) {
+                    c.queued_ready = false;
+                    self.read_conn(id, handler, now);
+                }
+            }
+            if self.conns.congested == 0 && !self.deferred.is_empty() {
+                log::debug!("server links drained; resuming reads");
+                for id in std::mem::take(&mut self.deferred) {
+                    if let Some(c) = self.conns.get_mut(id) {
+                        c.deferred = false;
+                        self.read_conn(id, handler, now);
+                    }
+                }
+            }
+            // Listeners not drained yet (an accept pause ran out); `accept_all` checks the pause.
+            for idx in 0..self.listeners.len() {
+                if self.listeners[idx].readable {
+                    self.accept_all(idx, handler, now);
+                }
+            }
+            self.service_dials(now);
+            self.process_closes(handler, now);
+
+            // Tick.
+            let now = Instant::now();
+            handler.on_tick(&mut self.conns, now, SystemTime::now());
+            self.process_closes(handler, now);
+
+            // Flush.
+            self.flush_all();
+            self.process_closes(handler, now);
+        }
+        self.final_flush(handler);
+        Ok(())
+    }
+
+    /// Zero while work is queued; otherwise until the earliest handler, dial or accept-pause
+    /// deadline; `None` (sleep until an event) when there is none.
+    fn poll_timeout(&self, handler: &dyn Handler, now: Instant) -> Option<Duration> {
+        let busy = !self.ready.is_empty()
+            || !self.conns.flush.is_empty()
+            || !self.conns.closing.is_empty()
+            || (self.conns.congested == 0 && !self.deferred.is_empty());
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let mut next = handler.next_deadline();
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for d in &self.dials {
+            match d.state {
+                DialState::Waiting(t) => consider(t),
+                DialState::Connecting { deadline, .. } => consider(deadline),
+                DialState::Open => {}
+            }
+        }
+        for l in &self.listeners {
+            if l.readable {
+                consider(l.paused_until.unwrap_or(now));
+            }
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn deliver_signals(&mut self, handler: &mut dyn Handler, now: Instant) {
+        let Some(s) = self.signals.as_mut() else {
+            return;
+        };
+        let sigs: Vec<i32> = s.pending().collect();
+        for sig in sigs {
+            handler.on_signal(&mut self.conns, now, sig);
+        }
+    }
+
+    /// Registers a new connection in a free slot.
+    fn insert_conn(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        opts: LinkOpts,
+        origin: Origin,
+        dial: Option<usize>,
+    ) -> io::Result<ConnId> {
+        let entry = self.conns.slab.vacant_entry();
+        let slot = entry.key();
+        if slot >= LISTENER_BASE {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "connection table full",
+            ));
+        }
+        let connecting = dial.is_some();
+        // A connect completes with WRITABLE; an open connection needs READABLE only.
+        let interest = if connecting {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.poll
+            .registry()
+            .register(&mut stream, Token(slot), interest)?;
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        entry.insert(Conn {
+            gen,
+            stream,
+            peer,
+            opts,
+            origin,
+            connecting,
+            dial,
+            decoder: Some(FrameDecoder::new(opts.max_frame)),
+            out: Vec::new(),
+            out_pos: 0,
+            writable_interest: connecting,
+            queued_flush: false,
+            queued_ready: false,
+            deferred: false,
+            congested: false,
+            closing: None,
+        });
+        Ok(ConnId {
+            slot: slot as u32,
+            gen,
+        })
+    }
+
+    /// Accepts until `WouldBlock`, or pauses accepting when descriptors run out.
+    fn accept_all(&mut self, idx: usize, handler: &mut dyn Handler, now: Instant) {
+        loop {
+            let l = &mut self.listeners[idx];
+            if let Some(t) = l.paused_until {
+                if now < t {
+                    return;
+                }
+                l.paused_until = None;
+            }
+            match l.sock.accept() {
+                Ok((stream, peer)) => {
+                    l.shortage_logged = false;
+                    let (tag, opts) = (l.tag, l.opts);
+                    if let Err(e) = stream.set_nodelay(true) {
+                        log::debug!("could not set TCP_NODELAY for {peer}: {}", kind_text(&e));
+                    }
+                    let origin = Origin::Accepted { listener: tag };
+                    match self.insert_conn(stream, peer, opts, origin, None) {
+                        Ok(id) => {
+                            self.conns.stats.accepted += 1;
+                            log::debug!("accepted {peer} as {id} on listener {tag}");
+                            handler.on_open(&mut self.conns, now, id, origin, peer);
+                        }
+                        Err(e) => log::warn!("dropping connection from {peer}: {}", kind_text(&e)),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    l.readable = false;
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // Out of descriptors (EMFILE, ENFILE) or anything else: stop for a moment
+                    // rather than spin; the listener stays readable and is retried after.
+                    if is_fd_shortage(&e) {
+                        self.conns.stats.emfile_backoffs += 1;
+                        if !l.shortage_logged {
+                            l.shortage_logged = true;
+                            log::warn!(
+                                "out of file descriptors accepting on {}; pausing accepts for {} ms",
+                                l.addr,
+                                ACCEPT_PAUSE.as_millis()
+                            );
+                        }
+                    } else {
+                        log::warn!(
+                            "accept on {} failed: {}; pausing accepts",
+                            l.addr,
+                            kind_text(&e)
+                        );
+                    }
+                    l.paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Starts a nonblocking connect for dial `idx`.
+    fn start_dial(&mut self, idx: usize, now: Instant) {
+        let d = &self.dials[idx];
+        let (addr, tag, opts) = (d.addr, d.tag, d.opts);
+        let result = TcpStream::connect(addr)
+            .and_then(|s| self.insert_conn(s, addr, opts, Origin::Dialed { dial: tag }, Some(idx)));
+        match result {
+            Ok(conn) => {
+                self.dials[idx].state = DialState::Connecting {
+                    conn,
+                    deadline: now + CONNECT_TIMEOUT,
+                };
+            }
+            Err(e) => self.dial_failed(idx, now, &kind_text(&e)),
+        }
+    }
+
+    /// Schedules the next attempt of a dial that did not connect.
+    fn dial_failed(&mut self, idx: usize, now: Instant, why: &str) {
+        let d = &mut self.dials[idx];
+        if !d.failure_logged {
+            d.failure_logged = true;
+            log::info!(
+                "dial {} to {} not connected ({why}); retrying until it is",
+                d.tag,
+                d.addr
+            );
+        }
+        d.state = DialState::Waiting(now + d.backoff);
+        d.backoff = (d.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Starts due redials and gives up on connects that take too long.
+    fn service_dials(&mut self, now: Instant) {
+        for idx in 0..self.dials.len() {
+            match self.dials[idx].state {
+                DialState::Waiting(t) if t <= now => self.start_dial(idx, now),
+                DialState::Connecting { conn, deadline } if deadline <= now => {
+                    self.conns
+                        .mark_close(conn, CloseReason::ConnectFailed("timed out".into()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One readiness event on a connection slot.
+    fn conn_event(&mut self, slot: usize, ev: &Event, handler: &mut dyn Handler, now: Instant) {
+        let Some(c) = self.conns.slab.get_mut(slot) else {
+            return;
+        };
+        let id = ConnId {
+            slot: slot as u32,
+            gen: c.gen,
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        if c.connecting {
+            self.finish_connect(id, handler, now);
+            return;
+        }
+        if ev.is_writable() && c.pending() > 0 && !c.queued_flush {
+            c.queued_flush = true;
+            self.conns.flush.push(id);
+        }
+        // Errors and hang-ups surface from `read` with their kind (or as EOF).
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() || ev.is_write_closed() {
+            self.read_conn(id, handler, now);
+        }
+    }
+
+    /// Completes (or fails) a pending dial after an event on its socket.
+    fn finish_connect(&mut self, id: ConnId, handler: &mut dyn Handler, now: Instant) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let outcome = match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(kind_text(&e)),
+            Ok(None) => match c.stream.peer_addr() {
+                Ok(peer) => Ok(peer),
+                // Spurious wake-up: still connecting.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(kind_text(&e)),
+            },
+        };
+        let peer = match outcome {
+            Ok(peer) => peer,
+            Err(why) => {
+                self.conns.mark_close(id, CloseReason::ConnectFailed(why));
+                return;
+            }
+        };
+        c.connecting = false;
+        c.peer = peer;
+        if let Err(e) = c.stream.set_nodelay(true) {
+            log::debug!("could not set TCP_NODELAY for {peer}: {}", kind_text(&e));
+        }
+        if let Err(e) = self.poll.registry().reregister(
+            &mut c.stream,
+            Token(id.slot as usize),
+            Interest::READABLE,
+        ) {
+            self.conns.mark_close(id, CloseReason::Io(kind_text(&e)));
+            return;
+        }
+        c.writable_interest = false;
+        let origin = c.origin;
+        if let Some(idx) = c.dial {
+            let d = &mut self.dials[idx];
+            d.state = DialState::Open;
+            d.backoff = BACKOFF_START;
+            if std::mem::take(&mut d.failure_logged) {
+                log::info!("dial {} connected to {peer} as {id}", d.tag);
+            } else {
+                log::debug!("dial {} connected to {peer} as {id}", d.tag);
+            }
+        }
+        handler.on_open(&mut self.conns, now, id, origin, peer);
+        // Data may have arrived with the connect; its edge is already consumed.
+        self.read_conn(id, handler, now);
+    }
+
+    /// Reads and dispatches until `WouldBlock`, the read budget, a pause or a close.
+    fn read_conn(&mut self, id: ConnId, handler: &mut dyn Handler, now: Instant) {
+        let slot = id.slot as usize;
+        let paused = self.conns.congested > 0;
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.closing.is_some() || c.connecting {
+            return;
+        }
+        if paused && !c.congested {
+            if !c.deferred {
+                c.deferred = true;
+                self.deferred.push(id);
+            }
+            return;
+        }
+        let Some(mut dec) = c.decoder.take() else {
+            return;
+        };
+        let mut budget = self.cfg.read_budget.max(1);
+        let (mut requeue, mut defer) = (false, false);
+        'read: loop {
+            let c = &mut self.conns.slab[slot];
+            match dec.read_from(&mut c.stream) {
+                Ok(0) => {
+                    // Every frame before EOF has been dispatched after its read.
+                    self.conns.mark_close(id, CloseReason::PeerClosed);
+                    break;
+                }
+                Ok(n) => {
+                    self.conns.stats.bytes_in += n as u64;
+                    budget = budget.saturating_sub(n);
+                    loop {
+                        match dec.next_frame() {
+                            Ok(Some(payload)) => {
+                                self.conns.stats.frames_in += 1;
+                                handler.on_frame(&mut self.conns, now, id, payload);
+                                if self.conns.slab[slot].closing.is_some() {
+                                    break 'read;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(FrameError::TooLarge { len, max }) => {
+                                self.conns
+                                    .mark_close(id, CloseReason::FrameTooLarge { len, max });
+                                break 'read;
+                            }
+                        }
+                    }
+                    if self.conns.congested > 0 && !self.conns.slab[slot].congested {
+                        defer = true;
+                        break;
+                    }
+                    if budget == 0 {
+                        requeue = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.conns.mark_close(id, CloseReason::Io(kind_text(&e)));
+                    break;
+                }
+            }
+        }
+        dec.shrink_if_idle();
+        // Teardown only runs between stages, so the slot is still this connection's.
+        let c = &mut self.conns.slab[slot];
+        c.decoder = Some(dec);
+        if c.closing.is_some() {
+            return;
+        }
+        if requeue && !c.queued_ready {
+            c.queued_ready = true;
+            self.ready.push(id);
+        }
+        if defer && !c.deferred {
+            c.deferred = true;
+            self.deferred.push(id);
+        }
+    }
+
+    /// Writes the output queued this iteration (and after writable events).
+    fn flush_all(&mut self) {
+        for id in std::mem::take(&mut self.conns.flush) {
+            let Some(c) = self.conns.get_mut(id) else {
+                continue;
+            };
+            c.queued_flush = false;
+            // Closing connections are flushed by teardown.
+            if c.closing.is_none() && !c.connecting {
+                self.flush_conn(id);
+            }
+        }
+    }
+
+    /// Writes until drained or `WouldBlock`, and keeps WRITABLE interest and congestion in
+    /// step with what is left.
+    fn flush_conn(&mut self, id: ConnId) {
+        let Conns {
+            slab,
+            stats,
+            congested,
+            closing,
+            ..
+        } = &mut self.conns;
+        let Some(c) = slab.get_mut(id.slot as usize).filter(|c| c.gen == id.gen) else {
+            return;
+        };
+        let token = Token(id.slot as usize);
+        let registry = self.poll.registry();
+        let result = match write_out(c, stats) {
+            Ok(true) if c.writable_interest => {
+                c.writable_interest = false;
+                registry.reregister(&mut c.stream, token, Interest::READABLE)
+            }
+            Ok(false) => {
+                // Keep the written prefix from growing without bound on a slow link; moving
+                // less than half the buffer keeps this amortised.
+                if c.out_pos > c.out.len() / 2 {
+                    c.out.drain(..c.out_pos);
+                    c.out_pos = 0;
+                }
+                if c.writable_interest {
+                    Ok(())
+                } else {
+                    c.writable_interest = true;
+                    registry.reregister(
+                        &mut c.stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                }
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(e) = result {
+            if c.closing.is_none() {
+                c.closing = Some(CloseReason::Io(kind_text(&e)));
+                closing.push(id);
+            }
+        }
+        if c.congested && c.pending() < self.cfg.low_watermark {
+            c.congested = false;
+            *congested -= 1;
+        }
+    }
+
+    /// Tears down every marked connection, including ones marked by `on_close` handlers.
+    fn process_closes(&mut self, handler: &mut dyn Handler, now: Instant) {
+        while !self.conns.closing.is_empty() {
+            for id in std::mem::take(&mut self.conns.closing) {
+                self.teardown(id, handler, now);
+            }
+        }
+    }
+
+    /// The one place a connection ends: best-effort flush, deregister, remove, report.
+    fn teardown(&mut self, id: ConnId, handler: &mut dyn Handler, now: Instant) {
+        if self.conns.get(id).is_none() {
+            return;
+        }
+        let mut c = self.conns.slab.remove(id.slot as usize);
+        let reason = c
+            .closing
+            .take()
+            .unwrap_or_else(|| CloseReason::Local("closed".into()));
+        if c.congested {
+            self.conns.congested -= 1;
+        }
+        // Output for a peer that stopped reading, or on a broken socket, is not worth a try.
+        let flush = matches!(
+            reason,
+            CloseReason::Local(_) | CloseReason::PeerClosed | CloseReason::FrameTooLarge { .. }
+        );
+        if flush && !c.connecting && c.pending() > 0 {
+            let _ = write_out(&mut c, &mut self.conns.stats);
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let (peer, connecting, dial) = (c.peer, c.connecting, c.dial);
+        drop(c);
+
+        if connecting {
+            if let (Some(idx), CloseReason::ConnectFailed(why)) = (dial, &reason) {
+                self.dial_failed(idx, now, why);
+            } else if let Some(idx) = dial {
+                self.dial_failed(idx, now, &reason.to_string());
+            }
+            return;
+        }
+        self.conns.stats.closed += 1;
+        // The component logs the close with what it knows of the peer (a client ID, a game);
+        // a second line here would only repeat it.
+        log::debug!("connection {id} with {peer} closed: {reason}");
+        handler.on_close(&mut self.conns, now, id, &reason);
+        if let Some(idx) = dial {
+            let d = &mut self.dials[idx];
+            d.state = DialState::Waiting(now + d.backoff);
+            d.backoff = (d.backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// After stop: keep writing pending output for up to [`FINAL_FLUSH`].
+    fn final_flush(&mut self, handler: &mut dyn Handler) {
+        let deadline = Instant::now() + FINAL_FLUSH;
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            self.process_closes(handler, now);
+            let Conns { slab, flush, .. } = &mut self.conns;
+            for (slot, c) in slab.iter_mut() {
+                if c.pending() > 0 && !c.queued_flush && !c.connecting {
+                    c.queued_flush = true;
+                    flush.push(ConnId {
+                        slot: slot as u32,
+                        gen: c.gen,
+                    });
+                }
+            }
+            self.flush_all();
+            self.process_closes(handler, now);
+            let left = self
+                .conns
+                .slab
+                .iter()
+                .any(|(_, c)| c.pending() > 0 && !c.connecting);
+            if !left || now >= deadline {
+                if left {
+                    log::warn!(
+                        "stopping with output still pending after {} ms",
+                        FINAL_FLUSH.as_millis()
+                    );
+                }
+                return;
+            }
+            // Only waiting for writability here; reads are over.
+            let _ = self.poll.poll(
+                &mut events,
+                Some((deadline - now).min(Duration::from_millis(10))),
+            );
+        }
+    }
+}
+
+/// Writes `c.out` until drained (`Ok(true)`, buffer reset and released if it grew) or
+/// `WouldBlock` (`Ok(false)`).
+fn write_out(c: &mut Conn, stats: &mut ReactorStats) -> io::Result<bool> {
+    while c.out_pos < c.out.len() {
+        match c.stream.write(&c.out[c.out_pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                c.out_pos += n;
+                stats.bytes_out += n as u64;
+                stats.writes += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.out.clear();
+    c.out_pos = 0;
+    if c.out.capacity() > BUF_KEEP {
+        // Memory returns after a burst.
+        c.out = Vec::new();
+    }
+    Ok(true)
+}
+
+/// EMFILE or ENFILE (same numbers on Linux and the BSDs).
+fn is_fd_shortage(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// A lowercase description of an io error's kind, never its os text ("os error N"), and
+/// never containing the word "error" (log scanners treat that as a failure).
+fn kind_text(e: &io::Error) -> String {
+    crate::logging::io_kind(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::write_frame;
+    use std::io::Read;
+    use std::net::{Shutdown, TcpStream as StdStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, MutexGuard};
+    use std::thread::JoinHandle;
+
+    const WAIT: Duration = Duration::from_secs(4);
+
+    /// What the test handler saw.
+    #[derive(Default)]
+    struct Seen {
+        opens: Vec<(ConnId, Origin)>,
+        closes: Vec<(ConnId, CloseReason)>,
+        /// Frames recorded by behaviours that want them.
+        frames: Vec<(ConnId, Vec<u8>)>,
+        frame_count: usize,
+        signals: Vec<i32>,
+        wakes: usize,
+        max_pending: usize,
+        notes: Vec<String>,
+    }
+
+    type Behaviour = Box<dyn FnMut(&mut dyn Io, ConnId, &[u8], &mut Seen) + Send>;
+
+    struct TestHandler {
+        seen: Arc<Mutex<Seen>>,
+        stop: Arc<AtomicBool>,
+        behaviour: Behaviour,
+    }
+
+    fn lock(m: &Mutex<Seen>) -> MutexGuard<'_, Seen> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    impl Handler for TestHandler {
+        fn on_open(
+            &mut self,
+            _io: &mut dyn Io,
+            _now: Instant,
+            conn: ConnId,
+            origin: Origin,
+            _peer: SocketAddr,
+        ) {
+            lock(&self.seen).opens.push((conn, origin));
+        }
+        fn on_frame(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, payload: &[u8]) {
+            let mut seen = lock(&self.seen);
+            seen.frame_count += 1;
+            (self.behaviour)(io, conn, payload, &mut seen);
+        }
+        fn on_close(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, reason: &CloseReason) {
+            // A closed connection is gone: sending to it must be ignored.
+            io.send(conn, b"late");
+            assert_eq!(io.pending(conn), 0);
+            lock(&self.seen).closes.push((conn, reason.clone()));
+        }
+        fn on_tick(&mut self, _io: &mut dyn Io, _now: Instant, _wall: SystemTime) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn on_signal(&mut self, _io: &mut dyn Io, _now: Instant, signal: i32) {
+            lock(&self.seen).signals.push(signal);
+        }
+        fn on_wake(&mut self, _io: &mut dyn Io, _now: Instant) {
+            lock(&self.seen).wakes += 1;
+        }
+        fn should_stop(&self) -> bool {
+            self.stop.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A reactor running in its own thread.
+    struct Running {
+        seen: Arc<Mutex<Seen>>,
+        stop: Arc<AtomicBool>,
+        waker: Arc<Waker>,
+        thread: JoinHandle<Reactor>,
+    }
+
+    impl Running {
+        fn start(mut reactor: Reactor, behaviour: Behaviour) -> Running {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let waker = reactor.waker();
+            let mut handler = TestHandler {
+                seen: seen.clone(),
+                stop: stop.clone(),
+                behaviour,
+            };
+            let thread = std::thread::spawn(move || {
+                reactor.run(&mut handler).unwrap();
+                reactor
+            });
+            Running {
+                seen,
+                stop,
+                waker,
+                thread,
+            }
+        }
+
+        fn seen(&self) -> MutexGuard<'_, Seen> {
+            lock(&self.seen)
+        }
+
+        fn wait_for(&self, what: &str, f: impl Fn(&Seen) -> bool) {
+            let deadline = Instant::now() + WAIT;
+            while !f(&self.seen()) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        fn stop(self) -> Reactor {
+            self.stop.store(true, Ordering::SeqCst);
+            self.waker.wake().unwrap();
+            self.thread.join().unwrap()
+        }
+    }
+
+    fn echo() -> Behaviour {
+        Box::new(|io, conn, p, _| io.send(conn, p))
+    }
+
+    fn client_opts(limit: usize) -> LinkOpts {
+        LinkOpts {
+            kind: LinkKind::Client {
+                output_limit: limit,
+            },
+            max_frame: 4 << 20,
+        }
+    }
+
+    fn listen(r: &mut Reactor, tag: u32, opts: LinkOpts) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        r.add_listener(l, tag, opts).unwrap()
+    }
+
+    fn connect(addr: SocketAddr) -> StdStream {
+        let s = StdStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.set_write_timeout(Some(WAIT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    fn send_frame(s: &mut StdStream, payload: &[u8]) -> io::Result<()> {
+        let mut b = Vec::new();
+        write_frame(&mut b, payload);
+        s.write_all(&b)
+    }
+
+    fn read_frame(s: &mut StdStream) -> io::Result<Vec<u8>> {
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h)?;
+        let mut p = vec![0u8; u32::from_le_bytes(h) as usize];
+        s.read_exact(&mut p)?;
+        Ok(p)
+    }
+
+    /// Reads until EOF or a reset; panics on a timeout or unexpected data.
+    fn expect_eof(s: &mut StdStream) {
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Ok(n) => panic!("unexpected {n} bytes"),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+
+    /// Payload `i` of a numbered stream: the index, then filler derived from it.
+    fn numbered(i: u32, len: usize) -> Vec<u8> {
+        let mut p = vec![(i % 251) as u8; len];
+        p[..4].copy_from_slice(&i.to_le_bytes());
+        p
+    }
+
+    #[test]
+    fn frames_round_trip_and_local_close_flushes() {
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 3, client_opts(1 << 20));
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, _| match p {
+                [b't', b'w', b'o', b':', rest @ ..] => io.send2(conn, b"head-", rest),
+                b"bye" => {
+                    io.send(conn, b"farewell");
+                    io.close(conn, "kicked");
+                    io.send(conn, b"ignored after close");
+                }
+                _ => io.send(conn, p),
+            }),
+        );
+        let mut c = connect(addr);
+        let big = numbered(9, 100_000);
+        let payloads: Vec<&[u8]> = vec![b"a", b"", &big, b"two:xyz"];
+        for p in &payloads {
+            send_frame(&mut c, p).unwrap();
+        }
+        for p in &payloads[..3] {
+            assert_eq!(read_frame(&mut c).unwrap(), *p);
+        }
+        assert_eq!(read_frame(&mut c).unwrap(), b"head-xyz");
+        send_frame(&mut c, b"bye").unwrap();
+        assert_eq!(read_frame(&mut c).unwrap(), b"farewell");
+        expect_eof(&mut c);
+        run.wait_for("close", |s| !s.closes.is_empty());
+        {
+            let seen = run.seen();
+            assert_eq!(seen.opens.len(), 1);
+            assert_eq!(seen.opens[0].1, Origin::Accepted { listener: 3 });
+            assert_eq!(
+                seen.closes,
+                vec![(seen.opens[0].0, CloseReason::Local("kicked".into()))]
+            );
+        }
+        let r = run.stop();
+        let st = r.stats();
+        assert_eq!((st.accepted, st.closed, st.frames_in), (1, 1, 5));
+        assert!(st.bytes_out > 100_000 && st.bytes_in > 100_000);
+    }
+
+    #[test]
+    fn large_output_to_slow_reader_arrives_intact_and_memory_returns() {
+        const FRAMES: u32 = 320;
+        const LEN: usize = 64 << 10; // 20 MiB in all
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 1, client_opts(64 << 20));
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, seen| {
+                if p == b"go" {
+                    for i in 0..FRAMES {
+                        io.send(conn, &numbered(i, LEN));
+                    }
+                } else {
+                    seen.notes.push(format!("{}", p.len()));
+                }
+            }),
+        );
+        let mut c = connect(addr);
+        // A burst of input first: one 1 MiB frame grows the input buffer.
+        send_frame(&mut c, &vec![5u8; 1 << 20]).unwrap();
+        send_frame(&mut c, b"go").unwrap();
+        for i in 0..FRAMES {
+            if i % 32 == 0 {
+                // Slow reader: the reactor meets WouldBlock and must keep the rest queued.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let p = read_frame(&mut c).unwrap();
+            assert_eq!(p.len(), LEN);
+            assert!(p == numbered(i, LEN), "frame {i} differs");
+        }
+        run.wait_for("input", |s| s.notes == ["1048576"]);
+        let conn = run.seen().opens[0].0;
+        let r = run.stop();
+        let (input, output) = r.debug_conn_capacity(conn).unwrap();
+        assert!(input <= 64 << 10, "input capacity {input}");
+        assert!(output <= 64 << 10, "output capacity {output}");
+        let st = r.stats();
+        assert!(st.bytes_out >= u64::from(FRAMES) * LEN as u64);
+        assert!(st.writes > 1, "{st:?}");
+    }
+
+    #[test]
+    fn half_close_delivers_frames_then_peer_closed() {
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 1, client_opts(1 << 20));
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, seen| {
+                seen.frames.push((conn, p.to_vec()));
+                io.send(conn, p);
+            }),
+        );
+        let mut c = connect(addr);
+        for p in [&b"one"[..], b"two", b"three"] {
+            send_frame(&mut c, p).unwrap();
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        run.wait_for("close", |s| !s.closes.is_empty());
+        {
+            let seen = run.seen();
+            let conn = seen.opens[0].0;
+            let got: Vec<&[u8]> = seen.frames.iter().map(|(_, p)| p.as_slice()).collect();
+            assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+            assert_eq!(seen.closes, vec![(conn, CloseReason::PeerClosed)]);
+        }
+        // Replies queued before the EOF still reach the half-closed peer.
+        for p in [&b"one"[..], b"two", b"three"] {
+            assert_eq!(read_frame(&mut c).unwrap(), p);
+        }
+        expect_eof(&mut c);
+        run.stop();
+    }
+
+    #[test]
+    fn client_over_output_limit_is_closed_others_untouched() {
+        const LIMIT: usize = 1 << 20;
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 1, client_opts(LIMIT));
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, _| {
+                if p == b"more" {
+                    for i in 0..4 {
+                        io.send(conn, &numbered(i, 64 << 10));
+                    }
+                }
+            }),
+        );
+        let mut a = connect(addr);
+        run.wait_for("open a", |s| s.opens.len() == 1);
+        let mut b = connect(addr);
+        run.wait_for("open b", |s| s.opens.len() == 2);
+        let (ida, idb) = {
+            let s = run.seen();
+            (s.opens[0].0, s.opens[1].0)
+        };
+        // A asks for more and more without ever reading.
+        let deadline = Instant::now() + WAIT;
+        while run.seen().closes.is_empty() {
+            assert!(Instant::now() < deadline, "a was never closed");
+            if send_frame(&mut a, b"more").is_err() {
+                break;
+            }
+        }
+        run.wait_for("close a", |s| !s.closes.is_empty());
+        match &run.seen().closes[..] {
+            [(id, CloseReason::OutputLimit { pending, limit })] => {
+                assert_eq!(*id, ida);
+                assert_eq!(*limit, LIMIT);
+                assert!(*pending > LIMIT);
+            }
+            other => panic!("unexpected closes {other:?}"),
+        }
+        // B reads what it asks for and stays open.
+        for _ in 0..10 {
+            send_frame(&mut b, b"more").unwrap();
+            for i in 0..4 {
+                assert!(read_frame(&mut b).unwrap() == numbered(i, 64 << 10));
+            }
+        }
+        assert_eq!(run.seen().closes.len(), 1);
+        let r = run.stop();
+        assert!(r.debug_conn_capacity(idb).is_some());
+        assert!(r.debug_conn_capacity(ida).is_none());
+    }
+
+    #[test]
+    fn congested_server_link_pauses_reads_until_drained() {
+        const FRAMES: u32 = 32;
+        const LEN: usize = 256 << 10; // 8 MiB in, 32 MiB out (each frame forwarded 4 times)
+        let cfg = ReactorConfig {
+            high_watermark: 1 << 20,
+            low_watermark: 256 << 10,
+            ..ReactorConfig::default()
+        };
+        let mut r = Reactor::new(cfg).unwrap();
+        let opts = LinkOpts {
+            kind: LinkKind::Server,
+            max_frame: 1 << 20,
+        };
+        let addr = listen(&mut r, 1, opts);
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, seen| {
+                let slow = seen.opens[0].0;
+                if conn != slow {
+                    for _ in 0..4 {
+                        io.send(slow, p);
+                    }
+                    seen.max_pending = seen.max_pending.max(io.pending(slow));
+                }
+            }),
+        );
+        let mut slow = connect(addr);
+        run.wait_for("open slow", |s| s.opens.len() == 1);
+        let mut producer = connect(addr);
+        let writer = std::thread::spawn(move || {
+            for i in 0..FRAMES {
+                send_frame(&mut producer, &numbered(i, LEN)).unwrap();
+            }
+            producer
+        });
+        run.wait_for("congestion", |s| s.max_pending > 1 << 20);
+        // The kernel absorbs the first megabytes; once it is full, the reactor stops reading
+        // from the producer (whose writes then block) although it has more to send.
+        let deadline = Instant::now() + WAIT;
+        let mut before = run.seen().frame_count;
+        loop {
+            std::thread::sleep(Duration::from_millis(40));
+            let now_count = run.seen().frame_count;
+            if now_count == before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "reads never paused");
+            before = now_count;
+        }
+        assert!(before < FRAMES as usize, "everything was read: {before}");
+        for i in 0..FRAMES {
+            for _ in 0..4 {
+                assert!(
+                    read_frame(&mut slow).unwrap() == numbered(i, LEN),
+                    "frame {i}"
+                );
+            }
+        }
+        let _producer = writer.join().unwrap();
+        run.wait_for("all frames", |s| s.frame_count == FRAMES as usize);
+        let r = run.stop();
+        let st = r.stats();
+        assert!(st.read_pauses >= 1, "{st:?}");
+        assert_eq!(st.closed, 0);
+    }
+
+    #[test]
+    fn stale_conn_id_in_reused_slot_is_ignored() {
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 1, client_opts(1 << 20));
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, seen| {
+                if p == b"poke" {
+                    let stale = seen.opens[0].0;
+                    io.send(stale, b"stale");
+                    io.send2(stale, b"st", b"ale");
+                    io.close(stale, "stale close");
+                    seen.notes.push(format!("pending {}", io.pending(stale)));
+                    io.send(conn, b"ok");
+                } else {
+                    io.send(conn, p);
+                }
+            }),
+        );
+        let a = connect(addr);
+        run.wait_for("open a", |s| s.opens.len() == 1);
+        drop(a);
+        run.wait_for("close a", |s| s.closes.len() == 1);
+        let mut b = connect(addr);
+        run.wait_for("open b", |s| s.opens.len() == 2);
+        {
+            let s = run.seen();
+            let (ida, idb) = (s.opens[0].0, s.opens[1].0);
+            assert_eq!(ida.slot, idb.slot, "slot not reused");
+            assert_ne!(ida.gen, idb.gen);
+            assert_eq!(s.closes, vec![(ida, CloseReason::PeerClosed)]);
+        }
+        send_frame(&mut b, b"poke").unwrap();
+        send_frame(&mut b, b"ping").unwrap();
+        assert_eq!(read_frame(&mut b).unwrap(), b"ok");
+        assert_eq!(read_frame(&mut b).unwrap(), b"ping");
+        {
+            let s = run.seen();
+            assert_eq!(s.notes, ["pending 0"]);
+            assert_eq!(s.closes.len(), 1);
+        }
+        run.stop();
+    }
+
+    /// Accepts one connection within the test timeout.
+    fn accept_within(l: &std::net::TcpListener) -> StdStream {
+        l.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match l.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(WAIT)).unwrap();
+                    return s;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no dial arrived");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn dial_reconnects_with_same_tag() {
+        // A free port, with nothing listening yet.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        r.add_dial(
+            addr,
+            7,
+            LinkOpts {
+                kind: LinkKind::Server,
+                max_frame: 1024,
+            },
+        );
+        let run = Running::start(r, echo());
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(run.seen().opens.is_empty());
+        let l = std::net::TcpListener::bind(addr).unwrap();
+        let mut s1 = accept_within(&l);
+        send_frame(&mut s1, b"hi").unwrap();
+        assert_eq!(read_frame(&mut s1).unwrap(), b"hi");
+        drop(s1);
+        run.wait_for("close", |s| s.closes.len() == 1);
+        let mut s2 = accept_within(&l);
+        send_frame(&mut s2, b"again").unwrap();
+        assert_eq!(read_frame(&mut s2).unwrap(), b"again");
+        {
+            let s = run.seen();
+            assert_eq!(s.opens.len(), 2);
+            assert!(s
+                .opens
+                .iter()
+                .all(|(_, o)| *o == Origin::Dialed { dial: 7 }));
+            // Failed attempts never reach the handler.
+            assert_eq!(s.closes, vec![(s.opens[0].0, CloseReason::PeerClosed)]);
+        }
+        let r = run.stop();
+        assert_eq!(r.stats().accepted, 0);
+    }
+
+    #[test]
+    fn oversized_frame_closes_only_that_connection() {
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(
+            &mut r,
+            1,
+            LinkOpts {
+                kind: LinkKind::Client {
+                    output_limit: 1 << 20,
+                },
+                max_frame: 1024,
+            },
+        );
+        let run = Running::start(r, echo());
+        let mut x = connect(addr);
+        run.wait_for("open x", |s| s.opens.len() == 1);
+        let mut y = connect(addr);
+        send_frame(&mut y, b"before").unwrap();
+        assert_eq!(read_frame(&mut y).unwrap(), b"before");
+        send_frame(&mut x, &[1u8; 1024]).unwrap();
+        assert_eq!(read_frame(&mut x).unwrap(), [1u8; 1024]);
+        let mut bad = 1_000_000u32.to_le_bytes().to_vec();
+        bad.extend_from_slice(&[0u8; 100]);
+        x.write_all(&bad).unwrap();
+        run.wait_for("close x", |s| !s.closes.is_empty());
+        expect_eof(&mut x);
+        let idx = run.seen().opens[0].0;
+        assert_eq!(
+            run.seen().closes,
+            vec![(
+                idx,
+                CloseReason::FrameTooLarge {
+                    len: 1_000_000,
+                    max: 1024
+                }
+            )]
+        );
+        send_frame(&mut y, b"after").unwrap();
+        assert_eq!(read_frame(&mut y).unwrap(), b"after");
+        assert_eq!(run.seen().closes.len(), 1);
+        run.stop();
+    }
+
+    #[test]
+    fn signals_and_waker_reach_the_handler() {
+        use signal_hook::consts::signal::SIGUSR2;
+        let r = Reactor::new(ReactorConfig {
+            signals: true,
+            ..ReactorConfig::default()
+        })
+        .unwrap();
+        let run = Running::start(r, echo());
+        run.waker.wake().unwrap();
+        run.wait_for("wake", |s| s.wakes >= 1);
+        signal_hook::low_level::raise(SIGUSR2).unwrap();
+        run.wait_for("signal", |s| s.signals == [SIGUSR2]);
+        run.stop();
+    }
+
+    #[test]
+    fn io_kinds_are_worded_without_os_text() {
+        let reset = io::Error::from_raw_os_error(104);
+        assert_eq!(kind_text(&reset), "connection reset by peer");
+        assert_eq!(
+            kind_text(&io::Error::from(io::ErrorKind::BrokenPipe)),
+            "broken pipe"
+        );
+        let other = io::Error::other("boom");
+        assert!(!kind_text(&other).contains("error"));
+        let odd = io::Error::from_raw_os_error(71); // EPROTO
+        assert!(!kind_text(&odd).contains("os error"), "{}", kind_text(&odd));
+    }
+}

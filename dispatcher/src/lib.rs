@@ -1,0 +1,966 @@
+//! The dispatcher: routes packets between games and gates (reference §1.3–1.7).
+//!
+//! [`Dispatcher`] is a pure state machine behind the reactor's [`Handler`] trait: it knows
+//! which game holds each entity hashed to this dispatcher, holds an entity's packets while it
+//! loads or migrates and a game's packets while it is frozen, keeps the service registry
+//! (kvreg), places boot entities round-robin and "anywhere" entities on the least loaded game,
+//! and decides deployment readiness. It reads the type and the routing key of each packet and
+//! forwards the original bytes; it decodes fully only the handshakes it answers.
+//!
+//! It never touches sockets or the clock: time comes in as arguments, output goes out
+//! through [`Io`]. The binary (`main.rs`) only parses flags, loads config, binds and runs.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use goworld_common::config::DispatcherConfig;
+use goworld_common::id::EntityId;
+use goworld_common::proto::{self, mt, peek_id, peek_type, peek_u16, Msg, Route};
+use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
+use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
+use log::{debug, info, warn};
+
+/// How long an entity's calls are held while it loads (GoWorld: 1 min).
+const LOAD_HOLD: Duration = Duration::from_secs(60);
+/// How long an entity's calls are held while it migrates (GoWorld: 1 min).
+const MIGRATE_HOLD: Duration = Duration::from_secs(60);
+/// How long a fresh dispatcher holds packets for unknown entities while games re-announce.
+const STARTUP_HOLD: Duration = Duration::from_secs(30);
+/// How often expired holds are swept when no traffic releases them.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the dispatcher needs to know about its deployment and limits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub disp_id: u16,
+    pub desired_games: u16,
+    pub desired_gates: u16,
+    pub entity_hold_limit: usize,
+    pub game_hold_limit: usize,
+    pub freeze_hold_timeout: Duration,
+}
+
+impl Settings {
+    /// Settings for dispatcher `disp_id` from its config section and `[deployment]`.
+    pub fn from_config(
+        disp_id: u16,
+        cfg: &DispatcherConfig,
+        desired_games: u16,
+        desired_gates: u16,
+    ) -> Settings {
+        Settings {
+            disp_id,
+            desired_games,
+            desired_gates,
+            entity_hold_limit: cfg.entity_hold_limit,
+            game_hold_limit: cfg.game_hold_limit,
+            freeze_hold_timeout: Duration::from_secs(cfg.freeze_hold_timeout_s),
+        }
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Connected, no SET_GAME_ID / SET_GATE_ID yet.
+    Unknown,
+    Game(u16),
+    Gate(u16),
+}
+
+/// Packets held for one entity or one game, with a limit that is reported, never silent.
+#[derive(Debug, Default)]
+struct Held {
+    queue: VecDeque<Vec<u8>>,
+    /// Packets refused because the queue was full (reported once per hold, then counted).
+    overflow: u64,
+}
+
+impl Held {
+    fn push(&mut self, what: &str, limit: usize, payload: &[u8]) {
+        if self.queue.len() < limit {
+            self.queue.push_back(payload.to_vec());
+            return;
+        }
+        self.overflow += 1;
+        if self.overflow == 1 {
+            warn!(
+                "{what}: hold limit of {limit} packets reached; dropping {} and reporting the count when the hold ends",
+                describe(payload)
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+struct EntityInfo {
+    game: u16,
+    /// Calls held while the entity loads or migrates; released at the deadline at the latest.
+    hold: Option<(Instant, Held)>,
+}
+
+#[derive(Debug)]
+struct GameInfo {
+    conn: Option<ConnId>,
+    ban_boot: bool,
+    /// Frozen (hot swap) until this time: packets are held, the game is not declared dead.
+    frozen_until: Option<Instant>,
+    held: Held,
+    /// Last reported CPU load, plus what placements added since (GoWorld's LBC heap).
+    load: f64,
+}
+
+/// The dispatcher's state machine.
+pub struct Dispatcher {
+    s: Settings,
+    peers: HashMap<ConnId, Peer>,
+    games: BTreeMap<u16, GameInfo>,
+    gates: BTreeMap<u16, ConnId>,
+    entities: HashMap<EntityId, EntityInfo>,
+    kvreg: BTreeMap<String, String>,
+    deployment_ready: bool,
+    boot_rr: usize,
+    /// Client-connected notices waiting for a game that takes boot entities.
+    boot_waiting: VecDeque<(Vec<u8>, u16)>,
+    /// Position syncs from gates regrouped per game, flushed every tick.
+    sync_to_games: BTreeMap<u16, Vec<u8>>,
+    /// Until every desired game has announced its entities (or the startup hold expires),
+    /// packets for unknown entities wait here instead of being dropped.
+    unknown_hold: Option<(Instant, HashMap<EntityId, Held>)>,
+    started: bool,
+    games_seen: HashSet<u16>,
+    unknown_types_logged: HashSet<u16>,
+    next_sweep: Option<Instant>,
+    stop: bool,
+}
+
+/// A short description of a packet for log lines: its type name and, for calls, the method.
+fn describe(payload: &[u8]) -> String {
+    let t = peek_type(payload).unwrap_or(0);
+    let name = proto::msg_name(t);
+    if matches!(
+        t,
+        mt::CALL_ENTITY_METHOD | mt::CALL_ENTITY_METHOD_FROM_CLIENT
+    ) {
+        if let Ok(
+            Msg::CallEntityMethod { method, .. } | Msg::CallEntityMethodFromClient { method, .. },
+        ) = Msg::decode(payload)
+        {
+            return format!("{name} {method}");
+        }
+    }
+    name.to_string()
+}
+
+impl Dispatcher {
+    /// A dispatcher with no connections yet.
+    pub fn new(s: Settings) -> Dispatcher {
+        Dispatcher {
+            s,
+            peers: HashMap::new(),
+            games: BTreeMap::new(),
+            gates: BTreeMap::new(),
+            entities: HashMap::new(),
+            kvreg: BTreeMap::new(),
+            deployment_ready: false,
+            boot_rr: 0,
+            boot_waiting: VecDeque::new(),
+            sync_to_games: BTreeMap::new(),
+            unknown_hold: None,
+            started: false,
+            games_seen: HashSet::new(),
+            unknown_types_logged: HashSet::new(),
+            next_sweep: None,
+            stop: false,
+        }
+    }
+
+    /// True once every desired game and gate has connected (sticky, as in GoWorld).
+    pub fn is_deployment_ready(&self) -> bool {
+        self.deployment_ready
+    }
+
+    /// The game an entity is on, as this dispatcher knows it.
+    pub fn entity_game(&self, eid: &EntityId) -> Option<u16> {
+        self.entities.get(eid).map(|e| e.game)
+    }
+
+    /// IDs of the games connected now.
+    pub fn connected_games(&self) -> Vec<u16> {
+        self.games
+            .iter()
+            .filter(|(_, g)| g.conn.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// IDs of the gates connected now.
+    pub fn connected_gates(&self) -> Vec<u16> {
+        self.gates.keys().copied().collect()
+    }
+
+    /// The service registry.
+    pub fn kvreg(&self) -> &BTreeMap<String, String> {
+        &self.kvreg
+    }
+
+    fn ensure_started(&mut self, now: Instant) {
+        if !self.started {
+            self.started = true;
+            self.unknown_hold = Some((now + STARTUP_HOLD, HashMap::new()));
+        }
+    }
+
+    // ---- sending -------------------------------------------------------------------------
+
+    /// Sends (or holds) a packet for game `game_id`; `tail` is appended to `payload`.
+    fn send_game(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        game_id: u16,
+        payload: &[u8],
+        tail: &[u8],
+    ) {
+        let limit = self.s.game_hold_limit;
+        let Some(g) = self.games.get_mut(&game_id) else {
+            warn!(
+                "game{game_id} is unknown; {} not delivered",
+                describe(payload)
+            );
+            return;
+        };
+        let frozen = g.frozen_until.is_some_and(|t| now < t);
+        match g.conn {
+            Some(conn) if !frozen => io.send2(conn, payload, tail),
+            _ => {
+                if tail.is_empty() {
+                    g.held.push(&format!("game{game_id}"), limit, payload);
+                } else {
+                    let mut p = payload.to_vec();
+                    p.extend_from_slice(tail);
+                    g.held.push(&format!("game{game_id}"), limit, &p);
+                }
+            }
+        }
+    }
+
+    fn send_gate(&mut self, io: &mut dyn Io, gate_id: u16, payload: &[u8]) {
+        match self.gates.get(&gate_id) {
+            Some(&conn) => io.send(conn, payload),
+            None => debug!(
+                "gate{gate_id} is not connected; {} for its client not delivered",
+                describe(payload)
+            ),
+        }
+    }
+
+    fn broadcast_games(&mut self, io: &mut dyn Io, now: Instant, except: u16, payload: &[u8]) {
+        let ids: Vec<u16> = self
+            .games
+            .keys()
+            .copied()
+            .filter(|&g| g != except)
+            .collect();
+        for g in ids {
+            self.send_game(io, now, g, payload, &[]);
+        }
+    }
+
+    /// Routes a packet to the game of entity `eid`, holding it while the entity is held or
+    /// while the dispatcher does not know the entity yet after a restart.
+    fn send_entity(&mut self, io: &mut dyn Io, now: Instant, eid: EntityId, payload: &[u8]) {
+        let limit = self.s.entity_hold_limit;
+        match self.entities.get_mut(&eid) {
+            Some(info) => {
+                if let Some((until, held)) = &mut info.hold {
+                    if now < *until {
+                        held.push(&format!("entity {eid}"), limit, payload);
+                        return;
+                    }
+                    self.release_entity(io, now, eid);
+                }
+                let game = self.entities[&eid].game;
+                self.send_game(io, now, game, payload, &[]);
+            }
+            None => {
+                if let Some((until, holds)) = &mut self.unknown_hold {
+                    if now < *until {
+                        holds.entry(eid).or_default().push(
+                            &format!("unknown entity {eid}"),
+                            limit,
+                            payload,
+                        );
+                        return;
+                    }
+                }
+                warn!(
+                    "entity {eid} is unknown; {} not delivered",
+                    describe(payload)
+                );
+            }
+        }
+    }
+
+    /// Ends an entity's hold: its held packets go to its game, in order.
+    fn release_entity(&mut self, io: &mut dyn Io, now: Instant, eid: EntityId) {
+        let Some(info) = self.entities.get_mut(&eid) else {
+            return;
+        };
+        let Some((_, held)) = info.hold.take() else {
+            return;
+        };
+        let game = info.game;
+        if held.overflow > 0 {
+            warn!(
+                "entity {eid}: hold ended; {} packets were over the hold limit and not delivered",
+                held.overflow
+            );
+        }
+        for p in held.queue {
+            self.send_game(io, now, game, &p, &[]);
+        }
+    }
+
+    fn hold_entity(&mut self, eid: EntityId, until: Instant) {
+        let info = self.entities.entry(eid).or_insert(EntityInfo {
+            game: 0,
+            hold: None,
+        });
+        match &mut info.hold {
+            Some((t, _)) => *t = (*t).max(until),
+            None => info.hold = Some((until, Held::default())),
+        }
+    }
+
+    /// Records that `eid` lives on `game` and flushes anything held for it.
+    fn set_entity_game(&mut self, io: &mut dyn Io, now: Instant, eid: EntityId, game: u16) {
+        self.entities
+            .entry(eid)
+            .or_insert(EntityInfo { game, hold: None })
+            .game = game;
+        self.release_entity(io, now, eid);
+        let unknown = self.unknown_hold.as_mut().and_then(|(_, h)| h.remove(&eid));
+        if let Some(held) = unknown {
+            for p in held.queue {
+                self.send_entity(io, now, eid, &p);
+            }
+        }
+    }
+
+    // ---- placement -----------------------------------------------------------------------
+
+    /// The least loaded connected game (GoWorld's LBC heap, without its dead entries).
+    fn choose_game(&mut self) -> Option<u16> {
+        let (&id, g) = self
+            .games
+            .iter_mut()
+            .filter(|(_, g)| g.conn.is_some() || g.frozen_until.is_some())
+            .min_by(|a, b| a.1.load.total_cmp(&b.1.load))?;
+        g.load += 0.1;
+        Some(id)
+    }
+
+    fn boot_games(&self) -> Vec<u16> {
+        self.games
+            .iter()
+            .filter(|(_, g)| !g.ban_boot && (g.conn.is_some() || g.frozen_until.is_some()))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn choose_boot_game(&mut self) -> Option<u16> {
+        let boot = self.boot_games();
+        if boot.is_empty() {
+            return None;
+        }
+        let g = boot[self.boot_rr % boot.len()];
+        self.boot_rr += 1;
+        Some(g)
+    }
+
+    fn flush_boot_waiting(&mut self, io: &mut dyn Io, now: Instant) {
+        while !self.boot_waiting.is_empty() {
+            let Some(game) = self.choose_boot_game() else {
+                return;
+            };
+            let (p, gate) = self.boot_waiting.pop_front().expect("not empty");
+            self.send_game(io, now, game, &p, &gate.to_le_bytes());
+        }
+    }
+
+    // ---- handshakes ----------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_set_game_id(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        game_id: u16,
+        is_reconnect: bool,
+        is_restore: bool,
+        ban_boot: bool,
+        entities: Vec<EntityId>,
+        version: Option<u16>,
+    ) {
+        if version != Some(INTERNAL_PROTOCOL_VERSION) {
+            warn!(
+                "connection {conn}: game{game_id} speaks internal protocol version {version:?}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}; closing"
+            );
+            io.close(conn, "internal protocol version mismatch");
+            return;
+        }
+        if game_id == 0 || self.peers.get(&conn) != Some(&Peer::Unknown) {
+            warn!("connection {conn}: invalid SET_GAME_ID (gameid {game_id}); closing");
+            io.close(conn, "invalid SET_GAME_ID");
+            return;
+        }
+        info!(
+            "game{game_id} connected on {conn}: reconnect={is_reconnect} restore={is_restore} ban_boot_entity={ban_boot} entities={}",
+            entities.len()
+        );
+        self.peers.insert(conn, Peer::Game(game_id));
+        let old = self.games.get(&game_id).and_then(|g| g.conn);
+        if let Some(old) = old {
+            warn!("game{game_id}: connection {old} replaced by {conn}");
+            self.peers.remove(&old);
+            io.close(old, "replaced by a new connection of the same game");
+        }
+        let g = self.games.entry(game_id).or_insert(GameInfo {
+            conn: None,
+            ban_boot,
+            frozen_until: None,
+            held: Held::default(),
+            load: 0.0,
+        });
+        g.conn = Some(conn);
+        g.ban_boot = ban_boot;
+        g.frozen_until = None;
+        self.games_seen.insert(game_id);
+
+        let mut rejected = Vec::new();
+        let mut accepted = Vec::new();
+        for eid in entities {
+            match self.entities.get(&eid).map(|e| e.game) {
+                Some(g) if g != 0 && g != game_id => rejected.push(eid),
+                _ => accepted.push(eid),
+            }
+        }
+        let ack = Msg::SetGameIdAck {
+            disp_id: self.s.disp_id,
+            deployment_ready: self.deployment_ready,
+            games: self.connected_games(),
+            rejected,
+            kvreg: self
+                .kvreg
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        io.send(conn, &ack.to_payload());
+
+        // Everything held for the game while it was away goes out after the ack, in order,
+        // then what was held for the entities it announces.
+        let held = std::mem::take(&mut self.games.get_mut(&game_id).expect("inserted").held);
+        if held.overflow > 0 {
+            warn!(
+                "game{game_id}: {} packets were over the game hold limit while it was away and not delivered",
+                held.overflow
+            );
+        }
+        for p in held.queue {
+            io.send(conn, &p);
+        }
+        for eid in accepted {
+            self.set_entity_game(io, now, eid, game_id);
+        }
+
+        let notice = Msg::NotifyGameConnected { game_id }.to_payload();
+        self.broadcast_games(io, now, game_id, &notice);
+        self.end_startup_hold_if_complete(io, now);
+        self.flush_boot_waiting(io, now);
+        self.check_deployment_ready(io, now);
+    }
+
+    fn handle_set_gate_id(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        gate_id: u16,
+        version: Option<u16>,
+    ) {
+        if version != Some(INTERNAL_PROTOCOL_VERSION) {
+            warn!(
+                "connection {conn}: gate{gate_id} speaks internal protocol version {version:?}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}; closing"
+            );
+            io.close(conn, "internal protocol version mismatch");
+            return;
+        }
+        if gate_id == 0 || self.peers.get(&conn) != Some(&Peer::Unknown) {
+            warn!("connection {conn}: invalid SET_GATE_ID (gateid {gate_id}); closing");
+            io.close(conn, "invalid SET_GATE_ID");
+            return;
+        }
+        info!("gate{gate_id} connected on {conn}");
+        self.peers.insert(conn, Peer::Gate(gate_id));
+        if let Some(old) = self.gates.insert(gate_id, conn) {
+            warn!("gate{gate_id}: connection {old} replaced by {conn}");
+            self.peers.remove(&old);
+            io.close(old, "replaced by a new connection of the same gate");
+        }
+        self.check_deployment_ready(io, now);
+    }
+
+    fn check_deployment_ready(&mut self, io: &mut dyn Io, now: Instant) {
+        if self.deployment_ready {
+            return;
+        }
+        let gates = self.gates.len();
+        let games = self
+            .games
+            .values()
+            .filter(|g| g.conn.is_some() || g.frozen_until.is_some())
+            .count();
+        if gates < usize::from(self.s.desired_gates) || games < usize::from(self.s.desired_games) {
+            info!(
+                "deployment: {games}/{} games, {gates}/{} gates",
+                self.s.desired_games, self.s.desired_gates
+            );
+            return;
+        }
+        self.deployment_ready = true;
+        info!("deployment ready: {games} games, {gates} gates");
+        let p = Msg::NotifyDeploymentReady.to_payload();
+        self.broadcast_games(io, now, 0, &p);
+    }
+
+    fn end_startup_hold_if_complete(&mut self, io: &mut dyn Io, now: Instant) {
+        let all_seen = (1..=self.s.desired_games).all(|g| self.games_seen.contains(&g));
+        let expired = self.unknown_hold.as_ref().is_some_and(|(t, _)| now >= *t);
+        if !(all_seen || expired) {
+            return;
+        }
+        let Some((_, holds)) = self.unknown_hold.take() else {
+            return;
+        };
+        for (eid, held) in holds {
+            // Entities announced since were flushed by set_entity_game; these stayed unknown.
+            if let Some(first) = held.queue.front() {
+                warn!(
+                    "entity {eid} is unknown after every game announced its entities; {} held packets not delivered (first: {})",
+                    held.queue.len() as u64 + held.overflow,
+                    describe(first)
+                );
+            }
+        }
+        let _ = io;
+    }
+
+    // ---- disconnects ---------------------------------------------------------------------
+
+    fn handle_game_gone(&mut self, io: &mut dyn Io, now: Instant, game_id: u16) {
+        let Some(g) = self.games.get_mut(&game_id) else {
+            return;
+        };
+        g.conn = None;
+        if g.frozen_until.is_some_and(|t| now < t) {
+            info!(
+                "game{game_id} disconnected while frozen; holding its packets until it is restored"
+            );
+            return;
+        }
+        let held = std::mem::take(&mut g.held);
+        g.frozen_until = None;
+        let before = self.entities.len();
+        self.entities.retain(|_, e| e.game != game_id);
+        info!(
+            "game{game_id} is down: {} entities removed from the routing table",
+            before - self.entities.len()
+        );
+        if !held.queue.is_empty() || held.overflow > 0 {
+            warn!(
+                "game{game_id} is down with {} held packets; they are not delivered",
+                held.queue.len() as u64 + held.overflow
+            );
+        }
+        let p = Msg::NotifyGameDisconnected { game_id }.to_payload();
+        self.broadcast_games(io, now, game_id, &p);
+    }
+
+    // ---- packet handling -----------------------------------------------------------------
+
+    fn log_unknown_type(&mut self, conn: ConnId, t: u16) {
+        if self.unknown_types_logged.insert(t) {
+            warn!("connection {conn}: unknown message type {t} skipped (logged once per type)");
+        }
+    }
+
+    /// Handles one packet from a game.
+    fn handle_game_packet(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        game_id: u16,
+        p: &[u8],
+    ) -> Result<(), String> {
+        let t = peek_type(p).ok_or("payload shorter than its type")?;
+        let short = || format!("{} too short", proto::msg_name(t));
+        match t {
+            mt::NOTIFY_CREATE_ENTITY => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                self.set_entity_game(io, now, eid, game_id);
+            }
+            mt::NOTIFY_DESTROY_ENTITY => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                if self.entities.get(&eid).is_some_and(|e| e.game == game_id) {
+                    self.release_entity(io, now, eid);
+                    self.entities.remove(&eid);
+                }
+            }
+            mt::KVREG_REGISTER => {
+                let Msg::KvregRegister { key, val, force } =
+                    Msg::decode(p).map_err(|e| e.to_string())?
+                else {
+                    unreachable!("decoded by type")
+                };
+                let current = self.kvreg.get(&key).map(String::as_str).unwrap_or("");
+                if force || current.is_empty() {
+                    info!("kvreg {key} = {val} (force {force}) registered by game{game_id}");
+                    self.kvreg.insert(key, val);
+                    self.broadcast_games(io, now, 0, p);
+                } else {
+                    info!("kvreg {key} = {val} from game{game_id} refused: already {current}");
+                }
+            }
+            mt::CALL_ENTITY_METHOD => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                self.send_entity(io, now, eid, p);
+            }
+            mt::CREATE_ENTITY_SOMEWHERE | mt::LOAD_ENTITY_SOMEWHERE => {
+                let want = peek_u16(p, 2).ok_or_else(short)?;
+                let eid = peek_id(p, 4).ok_or_else(short)?;
+                if t == mt::LOAD_ENTITY_SOMEWHERE {
+                    if let Some(cur) = self.entities.get(&eid).map(|e| e.game).filter(|&g| g != 0) {
+                        if want != 0 && want != cur {
+                            warn!("load of entity {eid} on game{want} refused: it is already on game{cur}");
+                        }
+                        return Ok(());
+                    }
+                }
+                let target = if want == 0 {
+                    self.choose_game()
+                } else {
+                    Some(want)
+                };
+                let Some(target) = target.filter(|g| self.games.contains_key(g)) else {
+                    warn!(
+                        "{} of entity {eid}: no game to place it on (asked for game{want})",
+                        proto::msg_name(t)
+                    );
+                    return Ok(());
+                };
+                self.entities
+                    .entry(eid)
+                    .or_insert(EntityInfo {
+                        game: target,
+                        hold: None,
+                    })
+                    .game = target;
+                if t == mt::LOAD_ENTITY_SOMEWHERE {
+                    self.hold_entity(eid, now + LOAD_HOLD);
+                }
+                self.send_game(io, now, target, p, &[]);
+            }
+            mt::MIGRATE_REQUEST => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                self.hold_entity(eid, now + MIGRATE_HOLD);
+                io.send(conn, p);
+            }
+            mt::REAL_MIGRATE => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let target = peek_u16(p, 18).ok_or_else(short)?;
+                self.entities
+                    .entry(eid)
+                    .or_insert(EntityInfo {
+                        game: target,
+                        hold: None,
+                    })
+                    .game = target;
+                self.send_game(io, now, target, p, &[]);
+                self.release_entity(io, now, eid);
+            }
+            mt::CANCEL_MIGRATE => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                self.release_entity(io, now, eid);
+            }
+            mt::QUERY_SPACE_GAMEID_FOR_MIGRATE => {
+                let space = peek_id(p, 2).ok_or_else(short)?;
+                let game = self.entities.get(&space).map(|e| e.game).unwrap_or(0);
+                io.send2(conn, p, &game.to_le_bytes());
+            }
+            mt::CALL_NIL_SPACES => {
+                let except = peek_u16(p, 2).ok_or_else(short)?;
+                self.broadcast_games(io, now, except, p);
+            }
+            mt::START_FREEZE_GAME => {
+                let g = self.games.get_mut(&game_id).expect("peer is a known game");
+                g.frozen_until = Some(now + self.s.freeze_hold_timeout);
+                info!("game{game_id} is freezing: holding its packets");
+                let ack = Msg::StartFreezeGameAck {
+                    disp_id: self.s.disp_id,
+                }
+                .to_payload();
+                io.send(conn, &ack);
+            }
+            mt::GAME_LBC_INFO => {
+                if let Ok(Msg::GameLbcInfo { data }) = Msg::decode(p) {
+                    let cp = goworld_common::msgpack::decode_exact(&data)
+                        .ok()
+                        .and_then(|v| v.map_get("cp").and_then(|c| c.as_f64()))
+                        .unwrap_or(0.0);
+                    if let Some(g) = self.games.get_mut(&game_id) {
+                        g.load = cp;
+                    }
+                }
+            }
+            mt::CALL_FILTERED_CLIENTS => {
+                let gates: Vec<ConnId> = self.gates.values().copied().collect();
+                for c in gates {
+                    io.send(c, p);
+                }
+            }
+            mt::SYNC_POSITION_YAW_ON_CLIENTS => {
+                let gate = peek_u16(p, 2).ok_or_else(short)?;
+                self.send_gate(io, gate, p);
+            }
+            _ if proto::route(t) == Route::ToClient => {
+                let gate = peek_u16(p, 2).ok_or_else(short)?;
+                self.send_gate(io, gate, p);
+            }
+            _ => self.log_unknown_type(conn, t),
+        }
+        Ok(())
+    }
+
+    /// Handles one packet from a gate.
+    fn handle_gate_packet(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        gate_id: u16,
+        p: &[u8],
+    ) -> Result<(), String> {
+        let t = peek_type(p).ok_or("payload shorter than its type")?;
+        let short = || format!("{} too short", proto::msg_name(t));
+        match t {
+            mt::NOTIFY_CLIENT_CONNECTED => {
+                if p.len() != 2 + 32 {
+                    return Err(short());
+                }
+                match self.choose_boot_game() {
+                    Some(game) => self.send_game(io, now, game, p, &gate_id.to_le_bytes()),
+                    None => {
+                        info!("no game takes boot entities yet; holding a client-connected notice from gate{gate_id}");
+                        self.boot_waiting.push_back((p.to_vec(), gate_id));
+                    }
+                }
+            }
+            mt::NOTIFY_CLIENT_DISCONNECTED | mt::CALL_ENTITY_METHOD_FROM_CLIENT => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                self.send_entity(io, now, eid, p);
+            }
+            mt::SYNC_POSITION_YAW_FROM_CLIENT => {
+                let records = &p[2..];
+                if !records.len().is_multiple_of(proto::SYNC_RECORD_LEN) {
+                    return Err(format!(
+                        "{} length {} is not a whole number of records",
+                        proto::msg_name(t),
+                        p.len()
+                    ));
+                }
+                for rec in records.chunks_exact(proto::SYNC_RECORD_LEN) {
+                    let eid = EntityId::from_slice(&rec[..16]).expect("16 bytes");
+                    match self.entities.get(&eid) {
+                        Some(e) if e.game != 0 => {
+                            self.sync_to_games
+                                .entry(e.game)
+                                .or_insert_with(|| {
+                                    mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes().to_vec()
+                                })
+                                .extend_from_slice(rec);
+                        }
+                        _ => debug!("position sync for unknown entity {eid} skipped"),
+                    }
+                }
+            }
+            _ => self.log_unknown_type(conn, t),
+        }
+        Ok(())
+    }
+
+    fn flush_syncs(&mut self, io: &mut dyn Io, now: Instant) {
+        if self.sync_to_games.is_empty() {
+            return;
+        }
+        for (game, p) in std::mem::take(&mut self.sync_to_games) {
+            self.send_game(io, now, game, &p, &[]);
+        }
+    }
+
+    fn sweep(&mut self, io: &mut dyn Io, now: Instant) {
+        let expired: Vec<EntityId> = self
+            .entities
+            .iter()
+            .filter(|(_, e)| e.hold.as_ref().is_some_and(|(t, _)| now >= *t))
+            .map(|(id, _)| *id)
+            .collect();
+        for eid in expired {
+            info!("entity {eid}: hold expired; releasing its held calls");
+            self.release_entity(io, now, eid);
+        }
+        let dead: Vec<u16> = self
+            .games
+            .iter()
+            .filter(|(_, g)| g.conn.is_none() && g.frozen_until.is_some_and(|t| now >= t))
+            .map(|(id, _)| *id)
+            .collect();
+        for game_id in dead {
+            let g = self.games.get_mut(&game_id).expect("listed");
+            warn!(
+                "game{game_id} did not come back within the freeze hold timeout; declaring it dead with {} held packets",
+                g.held.queue.len() as u64 + g.held.overflow
+            );
+            g.frozen_until = None;
+            self.handle_game_gone(io, now, game_id);
+        }
+        self.end_startup_hold_if_complete(io, now);
+    }
+}
+
+impl Handler for Dispatcher {
+    fn on_open(
+        &mut self,
+        _io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        _origin: Origin,
+        peer: SocketAddr,
+    ) {
+        self.ensure_started(now);
+        debug!("connection {conn} from {peer}");
+        self.peers.insert(conn, Peer::Unknown);
+    }
+
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+        self.ensure_started(now);
+        let Some(&peer) = self.peers.get(&conn) else {
+            return;
+        };
+        let result = match peer {
+            Peer::Unknown => match Msg::decode(payload) {
+                Ok(Msg::SetGameId {
+                    game_id,
+                    is_reconnect,
+                    is_restore,
+                    is_ban_boot_entity,
+                    entities,
+                    version,
+                }) => {
+                    self.handle_set_game_id(
+                        io,
+                        now,
+                        conn,
+                        game_id,
+                        is_reconnect,
+                        is_restore,
+                        is_ban_boot_entity,
+                        entities,
+                        version,
+                    );
+                    Ok(())
+                }
+                Ok(Msg::SetGateId { gate_id, version }) => {
+                    self.handle_set_gate_id(io, now, conn, gate_id, version);
+                    Ok(())
+                }
+                Ok(other) => Err(format!(
+                    "{} before SET_GAME_ID or SET_GATE_ID",
+                    proto::msg_name(other.msg_type())
+                )),
+                Err(e) => Err(e.to_string()),
+            },
+            Peer::Game(g) => self.handle_game_packet(io, now, conn, g, payload),
+            Peer::Gate(g) => self.handle_gate_packet(io, now, conn, g, payload),
+        };
+        if let Err(reason) = result {
+            warn!("connection {conn} ({peer:?}): bad packet: {reason}; closing it");
+            io.close(conn, &format!("bad packet: {reason}"));
+        }
+    }
+
+    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
+        match self.peers.remove(&conn) {
+            Some(Peer::Game(g)) => {
+                info!("game{g} disconnected ({conn}): {reason}");
+                if self.games.get(&g).and_then(|i| i.conn) == Some(conn) {
+                    self.handle_game_gone(io, now, g);
+                }
+            }
+            Some(Peer::Gate(g)) => {
+                info!("gate{g} disconnected ({conn}): {reason}");
+                if self.gates.get(&g) == Some(&conn) {
+                    self.gates.remove(&g);
+                    let p = Msg::NotifyGateDisconnected { gate_id: g }.to_payload();
+                    self.broadcast_games(io, now, 0, &p);
+                }
+            }
+            Some(Peer::Unknown) => {
+                debug!("connection {conn} closed before its handshake: {reason}")
+            }
+            None => {}
+        }
+    }
+
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, _wall: SystemTime) {
+        self.flush_syncs(io, now);
+        let due = self.next_sweep.is_none_or(|t| now >= t);
+        if due && self.started {
+            self.sweep(io, now);
+            self.next_sweep = Some(now + SWEEP_INTERVAL);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        // Sweeping matters only while something is held or waiting.
+        let holding = self.unknown_hold.is_some()
+            || self.games.values().any(|g| g.frozen_until.is_some())
+            || self.entities.values().any(|e| e.hold.is_some());
+        if holding {
+            self.next_sweep
+        } else {
+            None
+        }
+    }
+
+    fn on_signal(&mut self, _io: &mut dyn Io, _now: Instant, signal: i32) {
+        match signal {
+            sig::SIGINT | sig::SIGTERM => {
+                info!("signal {signal}: dispatcher stopping");
+                self.stop = true;
+            }
+            _ => info!("signal {signal} ignored (hot swap signals belong to games)"),
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop
+    }
+}
+
+#[cfg(test)]
+mod tests;

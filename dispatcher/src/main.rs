@@ -1,0 +1,46 @@
+//! `dispatcher -dispid N [-configfile goworld.ini] [-log level]`: runs one dispatcher.
+
+use goworld_common::process;
+use goworld_common::reactor::{LinkKind, LinkOpts, Reactor, ReactorConfig};
+use goworld_dispatcher::{Dispatcher, Settings};
+
+fn main() {
+    let (args, config) = process::boot("dispatcher", "dispid", false);
+    let id = args.id;
+    let Some(cfg) = config.dispatcher(id) else {
+        process::fail(&format!(
+            "dispatcher: -dispid {id} is outside 1..={} ([deployment] desired_dispatchers)",
+            config.deployment.desired_dispatchers
+        ));
+    };
+    process::init_logging(
+        &format!("dispatcher{id}"),
+        &cfg.common,
+        args.log_level.as_deref(),
+    );
+    let settings = Settings::from_config(
+        id,
+        cfg,
+        config.deployment.desired_games,
+        config.deployment.desired_gates,
+    );
+    let listener = process::bind(&format!("dispatcher{id}"), &cfg.listen_addr);
+    let mut reactor = Reactor::new(ReactorConfig {
+        signals: true,
+        ..ReactorConfig::default()
+    })
+    .unwrap_or_else(|e| process::fail(&format!("dispatcher{id}: cannot start the reactor: {e}")));
+    let opts = LinkOpts {
+        kind: LinkKind::Server,
+        max_frame: cfg.common.max_peer_frame,
+    };
+    let addr = reactor
+        .add_listener(listener, 0, opts)
+        .unwrap_or_else(|e| process::fail(&format!("dispatcher{id}: {e}")));
+    let mut service = Dispatcher::new(settings);
+    process::print_ready("DISPATCHER", &[("listen", addr)]);
+    if let Err(e) = reactor.run(&mut service) {
+        process::fail(&format!("dispatcher{id}: reactor stopped: {e}"));
+    }
+    log::info!("dispatcher{id} stopped");
+}

@@ -1,0 +1,409 @@
+//! In-memory tests of the dispatcher's routing, holds and handshakes (fake clock, [`MemIo`]).
+
+use super::*;
+use goworld_common::id::nil_space_id;
+use goworld_common::testio::MemIo;
+
+const V: Option<u16> = Some(INTERNAL_PROTOCOL_VERSION);
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:1".parse().unwrap()
+}
+
+fn conn(slot: u32) -> ConnId {
+    ConnId { slot, gen: 1 }
+}
+
+fn eid(s: &str) -> EntityId {
+    EntityId::parse(s).unwrap()
+}
+
+struct T {
+    d: Dispatcher,
+    io: MemIo,
+    now: Instant,
+}
+
+impl T {
+    fn new(games: u16, gates: u16) -> T {
+        let s = Settings {
+            disp_id: 1,
+            desired_games: games,
+            desired_gates: gates,
+            entity_hold_limit: 3,
+            game_hold_limit: 100,
+            freeze_hold_timeout: Duration::from_secs(300),
+        };
+        T {
+            d: Dispatcher::new(s),
+            io: MemIo::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn open(&mut self, c: ConnId) {
+        self.d.on_open(
+            &mut self.io,
+            self.now,
+            c,
+            Origin::Accepted { listener: 0 },
+            addr(),
+        );
+    }
+
+    fn send(&mut self, c: ConnId, m: Msg) {
+        self.d.on_frame(&mut self.io, self.now, c, &m.to_payload());
+    }
+
+    fn raw(&mut self, c: ConnId, p: &[u8]) {
+        self.d.on_frame(&mut self.io, self.now, c, p);
+    }
+
+    fn game(&mut self, c: ConnId, id: u16, entities: Vec<EntityId>) {
+        self.open(c);
+        self.send(
+            c,
+            Msg::SetGameId {
+                game_id: id,
+                is_reconnect: false,
+                is_restore: false,
+                is_ban_boot_entity: false,
+                entities,
+                version: V,
+            },
+        );
+    }
+
+    fn gate(&mut self, c: ConnId, id: u16) {
+        self.open(c);
+        self.send(
+            c,
+            Msg::SetGateId {
+                gate_id: id,
+                version: V,
+            },
+        );
+    }
+
+    fn tick(&mut self) {
+        self.d
+            .on_tick(&mut self.io, self.now, SystemTime::UNIX_EPOCH);
+    }
+
+    /// Messages sent to `c` since the last call, decoded.
+    fn got(&mut self, c: ConnId) -> Vec<Msg> {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            self.io.take().into_iter().partition(|(to, _)| *to == c);
+        self.io.sent = rest;
+        mine.into_iter()
+            .map(|(_, p)| Msg::decode(&p).expect("dispatcher output decodes"))
+            .collect()
+    }
+
+    fn raw_got(&mut self, c: ConnId) -> Vec<Vec<u8>> {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            self.io.take().into_iter().partition(|(to, _)| *to == c);
+        self.io.sent = rest;
+        mine.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+fn call(e: EntityId, method: &str) -> Msg {
+    Msg::CallEntityMethod {
+        eid: e,
+        method: method.into(),
+        args: vec![],
+    }
+}
+
+#[test]
+fn game_handshake_is_acknowledged_and_deployment_becomes_ready() {
+    let mut t = T::new(1, 1);
+    t.game(conn(1), 1, vec![nil_space_id(1)]);
+    let ack = t.got(conn(1));
+    assert_eq!(
+        ack,
+        vec![Msg::SetGameIdAck {
+            disp_id: 1,
+            deployment_ready: false,
+            games: vec![1],
+            rejected: vec![],
+            kvreg: vec![]
+        }]
+    );
+    assert_eq!(t.d.entity_game(&nil_space_id(1)), Some(1));
+    assert!(!t.d.is_deployment_ready());
+    t.gate(conn(2), 1);
+    assert!(t.d.is_deployment_ready());
+    assert_eq!(t.got(conn(1)), vec![Msg::NotifyDeploymentReady]);
+    // A game that connects later learns readiness from its ack, and the first is told.
+    t.game(conn(3), 2, vec![nil_space_id(2)]);
+    assert!(
+        matches!(&t.got(conn(3))[0], Msg::SetGameIdAck { deployment_ready: true, games, .. } if games == &vec![1, 2])
+    );
+    assert_eq!(
+        t.got(conn(1)),
+        vec![Msg::NotifyGameConnected { game_id: 2 }]
+    );
+}
+
+#[test]
+fn wrong_protocol_version_is_refused() {
+    let mut t = T::new(1, 1);
+    t.open(conn(1));
+    t.send(
+        conn(1),
+        Msg::SetGateId {
+            gate_id: 1,
+            version: None,
+        },
+    );
+    assert_eq!(t.io.closed.len(), 1);
+    assert!(t.d.connected_gates().is_empty());
+}
+
+#[test]
+fn client_connect_goes_to_a_boot_game_with_the_gate_id_appended() {
+    let mut t = T::new(2, 1);
+    t.gate(conn(9), 3);
+    let cid = eid("clientclientcl01");
+    let boot = eid("bootbootbootbo01");
+    let notice = Msg::NotifyClientConnected {
+        client_id: cid,
+        boot_eid: boot,
+        gate_id: None,
+    };
+    // No game yet: the notice waits.
+    t.send(conn(9), notice.clone());
+    assert!(t.io.sent.is_empty());
+    t.game(conn(1), 1, vec![]);
+    let got = t.got(conn(1));
+    assert_eq!(
+        got.last(),
+        Some(&Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: boot,
+            gate_id: Some(3)
+        })
+    );
+    // Round-robin over boot games.
+    t.game(conn(2), 2, vec![]);
+    t.io.sent.clear();
+    t.send(conn(9), notice.clone());
+    t.send(conn(9), notice);
+    assert_eq!(t.got(conn(1)).len() + t.got(conn(2)).len(), 2);
+}
+
+#[test]
+fn calls_to_unknown_entities_wait_for_games_to_announce_them() {
+    let mut t = T::new(2, 0);
+    let e = eid("entityentityen01");
+    t.game(conn(1), 1, vec![]);
+    t.io.sent.clear();
+    t.send(conn(1), call(e, "A"));
+    assert!(t.io.sent.is_empty(), "held while game2 has not announced");
+    t.game(conn(2), 2, vec![e]);
+    let got = t.got(conn(2));
+    assert!(matches!(&got[0], Msg::SetGameIdAck { .. }));
+    assert_eq!(got[1], call(e, "A"));
+    // Every game announced: an unknown entity's call is now reported and not held.
+    t.io.sent.clear();
+    t.send(conn(1), call(eid("nobodynobodyno01"), "B"));
+    assert!(t.io.sent.is_empty());
+}
+
+#[test]
+fn migration_holds_calls_and_flushes_them_to_the_target_in_order() {
+    let mut t = T::new(2, 0);
+    let e = eid("migrantmigrant01");
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![]);
+    t.io.sent.clear();
+    let req = Msg::MigrateRequest {
+        eid: e,
+        space_id: nil_space_id(2),
+        space_game_id: 2,
+    };
+    t.send(conn(1), req.clone());
+    assert_eq!(t.got(conn(1)), vec![req]);
+    t.send(conn(2), call(e, "one"));
+    t.send(conn(2), call(e, "two"));
+    assert!(t.io.sent.is_empty());
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80],
+    };
+    t.send(conn(1), mig.clone());
+    assert_eq!(t.got(conn(2)), vec![mig, call(e, "one"), call(e, "two")]);
+    assert_eq!(t.d.entity_game(&e), Some(2));
+}
+
+#[test]
+fn hold_limit_is_reported_not_silent() {
+    let mut t = T::new(1, 0);
+    let e = eid("migrantmigrant02");
+    t.game(conn(1), 1, vec![e]);
+    t.send(
+        conn(1),
+        Msg::MigrateRequest {
+            eid: e,
+            space_id: nil_space_id(1),
+            space_game_id: 1,
+        },
+    );
+    t.io.sent.clear();
+    for i in 0..5 {
+        t.send(conn(1), call(e, &format!("m{i}")));
+    }
+    t.send(conn(1), Msg::CancelMigrate { eid: e });
+    // Limit 3: three delivered in order, two counted and reported in the log.
+    assert_eq!(
+        t.got(conn(1)),
+        vec![call(e, "m0"), call(e, "m1"), call(e, "m2")]
+    );
+}
+
+#[test]
+fn messages_for_clients_are_forwarded_verbatim_to_their_gate() {
+    let mut t = T::new(1, 1);
+    t.game(conn(1), 1, vec![]);
+    t.gate(conn(2), 7);
+    t.io.sent.clear();
+    let m = Msg::ToClient {
+        gate_id: 7,
+        client_id: eid("clientclientcl02"),
+        msg: ClientMsgForTest::call(),
+    };
+    let p = m.to_payload();
+    t.raw(conn(1), &p);
+    assert_eq!(t.raw_got(conn(2)), vec![p]);
+}
+
+struct ClientMsgForTest;
+impl ClientMsgForTest {
+    fn call() -> proto::ClientMsg {
+        proto::ClientMsg::CallEntityMethodOnClient {
+            eid: EntityId::parse("ownerownerowne01").unwrap(),
+            method: "OnLogin".into(),
+            args: vec![vec![0xc3]],
+        }
+    }
+}
+
+#[test]
+fn position_syncs_are_regrouped_per_game() {
+    let mut t = T::new(2, 1);
+    let (a, b) = (eid("aaaaaaaaaaaaaa01"), eid("bbbbbbbbbbbbbb01"));
+    t.game(conn(1), 1, vec![a]);
+    t.game(conn(2), 2, vec![b]);
+    t.gate(conn(3), 1);
+    t.io.sent.clear();
+    let rec = |e: EntityId, x: f32| proto::SyncRecord {
+        eid: e,
+        x,
+        y: 0.0,
+        z: 1.0,
+        yaw: 2.0,
+    };
+    t.send(
+        conn(3),
+        Msg::SyncPositionYawFromClient {
+            records: vec![rec(a, 1.0), rec(b, 2.0), rec(a, 3.0)],
+        },
+    );
+    assert!(t.io.sent.is_empty(), "batched until the tick");
+    t.tick();
+    assert_eq!(
+        t.got(conn(1)),
+        vec![Msg::SyncPositionYawFromClient {
+            records: vec![rec(a, 1.0), rec(a, 3.0)]
+        }]
+    );
+    assert_eq!(
+        t.got(conn(2)),
+        vec![Msg::SyncPositionYawFromClient {
+            records: vec![rec(b, 2.0)]
+        }]
+    );
+}
+
+#[test]
+fn a_game_going_down_is_announced_and_its_entities_forgotten() {
+    let mut t = T::new(2, 0);
+    let e = eid("doomeddoomeddo01");
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![]);
+    t.io.sent.clear();
+    t.d.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    assert_eq!(
+        t.got(conn(2)),
+        vec![Msg::NotifyGameDisconnected { game_id: 1 }]
+    );
+    assert_eq!(t.d.entity_game(&e), None);
+    assert_eq!(t.d.connected_games(), vec![2]);
+}
+
+#[test]
+fn a_malformed_packet_closes_only_its_connection() {
+    let mut t = T::new(2, 0);
+    t.game(conn(1), 1, vec![]);
+    t.game(conn(2), 2, vec![]);
+    t.raw(conn(1), &[mt::NOTIFY_CREATE_ENTITY as u8, 0, 1, 2]);
+    assert_eq!(t.io.closed.len(), 1);
+    assert_eq!(t.io.closed[0].0, conn(1));
+    // An unknown type is skipped, not fatal.
+    t.raw(conn(2), &[0xff, 0x7f]);
+    assert_eq!(t.io.closed.len(), 1);
+}
+
+#[test]
+fn kvreg_first_registration_wins_unless_forced() {
+    let mut t = T::new(2, 0);
+    t.game(conn(1), 1, vec![]);
+    t.game(conn(2), 2, vec![]);
+    t.io.sent.clear();
+    let reg = |v: &str, force| Msg::KvregRegister {
+        key: "Service/S#0".into(),
+        val: v.into(),
+        force,
+    };
+    t.send(conn(1), reg("game1", false));
+    t.send(conn(2), reg("game2", false));
+    assert_eq!(
+        t.d.kvreg().get("Service/S#0").map(String::as_str),
+        Some("game1")
+    );
+    assert_eq!(t.got(conn(2)), vec![reg("game1", false)]);
+    t.send(conn(2), reg("game2", true));
+    assert_eq!(
+        t.d.kvreg().get("Service/S#0").map(String::as_str),
+        Some("game2")
+    );
+}
+
+#[test]
+fn a_frozen_game_gets_its_held_packets_after_it_comes_back() {
+    let mut t = T::new(1, 0);
+    let e = eid("frozenfrozenfr01");
+    t.game(conn(1), 1, vec![e]);
+    t.io.sent.clear();
+    t.send(conn(1), Msg::StartFreezeGame);
+    assert_eq!(t.got(conn(1)), vec![Msg::StartFreezeGameAck { disp_id: 1 }]);
+    t.d.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    t.gate(conn(5), 1);
+    t.send(
+        conn(5),
+        Msg::CallEntityMethodFromClient {
+            eid: e,
+            method: "X".into(),
+            args: vec![],
+            client_id: Some(eid("clientclientcl03")),
+        },
+    );
+    assert!(t.io.sent.is_empty());
+    t.game(conn(2), 1, vec![e]);
+    let got = t.got(conn(2));
+    assert!(matches!(got[0], Msg::SetGameIdAck { .. }));
+    assert!(matches!(&got[1], Msg::CallEntityMethodFromClient { method, .. } if method == "X"));
+}

@@ -1,0 +1,445 @@
+//! The game process: runs entities and their logic (reference §1.3, §3).
+//!
+//! This foundation holds the game's side of the cluster: its links to every dispatcher and
+//! their handshakes (SET_GAME_ID / ACK), the online-games view (deduplicated across
+//! dispatchers), the service registry it learns, deployment readiness, and a minimal boot
+//! entity per client so a connecting client is greeted the way GoWorld greets it. The entity
+//! framework (types, attributes, RPC, spaces, migration, freeze) builds on this.
+//!
+//! [`GameService`] is a pure state machine behind the reactor's [`Handler`]: time comes in as
+//! arguments and output leaves through [`Io`]; no sockets, no clock, no globals.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use goworld_common::displink::DispatcherLinks;
+use goworld_common::id::{nil_space_id, ClientId, EntityId, IdGen, WallClock};
+use goworld_common::msgpack;
+use goworld_common::proto::{self, ClientMsg, Msg};
+use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
+use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
+use log::{debug, info, warn};
+
+pub mod run;
+
+/// What the game needs to know about itself and its deployment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub game_id: u16,
+    pub desired_dispatchers: u16,
+    pub ban_boot_entity: bool,
+    /// Type name of the entity created for each new client (`boot_entity`).
+    pub boot_entity: String,
+    /// Started with `-restore` (hot swap; restoring state comes with the hot swap work).
+    pub restore: bool,
+    /// Wall time at start, for stamping entity IDs.
+    pub clock: WallClock,
+}
+
+/// A client bound to an entity on this game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GameClient {
+    pub client_id: ClientId,
+    pub gate_id: u16,
+}
+
+/// Events a running game reports to its shell (the binary), for the ready line and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GameEvent {
+    /// Every dispatcher acknowledged this game.
+    Ready,
+    /// A dispatcher reported the deployment ready (once per process).
+    DeploymentReady,
+}
+
+/// The game's state machine.
+pub struct GameService {
+    s: Settings,
+    links: DispatcherLinks,
+    ids: IdGen,
+    /// Games each dispatcher reports online (index = dispatcher ID - 1); a game is online
+    /// while any dispatcher reports it.
+    online_by_disp: Vec<BTreeSet<u16>>,
+    online: BTreeSet<u16>,
+    /// Service registry, per dispatcher that holds each key.
+    kvreg: BTreeMap<String, (String, u16)>,
+    /// Entities on this game (the nil space and boot entities, for now), with their type.
+    entities: HashMap<EntityId, (String, Option<GameClient>)>,
+    deployment_ready: bool,
+    ready_reported: bool,
+    events: Vec<GameEvent>,
+    unknown_types_logged: BTreeSet<u16>,
+    stop: bool,
+}
+
+impl GameService {
+    /// A game with its nil space created and no connections yet. `ids` generates the IDs of
+    /// entities this game creates (give each game in one process its own).
+    pub fn new(s: Settings, ids: IdGen) -> GameService {
+        let mut entities = HashMap::new();
+        entities.insert(nil_space_id(s.game_id), ("__space__".to_string(), None));
+        let n = s.desired_dispatchers;
+        GameService {
+            links: DispatcherLinks::new(n, &format!("game{}", s.game_id)),
+            online_by_disp: vec![BTreeSet::new(); usize::from(n.max(1))],
+            s,
+            ids,
+            online: BTreeSet::new(),
+            kvreg: BTreeMap::new(),
+            entities,
+            deployment_ready: false,
+            ready_reported: false,
+            events: Vec::new(),
+            unknown_types_logged: BTreeSet::new(),
+            stop: false,
+        }
+    }
+
+    /// The game's ID.
+    pub fn game_id(&self) -> u16 {
+        self.s.game_id
+    }
+
+    /// Games online as far as this game knows (itself included once acknowledged).
+    pub fn online_games(&self) -> &BTreeSet<u16> {
+        &self.online
+    }
+
+    /// True once any dispatcher said the deployment is ready.
+    pub fn is_deployment_ready(&self) -> bool {
+        self.deployment_ready
+    }
+
+    /// True once every dispatcher acknowledged this game.
+    pub fn is_ready(&self) -> bool {
+        self.links.all_ready()
+    }
+
+    /// The service registry as learnt from the dispatchers.
+    pub fn kvreg(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.kvreg
+            .iter()
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of entities on this game.
+    pub fn entity_count(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Takes the events reported since the last call.
+    pub fn take_events(&mut self) -> Vec<GameEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Registers `key = val` in the service registry through its dispatcher.
+    pub fn kvreg_register(&mut self, io: &mut dyn Io, key: &str, val: &str, force: bool) {
+        let p = Msg::KvregRegister {
+            key: key.to_string(),
+            val: val.to_string(),
+            force,
+        }
+        .to_payload();
+        self.links.send_by_service(io, key, &p);
+    }
+
+    fn recompute_online(&mut self) {
+        let now: BTreeSet<u16> = self.online_by_disp.iter().flatten().copied().collect();
+        for g in now.difference(&self.online) {
+            info!("game{g} is online");
+        }
+        for g in self.online.difference(&now) {
+            info!("game{g} is offline");
+        }
+        self.online = now;
+    }
+
+    fn send_set_game_id(&mut self, io: &mut dyn Io, disp: u16, is_reconnect: bool) {
+        let n = self.links.count();
+        let mut entities: Vec<EntityId> = self
+            .entities
+            .keys()
+            .filter(|e| goworld_common::id::dispatcher_for_entity(e, n) == disp)
+            .copied()
+            .collect();
+        entities.sort();
+        let p = Msg::SetGameId {
+            game_id: self.s.game_id,
+            is_reconnect,
+            is_restore: self.s.restore,
+            is_ban_boot_entity: self.s.ban_boot_entity,
+            entities,
+            version: Some(INTERNAL_PROTOCOL_VERSION),
+        }
+        .to_payload();
+        self.links.send_handshake(io, disp, &p);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_ack(
+        &mut self,
+        io: &mut dyn Io,
+        disp: u16,
+        disp_id: u16,
+        deployment_ready: bool,
+        games: Vec<u16>,
+        rejected: Vec<EntityId>,
+        kvreg: Vec<(String, String)>,
+    ) {
+        if disp_id != disp {
+            warn!("dispatcher{disp} acknowledged as dispatcher{disp_id}; check advertise_addr in the config");
+        }
+        info!(
+            "game{}: dispatcher{disp} acknowledged: {} games online, {} registry keys, deployment ready={deployment_ready}",
+            self.s.game_id,
+            games.len(),
+            kvreg.len()
+        );
+        self.online_by_disp[usize::from(disp - 1)] = games.into_iter().collect();
+        self.recompute_online();
+        for eid in rejected {
+            // The dispatcher knows this entity on another game: ours is the stale copy.
+            warn!("entity {eid} is already on another game; destroying the copy here");
+            self.entities.remove(&eid);
+        }
+        self.kvreg.retain(|_, (_, d)| *d != disp);
+        for (k, v) in kvreg {
+            self.kvreg.insert(k, (v, disp));
+        }
+        self.links.ready(io, disp);
+        if self.links.all_ready() && !self.ready_reported {
+            self.ready_reported = true;
+            self.events.push(GameEvent::Ready);
+        }
+        if deployment_ready {
+            self.set_deployment_ready();
+        }
+    }
+
+    fn set_deployment_ready(&mut self) {
+        if !self.deployment_ready {
+            self.deployment_ready = true;
+            info!("game{}: deployment ready", self.s.game_id);
+            self.events.push(GameEvent::DeploymentReady);
+        }
+    }
+
+    /// Creates the boot entity for a new client and shows it to the client (as GoWorld does:
+    /// clear filter props, then CREATE_ENTITY_ON_CLIENT with isPlayer).
+    fn handle_client_connected(
+        &mut self,
+        io: &mut dyn Io,
+        client_id: ClientId,
+        boot_eid: EntityId,
+        gate_id: u16,
+    ) {
+        let client = GameClient { client_id, gate_id };
+        self.entities
+            .insert(boot_eid, (self.s.boot_entity.clone(), Some(client)));
+        self.links.send_by_entity(
+            io,
+            &boot_eid,
+            &Msg::NotifyCreateEntity { eid: boot_eid }.to_payload(),
+        );
+        let mut client_data = Vec::new();
+        msgpack::write_map_len(&mut client_data, 0);
+        for msg in [
+            ClientMsg::ClearClientProxyFilterProps,
+            ClientMsg::CreateEntityOnClient {
+                is_player: true,
+                eid: boot_eid,
+                type_name: self.s.boot_entity.clone(),
+                x: 0.0,
+                y: 0.0,
+                z: 0.0,
+                yaw: 0.0,
+                client_data: client_data.clone(),
+            },
+        ] {
+            let p = Msg::ToClient {
+                gate_id,
+                client_id,
+                msg,
+            }
+            .to_payload();
+            // Everything for one client goes through its owner entity's dispatcher.
+            self.links.send_by_entity(io, &boot_eid, &p);
+        }
+        debug!("client {client_id} on gate{gate_id} got boot entity {boot_eid}");
+    }
+
+    fn handle_client_disconnected(
+        &mut self,
+        io: &mut dyn Io,
+        owner: EntityId,
+        client_id: ClientId,
+    ) {
+        let bound =
+            matches!(self.entities.get(&owner), Some((_, Some(c))) if c.client_id == client_id);
+        if !bound {
+            debug!("client {client_id} disconnected from {owner}, which it no longer owns");
+            return;
+        }
+        // The boot entity has no logic yet: it goes with its client.
+        self.entities.remove(&owner);
+        self.links.send_by_entity(
+            io,
+            &owner,
+            &Msg::NotifyDestroyEntity { eid: owner }.to_payload(),
+        );
+    }
+
+    fn handle(&mut self, io: &mut dyn Io, disp: u16, conn: ConnId, msg: Msg) {
+        match msg {
+            Msg::SetGameIdAck {
+                disp_id,
+                deployment_ready,
+                games,
+                rejected,
+                kvreg,
+            } => self.handle_ack(io, disp, disp_id, deployment_ready, games, rejected, kvreg),
+            Msg::NotifyGameConnected { game_id } => {
+                self.online_by_disp[usize::from(disp - 1)].insert(game_id);
+                self.recompute_online();
+            }
+            Msg::NotifyGameDisconnected { game_id } => {
+                self.online_by_disp[usize::from(disp - 1)].remove(&game_id);
+                self.recompute_online();
+            }
+            Msg::NotifyDeploymentReady => self.set_deployment_ready(),
+            Msg::KvregRegister { key, val, .. } => {
+                self.kvreg.insert(key, (val, disp));
+            }
+            Msg::NotifyClientConnected {
+                client_id,
+                boot_eid,
+                gate_id: Some(gate_id),
+            } => self.handle_client_connected(io, client_id, boot_eid, gate_id),
+            Msg::NotifyClientDisconnected {
+                owner_eid,
+                client_id,
+            } => self.handle_client_disconnected(io, owner_eid, client_id),
+            Msg::NotifyGateDisconnected { gate_id } => {
+                let gone: Vec<EntityId> = self
+                    .entities
+                    .iter()
+                    .filter(|(_, (_, c))| c.is_some_and(|c| c.gate_id == gate_id))
+                    .map(|(e, _)| *e)
+                    .collect();
+                info!("gate{gate_id} disconnected: {} clients gone", gone.len());
+                for e in gone {
+                    if let Some((_, Some(c))) = self.entities.get(&e).cloned() {
+                        self.handle_client_disconnected(io, e, c.client_id);
+                    }
+                }
+            }
+            Msg::CallEntityMethod { eid, method, .. }
+            | Msg::CallEntityMethodFromClient { eid, method, .. } => {
+                match self.entities.get(&eid) {
+                    Some((ty, _)) => warn!("{ty} {eid} has no method {method} (call dropped)"),
+                    None => {
+                        warn!("call {method} to entity {eid}, which is not on this game (dropped)")
+                    }
+                }
+            }
+            Msg::SyncPositionYawFromClient { .. } | Msg::CallNilSpaces { .. } => {}
+            other => {
+                let t = other.msg_type();
+                if self.unknown_types_logged.insert(t) {
+                    warn!(
+                        "connection {conn}: {} is not handled by this game yet (logged once per type)",
+                        proto::msg_name(t)
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Handler for GameService {
+    fn on_open(
+        &mut self,
+        io: &mut dyn Io,
+        _now: Instant,
+        conn: ConnId,
+        origin: Origin,
+        peer: SocketAddr,
+    ) {
+        let Origin::Dialed { dial } = origin else {
+            io.close(conn, "games accept no connections");
+            return;
+        };
+        let disp = dial as u16;
+        info!(
+            "game{}: connected to dispatcher{disp} at {peer}",
+            self.s.game_id
+        );
+        let reconnect = self.links.opened(disp, conn);
+        self.send_set_game_id(io, disp, reconnect);
+    }
+
+    fn on_frame(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, payload: &[u8]) {
+        let Some(disp) = self.links.dispatcher_of(conn) else {
+            return;
+        };
+        match Msg::decode(payload) {
+            Ok(msg) => self.handle(io, disp, conn, msg),
+            Err(e) => {
+                let t = proto::peek_type(payload).unwrap_or(0);
+                if proto::route(t) == proto::Route::Unknown {
+                    if self.unknown_types_logged.insert(t) {
+                        warn!("dispatcher{disp}: unknown message type {t} skipped (logged once per type)");
+                    }
+                } else {
+                    warn!("dispatcher{disp}: malformed packet skipped: {e}");
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, _io: &mut dyn Io, _now: Instant, conn: ConnId, reason: &CloseReason) {
+        if let Some(d) = self.links.closed(conn) {
+            warn!(
+                "game{}: lost dispatcher{d} ({reason}); reconnecting",
+                self.s.game_id
+            );
+            self.online_by_disp[usize::from(d - 1)].clear();
+            self.recompute_online();
+        }
+    }
+
+    fn on_tick(&mut self, _io: &mut dyn Io, _now: Instant, _wall: SystemTime) {}
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_signal(&mut self, _io: &mut dyn Io, _now: Instant, signal: i32) {
+        match signal {
+            sig::SIGINT | sig::SIGTERM => {
+                info!("game{}: signal {signal}, stopping", self.s.game_id);
+                self.stop = true;
+            }
+            sig::SIGUSR1 | sig::SIGHUP => warn!(
+                "game{}: hot swap (freeze on signal {signal}) is not built yet; still running",
+                self.s.game_id
+            ),
+            _ => debug!("signal {signal} ignored"),
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop
+    }
+}
+
+impl GameService {
+    /// Generates a new entity ID stamped with the time `now`.
+    pub fn gen_entity_id(&mut self, now: Instant) -> EntityId {
+        self.ids.next(self.s.clock.secs(now))
+    }
+}
+
+#[cfg(test)]
+mod tests;

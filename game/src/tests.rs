@@ -1,0 +1,205 @@
+//! In-memory tests of the game's dispatcher handshakes and its boot entities.
+
+use super::*;
+use goworld_common::testio::MemIo;
+
+fn conn(slot: u32) -> ConnId {
+    ConnId { slot, gen: 1 }
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:1".parse().unwrap()
+}
+
+fn game(id: u16, dispatchers: u16) -> GameService {
+    let s = Settings {
+        game_id: id,
+        desired_dispatchers: dispatchers,
+        ban_boot_entity: false,
+        boot_entity: "Account".into(),
+        restore: false,
+        clock: WallClock {
+            at: Instant::now(),
+            unix_secs: 1_700_000_000,
+        },
+    };
+    GameService::new(s, IdGen::new([1, 2, 3], id))
+}
+
+fn ack(disp: u16, games: Vec<u16>, ready: bool) -> Vec<u8> {
+    Msg::SetGameIdAck {
+        disp_id: disp,
+        deployment_ready: ready,
+        games,
+        rejected: vec![],
+        kvreg: vec![("Service/X#0".into(), "game1".into())],
+    }
+    .to_payload()
+}
+
+#[test]
+fn announces_its_nil_space_to_the_right_dispatcher_and_becomes_ready() {
+    let mut io = MemIo::new();
+    let mut g = game(1, 2);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_open(&mut io, now, conn(2), Origin::Dialed { dial: 2 }, addr());
+    let nil = nil_space_id(1);
+    let owner = goworld_common::id::dispatcher_for_entity(&nil, 2);
+    for (c, p) in io.take() {
+        let Msg::SetGameId {
+            game_id,
+            entities,
+            version,
+            is_reconnect,
+            ..
+        } = Msg::decode(&p).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(game_id, 1);
+        assert!(!is_reconnect);
+        assert_eq!(version, Some(INTERNAL_PROTOCOL_VERSION));
+        let expect = if c.slot == u32::from(owner) {
+            vec![nil]
+        } else {
+            vec![]
+        };
+        assert_eq!(entities, expect);
+    }
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], false));
+    assert!(!g.is_ready());
+    g.on_frame(&mut io, now, conn(2), &ack(2, vec![1, 2], true));
+    assert!(g.is_ready());
+    assert!(g.is_deployment_ready());
+    assert_eq!(
+        g.take_events(),
+        vec![GameEvent::Ready, GameEvent::DeploymentReady]
+    );
+    assert_eq!(
+        g.online_games().iter().copied().collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(g.kvreg().count(), 1);
+}
+
+#[test]
+fn online_games_are_deduplicated_across_dispatchers() {
+    let mut io = MemIo::new();
+    let mut g = game(1, 2);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_open(&mut io, now, conn(2), Origin::Dialed { dial: 2 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], false));
+    g.on_frame(&mut io, now, conn(2), &ack(2, vec![1], false));
+    let up = Msg::NotifyGameConnected { game_id: 3 }.to_payload();
+    g.on_frame(&mut io, now, conn(1), &up);
+    g.on_frame(&mut io, now, conn(2), &up);
+    assert!(g.online_games().contains(&3));
+    // Game 3 stays online while any dispatcher still reports it.
+    g.on_frame(
+        &mut io,
+        now,
+        conn(1),
+        &Msg::NotifyGameDisconnected { game_id: 3 }.to_payload(),
+    );
+    assert!(g.online_games().contains(&3));
+    g.on_frame(
+        &mut io,
+        now,
+        conn(2),
+        &Msg::NotifyGameDisconnected { game_id: 3 }.to_payload(),
+    );
+    assert!(!g.online_games().contains(&3));
+}
+
+#[test]
+fn a_reconnect_says_so_and_queued_output_waits_for_the_new_ack() {
+    let mut io = MemIo::new();
+    let mut g = game(1, 1);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], false));
+    g.on_close(&mut io, now, conn(1), &CloseReason::PeerClosed);
+    io.take();
+    g.kvreg_register(&mut io, "Service/Y#0", "game1", false);
+    assert!(io.sent.is_empty(), "queued while the dispatcher is down");
+    g.on_open(&mut io, now, conn(2), Origin::Dialed { dial: 1 }, addr());
+    let sent = io.take();
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(
+        Msg::decode(&sent[0].1).unwrap(),
+        Msg::SetGameId {
+            is_reconnect: true,
+            ..
+        }
+    ));
+    g.on_frame(&mut io, now, conn(2), &ack(1, vec![1], false));
+    let sent = io.take();
+    assert!(matches!(
+        Msg::decode(&sent[0].1).unwrap(),
+        Msg::KvregRegister { .. }
+    ));
+}
+
+#[test]
+fn a_connecting_client_gets_its_boot_entity() {
+    let mut io = MemIo::new();
+    let mut g = game(1, 1);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    io.take();
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let boot = EntityId::parse("bootbootbootbo01").unwrap();
+    let p = Msg::NotifyClientConnected {
+        client_id: cid,
+        boot_eid: boot,
+        gate_id: Some(4),
+    }
+    .to_payload();
+    g.on_frame(&mut io, now, conn(1), &p);
+    let msgs: Vec<Msg> = io
+        .take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect();
+    assert_eq!(msgs[0], Msg::NotifyCreateEntity { eid: boot });
+    assert_eq!(
+        msgs[1],
+        Msg::ToClient {
+            gate_id: 4,
+            client_id: cid,
+            msg: ClientMsg::ClearClientProxyFilterProps
+        }
+    );
+    match &msgs[2] {
+        Msg::ToClient {
+            gate_id: 4,
+            client_id,
+            msg:
+                ClientMsg::CreateEntityOnClient {
+                    is_player: true,
+                    eid,
+                    type_name,
+                    client_data,
+                    ..
+                },
+        } => {
+            assert_eq!(
+                (*client_id, *eid, type_name.as_str()),
+                (cid, boot, "Account")
+            );
+            assert_eq!(client_data, &vec![0x80]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(g.entity_count(), 2);
+    let bye = Msg::NotifyClientDisconnected {
+        owner_eid: boot,
+        client_id: cid,
+    }
+    .to_payload();
+    g.on_frame(&mut io, now, conn(1), &bye);
+    assert_eq!(g.entity_count(), 1);
+}

@@ -1,0 +1,495 @@
+//! The gate: owns client connections (reference §1.6, §2.6, §2.7).
+//!
+//! [`GateService`] accepts clients, gives each a client ID and a boot entity ID, and tells the
+//! boot entity's dispatcher. From a client it accepts only what GoWorld lets clients send
+//! (11 CALL_ENTITY_METHOD_FROM_CLIENT, 12 SYNC_POSITION_YAW_FROM_CLIENT, 2001 heartbeat); any
+//! other type, a malformed message or an oversized frame closes that client with one log
+//! line. Calls go on with the client ID appended; position syncs are batched per dispatcher
+//! every `position_sync_interval_ms`. From dispatchers it forwards 1001–1499 to the named
+//! client as they are (header and all), keeps filter properties (1010/1011), fans 1501 out to
+//! matching clients, and regroups 1502 per client.
+//!
+//! A pure state machine behind the reactor's [`Handler`]: no sockets, no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use goworld_common::displink::DispatcherLinks;
+use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId, IdGen, WallClock};
+use goworld_common::proto::{
+    self, mt, peek_client_header, peek_id, peek_type, ClientMsg, FilterOp, Msg, Route,
+};
+use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
+use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
+use log::{debug, info, warn};
+
+pub mod run;
+
+/// What the gate needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub gate_id: u16,
+    pub desired_dispatchers: u16,
+    /// How often client position syncs are flushed to the dispatchers.
+    pub position_sync_interval: Duration,
+    /// Wall time at start, for stamping client and boot entity IDs.
+    pub clock: WallClock,
+}
+
+/// Events the gate reports to its shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateEvent {
+    /// Every dispatcher link completed its handshake.
+    Ready,
+}
+
+#[derive(Debug)]
+struct ClientProxy {
+    client_id: ClientId,
+    /// The entity that owns this client: the boot entity until a player entity takes over.
+    owner: EntityId,
+    peer: SocketAddr,
+    filter_props: BTreeMap<String, String>,
+    /// The connect notice has been sent (it waits until the gate is ready).
+    announced: bool,
+}
+
+/// The gate's state machine.
+pub struct GateService {
+    s: Settings,
+    links: DispatcherLinks,
+    ids: IdGen,
+    clients: HashMap<ConnId, ClientProxy>,
+    by_id: HashMap<ClientId, ConnId>,
+    /// Clients accepted before the gate was ready, in order.
+    waiting: Vec<ConnId>,
+    /// Position records from clients, per dispatcher (index = dispatcher ID - 1).
+    sync_out: Vec<Vec<u8>>,
+    next_sync_flush: Option<Instant>,
+    ready_reported: bool,
+    events: Vec<GateEvent>,
+    unknown_types_logged: BTreeSet<u16>,
+    stop: bool,
+}
+
+/// Listener tag for client connections.
+pub const CLIENT_LISTENER: u32 = 0;
+
+/// True if a client whose property `key` has value `have` matches `op val` (bytewise).
+pub fn filter_matches(op: FilterOp, have: &str, val: &str) -> bool {
+    let (a, b) = (have.as_bytes(), val.as_bytes());
+    match op {
+        FilterOp::Eq => a == b,
+        FilterOp::Ne => a != b,
+        FilterOp::Gt => a > b,
+        FilterOp::Lt => a < b,
+        FilterOp::Gte => a >= b,
+        FilterOp::Lte => a <= b,
+    }
+}
+
+impl GateService {
+    /// A gate with no connections yet; `ids` generates client and boot entity IDs.
+    pub fn new(s: Settings, ids: IdGen) -> GateService {
+        let n = s.desired_dispatchers.max(1);
+        GateService {
+            links: DispatcherLinks::new(n, &format!("gate{}", s.gate_id)),
+            sync_out: vec![Vec::new(); usize::from(n)],
+            s,
+            ids,
+            clients: HashMap::new(),
+            by_id: HashMap::new(),
+            waiting: Vec::new(),
+            next_sync_flush: None,
+            ready_reported: false,
+            events: Vec::new(),
+            unknown_types_logged: BTreeSet::new(),
+            stop: false,
+        }
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// True once every dispatcher link completed its handshake.
+    pub fn is_ready(&self) -> bool {
+        self.links.all_ready()
+    }
+
+    /// Takes the events reported since the last call.
+    pub fn take_events(&mut self) -> Vec<GateEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn announce(&mut self, io: &mut dyn Io, conn: ConnId) {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        c.announced = true;
+        let p = Msg::NotifyClientConnected {
+            client_id: c.client_id,
+            boot_eid: c.owner,
+            gate_id: None,
+        }
+        .to_payload();
+        let owner = c.owner;
+        self.links.send_by_entity(io, &owner, &p);
+    }
+
+    fn close_client(&mut self, io: &mut dyn Io, conn: ConnId, reason: &str) {
+        if let Some(c) = self.clients.get(&conn) {
+            warn!(
+                "gate{}: client {} ({}) closed: {reason}",
+                self.s.gate_id, c.client_id, c.peer
+            );
+        }
+        io.close(conn, reason);
+    }
+
+    /// Handles one frame from a client. Errors close the client.
+    fn handle_client_packet(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        p: &[u8],
+    ) -> Result<(), String> {
+        let t = peek_type(p)
+            .ok_or_else(|| format!("frame of {} bytes has no message type", p.len()))?;
+        if !proto::client_may_send(t) {
+            return Err(format!(
+                "message type {t} ({}) may not be sent by a client",
+                proto::msg_name(t)
+            ));
+        }
+        let client_id = self
+            .clients
+            .get(&conn)
+            .map(|c| c.client_id)
+            .ok_or("unknown client")?;
+        match t {
+            mt::CALL_ENTITY_METHOD_FROM_CLIENT => match Msg::decode(p) {
+                Ok(Msg::CallEntityMethodFromClient {
+                    eid,
+                    client_id: None,
+                    ..
+                }) => {
+                    let d = dispatcher_for_entity(&eid, self.links.count());
+                    self.links.send2(io, d, p, client_id.as_bytes());
+                }
+                Ok(_) => return Err("CALL_ENTITY_METHOD_FROM_CLIENT with trailing bytes".into()),
+                Err(e) => return Err(e.to_string()),
+            },
+            mt::SYNC_POSITION_YAW_FROM_CLIENT => {
+                if p.len() != 2 + proto::SYNC_RECORD_LEN {
+                    return Err(format!(
+                        "SYNC_POSITION_YAW_FROM_CLIENT of {} bytes, expected {}",
+                        p.len(),
+                        2 + proto::SYNC_RECORD_LEN
+                    ));
+                }
+                let eid = peek_id(p, 2).expect("length checked");
+                let d = usize::from(dispatcher_for_entity(&eid, self.links.count()) - 1);
+                self.sync_out[d].extend_from_slice(&p[2..]);
+                if self.next_sync_flush.is_none() {
+                    self.next_sync_flush = Some(now + self.s.position_sync_interval);
+                }
+            }
+            _ => {
+                if p.len() != 2 {
+                    return Err(format!("heartbeat with {} extra bytes", p.len() - 2));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_syncs(&mut self, io: &mut dyn Io) {
+        self.next_sync_flush = None;
+        for d in 0..self.sync_out.len() {
+            if self.sync_out[d].is_empty() {
+                continue;
+            }
+            let records = std::mem::take(&mut self.sync_out[d]);
+            self.links.send2(
+                io,
+                d as u16 + 1,
+                &mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes(),
+                &records,
+            );
+        }
+    }
+
+    /// Handles one frame from a dispatcher.
+    fn handle_dispatcher_packet(
+        &mut self,
+        io: &mut dyn Io,
+        disp: u16,
+        p: &[u8],
+    ) -> Result<(), String> {
+        let t = peek_type(p).ok_or("payload shorter than its type")?;
+        match proto::route(t) {
+            Route::ToClient => {
+                let (gate_id, client_id) = peek_client_header(p)
+                    .ok_or_else(|| format!("{} too short", proto::msg_name(t)))?;
+                if gate_id != self.s.gate_id {
+                    return Err(format!(
+                        "{} for gate{gate_id} arrived at gate{}",
+                        proto::msg_name(t),
+                        self.s.gate_id
+                    ));
+                }
+                let conn = self.by_id.get(&client_id).copied();
+                match t {
+                    mt::SET_CLIENTPROXY_FILTER_PROP | mt::CLEAR_CLIENTPROXY_FILTER_PROPS => {
+                        let msg = Msg::decode(p).map_err(|e| e.to_string())?;
+                        let Some(c) = conn.and_then(|c| self.clients.get_mut(&c)) else {
+                            return Ok(());
+                        };
+                        match msg {
+                            Msg::ToClient {
+                                msg: ClientMsg::SetClientProxyFilterProp { key, val },
+                                ..
+                            } => {
+                                c.filter_props.insert(key, val);
+                            }
+                            _ => c.filter_props.clear(),
+                        }
+                    }
+                    _ => {
+                        if t == mt::CREATE_ENTITY_ON_CLIENT
+                            && p.get(proto::CLIENT_HEADER_LEN + 2) == Some(&1)
+                        {
+                            let eid = peek_id(p, proto::CLIENT_HEADER_LEN + 3)
+                                .ok_or("CREATE_ENTITY_ON_CLIENT too short")?;
+                            match conn.and_then(|c| self.clients.get_mut(&c)) {
+                                Some(c) => c.owner = eid,
+                                None => {
+                                    // The client left before its player arrived: tell the new owner.
+                                    let n = Msg::NotifyClientDisconnected {
+                                        owner_eid: eid,
+                                        client_id,
+                                    }
+                                    .to_payload();
+                                    self.links.send_by_entity(io, &eid, &n);
+                                }
+                            }
+                        }
+                        match conn {
+                            Some(c) => io.send(c, p),
+                            None => debug!(
+                                "{} for departed client {client_id} dropped",
+                                proto::msg_name(t)
+                            ),
+                        }
+                    }
+                }
+            }
+            Route::FilteredClients => {
+                let Msg::CallFilteredClients { op, key, val, .. } =
+                    Msg::decode(p).map_err(|e| e.to_string())?
+                else {
+                    unreachable!("decoded by type")
+                };
+                for (&conn, c) in &self.clients {
+                    let hit = key.is_empty()
+                        || c.filter_props
+                            .get(&key)
+                            .is_some_and(|have| filter_matches(op, have, &val));
+                    if hit {
+                        io.send(conn, p);
+                    }
+                }
+            }
+            Route::SyncOnClients => {
+                let body = p.get(4..).ok_or("SYNC_POSITION_YAW_ON_CLIENTS too short")?;
+                if !body.len().is_multiple_of(proto::SYNC_CLIENT_RECORD_LEN) {
+                    return Err(
+                        "SYNC_POSITION_YAW_ON_CLIENTS is not a whole number of records".into(),
+                    );
+                }
+                let mut per_client: HashMap<ConnId, Vec<u8>> = HashMap::new();
+                for rec in body.chunks_exact(proto::SYNC_CLIENT_RECORD_LEN) {
+                    let cid = EntityId::from_slice(&rec[..16]).expect("16 bytes");
+                    if let Some(&conn) = self.by_id.get(&cid) {
+                        per_client
+                            .entry(conn)
+                            .or_insert_with(|| {
+                                mt::SYNC_POSITION_YAW_ON_CLIENTS.to_le_bytes().to_vec()
+                            })
+                            .extend_from_slice(&rec[16..]);
+                    }
+                }
+                for (conn, out) in per_client {
+                    io.send(conn, &out);
+                }
+            }
+            _ => {
+                if self.unknown_types_logged.insert(t) {
+                    warn!("dispatcher{disp}: message type {t} ({}) is not for a gate; skipped (logged once per type)", proto::msg_name(t));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler for GateService {
+    fn on_open(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        origin: Origin,
+        peer: SocketAddr,
+    ) {
+        match origin {
+            Origin::Dialed { dial } => {
+                let disp = dial as u16;
+                info!(
+                    "gate{}: connected to dispatcher{disp} at {peer}",
+                    self.s.gate_id
+                );
+                self.links.opened(disp, conn);
+                let p = Msg::SetGateId {
+                    gate_id: self.s.gate_id,
+                    version: Some(INTERNAL_PROTOCOL_VERSION),
+                }
+                .to_payload();
+                self.links.send_handshake(io, disp, &p);
+                // GoWorld does not acknowledge SET_GATE_ID: TCP order makes it first.
+                self.links.ready(io, disp);
+                if self.links.all_ready() {
+                    if !self.ready_reported {
+                        self.ready_reported = true;
+                        self.events.push(GateEvent::Ready);
+                    }
+                    for c in std::mem::take(&mut self.waiting) {
+                        self.announce(io, c);
+                    }
+                }
+            }
+            Origin::Accepted { .. } => {
+                let now_secs = self.s.clock.secs(now);
+                let client_id = self.ids.next(now_secs);
+                let owner = self.ids.next(now_secs);
+                debug!(
+                    "gate{}: client {client_id} connected from {peer}",
+                    self.s.gate_id
+                );
+                self.clients.insert(
+                    conn,
+                    ClientProxy {
+                        client_id,
+                        owner,
+                        peer,
+                        filter_props: BTreeMap::new(),
+                        announced: false,
+                    },
+                );
+                self.by_id.insert(client_id, conn);
+                if self.links.all_ready() {
+                    self.announce(io, conn);
+                } else {
+                    self.waiting.push(conn);
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+        if let Some(disp) = self.links.dispatcher_of(conn) {
+            if let Err(reason) = self.handle_dispatcher_packet(io, disp, payload) {
+                warn!(
+                    "gate{}: bad packet from dispatcher{disp} skipped: {reason}",
+                    self.s.gate_id
+                );
+            }
+            return;
+        }
+        if let Err(reason) = self.handle_client_packet(io, now, conn, payload) {
+            self.close_client(io, conn, &reason);
+        }
+    }
+
+    fn on_close(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, reason: &CloseReason) {
+        if let Some(d) = self.links.closed(conn) {
+            warn!(
+                "gate{}: lost dispatcher{d} ({reason}); reconnecting",
+                self.s.gate_id
+            );
+            return;
+        }
+        let Some(c) = self.clients.remove(&conn) else {
+            return;
+        };
+        self.by_id.remove(&c.client_id);
+        self.waiting.retain(|w| *w != conn);
+        match reason {
+            CloseReason::FrameTooLarge { .. } | CloseReason::OutputLimit { .. } => {
+                warn!(
+                    "gate{}: client {} ({}) closed: {reason}",
+                    self.s.gate_id, c.client_id, c.peer
+                )
+            }
+            // Closes the gate asked for were logged with their reason when asked.
+            CloseReason::Local(_) => debug!(
+                "gate{}: client {} ({}) closed",
+                self.s.gate_id, c.client_id, c.peer
+            ),
+            _ => info!(
+                "gate{}: client {} ({}) left: {reason}",
+                self.s.gate_id, c.client_id, c.peer
+            ),
+        }
+        if c.announced {
+            let p = Msg::NotifyClientDisconnected {
+                owner_eid: c.owner,
+                client_id: c.client_id,
+            }
+            .to_payload();
+            self.links.send_by_entity(io, &c.owner, &p);
+        }
+    }
+
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, _wall: SystemTime) {
+        if self.next_sync_flush.is_some_and(|t| now >= t) {
+            self.flush_syncs(io);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.next_sync_flush
+    }
+
+    fn on_signal(&mut self, io: &mut dyn Io, _now: Instant, signal: i32) {
+        match signal {
+            sig::SIGINT | sig::SIGTERM => {
+                info!(
+                    "gate{}: signal {signal}, closing {} clients and stopping",
+                    self.s.gate_id,
+                    self.clients.len()
+                );
+                let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+                for c in conns {
+                    io.close(c, "gate stopping");
+                }
+                self.stop = true;
+            }
+            _ => info!(
+                "gate{}: signal {signal} ignored (hot swap signals belong to games)",
+                self.s.gate_id
+            ),
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop
+    }
+}
+
+#[cfg(test)]
+mod tests;

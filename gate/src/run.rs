@@ -1,0 +1,108 @@
+//! The gate binary's shell: flags, config, logging, the client listener, dialing every
+//! dispatcher, and the ready line. Everything interesting is in [`GateService`].
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use goworld_common::id::{IdGen, WallClock};
+use goworld_common::process;
+use goworld_common::reactor::{
+    CloseReason, ConnId, Handler, Io, LinkKind, LinkOpts, Origin, Reactor, ReactorConfig,
+};
+
+use crate::{GateEvent, GateService, Settings, CLIENT_LISTENER};
+
+struct Shell {
+    service: GateService,
+    listen: SocketAddr,
+}
+
+impl Handler for Shell {
+    fn on_open(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        origin: Origin,
+        peer: SocketAddr,
+    ) {
+        self.service.on_open(io, now, conn, origin, peer);
+    }
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+        self.service.on_frame(io, now, conn, payload);
+    }
+    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
+        self.service.on_close(io, now, conn, reason);
+    }
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, wall: SystemTime) {
+        self.service.on_tick(io, now, wall);
+        for ev in self.service.take_events() {
+            match ev {
+                GateEvent::Ready => process::print_ready("GATE", &[("listen", self.listen)]),
+            }
+        }
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.service.next_deadline()
+    }
+    fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
+        self.service.on_signal(io, now, signal);
+    }
+    fn should_stop(&self) -> bool {
+        self.service.should_stop()
+    }
+}
+
+/// Runs a gate process: `gate -gid N [-configfile goworld.ini] [-log level]`.
+pub fn main() {
+    let (args, config) = process::boot("gate", "gid", false);
+    let id = args.id;
+    let Some(cfg) = config.gate(id) else {
+        process::fail(&format!(
+            "gate: -gid {id} has no [gate{id}] section and is outside 1..={}",
+            config.deployment.desired_gates
+        ));
+    };
+    process::init_logging(&format!("gate{id}"), &cfg.common, args.log_level.as_deref());
+    let settings = Settings {
+        gate_id: id,
+        desired_dispatchers: config.deployment.desired_dispatchers,
+        position_sync_interval: Duration::from_millis(cfg.position_sync_interval_ms.max(1)),
+        clock: WallClock {
+            at: Instant::now(),
+            unix_secs: process::unix_secs(SystemTime::now()),
+        },
+    };
+    let mut reactor = Reactor::new(ReactorConfig {
+        signals: true,
+        ..ReactorConfig::default()
+    })
+    .unwrap_or_else(|e| process::fail(&format!("gate{id}: cannot start the reactor: {e}")));
+    let listener = process::bind(&format!("gate{id}"), &cfg.listen_addr);
+    let client_opts = LinkOpts {
+        kind: LinkKind::Client {
+            output_limit: cfg.client_output_limit,
+        },
+        max_frame: cfg.max_client_frame,
+    };
+    let listen = reactor
+        .add_listener(listener, CLIENT_LISTENER, client_opts)
+        .unwrap_or_else(|e| process::fail(&format!("gate{id}: {e}")));
+    let server_opts = LinkOpts {
+        kind: LinkKind::Server,
+        max_frame: cfg.common.max_peer_frame,
+    };
+    for (&d, dc) in &config.dispatchers {
+        let addr = process::resolve(&dc.advertise_addr)
+            .unwrap_or_else(|e| process::fail(&format!("gate{id}: dispatcher{d}: {e}")));
+        reactor.add_dial(addr, u32::from(d), server_opts);
+    }
+    let mut shell = Shell {
+        service: GateService::new(settings, IdGen::for_process()),
+        listen,
+    };
+    if let Err(e) = reactor.run(&mut shell) {
+        process::fail(&format!("gate{id}: reactor stopped: {e}"));
+    }
+    log::info!("gate{id} stopped");
+}

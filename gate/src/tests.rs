@@ -1,0 +1,314 @@
+//! In-memory tests of the gate: what clients may send, forwarding, filters, position sync.
+
+use super::*;
+use goworld_common::proto::ClientBound;
+use goworld_common::testio::MemIo;
+
+fn conn(slot: u32) -> ConnId {
+    ConnId { slot, gen: 1 }
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:1".parse().unwrap()
+}
+
+const DISP: ConnId = ConnId { slot: 100, gen: 1 };
+
+struct T {
+    g: GateService,
+    io: MemIo,
+    now: Instant,
+}
+
+impl T {
+    fn new() -> T {
+        let now = Instant::now();
+        let s = Settings {
+            gate_id: 1,
+            desired_dispatchers: 1,
+            position_sync_interval: Duration::from_millis(100),
+            clock: WallClock {
+                at: now,
+                unix_secs: 1_700_000_000,
+            },
+        };
+        T {
+            g: GateService::new(s, IdGen::new([7, 7, 7], 1)),
+            io: MemIo::new(),
+            now,
+        }
+    }
+    fn dispatcher_up(&mut self) {
+        self.g.on_open(
+            &mut self.io,
+            self.now,
+            DISP,
+            Origin::Dialed { dial: 1 },
+            addr(),
+        );
+    }
+    fn client(&mut self, c: ConnId) -> (ClientId, EntityId) {
+        self.g.on_open(
+            &mut self.io,
+            self.now,
+            c,
+            Origin::Accepted {
+                listener: CLIENT_LISTENER,
+            },
+            addr(),
+        );
+        let sent = self.io.take();
+        let Msg::NotifyClientConnected {
+            client_id,
+            boot_eid,
+            gate_id: None,
+        } = Msg::decode(&sent.last().unwrap().1).unwrap()
+        else {
+            panic!("no connect notice")
+        };
+        (client_id, boot_eid)
+    }
+}
+
+#[test]
+fn handshake_then_client_connect_notice() {
+    let mut t = T::new();
+    t.g.on_open(
+        &mut t.io,
+        t.now,
+        conn(1),
+        Origin::Accepted {
+            listener: CLIENT_LISTENER,
+        },
+        addr(),
+    );
+    assert!(t.io.sent.is_empty(), "notices wait until the gate is ready");
+    t.dispatcher_up();
+    let sent: Vec<Msg> =
+        t.io.take()
+            .into_iter()
+            .map(|(_, p)| Msg::decode(&p).unwrap())
+            .collect();
+    assert_eq!(
+        sent[0],
+        Msg::SetGateId {
+            gate_id: 1,
+            version: Some(INTERNAL_PROTOCOL_VERSION)
+        }
+    );
+    assert!(matches!(sent[1], Msg::NotifyClientConnected { .. }));
+    assert_eq!(t.g.take_events(), vec![GateEvent::Ready]);
+}
+
+#[test]
+fn client_calls_get_the_client_id_appended() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    t.io.take();
+    let (cid, boot) = t.client(conn(1));
+    let call = Msg::CallEntityMethodFromClient {
+        eid: boot,
+        method: "Login".into(),
+        args: vec![vec![0xa1, b'x']],
+        client_id: None,
+    };
+    t.g.on_frame(&mut t.io, t.now, conn(1), &call.to_payload());
+    let sent = t.io.take();
+    assert_eq!(sent[0].0, DISP);
+    let Msg::CallEntityMethodFromClient { client_id, .. } = Msg::decode(&sent[0].1).unwrap() else {
+        panic!()
+    };
+    assert_eq!(client_id, Some(cid));
+}
+
+#[test]
+fn forbidden_or_malformed_client_input_closes_only_that_client() {
+    for bad in [
+        Msg::NotifyDeploymentReady.to_payload(), // a server message
+        vec![0xd1],                              // shorter than a type
+        vec![mt::CALL_ENTITY_METHOD_FROM_CLIENT as u8, 0, 1, 2, 3], // truncated call
+        vec![mt::SYNC_POSITION_YAW_FROM_CLIENT as u8, 0, 1], // short position record
+        {
+            // A call carrying a forged client ID.
+            let m = Msg::CallEntityMethodFromClient {
+                eid: EntityId::NONE,
+                method: "A".into(),
+                args: vec![],
+                client_id: Some(EntityId::NONE),
+            };
+            m.to_payload()
+        },
+    ] {
+        let mut t = T::new();
+        t.dispatcher_up();
+        t.client(conn(1));
+        t.client(conn(2));
+        t.g.on_frame(&mut t.io, t.now, conn(1), &bad);
+        assert_eq!(
+            t.io.closed.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            vec![conn(1)],
+            "input {bad:02x?}"
+        );
+        t.g.on_frame(
+            &mut t.io,
+            t.now,
+            conn(2),
+            &mt::HEARTBEAT_FROM_CLIENT.to_le_bytes(),
+        );
+        assert_eq!(t.io.closed.len(), 1);
+    }
+}
+
+#[test]
+fn server_messages_reach_the_client_verbatim_and_player_creation_changes_the_owner() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (cid, _) = t.client(conn(1));
+    let avatar = EntityId::parse("avataravataravat").unwrap();
+    let create = Msg::ToClient {
+        gate_id: 1,
+        client_id: cid,
+        msg: ClientMsg::CreateEntityOnClient {
+            is_player: true,
+            eid: avatar,
+            type_name: "Avatar".into(),
+            x: 1.0,
+            y: 2.0,
+            z: 3.0,
+            yaw: 0.0,
+            client_data: vec![0x80],
+        },
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &create);
+    assert_eq!(t.io.sent_to(conn(1)), vec![create.as_slice()]);
+    t.io.take();
+    t.g.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    let sent = t.io.take();
+    assert_eq!(
+        Msg::decode(&sent[0].1).unwrap(),
+        Msg::NotifyClientDisconnected {
+            owner_eid: avatar,
+            client_id: cid
+        }
+    );
+}
+
+#[test]
+fn filtered_calls_reach_matching_clients_once() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (c1, _) = t.client(conn(1));
+    let (c2, _) = t.client(conn(2));
+    for (cid, v) in [(c1, "10"), (c2, "20")] {
+        let p = Msg::ToClient {
+            gate_id: 1,
+            client_id: cid,
+            msg: ClientMsg::SetClientProxyFilterProp {
+                key: "level".into(),
+                val: v.into(),
+            },
+        }
+        .to_payload();
+        t.g.on_frame(&mut t.io, t.now, DISP, &p);
+    }
+    assert!(
+        t.io.sent.is_empty(),
+        "filter props are consumed by the gate"
+    );
+    let call = |op, key: &str| {
+        Msg::CallFilteredClients {
+            op,
+            key: key.into(),
+            val: "15".into(),
+            method: "M".into(),
+            args: vec![],
+        }
+        .to_payload()
+    };
+    t.g.on_frame(&mut t.io, t.now, DISP, &call(FilterOp::Gt, "level"));
+    assert_eq!(
+        t.io.take().iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        vec![conn(2)]
+    );
+    t.g.on_frame(&mut t.io, t.now, DISP, &call(FilterOp::Lte, "level"));
+    assert_eq!(
+        t.io.take().iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        vec![conn(1)]
+    );
+    let mut all: Vec<ConnId> = {
+        t.g.on_frame(&mut t.io, t.now, DISP, &call(FilterOp::Eq, ""));
+        t.io.take().iter().map(|(c, _)| *c).collect()
+    };
+    all.sort();
+    assert_eq!(all, vec![conn(1), conn(2)]);
+    // Clearing leaves no stale property behind.
+    let clear = Msg::ToClient {
+        gate_id: 1,
+        client_id: c2,
+        msg: ClientMsg::ClearClientProxyFilterProps,
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &clear);
+    t.g.on_frame(&mut t.io, t.now, DISP, &call(FilterOp::Gt, "level"));
+    assert!(t.io.take().is_empty());
+}
+
+#[test]
+fn position_syncs_are_batched_and_regrouped() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (c1, e1) = t.client(conn(1));
+    let (c2, _) = t.client(conn(2));
+    let rec = |e, x| proto::SyncRecord {
+        eid: e,
+        x,
+        y: 0.0,
+        z: 0.0,
+        yaw: 0.0,
+    };
+    let up = Msg::SyncPositionYawFromClient {
+        records: vec![rec(e1, 1.0)],
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, conn(1), &up);
+    t.g.on_frame(&mut t.io, t.now, conn(1), &up);
+    assert!(t.io.sent.is_empty());
+    assert_eq!(
+        t.g.next_deadline(),
+        Some(t.now + Duration::from_millis(100))
+    );
+    t.g.on_tick(
+        &mut t.io,
+        t.now + Duration::from_millis(100),
+        SystemTime::UNIX_EPOCH,
+    );
+    let sent = t.io.take();
+    assert_eq!(
+        Msg::decode(&sent[0].1).unwrap(),
+        Msg::SyncPositionYawFromClient {
+            records: vec![rec(e1, 1.0), rec(e1, 1.0)]
+        }
+    );
+    let other = EntityId::parse("otherotherother1").unwrap();
+    let down = Msg::SyncPositionYawOnClients {
+        gate_id: 1,
+        records: vec![
+            (c2, rec(other, 5.0)),
+            (c1, rec(other, 6.0)),
+            (c2, rec(other, 7.0)),
+        ],
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &down);
+    let mut sent = t.io.take();
+    sent.sort_by_key(|(c, _)| *c);
+    assert_eq!(
+        ClientBound::decode(&sent[0].1).unwrap(),
+        ClientBound::Sync(vec![rec(other, 6.0)])
+    );
+    assert_eq!(
+        ClientBound::decode(&sent[1].1).unwrap(),
+        ClientBound::Sync(vec![rec(other, 5.0), rec(other, 7.0)])
+    );
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds and runs the example server: one dispatcher, one game (test_game) and one gate, with
+# embedded file storage (no database). Ctrl-C stops all three cleanly.
+# Config: run/goworld.ini (copied from conf/goworld.ini.sample on first run); logs in run/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --workspace --bins
+mkdir -p run
+[ -f run/goworld.ini ] || cp conf/goworld.ini.sample run/goworld.ini
+cd run
+bin=../target/release
+pids=()
+
+wait_ready() { # $1 = log-tag, $2 = stdout file, $3 = pid
+  for _ in $(seq 1 300); do
+    if grep -q "$1 STARTED" "$2" 2>/dev/null; then grep "$1 STARTED" "$2"; return 0; fi
+    if ! kill -0 "$3" 2>/dev/null; then echo "$1 exited early; see run/$2 and the logs in run/" >&2; return 1; fi
+    sleep 0.1
+  done
+  echo "$1 did not become ready in 30 s" >&2; return 1
+}
+
+stop() {
+  trap - INT TERM
+  echo "stopping..."
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  echo "stopped"
+  exit 0
+}
+trap stop INT TERM
+
+"$bin/dispatcher" -dispid 1 -configfile goworld.ini >dispatcher1.out 2>&1 & pids+=($!)
+wait_ready DISPATCHER dispatcher1.out "${pids[-1]}" || stop
+"$bin/test_game" -gid 1 -configfile goworld.ini >game1.out 2>&1 & pids+=($!)
+wait_ready GAME game1.out "${pids[-1]}" || stop
+"$bin/gate" -gid 1 -configfile goworld.ini >gate1.out 2>&1 & pids+=($!)
+wait_ready GATE gate1.out "${pids[-1]}" || stop
+echo "example server running (clients connect to the gate above); Ctrl-C to stop"
+while true; do
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || { echo "process $p exited; see the logs in run/" >&2; stop; }
+  done
+  sleep 1
+done
