@@ -9,11 +9,13 @@ mkdir -p run
 [ -f run/goworld.ini ] || cp conf/goworld.ini.sample run/goworld.ini
 cd run
 bin=../target/release
+# Each server runs in its own session, so Ctrl-C reaches only this script, which stops them
+# in order (gate, game, dispatcher) with SIGTERM.
 pids=()
 
 wait_ready() { # $1 = log-tag, $2 = stdout file, $3 = pid
   for _ in $(seq 1 300); do
-    if grep -q "$1 STARTED" "$2" 2>/dev/null; then grep "$1 STARTED" "$2"; return 0; fi
+    if grep -q "^<!--XSUPERVISOR:BEGIN--> $1 STARTED" "$2" 2>/dev/null; then grep -m1 "^<!--XSUPERVISOR:BEGIN--> $1 STARTED" "$2"; return 0; fi
     if ! kill -0 "$3" 2>/dev/null; then echo "$1 exited early; see run/$2 and the logs in run/" >&2; return 1; fi
     sleep 0.1
   done
@@ -32,16 +34,17 @@ stop() {
 }
 trap stop INT TERM
 
-"$bin/dispatcher" -dispid 1 -configfile goworld.ini >dispatcher1.out 2>&1 & pids+=($!)
+setsid "$bin/dispatcher" -dispid 1 -configfile goworld.ini >dispatcher1.out 2>&1 & pids+=($!)
 wait_ready DISPATCHER dispatcher1.out "${pids[-1]}" || stop
-"$bin/test_game" -gid 1 -configfile goworld.ini >game1.out 2>&1 & pids+=($!)
+setsid "$bin/test_game" -gid 1 -configfile goworld.ini >game1.out 2>&1 & pids+=($!)
 wait_ready GAME game1.out "${pids[-1]}" || stop
-"$bin/gate" -gid 1 -configfile goworld.ini >gate1.out 2>&1 & pids+=($!)
+setsid "$bin/gate" -gid 1 -configfile goworld.ini >gate1.out 2>&1 & pids+=($!)
 wait_ready GATE gate1.out "${pids[-1]}" || stop
 echo "example server running (clients connect to the gate above); Ctrl-C to stop"
 while true; do
+  # Waiting on a background sleep lets the INT/TERM trap run at once.
+  sleep 1 & wait $! || true
   for p in "${pids[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "process $p exited; see the logs in run/" >&2; stop; }
   done
-  sleep 1
 done

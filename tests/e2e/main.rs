@@ -46,6 +46,19 @@ fn deployment_1_1_1_comes_up_greets_a_client_and_stops_cleanly() {
     assert_eq!(expect_boot_entity(&mut client), "Account");
     drop(client);
 
+    // Hot swap signals belong to games: dispatchers and gates ignore them.
+    for kind in [Kind::Dispatcher, Kind::Gate] {
+        for sig in ["USR1", "USR2", "HUP"] {
+            c.proc(kind, 1).signal(sig);
+        }
+    }
+    c.wait_log(Kind::Gate, 1, "signal 1 ignored", 1, T).unwrap();
+    c.wait_log(Kind::Dispatcher, 1, "signal 1 ignored", 1, T)
+        .unwrap();
+    let mut client = RawClient::connect(gate_addr(&c, 0)).unwrap();
+    assert_eq!(expect_boot_entity(&mut client), "Account");
+    drop(client);
+
     for (kind, id, code) in c.stop_all() {
         assert_eq!(code, Some(0), "{kind:?}{id} exit status");
     }
