@@ -138,6 +138,48 @@ pub trait Io {
     fn pending(&self, conn: ConnId) -> usize;
 }
 
+/// A handler with a hook run after each of its ticks: the binaries use it to print what the
+/// component reports (a ready line) without the component touching stdout.
+pub struct AfterTick<H, F> {
+    pub inner: H,
+    pub after_tick: F,
+}
+
+impl<H: Handler, F: FnMut(&mut H)> Handler for AfterTick<H, F> {
+    fn on_open(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        origin: Origin,
+        peer: SocketAddr,
+    ) {
+        self.inner.on_open(io, now, conn, origin, peer)
+    }
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+        self.inner.on_frame(io, now, conn, payload)
+    }
+    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
+        self.inner.on_close(io, now, conn, reason)
+    }
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, wall: SystemTime) {
+        self.inner.on_tick(io, now, wall);
+        (self.after_tick)(&mut self.inner)
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.inner.next_deadline()
+    }
+    fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
+        self.inner.on_signal(io, now, signal)
+    }
+    fn on_wake(&mut self, io: &mut dyn Io, now: Instant) {
+        self.inner.on_wake(io, now)
+    }
+    fn should_stop(&self) -> bool {
+        self.inner.should_stop()
+    }
+}
+
 /// A component (dispatcher, gate, game, bot) driven by the reactor. Every method gets the
 /// time as arguments; none may read the clock, sockets, files or the environment itself.
 pub trait Handler {

@@ -153,6 +153,27 @@ fn describe(payload: &[u8]) -> String {
     name.to_string()
 }
 
+/// Checks a handshake's process ID and internal protocol version; a wrong one closes the
+/// connection with one log line naming both.
+fn accept_handshake(
+    io: &mut dyn Io,
+    conn: ConnId,
+    kind: &str,
+    id: u16,
+    version: Option<u16>,
+) -> bool {
+    let problem = if version != Some(INTERNAL_PROTOCOL_VERSION) {
+        format!("speaks internal protocol version {version:?}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}")
+    } else if id == 0 {
+        "has ID 0".to_string()
+    } else {
+        return true;
+    };
+    warn!("connection {conn}: {kind}{id} {problem}; closing");
+    io.close(conn, &format!("{kind}{id} {problem}"));
+    false
+}
+
 impl Dispatcher {
     /// A dispatcher with no connections yet.
     pub fn new(s: Settings) -> Dispatcher {
@@ -405,16 +426,7 @@ impl Dispatcher {
         entities: Vec<EntityId>,
         version: Option<u16>,
     ) {
-        if version != Some(INTERNAL_PROTOCOL_VERSION) {
-            warn!(
-                "connection {conn}: game{game_id} speaks internal protocol version {version:?}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}; closing"
-            );
-            io.close(conn, "internal protocol version mismatch");
-            return;
-        }
-        if game_id == 0 || self.peers.get(&conn) != Some(&Peer::Unknown) {
-            warn!("connection {conn}: invalid SET_GAME_ID (gameid {game_id}); closing");
-            io.close(conn, "invalid SET_GAME_ID");
+        if !accept_handshake(io, conn, "game", game_id, version) {
             return;
         }
         info!(
@@ -492,16 +504,7 @@ impl Dispatcher {
         gate_id: u16,
         version: Option<u16>,
     ) {
-        if version != Some(INTERNAL_PROTOCOL_VERSION) {
-            warn!(
-                "connection {conn}: gate{gate_id} speaks internal protocol version {version:?}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}; closing"
-            );
-            io.close(conn, "internal protocol version mismatch");
-            return;
-        }
-        if gate_id == 0 || self.peers.get(&conn) != Some(&Peer::Unknown) {
-            warn!("connection {conn}: invalid SET_GATE_ID (gateid {gate_id}); closing");
-            io.close(conn, "invalid SET_GATE_ID");
+        if !accept_handshake(io, conn, "gate", gate_id, version) {
             return;
         }
         info!("gate{gate_id} connected on {conn}");

@@ -1,57 +1,13 @@
 //! The gate binary's shell: flags, config, logging, the client listener, dialing every
 //! dispatcher, and the ready line. Everything interesting is in [`GateService`].
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
-use goworld_common::reactor::{
-    CloseReason, ConnId, Handler, Io, LinkKind, LinkOpts, Origin, Reactor, ReactorConfig,
-};
+use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
 
 use crate::{GateEvent, GateService, Settings, CLIENT_LISTENER};
-
-struct Shell {
-    service: GateService,
-    listen: SocketAddr,
-}
-
-impl Handler for Shell {
-    fn on_open(
-        &mut self,
-        io: &mut dyn Io,
-        now: Instant,
-        conn: ConnId,
-        origin: Origin,
-        peer: SocketAddr,
-    ) {
-        self.service.on_open(io, now, conn, origin, peer);
-    }
-    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
-        self.service.on_frame(io, now, conn, payload);
-    }
-    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
-        self.service.on_close(io, now, conn, reason);
-    }
-    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, wall: SystemTime) {
-        self.service.on_tick(io, now, wall);
-        for ev in self.service.take_events() {
-            match ev {
-                GateEvent::Ready => process::print_ready("GATE", &[("listen", self.listen)]),
-            }
-        }
-    }
-    fn next_deadline(&self) -> Option<Instant> {
-        self.service.next_deadline()
-    }
-    fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
-        self.service.on_signal(io, now, signal);
-    }
-    fn should_stop(&self) -> bool {
-        self.service.should_stop()
-    }
-}
 
 /// Runs a gate process: `gate -gid N [-configfile goworld.ini] [-log level]`.
 pub fn main() {
@@ -97,11 +53,17 @@ pub fn main() {
             .unwrap_or_else(|e| process::fail(&format!("gate{id}: dispatcher{d}: {e}")));
         reactor.add_dial(addr, u32::from(d), server_opts);
     }
-    let mut shell = Shell {
-        service: GateService::new(settings, IdGen::for_process()),
-        listen,
+    let mut handler = AfterTick {
+        inner: GateService::new(settings, IdGen::for_process()),
+        after_tick: |gate: &mut GateService| {
+            for ev in gate.take_events() {
+                match ev {
+                    GateEvent::Ready => process::print_ready("GATE", &[("listen", listen)]),
+                }
+            }
+        },
     };
-    if let Err(e) = reactor.run(&mut shell) {
+    if let Err(e) = reactor.run(&mut handler) {
         process::fail(&format!("gate{id}: reactor stopped: {e}"));
     }
     log::info!("gate{id} stopped");
