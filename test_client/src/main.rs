@@ -200,32 +200,32 @@ fn main() {
     opts.optopt("N", "", "number of bots (default 1000)", "N");
     opts.optopt("S", "", "first bot id (default 1)", "ID");
     opts.optopt(
-        "server",
         "",
+        "server",
         "host of the gates (default 127.0.0.1)",
         "HOST",
     );
     opts.optopt(
-        "configfile",
         "",
+        "configfile",
         "goworld.ini with the gate addresses (default goworld.ini)",
         "PATH",
     );
     opts.optopt(
-        "duration",
         "",
+        "duration",
         "seconds to run; 0 runs until Ctrl-C (default 0)",
         "SECS",
     );
-    opts.optflag("strict", "", "any bot failure fails the run (exit 1)");
-    opts.optflag("quiet", "", "print only the final summary");
-    opts.optopt("log", "", "log level (default info)", "LEVEL");
+    opts.optflag("", "strict", "any bot failure fails the run (exit 1)");
+    opts.optflag("", "quiet", "print only the final summary");
+    opts.optopt("", "log", "log level (default info)", "LEVEL");
     for unsupported in ["ws", "kcp"] {
-        opts.optflag(unsupported, "", "not supported yet");
+        opts.optflag("", unsupported, "not supported yet");
     }
     opts.optflag(
-        "nosync",
         "",
+        "nosync",
         "no position syncs (the bot core sends none yet)",
     );
     let argv: Vec<String> = std::env::args().skip(1).collect();
