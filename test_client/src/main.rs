@@ -40,7 +40,6 @@ struct Bots {
     duration: Option<Duration>,
     next_heartbeat: Option<Instant>,
     next_report: Option<Instant>,
-    login_ms: Vec<f64>,
     disconnects: u64,
     failures: Vec<String>,
     stop: bool,
@@ -57,14 +56,8 @@ impl Bots {
 
     fn summary(&self) -> String {
         let booted = self.bots.iter().filter(|b| b.boot_entity.is_some()).count();
-        let avg = if self.login_ms.is_empty() {
-            0.0
-        } else {
-            self.login_ms.iter().sum::<f64>() / self.login_ms.len() as f64
-        };
-        let max = self.login_ms.iter().copied().fold(0.0, f64::max);
         format!(
-            "bots {}: {} got their boot entity (login avg {avg:.1} ms, max {max:.1} ms), {} disconnects, {} failures",
+            "bots {}: {} got their boot entity, {} disconnects, {} failures",
             self.bots.len(),
             booted,
             self.disconnects,
@@ -98,7 +91,7 @@ impl Handler for Bots {
         }
     }
 
-    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+    fn on_frame(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, payload: &[u8]) {
         let Some(&i) = self.by_conn.get(&conn) else {
             return;
         };
@@ -113,14 +106,7 @@ impl Handler for Bots {
                     },
                 ..
             }) => {
-                let b = &mut self.bots[i];
-                if b.boot_entity.is_none() {
-                    if let Some(t) = b.connected_at {
-                        self.login_ms
-                            .push(now.duration_since(t).as_secs_f64() * 1000.0);
-                    }
-                }
-                b.boot_entity = Some(type_name);
+                self.bots[i].boot_entity = Some(type_name);
             }
             Ok(_) => {}
             Err(e) => {
@@ -296,7 +282,6 @@ fn main() {
         duration: (duration > 0).then(|| Duration::from_secs(duration)),
         next_heartbeat: None,
         next_report: None,
-        login_ms: Vec::new(),
         disconnects: 0,
         failures: Vec::new(),
         stop: false,

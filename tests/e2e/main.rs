@@ -138,3 +138,45 @@ fn games_and_gate_reconnect_after_a_dispatcher_restart() {
         assert_eq!(code, Some(0), "{kind:?}{id} exit status");
     }
 }
+
+#[test]
+fn test_client_bots_all_get_their_boot_entity() {
+    let mut c = Cluster::new("bots", 1, 1, 2, "");
+    c.start_all(1, 1, 2).unwrap();
+    let out = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
+        .args([
+            "-N",
+            "300",
+            "-duration",
+            "2",
+            "-strict",
+            "-quiet",
+            "-log",
+            "warn",
+            "-configfile",
+        ])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "test_client failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("bots 300: 300 got their boot entity, 0 disconnects, 0 failures"),
+        "{stdout}"
+    );
+    // The bots picked both gates.
+    for gate in 1..=2 {
+        assert!(
+            c.log(Kind::Gate, gate).contains("left"),
+            "gate{gate} served no bot"
+        );
+    }
+    for (kind, id, code) in c.stop_all() {
+        assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+    }
+    assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
+}
