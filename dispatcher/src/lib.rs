@@ -78,7 +78,9 @@ struct Held {
 }
 
 impl Held {
-    fn push(&mut self, what: &str, limit: usize, payload: &[u8]) {
+    /// Holds `payload`, or counts it past `limit`. `what` names the holder for the one log
+    /// line; it is a closure so the hot path formats nothing.
+    fn push(&mut self, what: impl Fn() -> String, limit: usize, payload: &[u8]) {
         if self.queue.len() < limit {
             self.queue.push_back(payload.to_vec());
             return;
@@ -86,7 +88,8 @@ impl Held {
         self.overflow += 1;
         if self.overflow == 1 {
             warn!(
-                "{what}: hold limit of {limit} packets reached; dropping {} and reporting the count when the hold ends",
+                "{}: hold limit of {limit} packets reached; dropping {} and reporting the count when the hold ends",
+                what(),
                 describe(payload)
             );
         }
@@ -257,11 +260,11 @@ impl Dispatcher {
             Some(conn) if !frozen => io.send2(conn, payload, tail),
             _ => {
                 if tail.is_empty() {
-                    g.held.push(&format!("game{game_id}"), limit, payload);
+                    g.held.push(|| format!("game{game_id}"), limit, payload);
                 } else {
                     let mut p = payload.to_vec();
                     p.extend_from_slice(tail);
-                    g.held.push(&format!("game{game_id}"), limit, &p);
+                    g.held.push(|| format!("game{game_id}"), limit, &p);
                 }
             }
         }
@@ -297,7 +300,7 @@ impl Dispatcher {
             Some(info) => {
                 if let Some((until, held)) = &mut info.hold {
                     if now < *until {
-                        held.push(&format!("entity {eid}"), limit, payload);
+                        held.push(|| format!("entity {eid}"), limit, payload);
                         return;
                     }
                     self.release_entity(io, now, eid);
@@ -309,7 +312,7 @@ impl Dispatcher {
                 if let Some((until, holds)) = &mut self.unknown_hold {
                     if now < *until {
                         holds.entry(eid).or_default().push(
-                            &format!("unknown entity {eid}"),
+                            || format!("unknown entity {eid}"),
                             limit,
                             payload,
                         );
