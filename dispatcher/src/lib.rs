@@ -10,12 +10,12 @@
 //! It never touches sockets or the clock: time comes in as arguments, output goes out
 //! through [`Io`]. The binary (`main.rs`) only parses flags, loads config, binds and runs.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::config::DispatcherConfig;
-use goworld_common::id::EntityId;
+use goworld_common::id::{EntityId, FastMap, FastSet};
 use goworld_common::proto::{self, mt, peek_id, peek_type, peek_u16, Msg, Route};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
@@ -100,7 +100,8 @@ impl Held {
 struct EntityInfo {
     game: u16,
     /// Calls held while the entity loads or migrates; released at the deadline at the latest.
-    hold: Option<(Instant, Held)>,
+    /// Boxed: most entities are never held, and the table stays small (24 bytes an entry).
+    hold: Option<Box<(Instant, Held)>>,
 }
 
 #[derive(Debug)]
@@ -117,10 +118,12 @@ struct GameInfo {
 /// The dispatcher's state machine.
 pub struct Dispatcher {
     s: Settings,
-    peers: HashMap<ConnId, Peer>,
+    peers: FastMap<ConnId, Peer>,
     games: BTreeMap<u16, GameInfo>,
     gates: BTreeMap<u16, ConnId>,
-    entities: HashMap<EntityId, EntityInfo>,
+    entities: FastMap<EntityId, EntityInfo>,
+    /// Entities with a hold, so sweeping and `next_deadline` never scan the whole table.
+    held_entities: FastSet<EntityId>,
     kvreg: BTreeMap<String, String>,
     deployment_ready: bool,
     boot_rr: usize,
@@ -130,7 +133,7 @@ pub struct Dispatcher {
     sync_to_games: BTreeMap<u16, Vec<u8>>,
     /// Until every desired game has announced its entities (or the startup hold expires),
     /// packets for unknown entities wait here instead of being dropped.
-    unknown_hold: Option<(Instant, HashMap<EntityId, Held>)>,
+    unknown_hold: Option<(Instant, FastMap<EntityId, Held>)>,
     started: bool,
     games_seen: HashSet<u16>,
     unknown_types_logged: HashSet<u16>,
@@ -182,10 +185,11 @@ impl Dispatcher {
     pub fn new(s: Settings) -> Dispatcher {
         Dispatcher {
             s,
-            peers: HashMap::new(),
+            peers: FastMap::default(),
             games: BTreeMap::new(),
             gates: BTreeMap::new(),
-            entities: HashMap::new(),
+            entities: FastMap::default(),
+            held_entities: FastSet::default(),
             kvreg: BTreeMap::new(),
             deployment_ready: false,
             boot_rr: 0,
@@ -232,7 +236,7 @@ impl Dispatcher {
     fn ensure_started(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
-            self.unknown_hold = Some((now + STARTUP_HOLD, HashMap::new()));
+            self.unknown_hold = Some((now + STARTUP_HOLD, FastMap::default()));
         }
     }
 
@@ -298,14 +302,19 @@ impl Dispatcher {
         let limit = self.s.entity_hold_limit;
         match self.entities.get_mut(&eid) {
             Some(info) => {
-                if let Some((until, held)) = &mut info.hold {
+                if let Some(hold) = &mut info.hold {
+                    let (until, held) = &mut **hold;
                     if now < *until {
                         held.push(|| format!("entity {eid}"), limit, payload);
                         return;
                     }
                     self.release_entity(io, now, eid);
+                    let game = self.entities[&eid].game;
+                    self.send_game(io, now, game, payload, &[]);
+                    return;
                 }
-                let game = self.entities[&eid].game;
+                // The hot path: one lookup, then out.
+                let game = info.game;
                 self.send_game(io, now, game, payload, &[]);
             }
             None => {
@@ -332,9 +341,11 @@ impl Dispatcher {
         let Some(info) = self.entities.get_mut(&eid) else {
             return;
         };
-        let Some((_, held)) = info.hold.take() else {
+        let Some(hold) = info.hold.take() else {
             return;
         };
+        self.held_entities.remove(&eid);
+        let (_, held) = *hold;
         let game = info.game;
         if held.overflow > 0 {
             warn!(
@@ -353,8 +364,11 @@ impl Dispatcher {
             hold: None,
         });
         match &mut info.hold {
-            Some((t, _)) => *t = (*t).max(until),
-            None => info.hold = Some((until, Held::default())),
+            Some(hold) => hold.0 = hold.0.max(until),
+            None => {
+                info.hold = Some(Box::new((until, Held::default())));
+                self.held_entities.insert(eid);
+            }
         }
     }
 
@@ -581,7 +595,14 @@ impl Dispatcher {
         let held = std::mem::take(&mut g.held);
         g.frozen_until = None;
         let before = self.entities.len();
-        self.entities.retain(|_, e| e.game != game_id);
+        let held_entities = &mut self.held_entities;
+        self.entities.retain(|id, e| {
+            let keep = e.game != game_id;
+            if !keep && e.hold.is_some() {
+                held_entities.remove(id);
+            }
+            keep
+        });
         info!(
             "game{game_id} is down: {} entities removed from the routing table",
             before - self.entities.len()
@@ -820,10 +841,15 @@ impl Dispatcher {
 
     fn sweep(&mut self, io: &mut dyn Io, now: Instant) {
         let expired: Vec<EntityId> = self
-            .entities
+            .held_entities
             .iter()
-            .filter(|(_, e)| e.hold.as_ref().is_some_and(|(t, _)| now >= *t))
-            .map(|(id, _)| *id)
+            .filter(|id| {
+                self.entities
+                    .get(*id)
+                    .and_then(|e| e.hold.as_ref())
+                    .is_some_and(|h| now >= h.0)
+            })
+            .copied()
             .collect();
         for eid in expired {
             info!("entity {eid}: hold expired; releasing its held calls");
@@ -945,7 +971,7 @@ impl Handler for Dispatcher {
         // Sweeping matters only while something is held or waiting.
         let holding = self.unknown_hold.is_some()
             || self.games.values().any(|g| g.frozen_until.is_some())
-            || self.entities.values().any(|e| e.hold.is_some());
+            || !self.held_entities.is_empty();
         if holding {
             self.next_sweep
         } else {

@@ -407,3 +407,29 @@ fn a_frozen_game_gets_its_held_packets_after_it_comes_back() {
     assert!(matches!(got[0], Msg::SetGameIdAck { .. }));
     assert!(matches!(&got[1], Msg::CallEntityMethodFromClient { method, .. } if method == "X"));
 }
+
+#[test]
+fn an_expired_hold_is_released_by_the_sweep_and_the_dispatcher_then_sleeps() {
+    let mut t = T::new(1, 0);
+    let e = eid("migrantmigrant03");
+    t.game(conn(1), 1, vec![e]);
+    t.tick();
+    assert_eq!(t.d.next_deadline(), None, "nothing held: no wake-ups");
+    t.send(
+        conn(1),
+        Msg::MigrateRequest {
+            eid: e,
+            space_id: nil_space_id(1),
+            space_game_id: 1,
+        },
+    );
+    t.send(conn(1), call(e, "late"));
+    t.io.sent.clear();
+    assert!(t.d.next_deadline().is_some(), "a hold needs the sweep");
+    t.now += MIGRATE_HOLD + Duration::from_secs(1);
+    t.tick();
+    assert_eq!(t.got(conn(1)), vec![call(e, "late")]);
+    t.now += SWEEP_INTERVAL;
+    t.tick();
+    assert_eq!(t.d.next_deadline(), None);
+}
