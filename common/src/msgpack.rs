@@ -24,6 +24,13 @@ pub enum Value {
     Ext(i8, Vec<u8>),
 }
 
+impl Default for Value {
+    /// Nil: what a missing RPC argument of type `Value` becomes.
+    fn default() -> Self {
+        Value::Nil
+    }
+}
+
 /// Why a msgpack value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {

@@ -21,6 +21,7 @@ use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
+pub mod args;
 pub mod run;
 
 /// What the game needs to know about itself and its deployment.
