@@ -10,6 +10,7 @@
 //! * [`process`]: start-up shared by the binaries (flags, config, logging, ready line).
 //! * [`args`]: Go-style command-line flags (`-gid 1`, `-configfile=x`).
 //! * [`logging`]: log set-up (file and/or stderr) and io-error wording.
+//! * [`rng`]: a seeded random source that component logic takes as an input.
 //! * [`timers`]: a deadline-ordered timer queue that component logic owns.
 //! * [`testio`]: an in-memory `Io` for component tests.
 //! * [`reactor`]: the single-threaded mio event loop; the only code that owns sockets.
@@ -27,6 +28,7 @@ pub mod msgpack;
 pub mod process;
 pub mod proto;
 pub mod reactor;
+pub mod rng;
 pub mod testio;
 pub mod timers;
 
