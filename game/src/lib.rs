@@ -1,28 +1,38 @@
 //! The game process: runs entities and their logic (reference §1.3, §3).
 //!
-//! This foundation holds the game's side of the cluster: its links to every dispatcher and
+//! [`GameService`] holds the game's side of the cluster: its links to every dispatcher and
 //! their handshakes (SET_GAME_ID / ACK), the online-games view (deduplicated across
-//! dispatchers), the service registry it learns, deployment readiness, and a minimal boot
-//! entity per client so a connecting client is greeted the way GoWorld greets it. The entity
-//! framework (types, attributes, RPC, spaces, migration, freeze) builds on this.
+//! dispatchers), the service registry it learns, deployment readiness, and the [`World`] of
+//! entities ([`entity`] is the API game code is written against; [`attr`] its attributes;
+//! [`args`] its typed RPC parameters; [`kvdb`] and [`storage`] the embedded stores).
 //!
 //! [`GameService`] is a pure state machine behind the reactor's [`Handler`]: time comes in as
 //! arguments and output leaves through [`Io`]; no sockets, no clock, no globals.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{nil_space_id, ClientId, EntityId, IdGen, WallClock};
-use goworld_common::msgpack;
-use goworld_common::proto::{self, ClientMsg, Msg};
+use goworld_common::proto::{self, Msg};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
+use goworld_common::rng::Rng;
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
 pub mod args;
+pub mod attr;
+pub mod entity;
+pub mod kvdb;
 pub mod run;
+pub mod storage;
+pub mod world;
+
+use entity::Registry;
+use kvdb::Kvdb;
+use storage::Storage;
+use world::{Caller, Net, World};
 
 /// What the game needs to know about itself and its deployment.
 #[derive(Debug, Clone)]
@@ -58,15 +68,14 @@ pub enum GameEvent {
 pub struct GameService {
     s: Settings,
     links: DispatcherLinks,
-    ids: IdGen,
     /// Games each dispatcher reports online (index = dispatcher ID - 1); a game is online
     /// while any dispatcher reports it.
     online_by_disp: Vec<BTreeSet<u16>>,
     online: BTreeSet<u16>,
     /// Service registry, per dispatcher that holds each key.
     kvreg: BTreeMap<String, (String, u16)>,
-    /// Entities on this game (the nil space and boot entities, for now), with their type.
-    entities: HashMap<EntityId, (String, Option<GameClient>)>,
+    /// Every entity on this game but the nil space.
+    world: World,
     deployment_ready: bool,
     ready_reported: bool,
     events: Vec<GameEvent>,
@@ -77,24 +86,32 @@ pub struct GameService {
 impl GameService {
     /// A game with its nil space created and no connections yet. `ids` generates the IDs of
     /// entities this game creates (give each game in one process its own).
-    pub fn new(s: Settings, ids: IdGen) -> GameService {
-        let mut entities = HashMap::new();
-        entities.insert(nil_space_id(s.game_id), ("__space__".to_string(), None));
+    pub fn new(
+        s: Settings,
+        ids: IdGen,
+        types: Registry,
+        stores: (Option<Storage>, Option<Kvdb>),
+        rng: Rng,
+    ) -> GameService {
         let n = s.desired_dispatchers;
         GameService {
             links: DispatcherLinks::new(n, &format!("game{}", s.game_id)),
             online_by_disp: vec![BTreeSet::new(); usize::from(n.max(1))],
+            world: World::new(types, s.game_id, s.clock, ids, rng, stores.1, stores.0),
             s,
-            ids,
             online: BTreeSet::new(),
             kvreg: BTreeMap::new(),
-            entities,
             deployment_ready: false,
             ready_reported: false,
             events: Vec::new(),
             unknown_types_logged: BTreeSet::new(),
             stop: false,
         }
+    }
+
+    /// The entities of this game.
+    pub fn world(&self) -> &World {
+        &self.world
     }
 
     /// The game's ID.
@@ -124,9 +141,9 @@ impl GameService {
             .map(|(k, (v, _))| (k.as_str(), v.as_str()))
     }
 
-    /// Number of entities on this game.
+    /// Number of entities on this game, the nil space included.
     pub fn entity_count(&self) -> usize {
-        self.entities.len()
+        self.world.len() + 1
     }
 
     /// Takes the events reported since the last call.
@@ -158,9 +175,9 @@ impl GameService {
 
     fn send_set_game_id(&mut self, io: &mut dyn Io, disp: u16, is_reconnect: bool) {
         let n = self.links.count();
-        let mut entities: Vec<EntityId> = self
-            .entities
-            .keys()
+        let nil = nil_space_id(self.s.game_id);
+        let mut entities: Vec<EntityId> = std::iter::once(&nil)
+            .chain(self.world.ids())
             .filter(|e| goworld_common::id::dispatcher_for_entity(e, n) == disp)
             .copied()
             .collect();
@@ -181,6 +198,7 @@ impl GameService {
     fn handle_ack(
         &mut self,
         io: &mut dyn Io,
+        now: Instant,
         disp: u16,
         disp_id: u16,
         deployment_ready: bool,
@@ -202,7 +220,11 @@ impl GameService {
         for eid in rejected {
             // The dispatcher knows this entity on another game: ours is the stale copy.
             warn!("entity {eid} is already on another game; destroying the copy here");
-            self.entities.remove(&eid);
+            let mut net = Net {
+                io,
+                links: &mut self.links,
+            };
+            self.world.destroy(&mut net, now, eid);
         }
         self.kvreg.retain(|_, (_, d)| *d != disp);
         for (k, v) in kvreg {
@@ -226,72 +248,7 @@ impl GameService {
         }
     }
 
-    /// Creates the boot entity for a new client and shows it to the client (as GoWorld does:
-    /// clear filter props, then CREATE_ENTITY_ON_CLIENT with isPlayer).
-    fn handle_client_connected(
-        &mut self,
-        io: &mut dyn Io,
-        client_id: ClientId,
-        boot_eid: EntityId,
-        gate_id: u16,
-    ) {
-        let client = GameClient { client_id, gate_id };
-        self.entities
-            .insert(boot_eid, (self.s.boot_entity.clone(), Some(client)));
-        self.links.send_by_entity(
-            io,
-            &boot_eid,
-            &Msg::NotifyCreateEntity { eid: boot_eid }.to_payload(),
-        );
-        let mut client_data = Vec::new();
-        msgpack::write_map_len(&mut client_data, 0);
-        for msg in [
-            ClientMsg::ClearClientProxyFilterProps,
-            ClientMsg::CreateEntityOnClient {
-                is_player: true,
-                eid: boot_eid,
-                type_name: self.s.boot_entity.clone(),
-                x: 0.0,
-                y: 0.0,
-                z: 0.0,
-                yaw: 0.0,
-                client_data: client_data.clone(),
-            },
-        ] {
-            let p = Msg::ToClient {
-                gate_id,
-                client_id,
-                msg,
-            }
-            .to_payload();
-            // Everything for one client goes through its owner entity's dispatcher.
-            self.links.send_by_entity(io, &boot_eid, &p);
-        }
-        debug!("client {client_id} on gate{gate_id} got boot entity {boot_eid}");
-    }
-
-    fn handle_client_disconnected(
-        &mut self,
-        io: &mut dyn Io,
-        owner: EntityId,
-        client_id: ClientId,
-    ) {
-        let bound =
-            matches!(self.entities.get(&owner), Some((_, Some(c))) if c.client_id == client_id);
-        if !bound {
-            debug!("client {client_id} disconnected from {owner}, which it no longer owns");
-            return;
-        }
-        // The boot entity has no logic yet: it goes with its client.
-        self.entities.remove(&owner);
-        self.links.send_by_entity(
-            io,
-            &owner,
-            &Msg::NotifyDestroyEntity { eid: owner }.to_payload(),
-        );
-    }
-
-    fn handle(&mut self, io: &mut dyn Io, disp: u16, conn: ConnId, msg: Msg) {
+    fn handle(&mut self, io: &mut dyn Io, now: Instant, disp: u16, conn: ConnId, msg: Msg) {
         match msg {
             Msg::SetGameIdAck {
                 disp_id,
@@ -299,7 +256,16 @@ impl GameService {
                 games,
                 rejected,
                 kvreg,
-            } => self.handle_ack(io, disp, disp_id, deployment_ready, games, rejected, kvreg),
+            } => self.handle_ack(
+                io,
+                now,
+                disp,
+                disp_id,
+                deployment_ready,
+                games,
+                rejected,
+                kvreg,
+            ),
             Msg::NotifyGameConnected { game_id } => {
                 self.online_by_disp[usize::from(disp - 1)].insert(game_id);
                 self.recompute_online();
@@ -316,33 +282,83 @@ impl GameService {
                 client_id,
                 boot_eid,
                 gate_id: Some(gate_id),
-            } => self.handle_client_connected(io, client_id, boot_eid, gate_id),
+            } => {
+                let client = GameClient { client_id, gate_id };
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .client_connected(&mut net, now, &self.s.boot_entity, boot_eid, client);
+            }
             Msg::NotifyClientDisconnected {
                 owner_eid,
                 client_id,
-            } => self.handle_client_disconnected(io, owner_eid, client_id),
-            Msg::NotifyGateDisconnected { gate_id } => {
-                let gone: Vec<EntityId> = self
-                    .entities
-                    .iter()
-                    .filter(|(_, (_, c))| c.is_some_and(|c| c.gate_id == gate_id))
-                    .map(|(e, _)| *e)
-                    .collect();
-                info!("gate{gate_id} disconnected: {} clients gone", gone.len());
-                for e in gone {
-                    if let Some((_, Some(c))) = self.entities.get(&e).cloned() {
-                        self.handle_client_disconnected(io, e, c.client_id);
-                    }
-                }
+            } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .client_disconnected(&mut net, now, owner_eid, client_id);
             }
-            Msg::CallEntityMethod { eid, method, .. }
-            | Msg::CallEntityMethodFromClient { eid, method, .. } => {
-                match self.entities.get(&eid) {
-                    Some((ty, _)) => warn!("{ty} {eid} has no method {method} (call dropped)"),
-                    None => {
-                        warn!("call {method} to entity {eid}, which is not on this game (dropped)")
+            Msg::NotifyGateDisconnected { gate_id } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.gate_disconnected(&mut net, now, gate_id);
+            }
+            Msg::CallEntityMethod { eid, method, args } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .call(&mut net, now, eid, &method, args, Caller::Server);
+            }
+            Msg::CallEntityMethodFromClient {
+                eid,
+                method,
+                args,
+                client_id: Some(cid),
+            } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .call(&mut net, now, eid, &method, args, Caller::Client(cid));
+            }
+            Msg::CreateEntitySomewhere {
+                eid,
+                type_name,
+                attrs,
+                ..
+            } => {
+                let data = if attrs.is_empty() || attrs == [0xc0] {
+                    None
+                } else {
+                    match attr::Attrs::from_bytes(&attrs) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            warn!("create {type_name}<{eid}>: bad attributes ({e}); created without them");
+                            None
+                        }
                     }
-                }
+                };
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.create(&mut net, now, &type_name, eid, data);
+            }
+            Msg::LoadEntitySomewhere { eid, type_name, .. } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.load(&mut net, &type_name, eid);
             }
             Msg::SyncPositionYawFromClient { .. } | Msg::CallNilSpaces { .. } => {}
             other => {
@@ -380,12 +396,12 @@ impl Handler for GameService {
         self.send_set_game_id(io, disp, reconnect);
     }
 
-    fn on_frame(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, payload: &[u8]) {
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
         let Some(disp) = self.links.dispatcher_of(conn) else {
             return;
         };
         match Msg::decode(payload) {
-            Ok(msg) => self.handle(io, disp, conn, msg),
+            Ok(msg) => self.handle(io, now, disp, conn, msg),
             Err(e) => {
                 let t = proto::peek_type(payload).unwrap_or(0);
                 if proto::route(t) == proto::Route::Unknown {
@@ -410,16 +426,37 @@ impl Handler for GameService {
         }
     }
 
-    fn on_tick(&mut self, _io: &mut dyn Io, _now: Instant, _wall: SystemTime) {}
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, _wall: SystemTime) {
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.run_local_calls(&mut net, now);
+    }
+
+    fn on_wake(&mut self, io: &mut dyn Io, now: Instant) {
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.on_kvdb_results(&mut net, now);
+        self.world.on_storage_results(&mut net, now);
+    }
 
     fn next_deadline(&self) -> Option<Instant> {
         None
     }
 
-    fn on_signal(&mut self, _io: &mut dyn Io, _now: Instant, signal: i32) {
+    fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
         match signal {
             sig::SIGINT | sig::SIGTERM => {
                 info!("game{}: signal {signal}, stopping", self.s.game_id);
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .destroy_all(&mut net, now, std::time::Duration::from_secs(10));
                 self.stop = true;
             }
             sig::SIGUSR1 | sig::SIGHUP => warn!(
@@ -438,7 +475,7 @@ impl Handler for GameService {
 impl GameService {
     /// Generates a new entity ID stamped with the time `now`.
     pub fn gen_entity_id(&mut self, now: Instant) -> EntityId {
-        self.ids.next(self.s.clock.secs(now))
+        self.world.gen_id(now)
     }
 }
 

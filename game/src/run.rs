@@ -8,10 +8,16 @@ use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
 use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
 
+use goworld_common::rng::Rng;
+
+use crate::entity::Registry;
+use crate::kvdb::Kvdb;
+use crate::storage::Storage;
 use crate::{GameEvent, GameService, Settings};
 
-/// Runs a game process: `<program> -gid N [-configfile goworld.ini] [-log level] [-restore]`.
-pub fn main(program: &str) {
+/// Runs a game process with the entity types `types`:
+/// `<program> -gid N [-configfile goworld.ini] [-log level] [-restore]`.
+pub fn main(program: &str, types: Registry) {
     let (args, config) = process::boot(program, "gid", true);
     let id = args.id;
     let Some(cfg) = config.game(id) else {
@@ -32,6 +38,12 @@ pub fn main(program: &str) {
             unix_secs: process::unix_secs(SystemTime::now()),
         },
     };
+    if !types.has(&cfg.boot_entity) {
+        process::fail(&format!(
+            "game{id}: boot_entity {} is not a registered entity type",
+            cfg.boot_entity
+        ));
+    }
     if args.restore {
         log::warn!(
             "game{id}: -restore given, but hot swap restore is not built yet; starting fresh"
@@ -53,8 +65,18 @@ pub fn main(program: &str) {
         reactor.add_dial(addr, u32::from(d), opts);
         dispatchers.push((format!("dispatcher{d}"), addr));
     }
+    let storage = Storage::open(&config.storage, Some(reactor.waker()))
+        .unwrap_or_else(|e| process::fail(&format!("game{id}: storage: {e}")));
+    let kvdb = Kvdb::open(&config.kvdb, Some(reactor.waker()))
+        .unwrap_or_else(|e| process::fail(&format!("game{id}: KVDB: {e}")));
     let mut handler = AfterTick {
-        inner: GameService::new(settings, IdGen::for_process()),
+        inner: GameService::new(
+            settings,
+            IdGen::for_process(),
+            types,
+            (Some(storage), kvdb),
+            Rng::from_entropy(),
+        ),
         after_tick: |game: &mut GameService| {
             for ev in game.take_events() {
                 // Deployment readiness is in the log already; the ready line goes to stdout too.

@@ -1,7 +1,20 @@
 //! In-memory tests of the game's dispatcher handshakes and its boot entities.
 
 use super::*;
+use crate::entity::{Ctx, Entity, TypeDesc};
+use goworld_common::proto::ClientMsg;
 use goworld_common::testio::MemIo;
+
+/// A boot entity like test_game's: it goes away with its client.
+#[derive(Default)]
+struct Account;
+
+impl Entity for Account {
+    fn describe(_desc: &mut TypeDesc<Self>) {}
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
+        ctx.destroy();
+    }
+}
 
 fn conn(slot: u32) -> ConnId {
     ConnId { slot, gen: 1 }
@@ -23,7 +36,15 @@ fn game(id: u16, dispatchers: u16) -> GameService {
             unix_secs: 1_700_000_000,
         },
     };
-    GameService::new(s, IdGen::new([1, 2, 3], id))
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    GameService::new(
+        s,
+        IdGen::new([1, 2, 3], id),
+        types,
+        (None, None),
+        Rng::new(1),
+    )
 }
 
 fn ack(disp: u16, games: Vec<u16>, ready: bool) -> Vec<u8> {

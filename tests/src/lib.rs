@@ -2,6 +2,8 @@
 //! ports, starts dispatchers, games and gates as real processes from `target/release`, waits
 //! for their ready lines, and stops (or kills) only the processes it started, by PID.
 
+pub mod sim;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

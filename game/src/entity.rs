@@ -1,0 +1,515 @@
+//! The game developer's API: entity types, their attributes and RPC methods, and the context
+//! game code runs with.
+//!
+//! A type is defined in one place, [`Entity::describe`]: persistent or not, AOI, attributes
+//! with their flags, and methods with who may call them. [`Registry::register`] checks the
+//! definition (a duplicate type, a duplicate method, or `Persistent` on a non-persistent type
+//! is a start-up error) and erases the type, so the engine stores every entity the same way.
+//!
+//! Game code gets its own entity (`&mut self`) and a [`Ctx`], never another entity's state:
+//! calls, `destroy`, `give_client_to` and the like are queued as [`Action`]s and run by the
+//! engine after the handler returns, in order.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Instant;
+
+use goworld_common::id::{nil_space_id, EntityId, IdGen, WallClock};
+use goworld_common::proto::Args;
+use goworld_common::rng::Rng;
+
+use crate::args::{ArgError, FromArgs};
+use crate::attr::{AttrChange, Attrs};
+use crate::GameClient;
+
+/// How an attribute is shown to clients and kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttrFlags {
+    /// Sent to the entity's own client.
+    pub client: bool,
+    /// Sent to its own client and the clients of entities that see it (implies `client`).
+    pub all_clients: bool,
+    /// Saved to storage (persistent types only).
+    pub persistent: bool,
+}
+
+/// One attribute flag, as GoWorld's `DefineAttr` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrFlag {
+    Client,
+    AllClients,
+    Persistent,
+}
+
+/// Who may call a method (GoWorld's plain, `_Client` and `_AllClients` methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expose {
+    /// Servers only (other entities).
+    Server,
+    /// Servers and the entity's own client.
+    OwnClient,
+    /// Servers and any client.
+    AllClients,
+}
+
+/// Lifecycle callbacks the engine runs, in GoWorld's order (reference §3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Init,
+    AttrsReady,
+    Created,
+    Destroy,
+    ClientConnected,
+    ClientDisconnected,
+}
+
+/// An entity type. Implement it on a struct with your own fields (`Default` builds a new
+/// instance); the engine owns the attributes and the client.
+pub trait Entity: Any + Default {
+    /// Defines the type: attributes, methods, persistence.
+    fn describe(desc: &mut TypeDesc<Self>);
+    /// Right after the instance is made, before attributes are assigned.
+    fn on_init(&mut self, _ctx: &mut Ctx) {}
+    /// Attributes are assigned (created, loaded or migrated in): set defaults here.
+    fn on_attrs_ready(&mut self, _ctx: &mut Ctx) {}
+    /// A new or loaded entity is ready (not called after migration).
+    fn on_created(&mut self, _ctx: &mut Ctx) {}
+    /// The entity is being destroyed (runs once).
+    fn on_destroy(&mut self, _ctx: &mut Ctx) {}
+    /// A client was given to this entity.
+    fn on_client_connected(&mut self, _ctx: &mut Ctx) {}
+    /// The entity's client left or was given away.
+    fn on_client_disconnected(&mut self, _ctx: &mut Ctx) {}
+}
+
+type MethodFn<T> = Box<dyn Fn(&mut T, &mut Ctx, &Args) -> Result<(), ArgError>>;
+
+/// The definition of an entity type, filled in by [`Entity::describe`].
+pub struct TypeDesc<T> {
+    name: String,
+    persistent: bool,
+    aoi_distance: Option<f32>,
+    attrs: BTreeMap<String, AttrFlags>,
+    methods: HashMap<String, (Expose, MethodFn<T>)>,
+    errors: Vec<String>,
+}
+
+impl<T: Entity> TypeDesc<T> {
+    fn new(name: &str) -> Self {
+        TypeDesc {
+            name: name.to_string(),
+            persistent: false,
+            aoi_distance: None,
+            attrs: BTreeMap::new(),
+            methods: HashMap::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Entities of this type are saved to storage (call before defining persistent attributes).
+    pub fn persistent(&mut self, yes: bool) -> &mut Self {
+        self.persistent = yes;
+        self
+    }
+
+    /// Entities of this type take part in AOI with this distance.
+    pub fn use_aoi(&mut self, distance: f32) -> &mut Self {
+        self.aoi_distance = Some(distance);
+        self
+    }
+
+    /// Defines an attribute. No flags: server-only (migrated, not saved). `AllClients`
+    /// implies `Client`; `Persistent` needs a persistent type.
+    pub fn attr(&mut self, name: &str, flags: &[AttrFlag]) -> &mut Self {
+        let mut f = AttrFlags::default();
+        for flag in flags {
+            match flag {
+                AttrFlag::Client => f.client = true,
+                AttrFlag::AllClients => {
+                    f.client = true;
+                    f.all_clients = true
+                }
+                AttrFlag::Persistent => f.persistent = true,
+            }
+        }
+        if f.persistent && !self.persistent {
+            self.errors.push(format!(
+                "attribute {name} is Persistent but type {} is not persistent (call persistent(true) first)",
+                self.name
+            ));
+        }
+        if self.attrs.insert(name.to_string(), f).is_some() {
+            self.errors
+                .push(format!("attribute {name} is defined twice"));
+        }
+        self
+    }
+
+    /// Defines an RPC method taking the parameters `A` (a tuple of
+    /// [`FromArg`](crate::args::FromArg) types, or `()`).
+    pub fn method<A: FromArgs + 'static>(
+        &mut self,
+        name: &str,
+        expose: Expose,
+        f: fn(&mut T, &mut Ctx, A),
+    ) -> &mut Self {
+        let call: MethodFn<T> = Box::new(move |e, ctx, args| {
+            f(e, ctx, A::from_args(args)?);
+            Ok(())
+        });
+        if self
+            .methods
+            .insert(name.to_string(), (expose, call))
+            .is_some()
+        {
+            self.errors.push(format!("method {name} is defined twice"));
+        }
+        self
+    }
+}
+
+/// Why a call did not run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    NoMethod,
+    /// The caller may not call this method.
+    Forbidden,
+    BadArgs(ArgError),
+}
+
+/// A registered type, with its type erased.
+pub(crate) trait EntityType {
+    fn name(&self) -> &str;
+    fn is_persistent(&self) -> bool;
+    fn attr_flags(&self, key: &str) -> AttrFlags;
+    fn new_instance(&self) -> Box<dyn Any>;
+    fn expose(&self, method: &str) -> Option<Expose>;
+    fn call(
+        &self,
+        obj: &mut dyn Any,
+        ctx: &mut Ctx,
+        method: &str,
+        args: &Args,
+    ) -> Result<(), CallError>;
+    fn hook(&self, obj: &mut dyn Any, ctx: &mut Ctx, hook: Hook);
+}
+
+struct TypeImpl<T: Entity>(TypeDesc<T>);
+
+impl<T: Entity> EntityType for TypeImpl<T> {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn is_persistent(&self) -> bool {
+        self.0.persistent
+    }
+    fn attr_flags(&self, key: &str) -> AttrFlags {
+        self.0.attrs.get(key).copied().unwrap_or_default()
+    }
+    fn new_instance(&self) -> Box<dyn Any> {
+        Box::new(T::default())
+    }
+    fn expose(&self, method: &str) -> Option<Expose> {
+        self.0.methods.get(method).map(|(e, _)| *e)
+    }
+    fn call(
+        &self,
+        obj: &mut dyn Any,
+        ctx: &mut Ctx,
+        method: &str,
+        args: &Args,
+    ) -> Result<(), CallError> {
+        let (_, f) = self.0.methods.get(method).ok_or(CallError::NoMethod)?;
+        let e = obj.downcast_mut::<T>().expect("instance of its own type");
+        f(e, ctx, args).map_err(CallError::BadArgs)
+    }
+    fn hook(&self, obj: &mut dyn Any, ctx: &mut Ctx, hook: Hook) {
+        let e = obj.downcast_mut::<T>().expect("instance of its own type");
+        match hook {
+            Hook::Init => e.on_init(ctx),
+            Hook::AttrsReady => e.on_attrs_ready(ctx),
+            Hook::Created => e.on_created(ctx),
+            Hook::Destroy => e.on_destroy(ctx),
+            Hook::ClientConnected => e.on_client_connected(ctx),
+            Hook::ClientDisconnected => e.on_client_disconnected(ctx),
+        }
+    }
+}
+
+/// The entity types of a game.
+#[derive(Default)]
+pub struct Registry {
+    types: HashMap<String, Rc<dyn EntityType>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers type `T` under `name`. A duplicate name or a bad definition is an error
+    /// naming it; the game should refuse to start.
+    pub fn register<T: Entity>(&mut self, name: &str) -> Result<(), String> {
+        if self.types.contains_key(name) {
+            return Err(format!("entity type {name} is registered twice"));
+        }
+        let mut desc = TypeDesc::<T>::new(name);
+        T::describe(&mut desc);
+        if !desc.errors.is_empty() {
+            return Err(format!("entity type {name}: {}", desc.errors.join("; ")));
+        }
+        self.types.insert(name.to_string(), Rc::new(TypeImpl(desc)));
+        Ok(())
+    }
+
+    /// True if `name` is registered.
+    pub fn has(&self, name: &str) -> bool {
+        self.types.contains_key(name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Rc<dyn EntityType>> {
+        self.types.get(name).cloned()
+    }
+}
+
+/// Something game code asked for, run by the engine after the handler returns.
+pub enum Action {
+    /// Attribute changes made before the next action, sent in place so clients see changes
+    /// and calls in the order game code made them.
+    AttrChanges {
+        from: EntityId,
+        changes: Vec<AttrChange>,
+    },
+    /// Call `method` on entity `to` (local: later in this tick; remote: through its dispatcher).
+    Call {
+        to: EntityId,
+        method: String,
+        args: Args,
+    },
+    /// Call a method on the client of entity `from`.
+    CallClient {
+        from: EntityId,
+        method: String,
+        args: Args,
+    },
+    /// Call a method on the client of `from` and the clients of entities that see it.
+    CallAllClients {
+        from: EntityId,
+        method: String,
+        args: Args,
+    },
+    /// Destroy entity `id`.
+    Destroy(EntityId),
+    /// Move `from`'s client to the local entity `to`.
+    GiveClientTo { from: EntityId, to: EntityId },
+    /// Create an entity of `type_name` with ID `id` on this game.
+    CreateLocally { type_name: String, id: EntityId },
+    /// Load entity `id` of `type_name` on any game (placement by the dispatcher).
+    LoadAnywhere { type_name: String, id: EntityId },
+    /// Set a filter property on `from`'s client at its gate.
+    SetClientFilterProp {
+        from: EntityId,
+        key: String,
+        val: String,
+    },
+    /// A KVDB request; the callback runs with the entity when the result arrives.
+    Kvdb {
+        from: EntityId,
+        op: KvdbOp,
+        then: Option<KvdbCallback>,
+    },
+}
+
+/// A KVDB operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KvdbOp {
+    Get(String),
+    Put(String, String),
+    GetOrPut(String, String),
+}
+
+/// What a KVDB callback gets: the value (for Get and GetOrPut) or an error.
+pub type KvdbResult = Result<Option<String>, String>;
+/// A KVDB callback, run with the entity that asked (not run if it is gone).
+pub type KvdbCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, KvdbResult)>;
+
+/// What game code gets with its entity: its ID, attributes and client, and the way to act
+/// on everything else.
+pub struct Ctx<'a> {
+    pub(crate) id: EntityId,
+    pub(crate) type_name: &'a str,
+    pub(crate) game_id: u16,
+    pub(crate) now: Instant,
+    pub(crate) clock: WallClock,
+    pub(crate) ids: &'a mut IdGen,
+    pub(crate) rng: &'a mut Rng,
+    /// The entity's attributes; changes reach clients according to their flags.
+    pub attrs: &'a mut Attrs,
+    pub(crate) client: Option<GameClient>,
+    pub(crate) actions: &'a mut Vec<Action>,
+}
+
+impl Ctx<'_> {
+    /// Queues an action after the attribute changes made so far.
+    fn push(&mut self, a: Action) {
+        self.flush_attr_changes();
+        self.actions.push(a);
+    }
+
+    /// Moves the attribute changes made so far into the action queue.
+    pub(crate) fn flush_attr_changes(&mut self) {
+        if self.attrs.has_changes() {
+            let changes = self.attrs.take_changes();
+            self.actions.push(Action::AttrChanges {
+                from: self.id,
+                changes,
+            });
+        }
+    }
+
+    /// This entity's ID.
+    pub fn id(&self) -> EntityId {
+        self.id
+    }
+
+    /// This entity's type name.
+    pub fn type_name(&self) -> &str {
+        self.type_name
+    }
+
+    /// The ID of the game this runs on.
+    pub fn game_id(&self) -> u16 {
+        self.game_id
+    }
+
+    /// This game's nil space.
+    pub fn nil_space_id(&self) -> EntityId {
+        nil_space_id(self.game_id)
+    }
+
+    /// The time of the event being handled.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The game's random source (seeded, so tests repeat).
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// This entity's client, if it has one.
+    pub fn client(&self) -> Option<GameClient> {
+        self.client
+    }
+
+    /// Calls `method` on entity `to` with `args` (build them with [`args!`](crate::args!)).
+    pub fn call(&mut self, to: EntityId, method: &str, args: Args) {
+        self.push(Action::Call {
+            to,
+            method: method.to_string(),
+            args,
+        });
+    }
+
+    /// Calls `method` on this entity's client (nothing if it has none).
+    pub fn call_client(&mut self, method: &str, args: Args) {
+        self.push(Action::CallClient {
+            from: self.id,
+            method: method.to_string(),
+            args,
+        });
+    }
+
+    /// Calls `method` on this entity's client and the clients of entities that see it.
+    pub fn call_all_clients(&mut self, method: &str, args: Args) {
+        self.push(Action::CallAllClients {
+            from: self.id,
+            method: method.to_string(),
+            args,
+        });
+    }
+
+    /// Destroys this entity after the handler returns (idempotent).
+    pub fn destroy(&mut self) {
+        self.push(Action::Destroy(self.id));
+    }
+
+    /// Gives this entity's client to the local entity `to`.
+    pub fn give_client_to(&mut self, to: EntityId) {
+        self.actions
+            .push(Action::GiveClientTo { from: self.id, to });
+    }
+
+    /// Creates an entity of `type_name` on this game; returns its new ID.
+    pub fn create_entity_locally(&mut self, type_name: &str) -> EntityId {
+        let id = self.ids.next(self.clock.secs(self.now));
+        self.push(Action::CreateLocally {
+            type_name: type_name.to_string(),
+            id,
+        });
+        id
+    }
+
+    /// Loads entity `id` of `type_name` from storage on any game (or finds it where it lives).
+    pub fn load_entity_anywhere(&mut self, type_name: &str, id: EntityId) {
+        self.push(Action::LoadAnywhere {
+            type_name: type_name.to_string(),
+            id,
+        });
+    }
+
+    /// Sets a filter property on this entity's client (for filtered client calls).
+    pub fn set_client_filter_prop(&mut self, key: &str, val: &str) {
+        self.push(Action::SetClientFilterProp {
+            from: self.id,
+            key: key.to_string(),
+            val: val.to_string(),
+        });
+    }
+
+    fn kvdb<T: Entity>(&mut self, op: KvdbOp, then: Option<fn(&mut T, &mut Ctx, KvdbResult)>) {
+        let then: Option<KvdbCallback> = then.map(|f| {
+            Box::new(move |obj: &mut dyn Any, ctx: &mut Ctx, r: KvdbResult| {
+                if let Some(e) = obj.downcast_mut::<T>() {
+                    f(e, ctx, r)
+                }
+            }) as KvdbCallback
+        });
+        self.push(Action::Kvdb {
+            from: self.id,
+            op,
+            then,
+        });
+    }
+
+    /// Reads `key` from the KVDB; `then` runs with this entity when the value arrives.
+    pub fn kvdb_get<T: Entity>(&mut self, key: &str, then: fn(&mut T, &mut Ctx, KvdbResult)) {
+        self.kvdb(KvdbOp::Get(key.to_string()), Some(then));
+    }
+
+    /// Writes `key = val` to the KVDB.
+    pub fn kvdb_put<T: Entity>(
+        &mut self,
+        key: &str,
+        val: &str,
+        then: Option<fn(&mut T, &mut Ctx, KvdbResult)>,
+    ) {
+        self.kvdb(KvdbOp::Put(key.to_string(), val.to_string()), then);
+    }
+
+    /// Reads `key`, storing `val` if it is missing (atomic across games); `then` gets the old
+    /// value (`None` if `val` was stored).
+    pub fn kvdb_get_or_put<T: Entity>(
+        &mut self,
+        key: &str,
+        val: &str,
+        then: fn(&mut T, &mut Ctx, KvdbResult),
+    ) {
+        self.kvdb(
+            KvdbOp::GetOrPut(key.to_string(), val.to_string()),
+            Some(then),
+        );
+    }
+}

@@ -1,0 +1,708 @@
+//! The key-value database (reference §3.12): string keys and values with `get`, `put`,
+//! `get_or_put` and ordered `get_range`, run on a worker thread so the reactor never waits
+//! for a disk.
+//!
+//! # Shape
+//!
+//! [`Kvdb`] is the reactor-side handle, built on the same worker machinery as
+//! [`crate::storage`]: every request carries a caller-chosen `u64` token, one worker thread
+//! owns the backend (a [`KvdbBackend`]; the built-in one is [`FilesystemKvdb`]) and runs
+//! requests in submit order, results come back as `(token, Result<KvdbOutput, String>)` from
+//! [`Kvdb::take_results`] after the worker wakes the reactor. Submitting never blocks: a full
+//! channel spills into a reactor-side queue (see [`Kvdb::spilled`]). Panics in an operation
+//! become that request's error; a dead worker fails every pending request. Only
+//! [`Kvdb::drain`], [`Kvdb::wait_results`] and [`Kvdb::shutdown`] block, by design.
+//!
+//! Unlike GoWorld, a missing key is `None` rather than `""`, and `get_or_put` is atomic across
+//! processes (GoWorld's is a get followed by a put).
+//!
+//! # Filesystem layout
+//!
+//! `[kvdb] type = filesystem`: one file per key in `directory`, named `k` followed by the
+//! lowercase hex of the key's bytes, holding the value's bytes. Hex digits sort like the bytes
+//! they encode (`0-9` before `a-f`, two digits per byte, and a prefix sorts first), so file
+//! names sort in key byte order, any key byte (`/`, NUL, non-ASCII) is safe in a file name,
+//! and the `k` keeps the empty key a valid name. A name may be at most 255 bytes, so keys are
+//! limited to [`MAX_FS_KEY_LEN`] (127) bytes; a longer key is an error result naming it.
+//!
+//! # Atomicity (several processes may share the directory)
+//!
+//! * `put` writes the value to a temporary file in the directory (`.tmp-<pid>-<seq>`), fsyncs
+//!   it, `rename`s it over the key's file and fsyncs the directory: readers anywhere see the
+//!   old value or the new one, never a partial file.
+//! * `get_or_put` writes and fsyncs the temporary file the same way, then `link`s it to the
+//!   key's name. `link(2)` creates the name only if it does not exist, atomically, in one
+//!   step: of any number of processes racing on the same missing key exactly one `link`
+//!   succeeds (that one stored its value and returns `None`); every other gets `EEXIST`,
+//!   removes its temporary file and returns the value now stored, which is complete because
+//!   it was fsynced before it got its name. A plain `put` racing with it simply overwrites.
+//!   (Check-then-write would let two processes both see "missing" and both "win".)
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use goworld_common::config::StoreConfig;
+use log::warn;
+use mio::Waker;
+
+use crate::storage::{
+    is_temp_name, sync_dir, write_atomic, write_temp, Completion, Op, Worker,
+    DEFAULT_QUEUE_CAPACITY,
+};
+
+/// Longest key the filesystem backend takes: `1 + 2 * len` must fit NAME_MAX (255).
+pub const MAX_FS_KEY_LEN: usize = 127;
+
+/// The smallest key greater than `key` (GoWorld's `NextLargerKey`): `key` followed by NUL.
+/// Useful as the exclusive end of a range that must include `key`.
+pub fn next_larger_key(key: &str) -> String {
+    let mut k = String::with_capacity(key.len() + 1);
+    k.push_str(key);
+    k.push('\0');
+    k
+}
+
+/// The result of one KVDB request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvdbOutput {
+    /// `get`: the value, or `None` if the key is missing. `get_or_put`: the value that was
+    /// already stored, or `None` if this request stored its value.
+    Value(Option<String>),
+    /// `put` finished: the value is durable.
+    Done,
+    /// `get_range`: the pairs with `begin <= key < end`, ordered by key bytes.
+    Range(Vec<(String, String)>),
+}
+
+/// A KVDB engine. Runs on the worker thread only; errors are messages for the caller (the
+/// worker prefixes them with the operation).
+pub trait KvdbBackend: Send + 'static {
+    /// The value of `key`, or `None` if it is missing.
+    fn get(&mut self, key: &str) -> Result<Option<String>, String>;
+    /// Stores `val` under `key`, replacing any value atomically.
+    fn put(&mut self, key: &str, val: &str) -> Result<(), String>;
+    /// Returns the stored value of `key` if there is one; otherwise stores `val` and returns
+    /// `None`. Must be atomic with respect to every other user of the same database.
+    fn get_or_put(&mut self, key: &str, val: &str) -> Result<Option<String>, String>;
+    /// Every pair with `begin <= key < end` (byte order), ordered by key.
+    fn get_range(&mut self, begin: &str, end: &str) -> Result<Vec<(String, String)>, String>;
+}
+
+enum KvdbReq {
+    Get { key: String },
+    Put { key: String, val: String },
+    GetOrPut { key: String, val: String },
+    GetRange { begin: String, end: String },
+}
+
+impl Op for KvdbReq {
+    fn describe(&self) -> String {
+        match self {
+            KvdbReq::Get { key } => format!("get {key:?}"),
+            KvdbReq::Put { key, .. } => format!("put {key:?}"),
+            KvdbReq::GetOrPut { key, .. } => format!("get_or_put {key:?}"),
+            KvdbReq::GetRange { begin, end } => format!("get_range [{begin:?}, {end:?})"),
+        }
+    }
+}
+
+fn exec_kvdb<B: KvdbBackend>(b: &mut B, req: &KvdbReq) -> Result<KvdbOutput, String> {
+    match req {
+        KvdbReq::Get { key } => b.get(key).map(KvdbOutput::Value),
+        KvdbReq::Put { key, val } => b.put(key, val).map(|()| KvdbOutput::Done),
+        KvdbReq::GetOrPut { key, val } => b.get_or_put(key, val).map(KvdbOutput::Value),
+        KvdbReq::GetRange { begin, end } => b.get_range(begin, end).map(KvdbOutput::Range),
+    }
+}
+
+/// The reactor-side handle to the KVDB (see the module docs). Submitting never blocks;
+/// results come back from [`Kvdb::take_results`] in submit order.
+pub struct Kvdb {
+    w: Worker<KvdbReq, KvdbOutput>,
+}
+
+impl Kvdb {
+    /// Filesystem KVDB in `dir` (created if missing), with the default queue capacity.
+    /// `waker` is woken whenever results become available; `None` for use without a reactor
+    /// (then poll with [`Kvdb::wait_results`]).
+    pub fn filesystem(dir: PathBuf, waker: Option<Arc<Waker>>) -> io::Result<Kvdb> {
+        Kvdb::with_backend(FilesystemKvdb::new(dir)?, waker, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// The KVDB as configured by `[kvdb]`: `Ok(None)` when `type` is empty (disabled, as in
+    /// GoWorld). Only `filesystem` is built; other types give `Unsupported`.
+    pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<Option<Kvdb>> {
+        match cfg.kind.as_str() {
+            "" => Ok(None),
+            "filesystem" => Kvdb::filesystem(cfg.directory.clone(), waker).map(Some),
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("kvdb type '{other}' is not built"),
+            )),
+        }
+    }
+
+    /// A KVDB over any backend; at most `queue_capacity` requests wait in the channel before
+    /// further ones spill on the reactor side.
+    pub fn with_backend<B: KvdbBackend>(
+        mut backend: B,
+        waker: Option<Arc<Waker>>,
+        queue_capacity: usize,
+    ) -> io::Result<Kvdb> {
+        let w = Worker::spawn("kvdb", queue_capacity, waker, move |req| {
+            exec_kvdb(&mut backend, req)
+        })?;
+        Ok(Kvdb { w })
+    }
+
+    /// Reads `key`; completes with [`KvdbOutput::Value`].
+    pub fn get(&mut self, token: u64, key: &str) {
+        let key = key.to_string();
+        self.w.submit(token, KvdbReq::Get { key });
+    }
+
+    /// Stores `val` under `key`; completes with [`KvdbOutput::Done`].
+    pub fn put(&mut self, token: u64, key: &str, val: &str) {
+        let (key, val) = (key.to_string(), val.to_string());
+        self.w.submit(token, KvdbReq::Put { key, val });
+    }
+
+    /// Stores `val` under `key` unless it has a value, atomically across processes; completes
+    /// with [`KvdbOutput::Value`]: the existing value, or `None` if `val` was stored.
+    pub fn get_or_put(&mut self, token: u64, key: &str, val: &str) {
+        let (key, val) = (key.to_string(), val.to_string());
+        self.w.submit(token, KvdbReq::GetOrPut { key, val });
+    }
+
+    /// Reads every pair with `begin <= key < end`; completes with [`KvdbOutput::Range`].
+    pub fn get_range(&mut self, token: u64, begin: &str, end: &str) {
+        let (begin, end) = (begin.to_string(), end.to_string());
+        self.w.submit(token, KvdbReq::GetRange { begin, end });
+    }
+
+    /// Every result available now, in submit order. Call it from `Handler::on_wake`.
+    pub fn take_results(&mut self) -> Vec<Completion<KvdbOutput>> {
+        self.w.take_results()
+    }
+
+    /// Blocks up to `timeout` for at least one result (returns at once, empty, if nothing is
+    /// pending). For tests and tools without a reactor.
+    pub fn wait_results(&mut self, timeout: Duration) -> Vec<Completion<KvdbOutput>> {
+        self.w.wait_results(timeout)
+    }
+
+    /// Requests submitted and not yet finished (spilled ones included).
+    pub fn pending(&self) -> usize {
+        self.w.pending()
+    }
+
+    /// Requests that ever spilled into the reactor-side queue because the channel was full.
+    pub fn spilled(&self) -> u64 {
+        self.w.spilled()
+    }
+
+    /// Requests in the reactor-side spill queue now.
+    pub fn spill_len(&self) -> usize {
+        self.w.spill_len()
+    }
+
+    /// Blocks until every submitted request has finished (results stay for `take_results`);
+    /// on timeout returns how many are still pending. For freeze and graceful stop.
+    pub fn drain(&mut self, timeout: Duration) -> Result<(), usize> {
+        self.w.drain(timeout)
+    }
+
+    /// Drains (up to `timeout`), then stops and joins the worker; later requests fail at once.
+    /// On timeout nothing is stopped and the pending count is returned.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), usize> {
+        self.w.shutdown(timeout)
+    }
+}
+
+/// `[kvdb] type = filesystem`: one hex-named file per key (see the module docs). Safe to
+/// share between processes.
+pub struct FilesystemKvdb {
+    dir: PathBuf,
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The file name of `key`: `k` + lowercase hex, or an error if it would pass NAME_MAX.
+fn key_file_name(key: &str) -> Result<String, String> {
+    if key.len() > MAX_FS_KEY_LEN {
+        return Err(format!(
+            "key of {} bytes is too long for the filesystem kvdb (at most {MAX_FS_KEY_LEN})",
+            key.len()
+        ));
+    }
+    let mut name = String::with_capacity(1 + 2 * key.len());
+    name.push('k');
+    for b in key.bytes() {
+        name.push(HEX[usize::from(b >> 4)] as char);
+        name.push(HEX[usize::from(b & 15)] as char);
+    }
+    Ok(name)
+}
+
+/// The key of a file name made by [`key_file_name`]; `None` for any other name.
+fn key_of_file_name(name: &[u8]) -> Option<Vec<u8>> {
+    let hex = name.strip_prefix(b"k")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    hex.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+/// Reads a value file; `None` if it does not exist.
+fn read_value(path: &Path) -> Result<Option<String>, String> {
+    match fs::read(path) {
+        Ok(b) => String::from_utf8(b)
+            .map(Some)
+            .map_err(|_| format!("{} holds a value that is not UTF-8", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl FilesystemKvdb {
+    /// A KVDB in `dir`, which is created (with parents) if missing.
+    pub fn new(dir: PathBuf) -> io::Result<FilesystemKvdb> {
+        fs::create_dir_all(&dir)?;
+        Ok(FilesystemKvdb { dir })
+    }
+}
+
+impl KvdbBackend for FilesystemKvdb {
+    fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+        read_value(&self.dir.join(key_file_name(key)?))
+    }
+
+    fn put(&mut self, key: &str, val: &str) -> Result<(), String> {
+        let name = key_file_name(key)?;
+        write_atomic(&self.dir, OsStr::new(&name), val.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    fn get_or_put(&mut self, key: &str, val: &str) -> Result<Option<String>, String> {
+        let target = self.dir.join(key_file_name(key)?);
+        // Fast path for the common "already set" case; the link below decides races.
+        if let Some(v) = read_value(&target)? {
+            return Ok(Some(v));
+        }
+        let tmp = write_temp(&self.dir, val.as_bytes()).map_err(|e| e.to_string())?;
+        let linked = fs::hard_link(&tmp, &target);
+        // The temporary name is no longer needed either way (on success the value lives on
+        // under the key's name).
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_dir(&self.dir).map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Another writer won; its file was complete before it got the name.
+                match read_value(&target)? {
+                    Some(v) => Ok(Some(v)),
+                    None => Err(format!("{} vanished after a race", target.display())),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn get_range(&mut self, begin: &str, end: &str) -> Result<Vec<(String, String)>, String> {
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        let mut keys = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name = entry.file_name();
+            let name = name.as_encoded_bytes();
+            if is_temp_name(name) {
+                continue;
+            }
+            let Some(key) = key_of_file_name(name) else {
+                continue;
+            };
+            let Ok(key) = String::from_utf8(key) else {
+                warn!(
+                    "kvdb: skipping {:?}, whose key is not UTF-8",
+                    String::from_utf8_lossy(name)
+                );
+                continue;
+            };
+            // `str` compares by bytes, which is the order the range is defined in.
+            if begin <= key.as_str() && key.as_str() < end {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // Names were listed a moment ago and keys are never deleted, so a missing file
+            // only means another tool removed it: leave it out.
+            if let Some(v) = read_value(&self.dir.join(key_file_name(&key)?))? {
+                out.push((key, v));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "goworld-rs-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&p);
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn all(k: &mut Kvdb) -> Vec<Completion<KvdbOutput>> {
+        k.drain(T).expect("drained");
+        k.take_results()
+    }
+
+    fn val(s: &str) -> Result<KvdbOutput, String> {
+        Ok(KvdbOutput::Value(Some(s.to_string())))
+    }
+
+    const NONE: Result<KvdbOutput, String> = Ok(KvdbOutput::Value(None));
+
+    #[test]
+    fn get_put_get_or_put() {
+        let d = TempDir::new("kvdb-basic");
+        let mut k = Kvdb::filesystem(d.0.clone(), None).unwrap();
+        k.get(1, "a");
+        k.put(2, "a", "1");
+        k.get(3, "a");
+        k.get_or_put(4, "a", "2");
+        k.get_or_put(5, "b", "3");
+        k.get_or_put(6, "b", "4");
+        k.put(7, "b", "5");
+        k.get(8, "b");
+        k.put(9, "", "empty key");
+        k.get(10, "");
+        k.put(11, "c", "");
+        k.get(12, "c");
+        let r = all(&mut k);
+        assert_eq!(
+            r,
+            vec![
+                (1, NONE),
+                (2, Ok(KvdbOutput::Done)),
+                (3, val("1")),
+                (4, val("1")),
+                (5, NONE),
+                (6, val("3")),
+                (7, Ok(KvdbOutput::Done)),
+                (8, val("5")),
+                (9, Ok(KvdbOutput::Done)),
+                (10, val("empty key")),
+                (11, Ok(KvdbOutput::Done)),
+                (12, val("")),
+            ]
+        );
+        // No temporary files are left behind.
+        for e in fs::read_dir(&d.0).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!is_temp_name(n.as_encoded_bytes()), "{n:?}");
+        }
+        k.shutdown(T).unwrap();
+        // A restart finds everything.
+        let mut k = Kvdb::filesystem(d.0.clone(), None).unwrap();
+        k.get(1, "a");
+        k.get(2, "b");
+        k.get(3, "");
+        k.get_range(4, "", "\u{10ffff}");
+        let r = all(&mut k);
+        assert_eq!(r[0], (1, val("1")));
+        assert_eq!(r[1], (2, val("5")));
+        assert_eq!(r[2], (3, val("empty key")));
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            r[3],
+            (
+                4,
+                Ok(KvdbOutput::Range(pairs(&[
+                    ("", "empty key"),
+                    ("a", "1"),
+                    ("b", "5"),
+                    ("c", "")
+                ])))
+            )
+        );
+    }
+
+    #[test]
+    fn encoding_preserves_byte_order() {
+        let keys = [
+            "", "\0", "a", "a\0", "a$", "a/b", "ab", "b", "\u{7f}", "é", "日本",
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, keys, "test keys are listed in byte order");
+        let names: Vec<String> = keys.iter().map(|k| key_file_name(k).unwrap()).collect();
+        let mut by_name = names.clone();
+        by_name.sort();
+        assert_eq!(by_name, names);
+        for k in keys {
+            let n = key_file_name(k).unwrap();
+            assert_eq!(key_of_file_name(n.as_bytes()).unwrap(), k.as_bytes());
+        }
+        assert_eq!(key_of_file_name(b"kABCD"), None);
+        assert_eq!(key_of_file_name(b"k0"), None);
+        assert_eq!(next_larger_key("ab"), "ab\0");
+    }
+
+    #[test]
+    fn get_range_order_and_half_open() {
+        let d = TempDir::new("kvdb-range");
+        let mut k = Kvdb::filesystem(d.0.clone(), None).unwrap();
+        // Submitted out of order on purpose.
+        let keys = ["b", "a/b", "日本", "a", "é", "a$", "ab", "$x", "a\0", "/"];
+        for (i, key) in keys.iter().enumerate() {
+            k.put(i as u64, key, &format!("v-{key}"));
+        }
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("a", "b", &["a", "a\0", "a$", "a/b", "ab"]),
+            ("a", "a", &[]),
+            ("b", "a", &[]),
+            ("a$", "ab", &["a$", "a/b"]),
+            ("a", "a\0", &["a"]),
+            ("a", &next_larger_key("a\0"), &["a", "a\0"]),
+            ("", "a", &["$x", "/"]),
+            ("b", "\u{10ffff}", &["b", "é", "日本"]),
+            ("é", "日本", &["é"]),
+            ("c", "d", &[]),
+        ];
+        for (i, (b, e, _)) in cases.iter().enumerate() {
+            k.get_range(100 + i as u64, b, e);
+        }
+        let r = all(&mut k);
+        for (i, (b, e, want)) in cases.iter().enumerate() {
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|k| (k.to_string(), format!("v-{k}")))
+                .collect();
+            assert_eq!(
+                r[keys.len() + i],
+                (100 + i as u64, Ok(KvdbOutput::Range(want))),
+                "range [{b:?}, {e:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn too_long_key_is_an_error() {
+        let d = TempDir::new("kvdb-long");
+        let mut k = Kvdb::filesystem(d.0.clone(), None).unwrap();
+        let ok = "x".repeat(MAX_FS_KEY_LEN);
+        let long = "x".repeat(MAX_FS_KEY_LEN + 1);
+        k.put(1, &ok, "fits");
+        k.get(2, &ok);
+        k.put(3, &long, "v");
+        k.get(4, &long);
+        k.get_or_put(5, &long, "v");
+        // A long range bound is fine: bounds are compared, never used as file names.
+        k.get_range(6, &ok, &long);
+        let r = all(&mut k);
+        assert_eq!(r[0], (1, Ok(KvdbOutput::Done)));
+        assert_eq!(r[1], (2, val("fits")));
+        for (t, out) in &r[2..5] {
+            let e = out.as_ref().unwrap_err();
+            assert!(e.contains("too long"), "{t}: {e}");
+        }
+        assert_eq!(
+            r[5],
+            (6, Ok(KvdbOutput::Range(vec![(ok, "fits".to_string())])))
+        );
+    }
+
+    struct Faulty;
+
+    impl KvdbBackend for Faulty {
+        fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+            if key == "boom" {
+                panic!("backend exploded");
+            }
+            Ok(None)
+        }
+        fn put(&mut self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn get_or_put(&mut self, _: &str, _: &str) -> Result<Option<String>, String> {
+            Err("unsupported".to_string())
+        }
+        fn get_range(&mut self, _: &str, _: &str) -> Result<Vec<(String, String)>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn panic_is_an_error_result() {
+        let mut k = Kvdb::with_backend(Faulty, None, 8).unwrap();
+        k.get(1, "boom");
+        k.get(2, "fine");
+        k.get_or_put(3, "x", "y");
+        let r = all(&mut k);
+        let e = r[0].1.as_ref().unwrap_err();
+        assert!(
+            e.contains("get \"boom\"") && e.contains("backend exploded"),
+            "{e}"
+        );
+        assert_eq!(r[1], (2, NONE));
+        assert_eq!(
+            r[2],
+            (3, Err("kvdb get_or_put \"x\": unsupported".to_string()))
+        );
+    }
+
+    const RACE_DIR: &str = "GOWORLD_KVDB_RACE_DIR";
+    const RACE_START: &str = "GOWORLD_KVDB_RACE_START_MS";
+    const RACE_ID: &str = "GOWORLD_KVDB_RACE_ID";
+    const RACE_KEYS: usize = 40;
+    const RACE_CHILDREN: usize = 8;
+
+    fn unix_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    /// The child side of `get_or_put_is_atomic_across_processes` (does nothing unless run by
+    /// it): waits for the common start time, races get_or_put on every key, prints outcomes.
+    #[test]
+    #[ignore]
+    fn race_child() {
+        let (Ok(dir), Ok(start), Ok(id)) = (
+            std::env::var(RACE_DIR),
+            std::env::var(RACE_START),
+            std::env::var(RACE_ID),
+        ) else {
+            return;
+        };
+        let start: u64 = start.parse().unwrap();
+        let mut k = Kvdb::filesystem(PathBuf::from(dir), None).unwrap();
+        let now = unix_ms();
+        if start > now {
+            std::thread::sleep(Duration::from_millis(start - now));
+        }
+        for i in 0..RACE_KEYS {
+            k.get_or_put(i as u64, &format!("race/{i}"), &format!("child{id}"));
+        }
+        k.drain(T).unwrap();
+        for (t, r) in k.take_results() {
+            match r {
+                Ok(KvdbOutput::Value(None)) => println!("RACE {t} won"),
+                Ok(KvdbOutput::Value(Some(v))) => println!("RACE {t} saw {v}"),
+                other => println!("RACE {t} error {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn get_or_put_is_atomic_across_processes() {
+        let d = TempDir::new("kvdb-race");
+        fs::create_dir_all(&d.0).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let start = unix_ms() + 700;
+        let children: Vec<_> = (0..RACE_CHILDREN)
+            .map(|id| {
+                Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "kvdb::tests::race_child",
+                        "--ignored",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env(RACE_DIR, &d.0)
+                    .env(RACE_START, start.to_string())
+                    .env(RACE_ID, id.to_string())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // outcomes[key] = (winners, values seen by the losers)
+        let mut winners: Vec<Vec<usize>> = vec![Vec::new(); RACE_KEYS];
+        let mut seen: Vec<Vec<String>> = vec![Vec::new(); RACE_KEYS];
+        for (id, c) in children.into_iter().enumerate() {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "child {id} failed");
+            let text = String::from_utf8(out.stdout).unwrap();
+            let mut lines = 0;
+            // The harness's "test ... " prefix may share the first line.
+            let outcomes = text
+                .lines()
+                .filter_map(|l| l.find("RACE ").map(|i| &l[i + 5..]));
+            for line in outcomes {
+                lines += 1;
+                let mut parts = line.splitn(3, ' ');
+                let key: usize = parts.next().unwrap().parse().unwrap();
+                match (parts.next(), parts.next()) {
+                    (Some("won"), None) => winners[key].push(id),
+                    (Some("saw"), Some(v)) => seen[key].push(v.to_string()),
+                    other => panic!("child {id}: {other:?}"),
+                }
+            }
+            assert_eq!(lines, RACE_KEYS, "child {id} output:\n{text}");
+        }
+        let mut k = Kvdb::filesystem(d.0.clone(), None).unwrap();
+        for i in 0..RACE_KEYS {
+            k.get(i as u64, &format!("race/{i}"));
+        }
+        let stored = all(&mut k);
+        for i in 0..RACE_KEYS {
+            assert_eq!(winners[i].len(), 1, "key {i}: winners {:?}", winners[i]);
+            let w = format!("child{}", winners[i][0]);
+            assert_eq!(seen[i].len(), RACE_CHILDREN - 1);
+            assert!(seen[i].iter().all(|v| *v == w), "key {i}: {:?}", seen[i]);
+            assert_eq!(stored[i], (i as u64, val(&w)));
+        }
+        for e in fs::read_dir(&d.0).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!is_temp_name(n.as_encoded_bytes()), "{n:?}");
+        }
+    }
+}

@@ -1,0 +1,748 @@
+//! The engine side of entities: the table of live entities, their lifecycle in GoWorld's
+//! order, RPC dispatch with permission checks, client binding, attribute changes sent to the
+//! right clients, and the actions game code queued, run in order after each handler.
+//!
+//! Game code runs inside [`World::with_entity`], which catches a panic in game code, logs it
+//! with the entity and what was running, and finishes the operation; the rest of the world
+//! keeps running. Everything sent leaves through [`Net`] (the reactor's `Io` and the
+//! dispatcher links); nothing here touches sockets, files or the clock.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Instant;
+
+use goworld_common::displink::DispatcherLinks;
+use goworld_common::id::{ClientId, EntityId, FastMap, IdGen, WallClock};
+use goworld_common::proto::{Args, ClientMsg, Msg};
+use goworld_common::reactor::Io;
+use goworld_common::rng::Rng;
+use log::{debug, error, info, warn};
+
+use crate::attr::{AttrChange, Attrs};
+use crate::entity::{
+    Action, CallError, Ctx, EntityType, Expose, Hook, KvdbCallback, KvdbOp, Registry,
+};
+use crate::kvdb::{Kvdb, KvdbOutput};
+use crate::storage::{Storage, StorageOutput};
+use crate::GameClient;
+
+/// Where the world's output goes: the reactor's `Io` and the links to the dispatchers.
+pub struct Net<'a> {
+    pub io: &'a mut dyn Io,
+    pub links: &'a mut DispatcherLinks,
+}
+
+impl Net<'_> {
+    /// Sends a message for `client` through the dispatcher of `route` (the client's owner).
+    fn send_client(&mut self, route: EntityId, client: GameClient, msg: ClientMsg) {
+        let p = Msg::ToClient {
+            gate_id: client.gate_id,
+            client_id: client.client_id,
+            msg,
+        }
+        .to_payload();
+        self.links.send_by_entity(self.io, &route, &p);
+    }
+
+    fn by_entity(&mut self, eid: EntityId, msg: Msg) {
+        self.links.send_by_entity(self.io, &eid, &msg.to_payload());
+    }
+}
+
+struct Rec {
+    ty: Rc<dyn EntityType>,
+    obj: Box<dyn Any>,
+    attrs: Attrs,
+    client: Option<GameClient>,
+    destroying: bool,
+}
+
+/// Who is calling a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Another entity (any game).
+    Server,
+    /// A client, by its ID.
+    Client(ClientId),
+}
+
+/// What a storage request was for.
+enum StorageJob {
+    /// A save; nothing waits for it.
+    Save(EntityId),
+    /// The last save of a destroyed entity: the dispatcher is told once it is written.
+    FinalSave(EntityId),
+    /// A load for LOAD_ENTITY_SOMEWHERE.
+    Load { type_name: String, id: EntityId },
+}
+
+struct LocalCall {
+    to: EntityId,
+    method: String,
+    args: Args,
+}
+
+/// Every live entity of one game.
+pub struct World {
+    registry: Registry,
+    game_id: u16,
+    clock: WallClock,
+    ids: IdGen,
+    rng: Rng,
+    entities: FastMap<EntityId, Rec>,
+    local_calls: VecDeque<LocalCall>,
+    kvdb: Option<Kvdb>,
+    kvdb_waiting: HashMap<u64, (EntityId, Option<KvdbCallback>)>,
+    storage: Option<Storage>,
+    storage_waiting: HashMap<u64, StorageJob>,
+    /// Entities being loaded here, so a second load request waits for the first.
+    loading: HashSet<EntityId>,
+    next_token: u64,
+    /// (client, type, method) already reported for a refused client call.
+    refused_logged: HashSet<(ClientId, String, String)>,
+    unknown_logged: HashSet<String>,
+}
+
+impl World {
+    /// A world with the registered types; `kvdb` serves the KVDB calls of game code.
+    pub fn new(
+        registry: Registry,
+        game_id: u16,
+        clock: WallClock,
+        ids: IdGen,
+        rng: Rng,
+        kvdb: Option<Kvdb>,
+        storage: Option<Storage>,
+    ) -> World {
+        World {
+            registry,
+            game_id,
+            clock,
+            ids,
+            rng,
+            entities: FastMap::default(),
+            local_calls: VecDeque::new(),
+            kvdb,
+            kvdb_waiting: HashMap::new(),
+            storage,
+            storage_waiting: HashMap::new(),
+            loading: HashSet::new(),
+            next_token: 0,
+            refused_logged: HashSet::new(),
+            unknown_logged: HashSet::new(),
+        }
+    }
+
+    /// Number of live entities.
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// True when no entity lives here.
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// True if entity `id` lives on this game.
+    pub fn exists(&self, id: &EntityId) -> bool {
+        self.entities.contains_key(id)
+    }
+
+    /// IDs of the live entities.
+    pub fn ids(&self) -> impl Iterator<Item = &EntityId> {
+        self.entities.keys()
+    }
+
+    /// Type name of entity `id`.
+    pub fn type_of(&self, id: &EntityId) -> Option<&str> {
+        self.entities.get(id).map(|r| r.ty.name())
+    }
+
+    /// The client of entity `id`.
+    pub fn client_of(&self, id: &EntityId) -> Option<GameClient> {
+        self.entities.get(id).and_then(|r| r.client)
+    }
+
+    /// Read access to an entity's attributes.
+    pub fn attrs(&self, id: &EntityId) -> Option<&Attrs> {
+        self.entities.get(id).map(|r| &r.attrs)
+    }
+
+    /// Generates a new entity ID.
+    pub fn gen_id(&mut self, now: Instant) -> EntityId {
+        self.ids.next(self.clock.secs(now))
+    }
+
+    /// Runs `f` (game code) with entity `id` and a context, then sends its attribute changes
+    /// and runs the actions it queued. False if the entity is not here.
+    fn with_entity(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        id: EntityId,
+        what: &str,
+        f: impl FnOnce(&dyn EntityType, &mut dyn Any, &mut Ctx),
+    ) -> bool {
+        let mut actions = Vec::new();
+        {
+            let World {
+                entities,
+                ids,
+                rng,
+                game_id,
+                clock,
+                ..
+            } = self;
+            let Some(rec) = entities.get_mut(&id) else {
+                return false;
+            };
+            let ty = rec.ty.clone();
+            let mut ctx = Ctx {
+                id,
+                type_name: ty.name(),
+                game_id: *game_id,
+                now,
+                clock: *clock,
+                ids,
+                rng,
+                attrs: &mut rec.attrs,
+                client: rec.client,
+                actions: &mut actions,
+            };
+            let obj = &mut *rec.obj;
+            if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
+                // The panic hook has logged the message and location.
+                error!(
+                    "game code panicked in {}<{id}> {what}; the entity keeps running",
+                    ty.name()
+                );
+            }
+            ctx.flush_attr_changes();
+        }
+        self.run_actions(net, now, actions);
+        true
+    }
+
+    fn hook(&mut self, net: &mut Net, now: Instant, id: EntityId, hook: Hook) {
+        self.with_entity(net, now, id, &format!("{hook:?}"), |ty, obj, ctx| {
+            ty.hook(obj, ctx, hook)
+        });
+    }
+
+    /// Sends an entity's attribute changes to the clients their flags name. Without AOI the
+    /// only recipient is the entity's own client.
+    fn send_attr_changes(&mut self, net: &mut Net, id: EntityId, changes: Vec<AttrChange>) {
+        let Some(rec) = self.entities.get(&id) else {
+            return;
+        };
+        let Some(client) = rec.client else { return };
+        for change in changes {
+            let flags = rec.ty.attr_flags(change.root_key());
+            if flags.client || flags.all_clients {
+                net.send_client(id, client, change.to_client_msg(id));
+            }
+        }
+    }
+
+    fn run_actions(&mut self, net: &mut Net, now: Instant, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::AttrChanges { from, changes } => self.send_attr_changes(net, from, changes),
+                Action::Call { to, method, args } => {
+                    if self.entities.contains_key(&to) {
+                        self.local_calls.push_back(LocalCall { to, method, args });
+                    } else {
+                        net.by_entity(
+                            to,
+                            Msg::CallEntityMethod {
+                                eid: to,
+                                method,
+                                args,
+                            },
+                        );
+                    }
+                }
+                Action::CallClient { from, method, args }
+                | Action::CallAllClients { from, method, args } => {
+                    if let Some(client) = self.client_of(&from) {
+                        net.send_client(
+                            from,
+                            client,
+                            ClientMsg::CallEntityMethodOnClient {
+                                eid: from,
+                                method,
+                                args,
+                            },
+                        );
+                    }
+                }
+                Action::Destroy(id) => self.destroy(net, now, id),
+                Action::GiveClientTo { from, to } => self.give_client(net, now, from, to),
+                Action::CreateLocally { type_name, id } => {
+                    self.create(net, now, &type_name, id, None);
+                }
+                Action::LoadAnywhere { type_name, id } => {
+                    if !self.entities.contains_key(&id) {
+                        net.by_entity(
+                            id,
+                            Msg::LoadEntitySomewhere {
+                                game_id: 0,
+                                eid: id,
+                                type_name,
+                            },
+                        );
+                    }
+                }
+                Action::SetClientFilterProp { from, key, val } => {
+                    if let Some(client) = self.client_of(&from) {
+                        net.send_client(
+                            from,
+                            client,
+                            ClientMsg::SetClientProxyFilterProp { key, val },
+                        );
+                    }
+                }
+                Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
+            }
+        }
+    }
+
+    fn kvdb_request(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        from: EntityId,
+        op: KvdbOp,
+        then: Option<KvdbCallback>,
+    ) {
+        let Some(kvdb) = self.kvdb.as_mut() else {
+            warn!("{from}: KVDB {op:?} but the KVDB is disabled ([kvdb] type is empty)");
+            if let Some(cb) = then {
+                self.with_entity(net, now, from, "KVDB callback", |_, obj, ctx| {
+                    cb(obj, ctx, Err("KVDB is disabled".into()))
+                });
+            }
+            return;
+        };
+        self.next_token += 1;
+        let token = self.next_token;
+        match op {
+            KvdbOp::Get(k) => kvdb.get(token, &k),
+            KvdbOp::Put(k, v) => kvdb.put(token, &k, &v),
+            KvdbOp::GetOrPut(k, v) => kvdb.get_or_put(token, &k, &v),
+        }
+        self.kvdb_waiting.insert(token, (from, then));
+    }
+
+    /// Delivers finished KVDB requests to their entities (called when a worker wakes the
+    /// reactor).
+    pub fn on_kvdb_results(&mut self, net: &mut Net, now: Instant) {
+        let Some(kvdb) = self.kvdb.as_mut() else {
+            return;
+        };
+        for (token, result) in kvdb.take_results() {
+            let Some((from, then)) = self.kvdb_waiting.remove(&token) else {
+                continue;
+            };
+            let Some(cb) = then else {
+                if let Err(e) = result {
+                    warn!("{from}: KVDB write failed: {e}");
+                }
+                continue;
+            };
+            let r = result.map(|out| match out {
+                KvdbOutput::Value(v) => v,
+                _ => None,
+            });
+            self.with_entity(net, now, from, "KVDB callback", |_, obj, ctx| {
+                cb(obj, ctx, r)
+            });
+        }
+        self.run_local_calls(net, now);
+    }
+
+    /// Creates entity `id` of `type_name` here, with saved attributes if `data` is given, in
+    /// GoWorld's order: OnInit, attributes, NOTIFY_CREATE_ENTITY, OnAttrsReady, OnCreated.
+    pub fn create(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        type_name: &str,
+        id: EntityId,
+        data: Option<Attrs>,
+    ) -> bool {
+        let Some(ty) = self.registry.get(type_name) else {
+            warn!("cannot create {type_name}<{id}>: the type is not registered");
+            return false;
+        };
+        if self.entities.contains_key(&id) {
+            warn!("cannot create {type_name}<{id}>: an entity with that ID is already here");
+            return false;
+        }
+        let obj = ty.new_instance();
+        self.entities.insert(
+            id,
+            Rec {
+                ty,
+                obj,
+                attrs: Attrs::new(),
+                client: None,
+                destroying: false,
+            },
+        );
+        self.hook(net, now, id, Hook::Init);
+        let fresh = data.is_none();
+        if let Some(data) = data {
+            if let Some(rec) = self.entities.get_mut(&id) {
+                rec.attrs = data;
+                rec.attrs.take_changes();
+            }
+        }
+        net.by_entity(id, Msg::NotifyCreateEntity { eid: id });
+        self.hook(net, now, id, Hook::AttrsReady);
+        if fresh {
+            // GoWorld saves a new persistent entity at once (after its defaults are set).
+            self.save(id, false);
+        }
+        self.hook(net, now, id, Hook::Created);
+        self.run_local_calls(net, now);
+        true
+    }
+
+    /// Saves a persistent entity's Persistent attributes. With `last`, the dispatcher is told
+    /// the entity is gone only once the save is written, so a quick re-login never reads a
+    /// stale file.
+    fn save(&mut self, id: EntityId, last: bool) -> bool {
+        let Some(rec) = self.entities.get(&id) else {
+            return false;
+        };
+        if !rec.ty.is_persistent() {
+            return false;
+        }
+        let Some(storage) = self.storage.as_mut() else {
+            return false;
+        };
+        let ty = rec.ty.clone();
+        let mut data = Vec::new();
+        rec.attrs
+            .filtered_value(|k| ty.attr_flags(k).persistent)
+            .encode(&mut data);
+        self.next_token += 1;
+        storage.save(self.next_token, ty.name(), id, data);
+        let job = if last {
+            StorageJob::FinalSave(id)
+        } else {
+            StorageJob::Save(id)
+        };
+        self.storage_waiting.insert(self.next_token, job);
+        true
+    }
+
+    /// LOAD_ENTITY_SOMEWHERE chose this game: load the entity from storage and create it.
+    pub fn load(&mut self, net: &mut Net, type_name: &str, id: EntityId) {
+        if self.entities.contains_key(&id) || !self.loading.insert(id) {
+            return;
+        }
+        let Some(storage) = self.storage.as_mut() else {
+            warn!("cannot load {type_name}<{id}>: storage is disabled");
+            self.loading.remove(&id);
+            net.by_entity(id, Msg::NotifyDestroyEntity { eid: id });
+            return;
+        };
+        self.next_token += 1;
+        storage.load(self.next_token, type_name, id);
+        self.storage_waiting.insert(
+            self.next_token,
+            StorageJob::Load {
+                type_name: type_name.to_string(),
+                id,
+            },
+        );
+    }
+
+    /// Finishes storage requests whose results arrived.
+    pub fn on_storage_results(&mut self, net: &mut Net, now: Instant) {
+        let Some(storage) = self.storage.as_mut() else {
+            return;
+        };
+        for (token, result) in storage.take_results() {
+            match (self.storage_waiting.remove(&token), result) {
+                (Some(StorageJob::Save(id)), Err(e)) => warn!("saving {id} failed: {e}"),
+                (Some(StorageJob::Save(_)), Ok(_)) => {}
+                (Some(StorageJob::FinalSave(id)), r) => {
+                    if let Err(e) = r {
+                        warn!("the last save of {id} failed: {e}");
+                    }
+                    net.by_entity(id, Msg::NotifyDestroyEntity { eid: id });
+                }
+                (Some(StorageJob::Load { type_name, id }), r) => {
+                    self.loading.remove(&id);
+                    let data = match r {
+                        Ok(StorageOutput::Loaded(Some(bytes))) => match Attrs::from_bytes(&bytes) {
+                            Ok(a) => Some(a),
+                            Err(e) => {
+                                warn!("{type_name}<{id}> in storage is unreadable: {e}");
+                                None
+                            }
+                        },
+                        Ok(_) => {
+                            warn!("{type_name}<{id}> is not in storage");
+                            None
+                        }
+                        Err(e) => {
+                            warn!("loading {type_name}<{id}> failed: {e}");
+                            None
+                        }
+                    };
+                    match data {
+                        Some(a) => {
+                            self.create(net, now, &type_name, id, Some(a));
+                        }
+                        // The dispatcher assigned the entity here: tell it there is none.
+                        None => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+        self.run_local_calls(net, now);
+    }
+
+    /// Destroys entity `id` in GoWorld's order; a second call while it runs does nothing.
+    pub fn destroy(&mut self, net: &mut Net, now: Instant, id: EntityId) {
+        match self.entities.get_mut(&id) {
+            Some(rec) if !rec.destroying => rec.destroying = true,
+            _ => return,
+        }
+        self.hook(net, now, id, Hook::Destroy);
+        if self.client_of(&id).is_some() {
+            self.set_client(net, now, id, None, id);
+        }
+        let saving = self.save(id, true);
+        self.entities.remove(&id);
+        if !saving {
+            net.by_entity(id, Msg::NotifyDestroyEntity { eid: id });
+        }
+    }
+
+    /// Binds `client` to entity `id` (or unbinds with `None`), with GoWorld's client messages:
+    /// the old client loses the entity, the new one gets it as its player. Messages go
+    /// through the dispatcher of `route`, the client's owner after the change.
+    fn set_client(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        id: EntityId,
+        client: Option<GameClient>,
+        route: EntityId,
+    ) {
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut rec.client, client);
+        if old == client {
+            return;
+        }
+        let type_name = rec.ty.name().to_string();
+        if let Some(old) = old {
+            net.send_client(route, old, ClientMsg::ClearClientProxyFilterProps);
+            net.send_client(
+                route,
+                old,
+                ClientMsg::DestroyEntityOnClient {
+                    type_name: type_name.clone(),
+                    eid: id,
+                },
+            );
+        }
+        if let Some(new) = client {
+            let ty = rec.ty.clone();
+            let client_data = rec.attrs.client_data(|k| ty.attr_flags(k).client);
+            net.send_client(route, new, ClientMsg::ClearClientProxyFilterProps);
+            net.send_client(
+                route,
+                new,
+                ClientMsg::CreateEntityOnClient {
+                    is_player: true,
+                    eid: id,
+                    type_name,
+                    x: 0.0,
+                    y: 0.0,
+                    z: 0.0,
+                    yaw: 0.0,
+                    client_data,
+                },
+            );
+        }
+        if client.is_some() {
+            self.hook(net, now, id, Hook::ClientConnected);
+        } else if old.is_some() {
+            self.hook(net, now, id, Hook::ClientDisconnected);
+        }
+    }
+
+    /// Moves `from`'s client to the local entity `to`.
+    fn give_client(&mut self, net: &mut Net, now: Instant, from: EntityId, to: EntityId) {
+        let Some(client) = self.client_of(&from) else {
+            debug!("{from} gives no client to {to}: it has none");
+            return;
+        };
+        if !self.entities.contains_key(&to) {
+            warn!("{from} cannot give its client to {to}: that entity is not on this game");
+            return;
+        }
+        // Route the old owner's destroy messages through the new owner's dispatcher, so they
+        // stay in order with the creates that follow (GoWorld sets the owner first too).
+        self.set_client(net, now, from, None, to);
+        self.set_client(net, now, to, Some(client), to);
+    }
+
+    /// A client connected: create its boot entity and give it the client.
+    pub fn client_connected(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        boot_type: &str,
+        boot: EntityId,
+        client: GameClient,
+    ) {
+        if self.create(net, now, boot_type, boot, None) {
+            self.set_client(net, now, boot, Some(client), boot);
+        }
+        self.run_local_calls(net, now);
+    }
+
+    /// A client left: its owner loses it (no messages to the departed client).
+    pub fn client_disconnected(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        owner: EntityId,
+        client_id: ClientId,
+    ) {
+        let Some(rec) = self.entities.get_mut(&owner) else {
+            debug!("client {client_id} left; its owner {owner} is not here");
+            return;
+        };
+        if rec.client.map(|c| c.client_id) != Some(client_id) {
+            debug!("client {client_id} left, but {owner} no longer owns it");
+            return;
+        }
+        rec.client = None;
+        self.hook(net, now, owner, Hook::ClientDisconnected);
+        self.run_local_calls(net, now);
+    }
+
+    /// Gate `gate_id` is gone: every entity with a client there loses it.
+    pub fn gate_disconnected(&mut self, net: &mut Net, now: Instant, gate_id: u16) {
+        let owners: Vec<(EntityId, ClientId)> = self
+            .entities
+            .iter()
+            .filter_map(|(id, r)| {
+                r.client
+                    .filter(|c| c.gate_id == gate_id)
+                    .map(|c| (*id, c.client_id))
+            })
+            .collect();
+        info!("gate{gate_id} disconnected: {} clients gone", owners.len());
+        for (owner, client) in owners {
+            self.client_disconnected(net, now, owner, client);
+        }
+    }
+
+    /// A call from a server or a client to entity `to`, with GoWorld's permission rules.
+    pub fn call(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        to: EntityId,
+        method: &str,
+        args: Args,
+        caller: Caller,
+    ) {
+        let Some(rec) = self.entities.get(&to) else {
+            if self.unknown_logged.insert(method.to_string()) {
+                warn!("call {method} to entity {to}, which is not on this game (dropped; reported once per method)");
+            }
+            return;
+        };
+        let ty = rec.ty.clone();
+        if let Caller::Client(cid) = caller {
+            let allowed = match ty.expose(method) {
+                Some(Expose::AllClients) => true,
+                Some(Expose::OwnClient) => rec.client.map(|c| c.client_id) == Some(cid),
+                Some(Expose::Server) | None => false,
+            };
+            if !allowed {
+                if self
+                    .refused_logged
+                    .insert((cid, ty.name().to_string(), method.to_string()))
+                {
+                    warn!(
+                        "client {cid} may not call {}.{method} on {to} (no such client method); dropped, reported once per client and method",
+                        ty.name()
+                    );
+                }
+                return;
+            }
+        }
+        let mut outcome = Ok(());
+        self.with_entity(net, now, to, method, |ty, obj, ctx| {
+            outcome = ty.call(obj, ctx, method, &args)
+        });
+        match outcome {
+            Ok(()) => {}
+            Err(CallError::NoMethod) => {
+                if self
+                    .unknown_logged
+                    .insert(format!("{}.{method}", ty.name()))
+                {
+                    warn!(
+                        "{}<{to}> has no method {method} (dropped; reported once)",
+                        ty.name()
+                    );
+                }
+            }
+            Err(CallError::Forbidden) => {}
+            Err(CallError::BadArgs(e)) => warn!("{}<{to}>.{method}: {e}; call dropped", ty.name()),
+        }
+        self.run_local_calls(net, now);
+    }
+
+    /// Runs queued local calls until none are left (calls made by calls run too).
+    pub fn run_local_calls(&mut self, net: &mut Net, now: Instant) {
+        while let Some(c) = self.local_calls.pop_front() {
+            self.call(net, now, c.to, &c.method, c.args, Caller::Server);
+        }
+    }
+
+    /// The game stops: every entity is destroyed (which saves persistent ones), and the
+    /// saves are waited for, up to `timeout`.
+    pub fn destroy_all(&mut self, net: &mut Net, now: Instant, timeout: std::time::Duration) {
+        let ids: Vec<EntityId> = self.entities.keys().copied().collect();
+        for id in ids {
+            self.destroy(net, now, id);
+        }
+        if let Some(storage) = self.storage.as_mut() {
+            if let Err(left) = storage.drain(timeout) {
+                warn!("{left} saves were still pending after {timeout:?}");
+            }
+        }
+        self.on_storage_results(net, now);
+        if let Some(kvdb) = self.kvdb.as_mut() {
+            let _ = kvdb.drain(timeout);
+        }
+    }
+
+    /// The game's ID.
+    pub fn game_id(&self) -> u16 {
+        self.game_id
+    }
+
+    /// True if the type is registered.
+    pub fn has_type(&self, name: &str) -> bool {
+        self.registry.has(name)
+    }
+}

@@ -1,0 +1,81 @@
+//! Account: the boot entity every client gets; logs in and hands the client to its Avatar
+//! (GoWorld's examples/test_game/Account.go).
+
+use goworld_common::id::EntityId;
+use goworld_game::args;
+use goworld_game::entity::{Ctx, Entity, Expose, KvdbResult, TypeDesc};
+
+/// The boot entity of a client.
+#[derive(Default)]
+pub struct Account {
+    username: String,
+    logging_in: bool,
+}
+
+impl Entity for Account {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.method("Login", Expose::OwnClient, Account::login)
+            .method(
+                "OnGetAvatarSpaceID",
+                Expose::Server,
+                Account::on_get_avatar_space_id,
+            );
+    }
+
+    /// The client was given to the Avatar (or left): the Account has done its job.
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
+        ctx.destroy();
+    }
+}
+
+impl Account {
+    /// `Login(username, password)` from the client. The avatar ID is kept in the KVDB under
+    /// the username; a new user gets a new Avatar on this game.
+    fn login(&mut self, ctx: &mut Ctx, (username, password): (String, String)) {
+        if self.logging_in {
+            log::warn!("{}<{}> is already logging in", ctx.type_name(), ctx.id());
+            return;
+        }
+        if password != "123456" {
+            ctx.call_client("OnLogin", args![false]);
+            return;
+        }
+        self.logging_in = true;
+        self.username = username.clone();
+        ctx.call_client("OnLogin", args![true]);
+        ctx.kvdb_get::<Account>(&username, Account::on_avatar_id);
+    }
+
+    fn on_avatar_id(&mut self, ctx: &mut Ctx, result: KvdbResult) {
+        let avatar = match result {
+            Ok(Some(id)) => EntityId::parse(&id),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot read the avatar of {}: {e}",
+                    ctx.id(),
+                    self.username
+                );
+                self.logging_in = false;
+                return;
+            }
+        };
+        match avatar {
+            None => {
+                let avatar = ctx.create_entity_locally("Avatar");
+                ctx.kvdb_put::<Account>(&self.username, &avatar.to_text(), None);
+                ctx.give_client_to(avatar);
+            }
+            Some(avatar) => {
+                ctx.load_entity_anywhere("Avatar", avatar);
+                ctx.call(avatar, "GetSpaceID", args![ctx.id()]);
+            }
+        }
+    }
+
+    /// The Avatar answered where it is. Spaces and migration come later: an Avatar on this
+    /// game gets the client; one elsewhere is reported.
+    fn on_get_avatar_space_id(&mut self, ctx: &mut Ctx, (avatar, _space): (EntityId, EntityId)) {
+        ctx.give_client_to(avatar);
+    }
+}
