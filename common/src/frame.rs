@@ -16,6 +16,10 @@ pub const LEN_PREFIX: usize = 4;
 
 /// Read granularity, and the capacity above which an idle buffer is released.
 const CHUNK: usize = 64 * 1024;
+/// First read size of a connection. A game client sends a few small frames at a time, and a
+/// gate holds thousands of them: 4 KiB each instead of 64 KiB keeps an active client's input
+/// buffer small. Reads that fill their room double it, up to [`CHUNK`], for busy links.
+const SMALL_CHUNK: usize = 4 * 1024;
 
 /// Appends one frame carrying `payload` to `out`.
 ///
@@ -73,6 +77,8 @@ pub struct FrameDecoder {
     /// End of received bytes.
     end: usize,
     max: u32,
+    /// Current read size: grows while reads fill their room (a busy link keeps its size).
+    chunk: usize,
 }
 
 impl FrameDecoder {
@@ -83,6 +89,7 @@ impl FrameDecoder {
             start: 0,
             end: 0,
             max: max_payload,
+            chunk: SMALL_CHUNK,
         }
     }
 
@@ -110,9 +117,13 @@ impl FrameDecoder {
     pub fn read_from<R: io::Read>(&mut self, r: &mut R) -> io::Result<usize> {
         self.prepare_read()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let room = self.buf.len() - self.end;
         let n = r.read(&mut self.buf[self.end..])?;
         // A misbehaving reader could claim more than it was given; never trust it into a panic.
-        let n = n.min(self.buf.len() - self.end);
+        let n = n.min(room);
+        if n == room {
+            self.chunk = (self.chunk * 2).min(CHUNK);
+        }
         self.end += n;
         Ok(n)
     }
@@ -145,13 +156,15 @@ impl FrameDecoder {
         self.end - self.start
     }
 
-    /// Releases the buffer if it is empty and grew above 64 KiB (after a burst or one large
-    /// frame), so an idle connection holds little memory. Call after draining frames.
+    /// Releases the buffer if it is empty and bigger than the first read size (after a burst,
+    /// a busy spell or one large frame), so an idle connection holds little memory. Call after
+    /// draining frames. A busy link re-allocates its chunk on the next read, which costs far
+    /// less than the read itself.
     pub fn shrink_if_idle(&mut self) {
         if self.buffered() == 0 {
             self.start = 0;
             self.end = 0;
-            if self.buf.capacity() > CHUNK {
+            if self.buf.capacity() > SMALL_CHUNK {
                 self.buf = Vec::new();
             }
         }
@@ -180,13 +193,13 @@ impl FrameDecoder {
             Some(len) => {
                 let total = (len as usize).saturating_add(LEN_PREFIX);
                 if buffered < total {
-                    total.max(CHUNK)
+                    total.max(self.chunk)
                 } else {
                     // A complete frame the caller has not drained yet: keep reading anyway.
-                    buffered.saturating_add(CHUNK)
+                    buffered.saturating_add(self.chunk)
                 }
             }
-            None => CHUNK,
+            None => self.chunk,
         };
         if self.start.saturating_add(want) > self.buf.len() {
             self.compact();
@@ -429,5 +442,25 @@ mod tests {
                 d.shrink_if_idle();
             }
         }
+    }
+
+    #[test]
+    fn a_quiet_connection_reads_small_and_a_busy_one_grows() {
+        let mut d = FrameDecoder::new(1 << 20);
+        let mut small = Vec::new();
+        write_frame(&mut small, &[7u8; 30]);
+        d.read_from(&mut &small[..]).unwrap();
+        assert_eq!(d.next_frame().unwrap(), Some(&[7u8; 30][..]));
+        d.shrink_if_idle();
+        assert!(d.capacity() <= SMALL_CHUNK, "capacity {}", d.capacity());
+        // A stream that keeps filling the buffer doubles the read size up to CHUNK.
+        let big = vec![0u8; 1 << 20];
+        let mut r = &big[..];
+        let mut last = 0;
+        for _ in 0..8 {
+            last = d.read_from(&mut r).unwrap();
+            d.start = d.end; // consume without parsing: only the read sizes matter here
+        }
+        assert_eq!(last, CHUNK);
     }
 }
