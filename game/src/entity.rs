@@ -13,7 +13,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use goworld_common::id::{nil_space_id, EntityId, IdGen, WallClock};
 use goworld_common::proto::Args;
@@ -320,7 +320,31 @@ pub enum Action {
         op: KvdbOp,
         then: Option<KvdbCallback>,
     },
+    /// Call `method` on `from` after `delay`, then every `repeat` if given.
+    AddTimer {
+        from: EntityId,
+        id: TimerId,
+        delay: Duration,
+        repeat: Option<Duration>,
+        method: String,
+        args: Args,
+    },
+    /// Cancel one of `from`'s timers.
+    CancelTimer { from: EntityId, id: TimerId },
+    /// Create an entity on game `game` (0: any game, placed by the dispatcher).
+    CreateSomewhere {
+        game: u16,
+        type_name: String,
+        id: EntityId,
+    },
 }
+
+/// An entity's timer, as [`Ctx::add_timer`] and [`Ctx::add_callback`] return it. Counts up
+/// per entity, like GoWorld's `EntityTimerID`.
+pub type TimerId = u32;
+
+/// The shortest repeat interval of an entity timer (GoWorld's minimum).
+pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A KVDB operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -349,6 +373,7 @@ pub struct Ctx<'a> {
     pub attrs: &'a mut Attrs,
     pub(crate) client: Option<GameClient>,
     pub(crate) actions: &'a mut Vec<Action>,
+    pub(crate) next_timer: &'a mut TimerId,
 }
 
 impl Ctx<'_> {
@@ -450,6 +475,60 @@ impl Ctx<'_> {
             id,
         });
         id
+    }
+
+    /// Creates an entity of `type_name` on any game (the dispatcher places it); returns its ID.
+    pub fn create_entity_anywhere(&mut self, type_name: &str) -> EntityId {
+        self.create_entity_on_game(0, type_name)
+    }
+
+    /// Creates an entity of `type_name` on game `game` (0: any game); returns its ID.
+    pub fn create_entity_on_game(&mut self, game: u16, type_name: &str) -> EntityId {
+        let id = self.ids.next(self.clock.secs(self.now));
+        self.push(Action::CreateSomewhere {
+            game,
+            type_name: type_name.to_string(),
+            id,
+        });
+        id
+    }
+
+    /// Calls `method` with `args` on this entity after `delay`, once. The call travels by
+    /// name, so it can move with the entity; it ends when the entity is destroyed.
+    pub fn add_callback(&mut self, delay: Duration, method: &str, args: Args) -> TimerId {
+        self.add(delay, None, method, args)
+    }
+
+    /// Calls `method` with `args` on this entity every `interval` (at least 10 ms), until
+    /// cancelled or the entity is destroyed.
+    pub fn add_timer(&mut self, interval: Duration, method: &str, args: Args) -> TimerId {
+        let interval = interval.max(MIN_TIMER_INTERVAL);
+        self.add(interval, Some(interval), method, args)
+    }
+
+    fn add(
+        &mut self,
+        delay: Duration,
+        repeat: Option<Duration>,
+        method: &str,
+        args: Args,
+    ) -> TimerId {
+        *self.next_timer += 1;
+        let id = *self.next_timer;
+        self.push(Action::AddTimer {
+            from: self.id,
+            id,
+            delay,
+            repeat,
+            method: method.to_string(),
+            args,
+        });
+        id
+    }
+
+    /// Cancels one of this entity's timers (unknown or fired IDs are ignored).
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.push(Action::CancelTimer { from: self.id, id });
     }
 
     /// Loads entity `id` of `type_name` from storage on any game (or finds it where it lives).

@@ -114,6 +114,11 @@ impl GameService {
         &self.world
     }
 
+    /// Sets how often persistent entities are saved (`save_interval`; default 300 s).
+    pub fn set_save_interval(&mut self, d: std::time::Duration) {
+        self.world.set_save_interval(d);
+    }
+
     /// The game's ID.
     pub fn game_id(&self) -> u16 {
         self.s.game_id
@@ -431,6 +436,7 @@ impl Handler for GameService {
             io,
             links: &mut self.links,
         };
+        self.world.fire_timers(&mut net, now);
         self.world.run_local_calls(&mut net, now);
     }
 
@@ -444,7 +450,7 @@ impl Handler for GameService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        None
+        self.world.next_deadline()
     }
 
     fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {

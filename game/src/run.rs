@@ -69,14 +69,16 @@ pub fn main(program: &str, types: Registry) {
         .unwrap_or_else(|e| process::fail(&format!("game{id}: storage: {e}")));
     let kvdb = Kvdb::open(&config.kvdb, Some(reactor.waker()))
         .unwrap_or_else(|e| process::fail(&format!("game{id}: KVDB: {e}")));
+    let mut service = GameService::new(
+        settings,
+        IdGen::for_process(),
+        types,
+        (Some(storage), kvdb),
+        Rng::from_entropy(),
+    );
+    service.set_save_interval(std::time::Duration::from_secs(cfg.save_interval));
     let mut handler = AfterTick {
-        inner: GameService::new(
-            settings,
-            IdGen::for_process(),
-            types,
-            (Some(storage), kvdb),
-            Rng::from_entropy(),
-        ),
+        inner: service,
         after_tick: |game: &mut GameService| {
             for ev in game.take_events() {
                 // Deployment readiness is in the log already; the ready line goes to stdout too.

@@ -224,3 +224,109 @@ fn a_connecting_client_gets_its_boot_entity() {
     g.on_frame(&mut io, now, conn(1), &bye);
     assert_eq!(g.entity_count(), 1);
 }
+
+/// Counts ticks in an attribute; stops its timer after three.
+#[derive(Default)]
+struct Ticker {
+    timer: crate::entity::TimerId,
+}
+
+impl Entity for Ticker {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("ticks", &[crate::entity::AttrFlag::Client])
+            .attr("once", &[])
+            .method("Tick", crate::entity::Expose::Server, Ticker::tick)
+            .method("Once", crate::entity::Expose::Server, Ticker::once);
+    }
+    fn on_created(&mut self, ctx: &mut Ctx) {
+        self.timer = ctx.add_timer(
+            std::time::Duration::from_millis(100),
+            "Tick",
+            crate::args![5i64],
+        );
+        ctx.add_callback(std::time::Duration::from_millis(250), "Once", vec![]);
+    }
+}
+
+impl Ticker {
+    fn tick(&mut self, ctx: &mut Ctx, (step,): (i64,)) {
+        let n = ctx.attrs.as_map().get_int("ticks") + step;
+        ctx.attrs.root().set_int("ticks", n);
+        if n >= 15 {
+            ctx.cancel_timer(self.timer);
+        }
+    }
+    fn once(&mut self, ctx: &mut Ctx, (): ()) {
+        let n = ctx.attrs.as_map().get_int("once") + 1;
+        ctx.attrs.root().set_int("once", n);
+    }
+}
+
+#[test]
+fn entity_timers_fire_by_name_repeat_and_cancel() {
+    let mut io = MemIo::new();
+    let t0 = Instant::now();
+    let s = Settings {
+        game_id: 1,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: "Ticker".into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    };
+    let mut types = Registry::new();
+    types.register::<Ticker>("Ticker").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let id = EntityId::parse("tickertickerti01").unwrap();
+    let p = Msg::NotifyClientConnected {
+        client_id: cid,
+        boot_eid: id,
+        gate_id: Some(1),
+    }
+    .to_payload();
+    g.on_frame(&mut io, t0, conn(1), &p);
+    let ticks = |g: &GameService| g.world().attrs(&id).unwrap().as_map().get_int("ticks");
+    let once = |g: &GameService| g.world().attrs(&id).unwrap().as_map().get_int("once");
+    assert_eq!(
+        g.next_deadline(),
+        Some(t0 + std::time::Duration::from_millis(100))
+    );
+    // Step through the deadlines the way the reactor does.
+    let mut now = t0;
+    for _ in 0..10 {
+        now = g
+            .next_deadline()
+            .unwrap_or(now + std::time::Duration::from_millis(100));
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+    }
+    assert_eq!(ticks(&g), 15, "three ticks of 5, then cancelled");
+    assert_eq!(once(&g), 1, "a callback fires once");
+    assert_eq!(g.next_deadline(), None, "no timer left");
+    // The ticks reached the client as attribute changes (Client flag).
+    let changes = io
+        .take()
+        .into_iter()
+        .filter(|(_, p)| {
+            matches!(
+                Msg::decode(p),
+                Ok(Msg::ToClient {
+                    msg: ClientMsg::NotifyMapAttrChange { .. },
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!(changes, 3);
+}

@@ -11,7 +11,9 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use goworld_common::timers::{TimerId as QueueId, Timers};
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{ClientId, EntityId, FastMap, IdGen, WallClock};
@@ -22,7 +24,7 @@ use log::{debug, error, info, warn};
 
 use crate::attr::{AttrChange, Attrs};
 use crate::entity::{
-    Action, CallError, Ctx, EntityType, Expose, Hook, KvdbCallback, KvdbOp, Registry,
+    Action, CallError, Ctx, EntityType, Expose, Hook, KvdbCallback, KvdbOp, Registry, TimerId,
 };
 use crate::kvdb::{Kvdb, KvdbOutput};
 use crate::storage::{Storage, StorageOutput};
@@ -57,6 +59,23 @@ struct Rec {
     attrs: Attrs,
     client: Option<GameClient>,
     destroying: bool,
+    /// The entity's live timers: its own IDs to the queue's.
+    timers: HashMap<TimerId, QueueId>,
+    next_timer: TimerId,
+}
+
+/// What a timer does when it fires.
+enum TimerJob {
+    /// An entity timer: call `method` on `eid`, and re-arm if it repeats.
+    Call {
+        eid: EntityId,
+        id: TimerId,
+        repeat: Option<Duration>,
+        method: String,
+        args: Args,
+    },
+    /// The periodic save of a persistent entity.
+    Save(EntityId),
 }
 
 /// Who is calling a method.
@@ -99,6 +118,9 @@ pub struct World {
     storage_waiting: HashMap<u64, StorageJob>,
     /// Entities being loaded here, so a second load request waits for the first.
     loading: HashSet<EntityId>,
+    timers: Timers<TimerJob>,
+    /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
+    save_interval: Duration,
     next_token: u64,
     /// (client, type, method) already reported for a refused client call.
     refused_logged: HashSet<(ClientId, String, String)>,
@@ -129,6 +151,8 @@ impl World {
             storage,
             storage_waiting: HashMap::new(),
             loading: HashSet::new(),
+            timers: Timers::new(),
+            save_interval: Duration::from_secs(300),
             next_token: 0,
             refused_logged: HashSet::new(),
             unknown_logged: HashSet::new(),
@@ -210,6 +234,7 @@ impl World {
                 attrs: &mut rec.attrs,
                 client: rec.client,
                 actions: &mut actions,
+                next_timer: &mut rec.next_timer,
             };
             let obj = &mut *rec.obj;
             if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
@@ -305,6 +330,55 @@ impl World {
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
+                Action::AddTimer {
+                    from,
+                    id,
+                    delay,
+                    repeat,
+                    method,
+                    args,
+                } => {
+                    if let Some(rec) = self.entities.get_mut(&from) {
+                        let job = TimerJob::Call {
+                            eid: from,
+                            id,
+                            repeat,
+                            method,
+                            args,
+                        };
+                        let q = self.timers.add(now + delay, job);
+                        rec.timers.insert(id, q);
+                    }
+                }
+                Action::CancelTimer { from, id } => {
+                    if let Some(q) = self
+                        .entities
+                        .get_mut(&from)
+                        .and_then(|r| r.timers.remove(&id))
+                    {
+                        self.timers.cancel(q);
+                    }
+                }
+                Action::CreateSomewhere {
+                    game,
+                    type_name,
+                    id,
+                } => {
+                    if game == self.game_id {
+                        self.create(net, now, &type_name, id, None);
+                    } else {
+                        let attrs = vec![0xc0];
+                        net.by_entity(
+                            id,
+                            Msg::CreateEntitySomewhere {
+                                game_id: game,
+                                eid: id,
+                                type_name,
+                                attrs,
+                            },
+                        );
+                    }
+                }
             }
         }
     }
@@ -390,6 +464,8 @@ impl World {
                 attrs: Attrs::new(),
                 client: None,
                 destroying: false,
+                timers: HashMap::new(),
+                next_timer: 0,
             },
         );
         self.hook(net, now, id, Hook::Init);
@@ -406,9 +482,73 @@ impl World {
             // GoWorld saves a new persistent entity at once (after its defaults are set).
             self.save(id, false);
         }
+        self.schedule_save(now, id);
         self.hook(net, now, id, Hook::Created);
         self.run_local_calls(net, now);
         true
+    }
+
+    /// Arms a persistent entity's periodic save. The first comes after a random part of the
+    /// interval, so entities loaded together do not all save in one tick.
+    fn schedule_save(&mut self, now: Instant, id: EntityId) {
+        let persistent = self.entities.get(&id).is_some_and(|r| r.ty.is_persistent());
+        if !persistent || self.save_interval.is_zero() || self.storage.is_none() {
+            return;
+        }
+        let first = self.save_interval.mul_f64(0.5 + 0.5 * self.rng.unit());
+        self.timers.add(now + first, TimerJob::Save(id));
+    }
+
+    /// Sets how often persistent entities are saved (`save_interval`; zero: only on destroy).
+    pub fn set_save_interval(&mut self, d: Duration) {
+        self.save_interval = d;
+    }
+
+    /// The earliest time a timer is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Fires every timer due at `now`, by deadline then insertion order.
+    pub fn fire_timers(&mut self, net: &mut Net, now: Instant) {
+        while let Some((_, job)) = self.timers.pop_due(now) {
+            match job {
+                TimerJob::Save(id) => {
+                    if self.save(id, false) {
+                        self.timers
+                            .add(now + self.save_interval, TimerJob::Save(id));
+                    }
+                }
+                TimerJob::Call {
+                    eid,
+                    id,
+                    repeat,
+                    method,
+                    args,
+                } => {
+                    let Some(rec) = self.entities.get_mut(&eid) else {
+                        continue;
+                    };
+                    match repeat {
+                        Some(every) => {
+                            let next = TimerJob::Call {
+                                eid,
+                                id,
+                                repeat,
+                                method: method.clone(),
+                                args: args.clone(),
+                            };
+                            let q = self.timers.add(now + every, next);
+                            rec.timers.insert(id, q);
+                        }
+                        None => {
+                            rec.timers.remove(&id);
+                        }
+                    }
+                    self.call(net, now, eid, &method, args, Caller::Server);
+                }
+            }
+        }
     }
 
     /// Saves a persistent entity's Persistent attributes. With `last`, the dispatcher is told
@@ -517,6 +657,11 @@ impl World {
             _ => return,
         }
         self.hook(net, now, id, Hook::Destroy);
+        if let Some(rec) = self.entities.get_mut(&id) {
+            for (_, q) in rec.timers.drain() {
+                self.timers.cancel(q);
+            }
+        }
         if self.client_of(&id).is_some() {
             self.set_client(net, now, id, None, id);
         }
