@@ -330,3 +330,56 @@ fn entity_timers_fire_by_name_repeat_and_cancel() {
         .count();
     assert_eq!(changes, 3);
 }
+
+#[test]
+fn a_client_that_keeps_calling_what_it_may_not_is_disconnected() {
+    let mut io = MemIo::new();
+    let mut g = game(1, 1);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let boot = EntityId::parse("bootbootbootbo01").unwrap();
+    let p = Msg::NotifyClientConnected {
+        client_id: cid,
+        boot_eid: boot,
+        gate_id: Some(4),
+    }
+    .to_payload();
+    g.on_frame(&mut io, now, conn(1), &p);
+    io.take();
+    let bad = Msg::CallEntityMethodFromClient {
+        eid: boot,
+        method: "Destroy".into(),
+        args: vec![],
+        client_id: Some(cid),
+    }
+    .to_payload();
+    let kicks = |io: &mut MemIo| {
+        io.take()
+            .into_iter()
+            .filter(|(_, p)| {
+                matches!(
+                    Msg::decode(p),
+                    Ok(Msg::ToClient {
+                        gate_id: 4,
+                        msg: ClientMsg::KickClient { .. },
+                        ..
+                    })
+                )
+            })
+            .count()
+    };
+    for _ in 0..world::REFUSED_CALLS_LIMIT - 1 {
+        g.on_frame(&mut io, now, conn(1), &bad);
+    }
+    assert_eq!(kicks(&mut io), 0, "a few refused calls are only logged");
+    g.on_frame(&mut io, now, conn(1), &bad);
+    assert_eq!(
+        kicks(&mut io),
+        1,
+        "the gate is asked to close the client once"
+    );
+    g.on_frame(&mut io, now, conn(1), &bad);
+    assert_eq!(kicks(&mut io), 0);
+}

@@ -30,6 +30,9 @@ use crate::kvdb::{Kvdb, KvdbOutput};
 use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
 
+/// Refused client calls after which the client is disconnected.
+pub const REFUSED_CALLS_LIMIT: u32 = 20;
+
 /// Where the world's output goes: the reactor's `Io` and the links to the dispatchers.
 pub struct Net<'a> {
     pub io: &'a mut dyn Io,
@@ -124,6 +127,8 @@ pub struct World {
     next_token: u64,
     /// (client, type, method) already reported for a refused client call.
     refused_logged: HashSet<(ClientId, String, String)>,
+    /// Refused calls per client; a client that keeps making them is disconnected.
+    refused: HashMap<ClientId, u32>,
     unknown_logged: HashSet<String>,
 }
 
@@ -155,6 +160,7 @@ impl World {
             save_interval: Duration::from_secs(300),
             next_token: 0,
             refused_logged: HashSet::new(),
+            refused: HashMap::new(),
             unknown_logged: HashSet::new(),
         }
     }
@@ -821,6 +827,7 @@ impl World {
                 Some(Expose::Server) | None => false,
             };
             if !allowed {
+                self.refuse_client(net, cid);
                 if self
                     .refused_logged
                     .insert((cid, ty.name().to_string(), method.to_string()))
@@ -854,6 +861,30 @@ impl World {
             Err(CallError::BadArgs(e)) => warn!("{}<{to}>.{method}: {e}; call dropped", ty.name()),
         }
         self.run_local_calls(net, now);
+    }
+
+    /// Counts a refused client call; a client past [`REFUSED_CALLS_LIMIT`] is disconnected by
+    /// its gate (if one of this game's entities owns it, so its gate is known).
+    fn refuse_client(&mut self, net: &mut Net, cid: ClientId) {
+        let n = self.refused.entry(cid).or_insert(0);
+        *n += 1;
+        if *n != REFUSED_CALLS_LIMIT {
+            return;
+        }
+        let owner = self
+            .entities
+            .iter()
+            .find_map(|(id, r)| r.client.filter(|c| c.client_id == cid).map(|c| (*id, c)));
+        match owner {
+            Some((owner, client)) => {
+                warn!("client {cid} made {REFUSED_CALLS_LIMIT} calls it may not make; disconnecting it");
+                let reason = format!("{REFUSED_CALLS_LIMIT} calls it may not make");
+                net.send_client(owner, client, ClientMsg::KickClient { reason });
+            }
+            None => warn!(
+                "client {cid} made {REFUSED_CALLS_LIMIT} calls it may not make; its gate is not known here, so it stays connected"
+            ),
+        }
     }
 
     /// Runs queued local calls until none are left (calls made by calls run too).

@@ -244,6 +244,18 @@ impl GateService {
                 }
                 let conn = self.by_id.get(&client_id).copied();
                 match t {
+                    mt::KICK_CLIENT => {
+                        let reason = match Msg::decode(p).map_err(|e| e.to_string())? {
+                            Msg::ToClient {
+                                msg: ClientMsg::KickClient { reason },
+                                ..
+                            } => reason,
+                            _ => unreachable!("decoded by type"),
+                        };
+                        if let Some(c) = conn {
+                            self.close_client(io, c, &format!("closed by its game: {reason}"));
+                        }
+                    }
                     mt::SET_CLIENTPROXY_FILTER_PROP | mt::CLEAR_CLIENTPROXY_FILTER_PROPS => {
                         let msg = Msg::decode(p).map_err(|e| e.to_string())?;
                         let Some(c) = conn.and_then(|c| self.clients.get_mut(&c)) else {

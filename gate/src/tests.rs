@@ -312,3 +312,28 @@ fn position_syncs_are_batched_and_regrouped() {
         ClientBound::Sync(vec![rec(other, 5.0), rec(other, 7.0)])
     );
 }
+
+#[test]
+fn a_game_can_have_a_client_closed() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (c1, _) = t.client(conn(1));
+    t.client(conn(2));
+    let kick = Msg::ToClient {
+        gate_id: 1,
+        client_id: c1,
+        msg: ClientMsg::KickClient {
+            reason: "20 calls it may not make".into(),
+        },
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &kick);
+    assert!(
+        t.io.sent.is_empty(),
+        "the kick is not forwarded to the client"
+    );
+    assert_eq!(
+        t.io.closed.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        vec![conn(1)]
+    );
+}

@@ -65,6 +65,7 @@ pub fn msg_name(t: u16) -> &'static str {
         mt::CALL_ENTITY_METHOD_ON_CLIENT => "MT_CALL_ENTITY_METHOD_ON_CLIENT",
         mt::SET_CLIENTPROXY_FILTER_PROP => "MT_SET_CLIENTPROXY_FILTER_PROP",
         mt::CLEAR_CLIENTPROXY_FILTER_PROPS => "MT_CLEAR_CLIENTPROXY_FILTER_PROPS",
+        mt::KICK_CLIENT => "MT_KICK_CLIENT",
         mt::NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT => "MT_NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT",
         mt::REDIRECT_TO_GATEPROXY_STOP => "MT_REDIRECT_TO_GATEPROXY_MSG_TYPE_STOP",
         mt::CALL_FILTERED_CLIENTS => "MT_CALL_FILTERED_CLIENTS",
@@ -208,6 +209,7 @@ impl ClientMsg {
             ClientMsg::CallEntityMethodOnClient { .. } => mt::CALL_ENTITY_METHOD_ON_CLIENT,
             ClientMsg::SetClientProxyFilterProp { .. } => mt::SET_CLIENTPROXY_FILTER_PROP,
             ClientMsg::ClearClientProxyFilterProps => mt::CLEAR_CLIENTPROXY_FILTER_PROPS,
+            ClientMsg::KickClient { .. } => mt::KICK_CLIENT,
             ClientMsg::NotifyMapAttrClear { .. } => mt::NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT,
         }
     }
@@ -594,6 +596,7 @@ fn encode_client_body(m: &ClientMsg, out: &mut Vec<u8>) {
             put_var(out, val.as_bytes());
         }
         ClientMsg::ClearClientProxyFilterProps => {}
+        ClientMsg::KickClient { reason } => put_var(out, reason.as_bytes()),
     }
 }
 
@@ -897,6 +900,9 @@ impl<'a> Rd<'a> {
                 val: self.var_str("val")?,
             },
             mt::CLEAR_CLIENTPROXY_FILTER_PROPS => ClientMsg::ClearClientProxyFilterProps,
+            mt::KICK_CLIENT => ClientMsg::KickClient {
+                reason: self.var_str("reason")?,
+            },
             mt::NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT => ClientMsg::NotifyMapAttrClear {
                 eid: self.id("eid")?,
                 path: self.data("path")?,
@@ -1035,7 +1041,7 @@ pub(super) fn decode_msg(payload: &[u8]) -> Result<Msg, DecodeError> {
         mt::GAME_LBC_INFO => Msg::GameLbcInfo {
             data: r.data("lbcinfo")?,
         },
-        mt::CREATE_ENTITY_ON_CLIENT..=mt::NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT => {
+        mt::CREATE_ENTITY_ON_CLIENT..=mt::KICK_CLIENT => {
             let (gate_id, client_id) = r.client_header()?;
             Msg::ToClient {
                 gate_id,

@@ -879,7 +879,7 @@ fn bad_utf8_in_strings_is_an_error() {
 #[test]
 fn unknown_types_and_wrong_direction_are_errors() {
     for t in [
-        0u16, 26, 999, 1000, 1001, 1013, 1499, 1500, 1503, 1999, 2000, 2002, 65535,
+        0u16, 26, 999, 1000, 1001, 1014, 1499, 1500, 1503, 1999, 2000, 2002, 65535,
     ] {
         let e = Msg::decode(&t.to_le_bytes()).unwrap_err();
         assert_eq!(e.kind(), &DecodeErrorKind::UnknownType, "type {t}");
@@ -1041,4 +1041,23 @@ fn protocol_md_golden_dumps_match_golden_table() {
             "GOLDEN {name} is not shown in docs/PROTOCOL.md"
         );
     }
+}
+
+#[test]
+fn kick_client_round_trips_and_never_reaches_a_client() {
+    let m = Msg::ToClient {
+        gate_id: 3,
+        client_id: EntityId::parse("awVBNWhsgjH.AAAD").unwrap(),
+        msg: ClientMsg::KickClient {
+            reason: "bye".into(),
+        },
+    };
+    let p = m.to_payload();
+    assert_eq!(&p[..2], &mt::KICK_CLIENT.to_le_bytes());
+    assert_eq!(&p[20..], &[3, 0, 0, 0, b'b', b'y', b'e']);
+    assert_eq!(Msg::decode(&p).unwrap(), m);
+    assert_eq!(
+        ClientBound::decode(&p).unwrap_err().kind(),
+        &DecodeErrorKind::NotClientBound
+    );
 }

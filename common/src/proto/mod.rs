@@ -57,6 +57,9 @@ pub mod mt {
     pub const SET_CLIENTPROXY_FILTER_PROP: u16 = 1010;
     pub const CLEAR_CLIENTPROXY_FILTER_PROPS: u16 = 1011;
     pub const NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT: u16 = 1012;
+    /// goworld-rs extension: a game asks the gate to close a client (consumed by the gate,
+    /// never forwarded). Body: VarStr reason.
+    pub const KICK_CLIENT: u16 = 1013;
     pub const REDIRECT_TO_GATEPROXY_STOP: u16 = 1499;
     pub const CALL_FILTERED_CLIENTS: u16 = 1501;
     pub const SYNC_POSITION_YAW_ON_CLIENTS: u16 = 1502;
@@ -332,6 +335,10 @@ pub enum ClientMsg {
     NotifyMapAttrClear {
         eid: EntityId,
         path: Vec<u8>,
+    },
+    /// goworld-rs extension (1013): the gate closes the client with this reason.
+    KickClient {
+        reason: String,
     },
 }
 
