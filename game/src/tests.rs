@@ -383,3 +383,84 @@ fn a_client_that_keeps_calling_what_it_may_not_is_disconnected() {
     g.on_frame(&mut io, now, conn(1), &bad);
     assert_eq!(kicks(&mut io), 0);
 }
+
+/// A type whose method panics halfway, after changing an attribute.
+#[derive(Default)]
+struct Fragile;
+
+impl Entity for Fragile {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("n", &[crate::entity::AttrFlag::Client])
+            .method("Boom", crate::entity::Expose::OwnClient, Fragile::boom)
+            .method("Inc", crate::entity::Expose::OwnClient, Fragile::inc);
+    }
+}
+
+impl Fragile {
+    fn boom(&mut self, ctx: &mut Ctx, (): ()) {
+        ctx.attrs.root().set_int("n", 100);
+        panic!("game code bug");
+    }
+    fn inc(&mut self, ctx: &mut Ctx, (): ()) {
+        let n = ctx.attrs.as_map().get_int("n") + 1;
+        ctx.attrs.root().set_int("n", n);
+    }
+}
+
+#[test]
+fn a_panic_in_game_code_is_caught_and_the_entity_keeps_running() {
+    let mut io = MemIo::new();
+    let t0 = Instant::now();
+    let s = Settings {
+        game_id: 1,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: "Fragile".into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    };
+    let mut types = Registry::new();
+    types.register::<Fragile>("Fragile").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let id = EntityId::parse("fragilefragile01").unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    let call = |m: &str| {
+        Msg::CallEntityMethodFromClient {
+            eid: id,
+            method: m.into(),
+            args: vec![],
+            client_id: Some(cid),
+        }
+        .to_payload()
+    };
+    g.on_frame(&mut io, t0, conn(1), &call("Boom"));
+    g.on_frame(&mut io, t0, conn(1), &call("Inc"));
+    assert_eq!(
+        g.world().attrs(&id).unwrap().as_map().get_int("n"),
+        101,
+        "the entity kept running"
+    );
+    assert!(g.world().exists(&id));
+}
