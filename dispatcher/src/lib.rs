@@ -671,10 +671,23 @@ impl Dispatcher {
                 let want = peek_u16(p, 2).ok_or_else(short)?;
                 let eid = peek_id(p, 4).ok_or_else(short)?;
                 if t == mt::LOAD_ENTITY_SOMEWHERE {
-                    if let Some(cur) = self.entities.get(&eid).map(|e| e.game).filter(|&g| g != 0) {
+                    let known = self.entities.get(&eid).filter(|e| e.game != 0);
+                    if let Some(info) = known {
+                        let cur = info.game;
                         if want != 0 && want != cur {
                             warn!("load of entity {eid} on game{want} refused: it is already on game{cur}");
+                            return Ok(());
                         }
+                        if info.hold.is_some() {
+                            // Already loading: the calls behind this load wait with the rest.
+                            return Ok(());
+                        }
+                        // The entity may be live on its game, or being destroyed there with
+                        // its last save in flight (GoWorld drops this load and loses the calls
+                        // behind it). Its game answers: a live entity is announced again, a
+                        // dying one is loaded back once its save is written.
+                        self.hold_entity(eid, now + LOAD_HOLD);
+                        self.send_game(io, now, cur, p, &[]);
                         return Ok(());
                     }
                 }

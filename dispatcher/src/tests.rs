@@ -433,3 +433,26 @@ fn an_expired_hold_is_released_by_the_sweep_and_the_dispatcher_then_sleeps() {
     t.tick();
     assert_eq!(t.d.next_deadline(), None);
 }
+
+#[test]
+fn a_load_of_a_known_entity_goes_to_its_game_and_holds_calls_until_it_answers() {
+    let mut t = T::new(1, 0);
+    let e = eid("avataravataravat");
+    t.game(conn(1), 1, vec![e]);
+    t.io.sent.clear();
+    let load = Msg::LoadEntitySomewhere {
+        game_id: 0,
+        eid: e,
+        type_name: "Avatar".into(),
+    };
+    t.send(conn(1), load.clone());
+    assert_eq!(
+        t.got(conn(1)),
+        vec![load],
+        "forwarded to the game that has (or is saving) it"
+    );
+    t.send(conn(1), call(e, "GetSpaceID"));
+    assert!(t.io.sent.is_empty(), "held until the game answers");
+    t.send(conn(1), Msg::NotifyCreateEntity { eid: e });
+    assert_eq!(t.got(conn(1)), vec![call(e, "GetSpaceID")]);
+}

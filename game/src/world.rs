@@ -121,6 +121,9 @@ pub struct World {
     storage_waiting: HashMap<u64, StorageJob>,
     /// Entities being loaded here, so a second load request waits for the first.
     loading: HashSet<EntityId>,
+    /// Destroyed entities whose last save is in flight; `true` once a load asked for them
+    /// again, so they are loaded back instead of reported gone.
+    final_saving: HashMap<EntityId, (String, bool)>,
     timers: Timers<TimerJob>,
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
@@ -156,6 +159,7 @@ impl World {
             storage,
             storage_waiting: HashMap::new(),
             loading: HashSet::new(),
+            final_saving: HashMap::new(),
             timers: Timers::new(),
             save_interval: Duration::from_secs(300),
             next_token: 0,
@@ -578,6 +582,7 @@ impl World {
         self.next_token += 1;
         storage.save(self.next_token, ty.name(), id, data);
         let job = if last {
+            self.final_saving.insert(id, (ty.name().to_string(), false));
             StorageJob::FinalSave(id)
         } else {
             StorageJob::Save(id)
@@ -588,7 +593,17 @@ impl World {
 
     /// LOAD_ENTITY_SOMEWHERE chose this game: load the entity from storage and create it.
     pub fn load(&mut self, net: &mut Net, type_name: &str, id: EntityId) {
-        if self.entities.contains_key(&id) || !self.loading.insert(id) {
+        if self.entities.contains_key(&id) {
+            // The dispatcher holds calls until it hears the entity is here: say so again.
+            net.by_entity(id, Msg::NotifyCreateEntity { eid: id });
+            return;
+        }
+        if let Some((_, reload)) = self.final_saving.get_mut(&id) {
+            // Destroyed a moment ago; load it back once its last save is written.
+            *reload = true;
+            return;
+        }
+        if !self.loading.insert(id) {
             return;
         }
         let Some(storage) = self.storage.as_mut() else {
@@ -621,7 +636,10 @@ impl World {
                     if let Err(e) = r {
                         warn!("the last save of {id} failed: {e}");
                     }
-                    net.by_entity(id, Msg::NotifyDestroyEntity { eid: id });
+                    match self.final_saving.remove(&id) {
+                        Some((type_name, true)) => self.load(net, &type_name, id),
+                        _ => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
+                    }
                 }
                 (Some(StorageJob::Load { type_name, id }), r) => {
                     self.loading.remove(&id);
