@@ -143,15 +143,15 @@ fn games_and_gate_reconnect_after_a_dispatcher_restart() {
 }
 
 #[test]
-fn test_client_bots_all_get_their_boot_entity() {
+fn test_client_bots_log_in_and_do_their_things_in_strict_mode() {
     let mut c = Cluster::new("bots", 1, 1, 2, "");
     c.start_all(1, 1, 2).unwrap();
     let out = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
         .args([
             "-N",
-            "300",
+            "100",
             "-duration",
-            "2",
+            "8",
             "-strict",
             "-quiet",
             "-log",
@@ -167,14 +167,21 @@ fn test_client_bots_all_get_their_boot_entity() {
         "test_client failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Logging in needs test_game's Account.Login on the server; without it the bots stay on
-    // their boot Account, which is not a failure within 2 s (strict mode fails a bot only 10 s
-    // after connecting without an Avatar). So the count of logged-in bots is not asserted.
     assert!(
-        stdout.contains("test_client: bots 300, connected 300, boot entity 300, logged in "),
+        stdout.contains(
+            "test_client: bots 100, connected 100, boot entity 100, logged in 100, things "
+        ),
         "{stdout}"
     );
     assert!(stdout.contains(", failures 0, disconnects 0"), "{stdout}");
+    // Each bot waits 0-6 s before a thing, so 8 s make sure things were done and checked.
+    let things: u64 = stdout
+        .split("logged in 100, things ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(things >= 100, "only {things} things done: {stdout}");
     // The bots picked both gates.
     for gate in 1..=2 {
         assert!(
