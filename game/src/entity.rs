@@ -307,7 +307,11 @@ pub enum Action {
     /// Create an entity of `type_name` with ID `id` on this game.
     CreateLocally { type_name: String, id: EntityId },
     /// Load entity `id` of `type_name` on any game (placement by the dispatcher).
-    LoadAnywhere { type_name: String, id: EntityId },
+    Load {
+        game: u16,
+        type_name: String,
+        id: EntityId,
+    },
     /// Set a filter property on `from`'s client at its gate.
     SetClientFilterProp {
         from: EntityId,
@@ -533,7 +537,20 @@ impl Ctx<'_> {
 
     /// Loads entity `id` of `type_name` from storage on any game (or finds it where it lives).
     pub fn load_entity_anywhere(&mut self, type_name: &str, id: EntityId) {
-        self.push(Action::LoadAnywhere {
+        self.load_entity_on_game(0, type_name, id);
+    }
+
+    /// Loads entity `id` of `type_name` on this game (unless it already lives elsewhere).
+    pub fn load_entity_locally(&mut self, type_name: &str, id: EntityId) {
+        self.load_entity_on_game(self.game_id, type_name, id);
+    }
+
+    /// Loads entity `id` of `type_name` on game `game` (0: any game). The load goes through
+    /// the entity's dispatcher, which holds calls to it until it is loaded; one live instance
+    /// per ID across the cluster.
+    pub fn load_entity_on_game(&mut self, game: u16, type_name: &str, id: EntityId) {
+        self.push(Action::Load {
+            game,
             type_name: type_name.to_string(),
             id,
         });

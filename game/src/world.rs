@@ -318,12 +318,16 @@ impl World {
                 Action::CreateLocally { type_name, id } => {
                     self.create(net, now, &type_name, id, None);
                 }
-                Action::LoadAnywhere { type_name, id } => {
+                Action::Load {
+                    game,
+                    type_name,
+                    id,
+                } => {
                     if !self.entities.contains_key(&id) {
                         net.by_entity(
                             id,
                             Msg::LoadEntitySomewhere {
-                                game_id: 0,
+                                game_id: game,
                                 eid: id,
                                 type_name,
                             },
