@@ -40,15 +40,18 @@ pub struct Net<'a> {
 }
 
 impl Net<'_> {
-    /// Sends a message for `client` through the dispatcher of `route` (the client's owner).
-    fn send_client(&mut self, route: EntityId, client: GameClient, msg: ClientMsg) {
+    /// Sends a message for `client`. Everything for one client goes through one dispatcher,
+    /// chosen by the client ID, so the client gets it in the order it was sent even when its
+    /// owner changes (GoWorld routes by the owner entity, and a GiveClientTo to an entity on
+    /// another dispatcher can let the new owner's creates overtake the old owner's calls).
+    fn send_client(&mut self, client: GameClient, msg: ClientMsg) {
         let p = Msg::ToClient {
             gate_id: client.gate_id,
             client_id: client.client_id,
             msg,
         }
         .to_payload();
-        self.links.send_by_entity(self.io, &route, &p);
+        self.links.send_by_entity(self.io, &client.client_id, &p);
     }
 
     fn by_entity(&mut self, eid: EntityId, msg: Msg) {
@@ -276,7 +279,7 @@ impl World {
         for change in changes {
             let flags = rec.ty.attr_flags(change.root_key());
             if flags.client || flags.all_clients {
-                net.send_client(id, client, change.to_client_msg(id));
+                net.send_client(client, change.to_client_msg(id));
             }
         }
     }
@@ -303,7 +306,6 @@ impl World {
                 | Action::CallAllClients { from, method, args } => {
                     if let Some(client) = self.client_of(&from) {
                         net.send_client(
-                            from,
                             client,
                             ClientMsg::CallEntityMethodOnClient {
                                 eid: from,
@@ -336,11 +338,7 @@ impl World {
                 }
                 Action::SetClientFilterProp { from, key, val } => {
                     if let Some(client) = self.client_of(&from) {
-                        net.send_client(
-                            from,
-                            client,
-                            ClientMsg::SetClientProxyFilterProp { key, val },
-                        );
+                        net.send_client(client, ClientMsg::SetClientProxyFilterProp { key, val });
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
@@ -691,7 +689,7 @@ impl World {
             }
         }
         if self.client_of(&id).is_some() {
-            self.set_client(net, now, id, None, id);
+            self.set_client(net, now, id, None);
         }
         let saving = self.save(id, true);
         self.entities.remove(&id);
@@ -701,15 +699,13 @@ impl World {
     }
 
     /// Binds `client` to entity `id` (or unbinds with `None`), with GoWorld's client messages:
-    /// the old client loses the entity, the new one gets it as its player. Messages go
-    /// through the dispatcher of `route`, the client's owner after the change.
+    /// the old client loses the entity, the new one gets it as its player.
     fn set_client(
         &mut self,
         net: &mut Net,
         now: Instant,
         id: EntityId,
         client: Option<GameClient>,
-        route: EntityId,
     ) {
         let Some(rec) = self.entities.get_mut(&id) else {
             return;
@@ -720,9 +716,8 @@ impl World {
         }
         let type_name = rec.ty.name().to_string();
         if let Some(old) = old {
-            net.send_client(route, old, ClientMsg::ClearClientProxyFilterProps);
+            net.send_client(old, ClientMsg::ClearClientProxyFilterProps);
             net.send_client(
-                route,
                 old,
                 ClientMsg::DestroyEntityOnClient {
                     type_name: type_name.clone(),
@@ -733,9 +728,8 @@ impl World {
         if let Some(new) = client {
             let ty = rec.ty.clone();
             let client_data = rec.attrs.client_data(|k| ty.attr_flags(k).client);
-            net.send_client(route, new, ClientMsg::ClearClientProxyFilterProps);
+            net.send_client(new, ClientMsg::ClearClientProxyFilterProps);
             net.send_client(
-                route,
                 new,
                 ClientMsg::CreateEntityOnClient {
                     is_player: true,
@@ -766,10 +760,10 @@ impl World {
             warn!("{from} cannot give its client to {to}: that entity is not on this game");
             return;
         }
-        // Route the old owner's destroy messages through the new owner's dispatcher, so they
-        // stay in order with the creates that follow (GoWorld sets the owner first too).
-        self.set_client(net, now, from, None, to);
-        self.set_client(net, now, to, Some(client), to);
+        // Messages for a client all take the client's own dispatcher, so the old owner's
+        // destroys and calls stay in order with the new owner's creates.
+        self.set_client(net, now, from, None);
+        self.set_client(net, now, to, Some(client));
     }
 
     /// A client connected: create its boot entity and give it the client.
@@ -782,7 +776,7 @@ impl World {
         client: GameClient,
     ) {
         if self.create(net, now, boot_type, boot, None) {
-            self.set_client(net, now, boot, Some(client), boot);
+            self.set_client(net, now, boot, Some(client));
         }
         self.run_local_calls(net, now);
     }
@@ -893,15 +887,15 @@ impl World {
         if *n != REFUSED_CALLS_LIMIT {
             return;
         }
-        let owner = self
+        let bound = self
             .entities
-            .iter()
-            .find_map(|(id, r)| r.client.filter(|c| c.client_id == cid).map(|c| (*id, c)));
-        match owner {
-            Some((owner, client)) => {
+            .values()
+            .find_map(|r| r.client.filter(|c| c.client_id == cid));
+        match bound {
+            Some(client) => {
                 warn!("client {cid} made {REFUSED_CALLS_LIMIT} calls it may not make; disconnecting it");
                 let reason = format!("{REFUSED_CALLS_LIMIT} calls it may not make");
-                net.send_client(owner, client, ClientMsg::KickClient { reason });
+                net.send_client(client, ClientMsg::KickClient { reason });
             }
             None => warn!(
                 "client {cid} made {REFUSED_CALLS_LIMIT} calls it may not make; its gate is not known here, so it stays connected"

@@ -2,6 +2,8 @@
 //! dispatcher, game and gate state machines wired together with a fake clock. Fast and
 //! deterministic; the e2e tests check the same things with real processes.
 
+mod login;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

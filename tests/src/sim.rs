@@ -34,8 +34,17 @@
 //! [`Handler::should_stop`] turns true is stopped the same way.
 //!
 //! Not simulated: `Io::pending` (always 0, so no backpressure or output limits), frame size
-//! limits (a payload is delivered whatever its size), `on_wake` (games get no storage or KVDB
-//! workers here), and signals unless a test sends one ([`Sim::signal`]).
+//! limits (a payload is delivered whatever its size), and signals unless a test sends one
+//! ([`Sim::signal`]).
+//!
+//! Storage and KVDB: games get none, unless the sim is built with
+//! [`Sim::deployment_with_stores`]: then every game gets the filesystem storage and KVDB in
+//! one shared directory (as games sharing one database do), on real worker threads with no
+//! reactor waker. Instead of a wake-up, every [`Sim::step`] calls `on_wake` on every running
+//! game (after the deliveries, before the ticks), which picks up whatever results are ready.
+//! Workers take real time while the fake clock stands still, so a test that waits for them
+//! uses [`Sim::run_until`] (a condition) or [`Sim::settle`] (quiet for a while), which sleep
+//! briefly in real time, bounded in total ([`WORKER_WAIT_MAX`]).
 //!
 //! [`Sim::deployment`] builds what the binaries build (same `Settings`, every game and gate
 //! dialing every dispatcher with the dispatcher ID as tag), and [`Sim::connect_client`] adds
@@ -44,6 +53,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use goworld_common::config::{
@@ -55,6 +65,8 @@ use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::rng::Rng;
 use goworld_dispatcher::Dispatcher;
 use goworld_game::entity::{Ctx, Entity, Registry, TypeDesc};
+use goworld_game::kvdb::Kvdb;
+use goworld_game::storage::Storage;
 use goworld_game::GameService;
 use goworld_gate::{GateService, CLIENT_LISTENER};
 
@@ -95,6 +107,13 @@ const POSITION_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_EVENTS_PER_STEP: usize = 1_000_000;
 /// Most steps one [`Sim::run_until_idle`] or [`Sim::advance`] may take.
 const MAX_STEPS: usize = 100_000;
+/// Longest real time [`Sim::run_until`] and [`Sim::settle`] wait for storage and KVDB
+/// workers before they panic.
+pub const WORKER_WAIT_MAX: Duration = Duration::from_secs(20);
+/// Real time [`Sim::run_until`] and [`Sim::settle`] sleep between looks at the workers.
+const WORKER_POLL: Duration = Duration::from_millis(1);
+/// Consecutive quiet looks (no frame produced) after which [`Sim::settle`] returns.
+const SETTLE_QUIET_POLLS: u32 = 25;
 
 /// A state machine the sim can run and hand back as its concrete type. Implemented for every
 /// `Handler + Any`; tests never implement it by hand.
@@ -317,6 +336,8 @@ pub struct Sim {
     deployment: (u16, u16, u16),
     /// Entity types of every game the sim builds.
     types: fn() -> Registry,
+    /// Directory of the games' shared storage and KVDB ([`Sim::deployment_with_stores`]).
+    stores: Option<PathBuf>,
     next_client: usize,
     tracing: bool,
     trace: Vec<Delivery>,
@@ -345,6 +366,7 @@ impl Sim {
             latency: BTreeMap::new(),
             deployment: (0, 0, 0),
             types: default_types,
+            stores: None,
             next_client: 1,
             tracing: false,
             trace: Vec::new(),
@@ -370,9 +392,34 @@ impl Sim {
         gates: u16,
         types: fn() -> Registry,
     ) -> Sim {
+        Sim::build_deployment(dispatchers, games, gates, types, None)
+    }
+
+    /// [`Sim::deployment_with_types`] with storage and KVDB: every game (restarts included)
+    /// opens the filesystem storage in `dir/storage` and the filesystem KVDB in `dir/kvdb`,
+    /// shared by all games. Results reach the games through `on_wake` in every step; see the
+    /// module documentation. The caller owns `dir` (create it, remove it afterwards).
+    pub fn deployment_with_stores(
+        dispatchers: u16,
+        games: u16,
+        gates: u16,
+        types: fn() -> Registry,
+        dir: &Path,
+    ) -> Sim {
+        Sim::build_deployment(dispatchers, games, gates, types, Some(dir.to_path_buf()))
+    }
+
+    fn build_deployment(
+        dispatchers: u16,
+        games: u16,
+        gates: u16,
+        types: fn() -> Registry,
+        stores: Option<PathBuf>,
+    ) -> Sim {
         let mut sim = Sim::new();
         sim.deployment = (dispatchers, games, gates);
         sim.types = types;
+        sim.stores = stores;
         for d in 1..=dispatchers {
             let h = sim.make_dispatcher(d);
             sim.add(&format!("dispatcher{d}"), Role::Dispatcher, h);
@@ -434,11 +481,24 @@ impl Sim {
             clock: self.wall_clock(),
         };
         let pid = 100 + id + 1000 * (incarnation as u16 - 1);
+        let stores = match &self.stores {
+            None => (None, None),
+            Some(dir) => (
+                Some(
+                    Storage::filesystem(dir.join("storage"), None)
+                        .unwrap_or_else(|e| panic!("sim: storage in {}: {e}", dir.display())),
+                ),
+                Some(
+                    Kvdb::filesystem(dir.join("kvdb"), None)
+                        .unwrap_or_else(|e| panic!("sim: KVDB in {}: {e}", dir.display())),
+                ),
+            ),
+        };
         GameService::new(
             s,
             IdGen::new([1, 2, 3], pid),
             (self.types)(),
-            (None, None),
+            stores,
             Rng::new(u64::from(pid)),
         )
     }
@@ -558,6 +618,11 @@ impl Sim {
     /// Takes the frames delivered since tracing started or since the last call.
     pub fn take_trace(&mut self) -> Vec<Delivery> {
         std::mem::take(&mut self.trace)
+    }
+
+    /// The frames delivered since tracing started or since the last [`Sim::take_trace`].
+    pub fn trace(&self) -> &[Delivery] {
+        &self.trace
     }
 
     // ---- borrowing nodes -------------------------------------------------------------------
@@ -822,7 +887,9 @@ impl Sim {
     // ---- driving -----------------------------------------------------------------------------
 
     /// One iteration for every node: start due dials, deliver every frame and close due at
-    /// `now` (and those that fall due meanwhile), then `on_tick(now, wall)` every running node.
+    /// `now` (and those that fall due meanwhile), `on_wake` every running game if the games
+    /// have stores ([`Sim::deployment_with_stores`]), then `on_tick(now, wall)` every running
+    /// node.
     pub fn step(&mut self) {
         for d in 0..self.dials.len() {
             if let DialState::Waiting(t) = self.dials[d].state {
@@ -845,9 +912,114 @@ impl Sim {
                 self.elapsed()
             );
         }
+        if self.stores.is_some() {
+            self.wake_games();
+        }
         let wall = self.wall();
         for n in 0..self.nodes.len() {
             self.call(n, |h, io, now| h.on_tick(io, now, wall));
+        }
+    }
+
+    /// Calls `on_wake` on every running game, as a worker's wake-up would: the games pick up
+    /// the storage and KVDB results that are ready. [`Sim::step`] does it by itself when the
+    /// games have stores.
+    pub fn wake_games(&mut self) {
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].role == Role::Game {
+                self.call(n, |h, io, now| h.on_wake(io, now));
+            }
+        }
+    }
+
+    /// True if a frame or close is in flight, or a dial of a running node is due now.
+    fn busy(&self) -> bool {
+        !self.events.is_empty()
+            || self.dials.iter().any(|d| {
+                matches!(d.state, DialState::Waiting(t) if t <= self.now)
+                    && self.nodes[d.dialer].handler.is_some()
+            })
+    }
+
+    /// Steps (moving the clock to each delivery, as [`Sim::run_until_idle`] does) until
+    /// `cond` holds, checking it after every step; when nothing is in flight it sleeps briefly
+    /// in real time for storage and KVDB workers and steps again (which wakes the games).
+    /// Returns at the first step after which `cond` holds, so frames still in flight stay in
+    /// flight. Panics, naming `what`, if `cond` does not hold within [`WORKER_WAIT_MAX`] of
+    /// real time or [`MAX_STEPS`] steps with something in flight.
+    pub fn run_until(&mut self, what: &str, mut cond: impl FnMut(&Sim) -> bool) {
+        let started = Instant::now();
+        let mut busy_steps = 0;
+        loop {
+            if cond(self) {
+                return;
+            }
+            if self.busy() {
+                busy_steps += 1;
+                assert!(
+                    busy_steps <= MAX_STEPS,
+                    "sim: run_until({what}): not settled after {MAX_STEPS} steps (at +{:?}): {}",
+                    self.elapsed(),
+                    self.in_flight()
+                );
+                if let Some(t) = self.next_time() {
+                    self.now = self.now.max(t);
+                }
+            } else {
+                assert!(
+                    started.elapsed() < WORKER_WAIT_MAX,
+                    "sim: run_until({what}): still false after {WORKER_WAIT_MAX:?} of real time (at +{:?})",
+                    self.elapsed()
+                );
+                std::thread::sleep(WORKER_POLL);
+            }
+            self.step();
+        }
+    }
+
+    /// Waits in real time for storage and KVDB workers with the fake clock standing still,
+    /// until `cond` holds: each look steps once, which delivers only what is due now (with
+    /// latency, frames in flight stay in flight) and wakes the games. This models a worker
+    /// answering faster than any link: the hardest case for ordering across dispatchers.
+    /// Panics, naming `what`, after [`WORKER_WAIT_MAX`].
+    pub fn wait_in_place(&mut self, what: &str, mut cond: impl FnMut(&Sim) -> bool) {
+        let started = Instant::now();
+        loop {
+            self.step();
+            if cond(self) {
+                return;
+            }
+            assert!(
+                started.elapsed() < WORKER_WAIT_MAX,
+                "sim: wait_in_place({what}): still false after {WORKER_WAIT_MAX:?} of real time (at +{:?})",
+                self.elapsed()
+            );
+            std::thread::sleep(WORKER_POLL);
+        }
+    }
+
+    /// [`Sim::run_until_idle`], then waits for the storage and KVDB workers: looks again
+    /// (sleeping [`WORKER_POLL`] in real time, then a step that wakes the games) until
+    /// [`SETTLE_QUIET_POLLS`] looks in a row produced nothing to deliver. Results that
+    /// produce no frame (a KVDB put, a plain save) cannot be seen, so this is a heuristic;
+    /// prefer [`Sim::run_until`] with a condition. Panics after [`WORKER_WAIT_MAX`].
+    pub fn settle(&mut self) {
+        let started = Instant::now();
+        let mut quiet = 0;
+        while quiet < SETTLE_QUIET_POLLS {
+            self.run_until_idle();
+            assert!(
+                started.elapsed() < WORKER_WAIT_MAX,
+                "sim: settle: still busy after {WORKER_WAIT_MAX:?} of real time (at +{:?})",
+                self.elapsed()
+            );
+            std::thread::sleep(WORKER_POLL);
+            self.step();
+            if self.busy() {
+                quiet = 0;
+            } else {
+                quiet += 1;
+            }
         }
     }
 
@@ -1121,6 +1293,29 @@ impl Sim {
     /// Payloads client `h` received so far, in order (decode with [`ClientBound::decode`]).
     pub fn client_frames(&self, h: ClientHandle) -> Vec<Vec<u8>> {
         self.client(h).frames.clone()
+    }
+
+    /// What client `h` received so far, decoded, in order: the client's ordered trace.
+    /// Panics on a frame a client could not decode (the gate must never send one).
+    pub fn client_messages(&self, h: ClientHandle) -> Vec<ClientBound> {
+        self.client(h)
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                ClientBound::decode(p).unwrap_or_else(|e| {
+                    panic!(
+                        "sim: {} got an undecodable frame #{i} ({e}): {p:02x?}",
+                        self.client_name(h)
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Number of frames client `h` received so far.
+    pub fn client_frame_count(&self, h: ClientHandle) -> usize {
+        self.client(h).frames.len()
     }
 
     /// True once client `h`'s connection closed (either side) or failed to connect.
