@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds the release binaries and runs the three benchmarks of BENCHMARKS.md, printing their
+# Builds the release binaries and runs the four benchmarks of BENCHMARKS.md, printing their
 # figures: the dispatcher's in-memory routing rate, a real dispatcher's routing rate over
-# loopback TCP, and the idle CPU and memory of a 1/1/1 deployment with and without silent
-# clients. Takes about 1.5 minutes after the build. Not part of the test command.
+# loopback TCP, the idle CPU and memory of a 1/1/1 deployment with and without silent
+# clients, and test_client's bots against a 1/1/1 deployment. Takes about 2.5 minutes after
+# the build. Not part of the test command.
 #
 # Environment: ROUTE_SECS (default 10), IDLE_SECS (default 30), PHASE_SECS (default 10),
-# CLIENTS (default 1000).
+# CLIENTS (default 1000), BOTS (default 500), BOTS_SECS (default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ ROUTE_SECS=${ROUTE_SECS:-10}
 IDLE_SECS=${IDLE_SECS:-30}
 PHASE_SECS=${PHASE_SECS:-10}
 CLIENTS=${CLIENTS:-1000}
+BOTS=${BOTS:-500}
+BOTS_SECS=${BOTS_SECS:-30}
 
 # Each idle client takes a file descriptor in the gate and in bench_idle.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -30,3 +33,6 @@ timeout $((ROUTE_SECS + 60)) ./target/release/bench_route -secs "$ROUTE_SECS"
 echo "== bench_idle (1 dispatcher, 1 game, 1 gate; ${IDLE_SECS} s idle, ${CLIENTS} clients)"
 timeout $((IDLE_SECS + 2 * PHASE_SECS + 90)) ./target/release/bench_idle \
   -secs "$IDLE_SECS" -clients "$CLIENTS" -phase-secs "$PHASE_SECS"
+
+echo "== bench_bots (test_client -N ${BOTS} -strict, ${BOTS_SECS} s; 1 dispatcher, 1 game, 1 gate)"
+timeout $((BOTS_SECS + 180)) ./target/release/bench_bots -N "$BOTS" -secs "$BOTS_SECS"

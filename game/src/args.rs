@@ -17,11 +17,19 @@ use goworld_common::msgpack::{self, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArgError {
     /// More arguments than the method takes.
-    TooMany { expected: usize, got: usize },
+    TooMany {
+        /// Parameters the method takes.
+        expected: usize,
+        /// Arguments the call had.
+        got: usize,
+    },
     /// Argument `index` could not become the parameter's type.
     BadType {
+        /// Position of the argument, from 0.
         index: usize,
+        /// The parameter's type.
         expected: &'static str,
+        /// What the argument was.
         got: String,
     },
 }

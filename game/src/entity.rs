@@ -37,8 +37,11 @@ pub struct AttrFlags {
 /// One attribute flag, as GoWorld's `DefineAttr` spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttrFlag {
+    /// Sent to the entity's own client.
     Client,
+    /// Sent to the own client and to the clients of entities that see it.
     AllClients,
+    /// Saved to storage.
     Persistent,
 }
 
@@ -56,11 +59,17 @@ pub enum Expose {
 /// Lifecycle callbacks the engine runs, in GoWorld's order (reference §3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
+    /// [`Entity::on_init`].
     Init,
+    /// [`Entity::on_attrs_ready`].
     AttrsReady,
+    /// [`Entity::on_created`].
     Created,
+    /// [`Entity::on_destroy`].
     Destroy,
+    /// [`Entity::on_client_connected`].
     ClientConnected,
+    /// [`Entity::on_client_disconnected`].
     ClientDisconnected,
 }
 
@@ -172,9 +181,11 @@ impl<T: Entity> TypeDesc<T> {
 /// Why a call did not run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
+    /// The type has no method of that name.
     NoMethod,
     /// The caller may not call this method.
     Forbidden,
+    /// The arguments do not fit the method's parameters.
     BadArgs(ArgError),
 }
 
@@ -275,7 +286,7 @@ impl Registry {
 }
 
 /// Something game code asked for, run by the engine after the handler returns.
-pub enum Action {
+pub(crate) enum Action {
     /// Attribute changes made before the next action, sent in place so clients see changes
     /// and calls in the order game code made them.
     AttrChanges {
@@ -353,15 +364,18 @@ pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(10);
 /// A KVDB operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KvdbOp {
+    /// Read a key.
     Get(String),
+    /// Write a key.
     Put(String, String),
+    /// Read a key, writing the value if it is missing.
     GetOrPut(String, String),
 }
 
 /// What a KVDB callback gets: the value (for Get and GetOrPut) or an error.
 pub type KvdbResult = Result<Option<String>, String>;
 /// A KVDB callback, run with the entity that asked (not run if it is gone).
-pub type KvdbCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, KvdbResult)>;
+pub(crate) type KvdbCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, KvdbResult)>;
 
 /// What game code gets with its entity: its ID, attributes and client, and the way to act
 /// on everything else.

@@ -9,6 +9,8 @@
 //! [`GameService`] is a pure state machine behind the reactor's [`Handler`]: time comes in as
 //! arguments and output leaves through [`Io`]; no sockets, no clock, no globals.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -37,8 +39,11 @@ use world::{Caller, Net, World};
 /// What the game needs to know about itself and its deployment.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// This game's ID (`-gid`).
     pub game_id: u16,
+    /// `[deployment] desired_dispatchers`: the game dials dispatchers 1..=N.
     pub desired_dispatchers: u16,
+    /// Take no boot entities (clients' first entities go to other games).
     pub ban_boot_entity: bool,
     /// Type name of the entity created for each new client (`boot_entity`).
     pub boot_entity: String,
@@ -51,7 +56,9 @@ pub struct Settings {
 /// A client bound to an entity on this game.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GameClient {
+    /// The client's ID, made by its gate.
     pub client_id: ClientId,
+    /// The gate the client is connected to.
     pub gate_id: u16,
 }
 

@@ -35,7 +35,9 @@ pub const REFUSED_CALLS_LIMIT: u32 = 20;
 
 /// Where the world's output goes: the reactor's `Io` and the links to the dispatchers.
 pub struct Net<'a> {
+    /// The reactor (or a test's in-memory `Io`).
     pub io: &'a mut dyn Io,
+    /// The game's links to every dispatcher.
     pub links: &'a mut DispatcherLinks,
 }
 
