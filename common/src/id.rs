@@ -144,6 +144,25 @@ impl fmt::Debug for EntityId {
     }
 }
 
+/// Entity IDs travel in entity state (serde) as their 16-character text, like GoWorld's
+/// `EntityID` strings.
+impl serde::Serialize for EntityId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_text())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EntityId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(EntityId::NONE);
+        }
+        EntityId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("entity ID {s:?} is not 16 bytes")))
+    }
+}
+
 /// Base64 (GoWorld's alphabet, no padding) of 12 bytes: exactly 16 characters.
 fn encode12(b: &[u8; 12]) -> EntityId {
     let mut out = [0u8; ID_LEN];

@@ -47,6 +47,12 @@ impl<T> Timers<T> {
         self.queue.remove(&(deadline, id.0))
     }
 
+    /// A pending timer's deadline and payload.
+    pub fn get(&self, id: TimerId) -> Option<(Instant, &T)> {
+        let deadline = *self.deadlines.get(&id.0)?;
+        self.queue.get(&(deadline, id.0)).map(|p| (deadline, p))
+    }
+
     /// The earliest deadline, if any timer is pending.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.queue.keys().next().map(|(d, _)| *d)

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use goworld_common::id::{nil_space_id, EntityId, IdGen, WallClock};
 use goworld_common::proto::Args;
 use goworld_common::rng::Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::args::{ArgError, FromArgs};
 use crate::attr::{AttrChange, Attrs};
@@ -75,7 +77,12 @@ pub enum Hook {
 
 /// An entity type. Implement it on a struct with your own fields (`Default` builds a new
 /// instance); the engine owns the attributes and the client.
-pub trait Entity: Any + Default {
+///
+/// The struct is serialized with serde when the entity moves to another game or the game is
+/// hot-swapped, so nothing it keeps is lost silently (GoWorld drops plain struct fields).
+/// Mark fields that must not travel with `#[serde(skip)]`; they come back as their
+/// `Default`. Closures cannot travel: keep callbacks in attributes or re-create them.
+pub trait Entity: Any + Default + Serialize + DeserializeOwned {
     /// Defines the type: attributes, methods, persistence.
     fn describe(desc: &mut TypeDesc<Self>);
     /// Right after the instance is made, before attributes are assigned.
@@ -195,6 +202,8 @@ pub(crate) trait EntityType {
     fn is_persistent(&self) -> bool;
     fn attr_flags(&self, key: &str) -> AttrFlags;
     fn new_instance(&self) -> Box<dyn Any>;
+    fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, String>;
+    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String>;
     fn expose(&self, method: &str) -> Option<Expose>;
     fn call(
         &self,
@@ -220,6 +229,16 @@ impl<T: Entity> EntityType for TypeImpl<T> {
     }
     fn new_instance(&self) -> Box<dyn Any> {
         Box::new(T::default())
+    }
+    fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, String> {
+        let e = obj.downcast_ref::<T>().expect("instance of its own type");
+        // Named fields, so a new binary with added or removed fields can still read it.
+        rmp_serde::to_vec_named(e).map_err(|e| format!("{}: cannot serialize: {e}", self.0.name))
+    }
+    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String> {
+        let e: T = rmp_serde::from_slice(bytes)
+            .map_err(|e| format!("{}: cannot deserialize: {e}", self.0.name))?;
+        Ok(Box::new(e))
     }
     fn expose(&self, method: &str) -> Option<Expose> {
         self.0.methods.get(method).map(|(e, _)| *e)

@@ -121,6 +121,25 @@ impl GameService {
         &self.world
     }
 
+    /// A snapshot of entity `id` (for moving it to another game or a hot swap).
+    pub fn snapshot(&self, now: Instant, id: &EntityId) -> Result<world::Snapshot, String> {
+        self.world.snapshot(now, id)
+    }
+
+    /// Brings an entity back from a snapshot taken on this or another game.
+    pub fn restore(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        snap: world::Snapshot,
+    ) -> Result<(), String> {
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.restore(&mut net, now, snap)
+    }
+
     /// Sets how often persistent entities are saved (`save_interval`; default 300 s).
     pub fn set_save_interval(&mut self, d: std::time::Duration) {
         self.world.set_save_interval(d);

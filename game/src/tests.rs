@@ -6,7 +6,7 @@ use goworld_common::proto::ClientMsg;
 use goworld_common::testio::MemIo;
 
 /// A boot entity like test_game's: it goes away with its client.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Account;
 
 impl Entity for Account {
@@ -226,7 +226,7 @@ fn a_connecting_client_gets_its_boot_entity() {
 }
 
 /// Counts ticks in an attribute; stops its timer after three.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Ticker {
     timer: crate::entity::TimerId,
 }
@@ -385,7 +385,7 @@ fn a_client_that_keeps_calling_what_it_may_not_is_disconnected() {
 }
 
 /// A type whose method panics halfway, after changing an attribute.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Fragile;
 
 impl Entity for Fragile {
@@ -463,4 +463,119 @@ fn a_panic_in_game_code_is_caught_and_the_entity_keeps_running() {
         "the entity kept running"
     );
     assert!(g.world().exists(&id));
+}
+
+/// Keeps plain struct fields: one travels, one is skipped.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Keeper {
+    count: u32,
+    friend: EntityId,
+    #[serde(skip)]
+    scratch: u32,
+}
+
+impl Entity for Keeper {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("hits", &[crate::entity::AttrFlag::Client])
+            .method("Hit", crate::entity::Expose::Server, Keeper::hit);
+    }
+    fn on_created(&mut self, ctx: &mut Ctx) {
+        self.count = 7;
+        self.friend = EntityId::parse("friendfriendfri1").unwrap();
+        self.scratch = 99;
+        ctx.add_timer(std::time::Duration::from_secs(1), "Hit", vec![]);
+    }
+}
+
+impl Keeper {
+    fn hit(&mut self, ctx: &mut Ctx, (): ()) {
+        self.count += 1;
+        let n = ctx.attrs.as_map().get_int("hits") + 1;
+        ctx.attrs.root().set_int("hits", n);
+    }
+}
+
+#[test]
+fn a_snapshot_carries_struct_fields_attributes_and_timers_to_another_game() {
+    let t0 = Instant::now();
+    let mk = |id: u16| {
+        let s = Settings {
+            game_id: id,
+            desired_dispatchers: 1,
+            ban_boot_entity: false,
+            boot_entity: "Keeper".into(),
+            restore: false,
+            clock: WallClock {
+                at: t0,
+                unix_secs: 1_700_000_000,
+            },
+        };
+        let mut types = Registry::new();
+        types.register::<Keeper>("Keeper").unwrap();
+        GameService::new(
+            s,
+            IdGen::new([1, 2, 3], id),
+            types,
+            (None, None),
+            Rng::new(1),
+        )
+    };
+    let (mut g1, mut g2) = (mk(1), mk(2));
+    let mut io = MemIo::new();
+    g1.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g1.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    g2.on_open(&mut io, t0, conn(2), Origin::Dialed { dial: 1 }, addr());
+    g2.on_frame(&mut io, t0, conn(2), &ack(1, vec![1, 2], true));
+    let id = EntityId::parse("keeperkeeperkee1").unwrap();
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    g1.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    let t1 = t0 + std::time::Duration::from_secs(1);
+    g1.on_tick(&mut io, t1, SystemTime::UNIX_EPOCH);
+    let t = t1 + std::time::Duration::from_millis(400);
+    let snap = g1.snapshot(t, &id).unwrap();
+    assert_eq!(snap.timers.len(), 1);
+    assert_eq!(
+        snap.timers[0].remaining,
+        std::time::Duration::from_millis(600)
+    );
+    assert_eq!(snap.client.map(|c| c.client_id), Some(cid));
+    io.take();
+    g2.restore(&mut io, t, snap).unwrap();
+    assert!(
+        matches!(Msg::decode(&io.take()[0].1), Ok(Msg::NotifyCreateEntity { eid }) if eid == id)
+    );
+    assert_eq!(g2.world().attrs(&id).unwrap().as_map().get_int("hits"), 1);
+    assert_eq!(g2.world().client_of(&id).map(|c| c.client_id), Some(cid));
+    // The timer fires on the new game at its remaining time, with the struct as it was.
+    assert_eq!(
+        g2.next_deadline(),
+        Some(t + std::time::Duration::from_millis(600))
+    );
+    g2.on_tick(
+        &mut io,
+        t + std::time::Duration::from_millis(600),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(g2.world().attrs(&id).unwrap().as_map().get_int("hits"), 2);
+    let snap2 = g2.snapshot(t, &id).unwrap();
+    let back: Keeper = rmp_serde::from_slice(&snap2.state).unwrap();
+    assert_eq!(
+        (back.count, back.friend.to_text().as_str(), back.scratch),
+        (9, "friendfriendfri1", 0)
+    );
+    // A type the binary lacks is an error naming it.
+    let mut bad = snap2.clone();
+    bad.type_name = "Ghost".into();
+    bad.id = EntityId::parse("ghostghostghost1").unwrap();
+    assert!(g2.restore(&mut io, t, bad).unwrap_err().contains("Ghost"));
 }

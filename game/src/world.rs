@@ -86,6 +86,37 @@ enum TimerJob {
     Save(EntityId),
 }
 
+/// Everything an entity is, as bytes and plain values, for migration and hot swap: its type,
+/// all attributes, its own struct (serde), its client and its timers with their remaining time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The entity's ID.
+    pub id: EntityId,
+    /// Its registered type.
+    pub type_name: String,
+    /// Every attribute ([`Attrs::to_bytes`]).
+    pub attrs: Vec<u8>,
+    /// The entity's own struct, serialized by serde (msgpack with field names).
+    pub state: Vec<u8>,
+    /// Its client, if it has one.
+    pub client: Option<GameClient>,
+    /// Its timers: time left until the next call, repeat interval, method and arguments.
+    pub timers: Vec<TimerSnapshot>,
+}
+
+/// One entity timer in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerSnapshot {
+    /// Time left until it fires.
+    pub remaining: Duration,
+    /// Its repeat interval, if it repeats.
+    pub repeat: Option<Duration>,
+    /// The method it calls.
+    pub method: String,
+    /// The method's arguments.
+    pub args: Args,
+}
+
 /// Who is calling a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
@@ -928,6 +959,100 @@ impl World {
         if let Some(kvdb) = self.kvdb.as_mut() {
             let _ = kvdb.drain(timeout);
         }
+    }
+
+    /// Takes a snapshot of entity `id` at time `now` (the entity stays here).
+    pub fn snapshot(&self, now: Instant, id: &EntityId) -> Result<Snapshot, String> {
+        let rec = self
+            .entities
+            .get(id)
+            .ok_or_else(|| format!("entity {id} is not here"))?;
+        let state = rec.ty.encode_state(&*rec.obj)?;
+        let mut timers = Vec::new();
+        for q in rec.timers.values() {
+            if let Some((
+                deadline,
+                TimerJob::Call {
+                    repeat,
+                    method,
+                    args,
+                    ..
+                },
+            )) = self.timers.get(*q)
+            {
+                timers.push(TimerSnapshot {
+                    remaining: deadline.saturating_duration_since(now),
+                    repeat: *repeat,
+                    method: method.clone(),
+                    args: args.clone(),
+                });
+            }
+        }
+        timers.sort_by_key(|t| t.remaining);
+        Ok(Snapshot {
+            id: *id,
+            type_name: rec.ty.name().to_string(),
+            attrs: rec.attrs.to_bytes(),
+            state,
+            client: rec.client,
+            timers,
+        })
+    }
+
+    /// Brings an entity back from a snapshot: its struct, attributes, client (bound quietly,
+    /// no client messages) and timers re-armed at their remaining time. Runs no callbacks:
+    /// migration and hot swap run theirs (OnMigrateIn, OnRestored) around this. A type the
+    /// binary lacks, or state it cannot read, is an error naming it.
+    pub fn restore(&mut self, net: &mut Net, now: Instant, snap: Snapshot) -> Result<(), String> {
+        let ty = self.registry.get(&snap.type_name).ok_or_else(|| {
+            format!(
+                "entity type {} is not registered in this binary",
+                snap.type_name
+            )
+        })?;
+        if self.entities.contains_key(&snap.id) {
+            return Err(format!("entity {} is already here", snap.id));
+        }
+        let obj = ty.decode_state(&snap.state)?;
+        let attrs = Attrs::from_bytes(&snap.attrs)
+            .map_err(|e| format!("{}<{}>: attributes: {e}", snap.type_name, snap.id))?;
+        let mut rec = Rec {
+            ty,
+            obj,
+            attrs,
+            client: snap.client,
+            destroying: false,
+            timers: HashMap::new(),
+            next_timer: 0,
+        };
+        for t in snap.timers {
+            rec.next_timer += 1;
+            let job = TimerJob::Call {
+                eid: snap.id,
+                id: rec.next_timer,
+                repeat: t.repeat,
+                method: t.method,
+                args: t.args,
+            };
+            let q = self.timers.add(now + t.remaining, job);
+            rec.timers.insert(rec.next_timer, q);
+        }
+        self.entities.insert(snap.id, rec);
+        net.by_entity(snap.id, Msg::NotifyCreateEntity { eid: snap.id });
+        self.schedule_save(now, snap.id);
+        Ok(())
+    }
+
+    /// Removes entity `id` without callbacks, saves or client messages (it lives on
+    /// elsewhere, from a snapshot). Its timers are cancelled.
+    pub fn remove_quietly(&mut self, id: &EntityId) -> bool {
+        let Some(mut rec) = self.entities.remove(id) else {
+            return false;
+        };
+        for (_, q) in rec.timers.drain() {
+            self.timers.cancel(q);
+        }
+        true
     }
 
     /// The game's ID.

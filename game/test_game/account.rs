@@ -4,9 +4,10 @@
 use goworld_common::id::EntityId;
 use goworld_game::args;
 use goworld_game::entity::{Ctx, Entity, Expose, KvdbResult, TypeDesc};
+use serde::{Deserialize, Serialize};
 
 /// The boot entity of a client.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Account {
     username: String,
     logging_in: bool,

@@ -5,9 +5,10 @@ use goworld_common::id::EntityId;
 use goworld_game::args;
 use goworld_game::attr::{ListAttr, MapAttr};
 use goworld_game::entity::{AttrFlag::*, Ctx, Entity, Expose, TypeDesc};
+use serde::{Deserialize, Serialize};
 
 /// The player entity.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Avatar;
 
 impl Entity for Avatar {

@@ -991,7 +991,7 @@ fn a_client_leaving_while_its_avatar_is_on_the_way_leaves_no_entity_with_its_cli
 // ---- 5. calls between games ---------------------------------------------------------------------
 
 /// Boot entity of the call tests: spawns entities on its game and starts pings for its client.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Lobby;
 
 impl Entity for Lobby {
@@ -1021,7 +1021,7 @@ impl Lobby {
 }
 
 /// Pings a Ponger `n` times and reports the answers, in arrival order, to its lobby.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Pinger {
     lobby: Option<EntityId>,
     expected: usize,
@@ -1063,7 +1063,7 @@ impl Pinger {
 }
 
 /// Answers every Ping with a Pong naming its game.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Ponger;
 
 impl Entity for Ponger {

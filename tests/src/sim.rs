@@ -79,7 +79,7 @@ pub const BOOT_ENTITY: &str = "Account";
 
 /// The boot entity [`default_types`] registers as [`BOOT_ENTITY`]: like test_game's Account
 /// before login, it has no methods and goes away with its client.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct BootAccount;
 
 impl Entity for BootAccount {
