@@ -271,6 +271,8 @@ impl<T: Entity> EntityType for TypeImpl<T> {
 #[derive(Default)]
 pub struct Registry {
     types: HashMap<String, Rc<dyn EntityType>>,
+    pub(crate) ready_hooks: Vec<crate::global::ReadyFn>,
+    pub(crate) nil_methods: HashMap<String, crate::global::NilSpaceFn>,
 }
 
 impl Registry {
@@ -291,6 +293,26 @@ impl Registry {
             return Err(format!("entity type {name}: {}", desc.errors.join("; ")));
         }
         self.types.insert(name.to_string(), Rc::new(TypeImpl(desc)));
+        Ok(())
+    }
+
+    /// Runs `f` once per process when the deployment is ready (GoWorld's `OnGameReady`):
+    /// the place for start-up work such as creating services and global timers.
+    pub fn on_game_ready(&mut self, f: impl FnMut(&mut crate::global::GameCtx) + 'static) {
+        self.ready_hooks.push(Box::new(f));
+    }
+
+    /// Defines a nil-space method, run on every game that
+    /// [`GameCtx::call_nil_spaces`](crate::global::GameCtx::call_nil_spaces) reaches.
+    /// Build `f` with [`global::nil_space_method`](crate::global::nil_space_method).
+    pub fn nil_space_method(
+        &mut self,
+        name: &str,
+        f: crate::global::NilSpaceFn,
+    ) -> Result<(), String> {
+        if self.nil_methods.insert(name.to_string(), f).is_some() {
+            return Err(format!("nil-space method {name} is defined twice"));
+        }
         Ok(())
     }
 
@@ -411,6 +433,7 @@ pub struct Ctx<'a> {
     pub(crate) client: Option<GameClient>,
     pub(crate) actions: &'a mut Vec<Action>,
     pub(crate) next_timer: &'a mut TimerId,
+    pub(crate) online: &'a std::collections::BTreeSet<u16>,
 }
 
 impl Ctx<'_> {
@@ -444,6 +467,11 @@ impl Ctx<'_> {
     /// The ID of the game this runs on.
     pub fn game_id(&self) -> u16 {
         self.game_id
+    }
+
+    /// Games online, as the dispatchers report them (this one included).
+    pub fn online_games(&self) -> &std::collections::BTreeSet<u16> {
+        self.online
     }
 
     /// This game's nil space.

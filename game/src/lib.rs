@@ -26,6 +26,7 @@ use log::{debug, info, warn};
 pub mod args;
 pub mod attr;
 pub mod entity;
+pub mod global;
 pub mod kvdb;
 pub mod run;
 pub mod storage;
@@ -202,6 +203,7 @@ impl GameService {
             info!("game{g} is offline");
         }
         self.online = now;
+        self.world.set_online_games(self.online.clone());
     }
 
     fn send_set_game_id(&mut self, io: &mut dyn Io, disp: u16, is_reconnect: bool) {
@@ -267,15 +269,20 @@ impl GameService {
             self.events.push(GameEvent::Ready);
         }
         if deployment_ready {
-            self.set_deployment_ready();
+            self.set_deployment_ready(io, now);
         }
     }
 
-    fn set_deployment_ready(&mut self) {
+    fn set_deployment_ready(&mut self, io: &mut dyn Io, now: Instant) {
         if !self.deployment_ready {
             self.deployment_ready = true;
             info!("game{}: deployment ready", self.s.game_id);
             self.events.push(GameEvent::DeploymentReady);
+            let mut net = Net {
+                io,
+                links: &mut self.links,
+            };
+            self.world.game_ready(&mut net, now);
         }
     }
 
@@ -305,7 +312,7 @@ impl GameService {
                 self.online_by_disp[usize::from(disp - 1)].remove(&game_id);
                 self.recompute_online();
             }
-            Msg::NotifyDeploymentReady => self.set_deployment_ready(),
+            Msg::NotifyDeploymentReady => self.set_deployment_ready(io, now),
             Msg::KvregRegister { key, val, .. } => {
                 self.kvreg.insert(key, (val, disp));
             }
@@ -391,7 +398,14 @@ impl GameService {
                 };
                 self.world.load(&mut net, &type_name, eid);
             }
-            Msg::SyncPositionYawFromClient { .. } | Msg::CallNilSpaces { .. } => {}
+            Msg::CallNilSpaces { method, args, .. } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.call_nil_space(&mut net, now, &method, &args);
+            }
+            Msg::SyncPositionYawFromClient { .. } => {}
             other => {
                 let t = other.msg_type();
                 if self.unknown_types_logged.insert(t) {
@@ -463,6 +477,7 @@ impl Handler for GameService {
             links: &mut self.links,
         };
         self.world.fire_timers(&mut net, now);
+        self.world.run_posted(&mut net, now);
         self.world.run_local_calls(&mut net, now);
     }
 

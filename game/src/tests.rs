@@ -579,3 +579,139 @@ fn a_snapshot_carries_struct_fields_attributes_and_timers_to_another_game() {
     bad.id = EntityId::parse("ghostghostghost1").unwrap();
     assert!(g2.restore(&mut io, t, bad).unwrap_err().contains("Ghost"));
 }
+
+/// Adds to an attribute when called.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Counter;
+
+impl Entity for Counter {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("n", &[])
+            .method("Add", crate::entity::Expose::Server, Counter::add);
+    }
+}
+
+impl Counter {
+    fn add(&mut self, ctx: &mut Ctx, (k,): (i64,)) {
+        let n = ctx.attrs.as_map().get_int("n") + k;
+        ctx.attrs.root().set_int("n", n);
+    }
+}
+
+#[test]
+fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let t0 = Instant::now();
+    let made: Rc<RefCell<Vec<EntityId>>> = Rc::default();
+    let mut types = Registry::new();
+    types.register::<Counter>("Counter").unwrap();
+    let m = made.clone();
+    types.on_game_ready(move |ctx| {
+        let id = ctx.create_entity_locally("Counter");
+        m.borrow_mut().push(id);
+        ctx.add_timer(std::time::Duration::from_millis(200), move |c| {
+            c.call(id, "Add", crate::args![1i64])
+        });
+        ctx.post(move |c| c.call(id, "Add", crate::args![100i64]));
+        ctx.add_callback(std::time::Duration::from_millis(50), |_| {
+            panic!("a bug in a global callback")
+        });
+    });
+    types
+        .nil_space_method(
+            "AddAll",
+            crate::global::nil_space_method(|ctx, (k,): (i64,)| {
+                for id in ctx.entity_ids() {
+                    ctx.call(id, "Add", crate::args![k]);
+                }
+            }),
+        )
+        .unwrap();
+    types
+        .nil_space_method(
+            "Fan",
+            crate::global::nil_space_method(|ctx, (): ()| {
+                ctx.call_nil_spaces("AddAll", crate::args![1i64])
+            }),
+        )
+        .unwrap();
+    let s = Settings {
+        game_id: 1,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: "Counter".into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    };
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], false));
+    assert!(
+        made.borrow().is_empty(),
+        "not before the deployment is ready"
+    );
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyDeploymentReady.to_payload(),
+    );
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyDeploymentReady.to_payload(),
+    );
+    assert_eq!(made.borrow().len(), 1, "the hook runs once");
+    let id = made.borrow()[0];
+    let n = |g: &GameService| g.world().attrs(&id).unwrap().as_map().get_int("n");
+    assert_eq!(n(&g), 100, "posted work ran in the same iteration");
+    let mut now = t0;
+    for _ in 0..3 {
+        now = g.next_deadline().unwrap();
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+    }
+    assert_eq!(now, t0 + std::time::Duration::from_millis(400));
+    assert_eq!(
+        n(&g),
+        102,
+        "a repeating timer, and a panicking callback did not stop the game"
+    );
+    let call = Msg::CallNilSpaces {
+        except_game_id: 2,
+        method: "AddAll".into(),
+        args: crate::args![1000i64],
+    };
+    g.on_frame(&mut io, now, conn(1), &call.to_payload());
+    assert_eq!(n(&g), 1102);
+    // CallNilSpaces from game code runs here too, and goes to the other games once.
+    io.take();
+    let fan = Msg::CallNilSpaces {
+        except_game_id: 2,
+        method: "Fan".into(),
+        args: vec![],
+    };
+    g.on_frame(&mut io, now, conn(1), &fan.to_payload());
+    assert_eq!(n(&g), 1103);
+    let sent: Vec<Msg> = io
+        .take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect();
+    assert!(sent.contains(&Msg::CallNilSpaces {
+        except_game_id: 1,
+        method: "AddAll".into(),
+        args: crate::args![1i64]
+    }));
+}

@@ -26,6 +26,7 @@ use crate::attr::{AttrChange, Attrs};
 use crate::entity::{
     Action, CallError, Ctx, EntityType, Expose, Hook, KvdbCallback, KvdbOp, Registry, TimerId,
 };
+use crate::global::{GameCtx, GlobalFn, GlobalTimerId, PostFn};
 use crate::kvdb::{Kvdb, KvdbOutput};
 use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
@@ -84,6 +85,11 @@ enum TimerJob {
     },
     /// The periodic save of a persistent entity.
     Save(EntityId),
+    /// A global timer or callback.
+    Global {
+        f: GlobalFn,
+        repeat: Option<Duration>,
+    },
 }
 
 /// Everything an entity is, as bytes and plain values, for migration and hot swap: its type,
@@ -161,6 +167,11 @@ pub struct World {
     /// again, so they are loaded back instead of reported gone.
     final_saving: HashMap<EntityId, (String, bool)>,
     timers: Timers<TimerJob>,
+    /// Work posted by global code, run after the current event.
+    posted: VecDeque<PostFn>,
+    /// Games online, kept up to date by the game service.
+    online: std::collections::BTreeSet<u16>,
+    game_ready_done: bool,
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
     next_token: u64,
@@ -197,6 +208,9 @@ impl World {
             loading: HashSet::new(),
             final_saving: HashMap::new(),
             timers: Timers::new(),
+            posted: VecDeque::new(),
+            online: std::collections::BTreeSet::new(),
+            game_ready_done: false,
             save_interval: Duration::from_secs(300),
             next_token: 0,
             refused_logged: HashSet::new(),
@@ -263,6 +277,7 @@ impl World {
                 rng,
                 game_id,
                 clock,
+                online,
                 ..
             } = self;
             let Some(rec) = entities.get_mut(&id) else {
@@ -281,6 +296,7 @@ impl World {
                 client: rec.client,
                 actions: &mut actions,
                 next_timer: &mut rec.next_timer,
+                online,
             };
             let obj = &mut *rec.obj;
             if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
@@ -558,6 +574,12 @@ impl World {
     pub fn fire_timers(&mut self, net: &mut Net, now: Instant) {
         while let Some((_, job)) = self.timers.pop_due(now) {
             match job {
+                TimerJob::Global { mut f, repeat } => {
+                    self.run_global(net, now, "a global timer", |ctx| f(ctx));
+                    if let Some(every) = repeat {
+                        self.timers.add(now + every, TimerJob::Global { f, repeat });
+                    }
+                }
                 TimerJob::Save(id) => {
                     if self.save(id, false) {
                         self.timers
@@ -959,6 +981,95 @@ impl World {
         if let Some(kvdb) = self.kvdb.as_mut() {
             let _ = kvdb.drain(timeout);
         }
+    }
+
+    /// Runs global (entity-less) code with a [`GameCtx`], catching a panic in it.
+    fn run_global(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        what: &str,
+        f: impl FnOnce(&mut GameCtx),
+    ) {
+        let mut ctx = GameCtx {
+            world: self,
+            net,
+            now,
+        };
+        if catch_unwind(AssertUnwindSafe(|| f(&mut ctx))).is_err() {
+            error!("game code panicked in {what}; the game keeps running");
+        }
+        self.run_posted(net, now);
+        self.run_local_calls(net, now);
+    }
+
+    pub(crate) fn add_global_timer(
+        &mut self,
+        at: Instant,
+        repeat: Option<Duration>,
+        f: GlobalFn,
+    ) -> GlobalTimerId {
+        GlobalTimerId(self.timers.add(at, TimerJob::Global { f, repeat }))
+    }
+
+    pub(crate) fn cancel_global_timer(&mut self, id: GlobalTimerId) {
+        self.timers.cancel(id.0);
+    }
+
+    pub(crate) fn post(&mut self, f: PostFn) {
+        self.posted.push_back(f);
+    }
+
+    /// Runs posted work until none is left (work that posts more runs too).
+    pub fn run_posted(&mut self, net: &mut Net, now: Instant) {
+        while let Some(f) = self.posted.pop_front() {
+            let mut ctx = GameCtx {
+                world: self,
+                net,
+                now,
+            };
+            if catch_unwind(AssertUnwindSafe(|| f(&mut ctx))).is_err() {
+                error!("game code panicked in posted work; the game keeps running");
+            }
+        }
+    }
+
+    /// Games online, as the game service last saw them.
+    pub fn online_games(&self) -> &std::collections::BTreeSet<u16> {
+        &self.online
+    }
+
+    /// The game service tells the world which games are online.
+    pub fn set_online_games(&mut self, online: std::collections::BTreeSet<u16>) {
+        self.online = online;
+    }
+
+    /// The deployment is ready: runs the game-ready hooks, once per process.
+    pub fn game_ready(&mut self, net: &mut Net, now: Instant) {
+        if std::mem::replace(&mut self.game_ready_done, true) {
+            return;
+        }
+        let mut hooks = std::mem::take(&mut self.registry.ready_hooks);
+        for h in &mut hooks {
+            self.run_global(net, now, "the game-ready hook", |ctx| h(ctx));
+        }
+        self.registry.ready_hooks = hooks;
+    }
+
+    /// CALL_NIL_SPACES arrived: runs the nil-space method here.
+    pub fn call_nil_space(&mut self, net: &mut Net, now: Instant, method: &str, args: &Args) {
+        let Some(f) = self.registry.nil_methods.remove(method) else {
+            if self.unknown_logged.insert(format!("nil space.{method}")) {
+                warn!("the nil space has no method {method} (dropped; reported once)");
+            }
+            return;
+        };
+        let mut outcome = Ok(());
+        self.run_global(net, now, method, |ctx| outcome = f(ctx, args));
+        if let Err(e) = outcome {
+            warn!("nil space.{method}: {e}; call dropped");
+        }
+        self.registry.nil_methods.insert(method.to_string(), f);
     }
 
     /// Takes a snapshot of entity `id` at time `now` (the entity stays here).

@@ -1,0 +1,191 @@
+//! Game-wide code that belongs to no entity: start-up work when the deployment is ready,
+//! global timers and callbacks, posted work, and methods called on every game's nil space.
+//!
+//! [`GameCtx`] is what such code gets. Unlike an entity's [`Ctx`](crate::entity::Ctx) it
+//! borrows no entity, so it acts at once: it can create and call entities, look them up, and
+//! schedule more global work. Global timers and posted callbacks are closures: they cannot
+//! travel with a hot swap, so start-up code (the game-ready hook) must create them again
+//! after a restore.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use goworld_common::id::{nil_space_id, EntityId};
+use goworld_common::proto::{Args, Msg};
+
+use crate::args::{ArgError, FromArgs};
+use crate::world::{Caller, Net, World};
+
+/// A global timer or callback.
+pub type GlobalFn = Box<dyn FnMut(&mut GameCtx)>;
+/// Posted work: runs once, after the current event, in the same loop iteration.
+pub type PostFn = Box<dyn FnOnce(&mut GameCtx)>;
+/// The game-ready hook.
+pub type ReadyFn = Box<dyn FnMut(&mut GameCtx)>;
+/// A nil-space method: called on every game by [`GameCtx::call_nil_spaces`].
+pub type NilSpaceFn = Box<dyn Fn(&mut GameCtx, &Args) -> Result<(), ArgError>>;
+
+/// Identifies a global timer, for [`GameCtx::cancel_timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GlobalTimerId(pub(crate) goworld_common::timers::TimerId);
+
+/// The game-wide context: the world, its links, the time, the games online.
+pub struct GameCtx<'w, 'n, 'a> {
+    pub(crate) world: &'w mut World,
+    pub(crate) net: &'n mut Net<'a>,
+    pub(crate) now: Instant,
+}
+
+impl GameCtx<'_, '_, '_> {
+    /// This game's ID.
+    pub fn game_id(&self) -> u16 {
+        self.world.game_id()
+    }
+
+    /// The nil space of game `game`.
+    pub fn nil_space_id(&self, game: u16) -> EntityId {
+        nil_space_id(game)
+    }
+
+    /// The time of the event being handled.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Games online, as the dispatchers report them (this one included).
+    pub fn online_games(&self) -> &BTreeSet<u16> {
+        self.world.online_games()
+    }
+
+    /// True if entity `id` lives on this game.
+    pub fn exists(&self, id: &EntityId) -> bool {
+        self.world.exists(id)
+    }
+
+    /// IDs of this game's entities.
+    pub fn entity_ids(&self) -> Vec<EntityId> {
+        self.world.ids().copied().collect()
+    }
+
+    /// The type of entity `id` on this game.
+    pub fn type_of(&self, id: &EntityId) -> Option<&str> {
+        self.world.type_of(id)
+    }
+
+    /// Calls `method` on entity `to`, wherever it lives.
+    pub fn call(&mut self, to: EntityId, method: &str, args: Args) {
+        if self.world.exists(&to) {
+            self.world
+                .call(self.net, self.now, to, method, args, Caller::Server);
+        } else {
+            let m = Msg::CallEntityMethod {
+                eid: to,
+                method: method.to_string(),
+                args,
+            };
+            self.net
+                .links
+                .send_by_entity(self.net.io, &to, &m.to_payload());
+        }
+    }
+
+    /// Creates an entity of `type_name` on this game; returns its ID.
+    pub fn create_entity_locally(&mut self, type_name: &str) -> EntityId {
+        let id = self.world.gen_id(self.now);
+        self.world.create(self.net, self.now, type_name, id, None);
+        id
+    }
+
+    /// Creates an entity of `type_name` on game `game` (0: any game); returns its ID.
+    pub fn create_entity_on_game(&mut self, game: u16, type_name: &str) -> EntityId {
+        if game == self.game_id() {
+            return self.create_entity_locally(type_name);
+        }
+        let id = self.world.gen_id(self.now);
+        let m = Msg::CreateEntitySomewhere {
+            game_id: game,
+            eid: id,
+            type_name: type_name.to_string(),
+            attrs: vec![0xc0],
+        };
+        self.net
+            .links
+            .send_by_entity(self.net.io, &id, &m.to_payload());
+        id
+    }
+
+    /// Loads entity `id` of `type_name` on game `game` (0: any game), through its dispatcher.
+    pub fn load_entity_on_game(&mut self, game: u16, type_name: &str, id: EntityId) {
+        if self.world.exists(&id) {
+            return;
+        }
+        let m = Msg::LoadEntitySomewhere {
+            game_id: game,
+            eid: id,
+            type_name: type_name.to_string(),
+        };
+        self.net
+            .links
+            .send_by_entity(self.net.io, &id, &m.to_payload());
+    }
+
+    /// Calls nil-space method `method` on every game (GoWorld's `CallNilSpaces`): this one
+    /// after the current work, the others through one dispatcher that fans it out, so each
+    /// game runs it once.
+    pub fn call_nil_spaces(&mut self, method: &str, args: Args) {
+        let m = Msg::CallNilSpaces {
+            except_game_id: self.game_id(),
+            method: method.to_string(),
+            args: args.clone(),
+        };
+        self.net.links.send_fanout(self.net.io, &m.to_payload());
+        let method = method.to_string();
+        self.world.post(Box::new(move |c: &mut GameCtx| {
+            c.world.call_nil_space(c.net, c.now, &method, &args)
+        }));
+    }
+
+    /// Runs `f` every `interval` (at least 10 ms) until cancelled.
+    pub fn add_timer(
+        &mut self,
+        interval: Duration,
+        f: impl FnMut(&mut GameCtx) + 'static,
+    ) -> GlobalTimerId {
+        let interval = interval.max(crate::entity::MIN_TIMER_INTERVAL);
+        self.world
+            .add_global_timer(self.now + interval, Some(interval), Box::new(f))
+    }
+
+    /// Runs `f` once after `delay`.
+    pub fn add_callback(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut GameCtx) + 'static,
+    ) -> GlobalTimerId {
+        let mut f = Some(f);
+        let once: GlobalFn = Box::new(move |ctx| {
+            if let Some(f) = f.take() {
+                f(ctx)
+            }
+        });
+        self.world.add_global_timer(self.now + delay, None, once)
+    }
+
+    /// Cancels a global timer (a fired callback or an unknown ID is ignored).
+    pub fn cancel_timer(&mut self, id: GlobalTimerId) {
+        self.world.cancel_global_timer(id);
+    }
+
+    /// Runs `f` after the current event, in this loop iteration (GoWorld's `Post`).
+    pub fn post(&mut self, f: impl FnOnce(&mut GameCtx) + 'static) {
+        self.world.post(Box::new(f));
+    }
+}
+
+/// Registers a typed nil-space method: `f` gets the decoded arguments `A`.
+pub fn nil_space_method<A: FromArgs + 'static>(f: fn(&mut GameCtx, A)) -> NilSpaceFn {
+    Box::new(move |ctx, args| {
+        f(ctx, A::from_args(args)?);
+        Ok(())
+    })
+}
