@@ -715,3 +715,104 @@ fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
         args: crate::args![1i64]
     }));
 }
+
+/// One method per exposure level, each counting its calls in an attribute.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Exposed;
+
+impl Entity for Exposed {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        use crate::entity::Expose;
+        desc.attr("server", &[])
+            .attr("own", &[])
+            .attr("all", &[])
+            .method(
+                "Server",
+                Expose::Server,
+                |_: &mut Exposed, c: &mut Ctx, (): ()| bump(c, "server"),
+            )
+            .method(
+                "Own",
+                Expose::OwnClient,
+                |_: &mut Exposed, c: &mut Ctx, (): ()| bump(c, "own"),
+            )
+            .method(
+                "All",
+                Expose::AllClients,
+                |_: &mut Exposed, c: &mut Ctx, (): ()| bump(c, "all"),
+            );
+    }
+}
+
+fn bump(ctx: &mut Ctx, key: &str) {
+    let n = ctx.attrs.as_map().get_int(key) + 1;
+    ctx.attrs.root().set_int(key, n);
+}
+
+#[test]
+fn goworld_permission_rules_for_servers_own_clients_and_other_clients() {
+    let t0 = Instant::now();
+    let s = Settings {
+        game_id: 1,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: "Exposed".into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    };
+    let mut types = Registry::new();
+    types.register::<Exposed>("Exposed").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let owner = EntityId::parse("ownerclientcli01").unwrap();
+    let other = EntityId::parse("otherclientcli02").unwrap();
+    let id = EntityId::parse("exposedexposed01").unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: owner,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    let from_client = |m: &str, c: EntityId| {
+        Msg::CallEntityMethodFromClient {
+            eid: id,
+            method: m.into(),
+            args: vec![],
+            client_id: Some(c),
+        }
+        .to_payload()
+    };
+    let from_server = |m: &str| {
+        Msg::CallEntityMethod {
+            eid: id,
+            method: m.into(),
+            args: vec![],
+        }
+        .to_payload()
+    };
+    for m in ["Server", "Own", "All"] {
+        g.on_frame(&mut io, t0, conn(1), &from_server(m));
+        g.on_frame(&mut io, t0, conn(1), &from_client(m, owner));
+        g.on_frame(&mut io, t0, conn(1), &from_client(m, other));
+    }
+    let got = |k: &str| g.world().attrs(&id).unwrap().as_map().get_int(k);
+    assert_eq!(got("server"), 1, "server methods: servers only");
+    assert_eq!(got("own"), 2, "_Client methods: servers and the own client");
+    assert_eq!(got("all"), 3, "_AllClients methods: servers and any client");
+}
