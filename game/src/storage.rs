@@ -1,25 +1,48 @@
 //! Entity storage (reference §3.11): saves, loads, existence checks and listings of persistent
-//! entities, run on a worker thread so the reactor never waits for a disk.
+//! entities, run on a pool of worker threads so the reactor never waits for a disk.
 //!
 //! # Shape
 //!
 //! [`Storage`] is the reactor-side handle. Each request (`save`, `load`, `exists`, `list`)
-//! carries a caller-chosen `u64` token and goes to one worker thread that owns the backend
-//! (a [`StorageBackend`]; the built-in one is [`FilesystemStorage`]). Only owned bytes and
-//! strings cross the thread boundary. The worker executes requests one at a time in submit
-//! order, pushes `(token, result)` onto a results queue and wakes the reactor through its
-//! [`mio::Waker`]; the reactor's `on_wake` calls [`Storage::take_results`]. One worker means
-//! results come back in global submit order, so a save followed by a load of the same entity
-//! always sees the saved bytes.
+//! carries a caller-chosen `u64` token and goes to one of K worker threads
+//! ([`DEFAULT_WORKERS`] = 4 for [`Storage::filesystem`] and [`Storage::open`]; one for
+//! [`Storage::with_backend`]), each owning its own backend (a [`StorageBackend`]; the
+//! built-in one is [`FilesystemStorage`], and all its instances share one directory). Only
+//! owned bytes and strings cross the thread boundary. Each worker executes its requests one
+//! at a time in submit order, pushes `(token, result)` onto its results queue and wakes the
+//! reactor through the shared [`mio::Waker`]; the reactor's `on_wake` calls
+//! [`Storage::take_results`], which gathers the results of every worker.
+//!
+//! # Ordering across the pool
+//!
+//! Saves are bound by fsync, and several workers let the disk (and the filesystem's journal)
+//! overlap them. What stays ordered:
+//!
+//! - **Per entity:** `save`, `load` and `exists` go to the worker chosen by a hash of the
+//!   entity ID, so all requests naming one entity run, and complete, in submit order: a save
+//!   followed by a load of the same entity always sees the saved bytes.
+//! - **`list`** is a barrier: the handle holds it until every request submitted before it, on
+//!   every worker, has finished (per-worker completion counts reach what was submitted when
+//!   the list was), then sends it to the least busy worker. So a listing includes every
+//!   earlier save of the type; it may also include saves submitted after it. Held lists are
+//!   released whenever the handle is used (`take_results`, which completions trigger through
+//!   the waker, `wait_results`, `drain`, any submit) and count in `pending`.
+//! - **Results:** requests of different entities may finish in any order, so a later request
+//!   may complete in an earlier `take_results` batch. Within one batch, results are sorted
+//!   into submit order (after `drain`, one batch holds everything in global submit order).
+//!
+//! The pool's `pending`, `spilled`, `spill_len`, `drain`, `wait_results` and `shutdown` cover
+//! every worker; the blocking ones wait on one bell rung by all of them.
 //!
 //! # The reactor never blocks
 //!
-//! Submitting never waits: the channel to the worker is bounded, and when it is full the
-//! request goes to a reactor-side spill queue (counted by [`Storage::spilled`]) that is fed
-//! into the channel, oldest first, whenever the handle is used again (every submit and every
-//! `take_results`, which the worker's wake triggers as it makes room). Once anything is
-//! spilled, later requests spill behind it, so submit order is kept. The only lock shared
-//! with the worker guards the results queue and is held just long enough to push or take.
+//! Submitting never waits: each worker's channel is bounded, and when it is full the request
+//! goes to that worker's reactor-side spill queue (counted by [`Storage::spilled`]) that is
+//! fed into the channel, oldest first, whenever the handle is used again (every submit and
+//! every `take_results`, which the worker's wake triggers as it makes room). Once anything is
+//! spilled, later requests for that worker spill behind it, so submit order is kept. The only
+//! lock shared with a worker guards its results queue and is held just long enough to push or
+//! take (the bell's lock is taken only by the workers and the blocking waits).
 //! Only [`Storage::drain`], [`Storage::wait_results`] and [`Storage::shutdown`] block, by
 //! design: they are for freeze, graceful stop and tests.
 //!
@@ -28,9 +51,12 @@
 //! A backend error is returned as the request's `Err`, prefixed with the operation. GoWorld
 //! retries saves forever; here the caller decides (the entity layer may resubmit). A panic
 //! inside an operation is caught on the worker, reported as that request's error (naming the
-//! operation) and the worker keeps serving. If the worker thread dies anyway, a guard marks it
-//! dead and wakes the reactor; the handle then reports every pending token (queued, spilled or
-//! in flight) as failed rather than leaving it hanging, and fails later requests at once.
+//! operation) and the worker keeps serving. If a worker thread dies anyway, a guard marks it
+//! dead and wakes the reactor; the handle then reports every pending token of that worker
+//! (queued, spilled or in flight) as failed rather than leaving it hanging, and fails later
+//! requests routed to it at once. The other workers keep serving their entities, and a held
+//! `list` counts the dead worker's failed requests as finished (a list sent to a worker that
+//! has died, but not yet been seen dead, fails like any of its requests).
 //!
 //! # Filesystem layout and atomicity
 //!
@@ -40,7 +66,11 @@
 //! 16 bytes long, so never mistaken for an entity), fsyncs it, renames it over the target and
 //! fsyncs the directory: `rename` replaces the name atomically, so a concurrent reader in any
 //! process sees either the old or the new contents, never a torn file, and a crash leaves at
-//! worst a stray temporary file (ignored by `list`). Type names and IDs become path components,
+//! worst a stray temporary file (ignored by `list`). `Saved` means durable: the type
+//! directory's own name is fsynced into the storage directory by each worker before its
+//! first save there, even when another worker or process created it. Saves are not grouped:
+//! each pays its two fsyncs (batching renames under one directory fsync measured no better
+//! on one worker here, see BENCHMARKS.md). Type names and IDs become path components,
 //! so they are checked: no empty names, no `.` or `..`, no `/`, no NUL.
 //!
 //! The worker machinery here ([`Completion`] and the crate-private `Worker`) is shared with
@@ -82,11 +112,48 @@ pub(crate) trait Op: Send + 'static {
     fn describe(&self) -> String;
 }
 
+/// Rung after every completion and whenever a worker exits, for the blocking waits. One bell
+/// may serve several workers (a storage pool), so a handle can wait for "any of them".
+///
+/// Lock order: a waiter takes the bell's lock, then checks the workers' states (taking their
+/// locks) and waits; a worker pushes under its state lock, releases it, then rings. So a
+/// completion is either seen by the check or rings after the waiter is waiting.
+pub(crate) struct Bell {
+    rung: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Bell {
+    pub(crate) fn new() -> Arc<Bell> {
+        Arc::new(Bell {
+            rung: Mutex::new(0),
+            cond: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        self.rung.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ring(&self) {
+        *self.lock() += 1;
+        self.cond.notify_all();
+    }
+
+    /// Waits on a guard from [`Bell::lock`] until rung or `deadline`.
+    fn wait_until(&self, guard: MutexGuard<'_, u64>, deadline: Instant) {
+        let now = Instant::now();
+        if now < deadline {
+            let _ = self.cond.wait_timeout(guard, deadline - now);
+        }
+    }
+}
+
 /// What the worker and the handle share.
 struct Shared<O> {
     state: Mutex<SharedState<O>>,
-    /// Signalled after every completion and when the worker exits, for the blocking waits.
-    cond: Condvar,
+    /// Rung after every completion and when the worker exits, for the blocking waits.
+    bell: Arc<Bell>,
     /// Requests the worker finished (results pushed, taken or not). Written under the lock,
     /// read without it so `pending()` takes no lock.
     completed: AtomicU64,
@@ -119,7 +186,7 @@ impl<O> Drop for DeathGuard<O> {
             error!("{} worker thread died", self.what);
         }
         self.shared.lock().dead = true;
-        self.shared.cond.notify_all();
+        self.shared.bell.ring();
         if let Some(w) = &self.waker {
             let _ = w.wake();
         }
@@ -170,6 +237,29 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
         what: &'static str,
         capacity: usize,
         waker: Option<Arc<Waker>>,
+        exec: F,
+    ) -> io::Result<Worker<R, O>>
+    where
+        F: FnMut(&R) -> Result<O, String> + Send + 'static,
+    {
+        Worker::spawn_with_bell(
+            what,
+            format!("{what}-worker"),
+            capacity,
+            waker,
+            Bell::new(),
+            exec,
+        )
+    }
+
+    /// Like [`Worker::spawn`], naming the thread `thread_name` and ringing `bell` (which may
+    /// be shared with other workers) on every completion and on exit.
+    pub(crate) fn spawn_with_bell<F>(
+        what: &'static str,
+        thread_name: String,
+        capacity: usize,
+        waker: Option<Arc<Waker>>,
+        bell: Arc<Bell>,
         mut exec: F,
     ) -> io::Result<Worker<R, O>>
     where
@@ -181,7 +271,7 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
                 results: VecDeque::new(),
                 dead: false,
             }),
-            cond: Condvar::new(),
+            bell,
             completed: AtomicU64::new(0),
         });
         let guard = DeathGuard {
@@ -189,45 +279,43 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
             waker: waker.clone(),
             what,
         };
-        let thread = thread::Builder::new()
-            .name(format!("{what}-worker"))
-            .spawn(move || {
-                let guard = guard;
-                while let Ok((token, req)) = rx.recv() {
-                    // The backend is only touched from this thread; after a caught panic it
-                    // is used again, which is why backends must tolerate an interrupted call
-                    // (the filesystem one keeps no state across calls).
-                    let result = match panic::catch_unwind(AssertUnwindSafe(|| exec(&req))) {
-                        Ok(Ok(o)) => Ok(o),
-                        Ok(Err(e)) => Err(format!("{what} {}: {e}", req.describe())),
-                        Err(payload) => {
-                            let msg = panic_text(&*payload);
-                            // Dropping the payload runs outside catch_unwind on purpose: a
-                            // payload whose drop panics kills the thread, which the guard
-                            // turns into failed results.
-                            drop(payload);
-                            Err(format!("{what} {} panicked: {msg}", req.describe()))
-                        }
-                    };
-                    let was_empty = {
-                        let mut st = guard.shared.lock();
-                        let was_empty = st.results.is_empty();
-                        st.results.push_back((token, result));
-                        guard.shared.completed.fetch_add(1, Ordering::Release);
-                        was_empty
-                    };
-                    guard.shared.cond.notify_all();
-                    // A non-empty queue already has a wake on its way (from the push that
-                    // made it non-empty), and the reactor takes the whole queue at once.
-                    if was_empty {
-                        if let Some(w) = &guard.waker {
-                            if let Err(e) = w.wake() {
-                                warn!("{what} worker: waking the reactor failed: {e}");
-                            }
+        let thread = thread::Builder::new().name(thread_name).spawn(move || {
+            let guard = guard;
+            while let Ok((token, req)) = rx.recv() {
+                // The backend is only touched from this thread; after a caught panic it
+                // is used again, which is why backends must tolerate an interrupted call
+                // (the filesystem one keeps no state across calls).
+                let result = match panic::catch_unwind(AssertUnwindSafe(|| exec(&req))) {
+                    Ok(Ok(o)) => Ok(o),
+                    Ok(Err(e)) => Err(format!("{what} {}: {e}", req.describe())),
+                    Err(payload) => {
+                        let msg = panic_text(&*payload);
+                        // Dropping the payload runs outside catch_unwind on purpose: a
+                        // payload whose drop panics kills the thread, which the guard
+                        // turns into failed results.
+                        drop(payload);
+                        Err(format!("{what} {} panicked: {msg}", req.describe()))
+                    }
+                };
+                let was_empty = {
+                    let mut st = guard.shared.lock();
+                    let was_empty = st.results.is_empty();
+                    st.results.push_back((token, result));
+                    guard.shared.completed.fetch_add(1, Ordering::Release);
+                    was_empty
+                };
+                guard.shared.bell.ring();
+                // A non-empty queue already has a wake on its way (from the push that
+                // made it non-empty), and the reactor takes the whole queue at once.
+                if was_empty {
+                    if let Some(w) = &guard.waker {
+                        if let Err(e) = w.wake() {
+                            warn!("{what} worker: waking the reactor failed: {e}");
                         }
                     }
                 }
-            })?;
+            }
+        })?;
         Ok(Worker {
             what,
             tx: Some(tx),
@@ -355,8 +443,32 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
 
     /// Requests submitted and not yet finished by the worker (spilled ones included).
     pub(crate) fn pending(&self) -> usize {
-        let done = self.shared.completed.load(Ordering::Acquire) + self.failed_here;
-        self.submitted.saturating_sub(done) as usize
+        self.submitted.saturating_sub(self.done()) as usize
+    }
+
+    /// Requests ever sent or spilled to the worker (not those failed at once because it had
+    /// stopped).
+    pub(crate) fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Of [`Worker::submitted`], how many have finished: done by the worker (results taken
+    /// or not) or failed here because it died. Requests finish in submit order, so
+    /// `done() >= n` means the first `n` submitted have all finished.
+    pub(crate) fn done(&self) -> u64 {
+        self.shared.completed.load(Ordering::Acquire) + self.failed_here
+    }
+
+    /// Whether the handle has stopped sending to this worker (it died or was shut down).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    /// Whether a blocking wait has something to look at: results not yet collected, or the
+    /// worker has exited.
+    fn has_news(&self) -> bool {
+        let st = self.shared.lock();
+        !st.results.is_empty() || st.dead
     }
 
     pub(crate) fn spilled(&self) -> u64 {
@@ -375,13 +487,12 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
             if !r.is_empty() || self.pending() == 0 {
                 return r;
             }
-            let st = self.shared.lock();
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Vec::new();
             }
-            if st.results.is_empty() && !st.dead {
-                let _ = self.shared.cond.wait_timeout(st, deadline - now);
+            let bell = self.shared.bell.lock();
+            if !self.has_news() {
+                self.shared.bell.wait_until(bell, deadline);
             }
         }
     }
@@ -397,15 +508,14 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
             if pending == 0 {
                 return Ok(());
             }
-            let st = self.shared.lock();
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(pending);
             }
-            // Re-checked under the lock, so a completion between the check and the wait is
-            // not missed (the worker notifies after releasing this lock).
-            if self.pending() != 0 && !st.dead {
-                let _ = self.shared.cond.wait_timeout(st, deadline - now);
+            // Re-checked under the bell's lock, so a completion between the check and the
+            // wait is not missed (the worker rings after releasing its state lock).
+            let bell = self.shared.bell.lock();
+            if self.pending() != 0 && !self.has_news() {
+                self.shared.bell.wait_until(bell, deadline);
             }
         }
     }
@@ -571,18 +681,55 @@ fn exec_storage<B: StorageBackend>(b: &mut B, req: &StorageReq) -> Result<Storag
     }
 }
 
+/// Storage workers in a pool made by [`Storage::filesystem`] and [`Storage::open`].
+pub const DEFAULT_WORKERS: usize = 4;
+
+/// The pool worker that owns `eid`: every request naming the entity goes there, so they run
+/// in submit order. FNV-1a over the ID bytes; stable for the life of the pool.
+fn worker_for(eid: &EntityId, workers: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in eid.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % workers as u64) as usize
+}
+
+/// A `list` held on the handle until every request submitted before it has finished.
+struct HeldList {
+    seq: u64,
+    token: u64,
+    type_name: String,
+    /// Per worker: how many requests had been submitted to it when the list was.
+    after: Vec<u64>,
+}
+
 /// The reactor-side handle to entity storage (see the module docs). Submitting never blocks;
-/// results come back from [`Storage::take_results`] in submit order.
+/// results come back from [`Storage::take_results`], in submit order per entity.
 pub struct Storage {
-    w: Worker<StorageReq, StorageOutput>,
+    workers: Vec<Worker<StorageReq, StorageOutput>>,
+    /// Rung by every worker of the pool, for the blocking waits.
+    bell: Arc<Bell>,
+    /// Per worker, the submit sequence numbers of its requests whose results have not been
+    /// taken, in that worker's submit order (which is the order its results come out in).
+    seqs: Vec<VecDeque<u64>>,
+    next_seq: u64,
+    /// Lists waiting for their barrier, oldest first.
+    held: VecDeque<HeldList>,
 }
 
 impl Storage {
-    /// Filesystem storage in `dir` (created if missing), with the default queue capacity.
-    /// `waker` is woken whenever results become available; `None` for use without a reactor
-    /// (then poll with [`Storage::wait_results`]).
+    /// Filesystem storage in `dir` (created if missing), on [`DEFAULT_WORKERS`] workers with
+    /// the default queue capacity. `waker` is woken whenever results become available;
+    /// `None` for use without a reactor (then poll with [`Storage::wait_results`]).
     pub fn filesystem(dir: PathBuf, waker: Option<Arc<Waker>>) -> io::Result<Storage> {
-        Storage::with_backend(FilesystemStorage::new(dir)?, waker, DEFAULT_QUEUE_CAPACITY)
+        fs::create_dir_all(&dir)?;
+        Storage::with_backend_pool(
+            || FilesystemStorage::new(dir.clone()),
+            waker,
+            DEFAULT_QUEUE_CAPACITY,
+            DEFAULT_WORKERS,
+        )
     }
 
     /// Storage as configured by `[storage]`. Only `filesystem` is built; other types are
@@ -597,24 +744,90 @@ impl Storage {
         }
     }
 
-    /// Storage over any backend; at most `queue_capacity` requests wait in the channel
-    /// before further ones spill on the reactor side.
+    /// Storage over one backend on one worker; at most `queue_capacity` requests wait in the
+    /// channel before further ones spill on the reactor side. One worker runs everything in
+    /// global submit order.
     pub fn with_backend<B: StorageBackend>(
-        mut backend: B,
+        backend: B,
         waker: Option<Arc<Waker>>,
         queue_capacity: usize,
     ) -> io::Result<Storage> {
-        let w = Worker::spawn("storage", queue_capacity, waker, move |req| {
-            exec_storage(&mut backend, req)
-        })?;
-        Ok(Storage { w })
+        let mut backend = Some(backend);
+        Storage::with_backend_pool(
+            || Ok(backend.take().expect("called once for one worker")),
+            waker,
+            queue_capacity,
+            1,
+        )
     }
 
-    /// Saves `data` as the entity's state; completes with [`StorageOutput::Saved`].
+    /// Storage on `workers` worker threads (at least 1), each with its own backend from
+    /// `make_backend` (called here, once per worker, in worker order) and its own channel of
+    /// `queue_capacity`. Requests are sharded by entity ID; see the module docs for what that
+    /// keeps. Backends of one pool must serve the same store (or disjoint shards of it: a
+    /// worker only lists entities it was saving, see [`Storage::list`]).
+    pub fn with_backend_pool<B, F>(
+        mut make_backend: F,
+        waker: Option<Arc<Waker>>,
+        queue_capacity: usize,
+        workers: usize,
+    ) -> io::Result<Storage>
+    where
+        B: StorageBackend,
+        F: FnMut() -> io::Result<B>,
+    {
+        let n = workers.max(1);
+        let bell = Bell::new();
+        let mut ws = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut backend = make_backend()?;
+            let name = if n == 1 {
+                "storage-worker".to_string()
+            } else {
+                format!("storage-worker-{i}")
+            };
+            ws.push(Worker::spawn_with_bell(
+                "storage",
+                name,
+                queue_capacity,
+                waker.clone(),
+                Arc::clone(&bell),
+                move |req| exec_storage(&mut backend, req),
+            )?);
+        }
+        Ok(Storage {
+            workers: ws,
+            bell,
+            seqs: vec![VecDeque::new(); n],
+            next_seq: 0,
+            held: VecDeque::new(),
+        })
+    }
+
+    /// Worker threads in the pool.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    fn submit_to(&mut self, i: usize, seq: u64, token: u64, req: StorageReq) {
+        self.seqs[i].push_back(seq);
+        self.workers[i].submit(token, req);
+    }
+
+    fn submit_entity(&mut self, token: u64, eid: EntityId, req: StorageReq) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let i = worker_for(&eid, self.workers.len());
+        self.submit_to(i, seq, token, req);
+    }
+
+    /// Saves `data` as the entity's state; completes with [`StorageOutput::Saved`] once the
+    /// data is durable.
     pub fn save(&mut self, token: u64, type_name: &str, eid: EntityId, data: Vec<u8>) {
         let type_name = type_name.to_string();
-        self.w.submit(
+        self.submit_entity(
             token,
+            eid,
             StorageReq::Save {
                 type_name,
                 eid,
@@ -626,57 +839,151 @@ impl Storage {
     /// Loads the entity's state; completes with [`StorageOutput::Loaded`].
     pub fn load(&mut self, token: u64, type_name: &str, eid: EntityId) {
         let type_name = type_name.to_string();
-        self.w.submit(token, StorageReq::Load { type_name, eid });
+        self.submit_entity(token, eid, StorageReq::Load { type_name, eid });
     }
 
     /// Checks whether the entity was saved; completes with [`StorageOutput::Exists`].
     pub fn exists(&mut self, token: u64, type_name: &str, eid: EntityId) {
         let type_name = type_name.to_string();
-        self.w.submit(token, StorageReq::Exists { type_name, eid });
+        self.submit_entity(token, eid, StorageReq::Exists { type_name, eid });
     }
 
-    /// Lists saved entities of a type; completes with [`StorageOutput::List`].
+    /// Lists saved entities of a type; completes with [`StorageOutput::List`]. The listing
+    /// includes every save submitted before it (it is held until all of them, on every
+    /// worker, have finished) and may include later ones.
     pub fn list(&mut self, token: u64, type_name: &str) {
-        let type_name = type_name.to_string();
-        self.w.submit(token, StorageReq::List { type_name });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let after = self.workers.iter().map(|w| w.submitted()).collect();
+        self.held.push_back(HeldList {
+            seq,
+            token,
+            type_name: type_name.to_string(),
+            after,
+        });
+        self.release_lists();
     }
 
-    /// Every result available now, in submit order. Call it from `Handler::on_wake`.
+    /// Sends held lists whose barrier has passed to the least busy live worker. Returns
+    /// whether any was sent.
+    fn release_lists(&mut self) -> bool {
+        let mut released = false;
+        // Barriers only grow in submit order, so once the oldest is not passed, none is.
+        while let Some(h) = self.held.front() {
+            let passed = self
+                .workers
+                .iter()
+                .zip(&h.after)
+                .all(|(w, &after)| w.done() >= after);
+            if !passed {
+                break;
+            }
+            let h = self.held.pop_front().expect("front exists");
+            let i = (0..self.workers.len())
+                .min_by_key(|&i| (self.workers[i].is_stopped(), self.workers[i].pending()))
+                .expect("at least one worker");
+            let req = StorageReq::List {
+                type_name: h.type_name,
+            };
+            self.submit_to(i, h.seq, h.token, req);
+            released = true;
+        }
+        released
+    }
+
+    /// Every result available now, in submit order within the batch (and per entity across
+    /// batches). Call it from `Handler::on_wake`.
     pub fn take_results(&mut self) -> Vec<Completion<StorageOutput>> {
-        self.w.take_results()
+        let mut out: Vec<(u64, Completion<StorageOutput>)> = Vec::new();
+        loop {
+            for (w, seqs) in self.workers.iter_mut().zip(self.seqs.iter_mut()) {
+                for c in w.take_results() {
+                    let seq = seqs.pop_front().expect("a sequence number per request");
+                    out.push((seq, c));
+                }
+            }
+            // A list released now may fail at once (a stopped worker); pick that up too.
+            if !self.release_lists() {
+                break;
+            }
+        }
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        out.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Whether a blocking wait has something to look at (call under the bell's lock).
+    fn has_news(&self) -> bool {
+        self.workers.iter().any(|w| w.has_news())
     }
 
     /// Blocks up to `timeout` for at least one result (returns at once, empty, if nothing is
     /// pending). For tests and tools without a reactor.
     pub fn wait_results(&mut self, timeout: Duration) -> Vec<Completion<StorageOutput>> {
-        self.w.wait_results(timeout)
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.take_results();
+            if !r.is_empty() || self.pending() == 0 {
+                return r;
+            }
+            if Instant::now() >= deadline {
+                return Vec::new();
+            }
+            // A held list waits for completions on some worker, which ring the bell too.
+            let bell = Arc::clone(&self.bell);
+            let guard = bell.lock();
+            if !self.has_news() {
+                bell.wait_until(guard, deadline);
+            }
+        }
     }
 
-    /// Requests submitted and not yet finished (spilled ones included).
+    /// Requests submitted and not yet finished (spilled and held ones included), over all
+    /// workers.
     pub fn pending(&self) -> usize {
-        self.w.pending()
+        self.workers.iter().map(|w| w.pending()).sum::<usize>() + self.held.len()
     }
 
-    /// Requests that ever spilled into the reactor-side queue because the channel was full.
+    /// Requests that ever spilled into a reactor-side queue because a channel was full.
     pub fn spilled(&self) -> u64 {
-        self.w.spilled()
+        self.workers.iter().map(|w| w.spilled()).sum()
     }
 
-    /// Requests in the reactor-side spill queue now.
+    /// Requests in the reactor-side spill queues now.
     pub fn spill_len(&self) -> usize {
-        self.w.spill_len()
+        self.workers.iter().map(|w| w.spill_len()).sum()
     }
 
-    /// Blocks until every submitted request has finished (results stay for `take_results`);
-    /// on timeout returns how many are still pending. For freeze and graceful stop.
+    /// Blocks until every submitted request has finished on every worker (results stay for
+    /// `take_results`); on timeout returns how many are still pending. For freeze and
+    /// graceful stop.
     pub fn drain(&mut self, timeout: Duration) -> Result<(), usize> {
-        self.w.drain(timeout)
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.release_lists();
+            for w in &mut self.workers {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if w.drain(left).is_err() {
+                    return Err(self.pending());
+                }
+            }
+            // Every worker is idle, so every held list's barrier has passed: release them
+            // and go round once more.
+            if self.held.is_empty() && self.pending() == 0 {
+                return Ok(());
+            }
+        }
     }
 
-    /// Drains (up to `timeout`), then stops and joins the worker; later requests fail at once.
-    /// On timeout nothing is stopped and the pending count is returned.
+    /// Drains (up to `timeout`), then stops and joins every worker; later requests fail at
+    /// once. On timeout nothing is stopped and the pending count is returned.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<(), usize> {
-        self.w.shutdown(timeout)
+        let deadline = Instant::now() + timeout;
+        self.drain(timeout)?;
+        for w in &mut self.workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            w.shutdown(left)?;
+        }
+        Ok(())
     }
 }
 
@@ -737,11 +1044,15 @@ impl FilesystemStorage {
         let dir = self.dir.join(type_name);
         if !self.known_dirs.contains(type_name) {
             match fs::create_dir(&dir) {
-                Ok(()) => sync_dir(&self.dir)?,
-                // Made earlier, or by another process just now.
+                // Made earlier, or just now by another worker or process, which may not have
+                // made its name durable yet: a save reported durable must not sit in a
+                // directory a crash could lose, so sync the parent either way (once per type
+                // per worker).
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
+            sync_dir(&self.dir)?;
             self.known_dirs.insert(type_name.to_string());
         }
         Ok(dir)
@@ -1094,5 +1405,276 @@ mod tests {
         assert_eq!(r[0], (1, Ok(StorageOutput::Saved)));
         assert_eq!(r[1].0, 2);
         assert!(r[1].1.as_ref().unwrap_err().contains("shut down"));
+    }
+
+    type SlowMap = std::collections::BTreeMap<(String, EntityId), Vec<u8>>;
+
+    /// An in-memory store shared by every backend of a pool, whose saves take a while, so
+    /// workers really overlap.
+    #[derive(Clone, Default)]
+    struct Slow {
+        map: Arc<Mutex<SlowMap>>,
+        delay: Duration,
+    }
+
+    impl StorageBackend for Slow {
+        fn save(&mut self, type_name: &str, eid: &EntityId, data: &[u8]) -> Result<(), String> {
+            thread::sleep(self.delay);
+            if type_name == "Bomb" {
+                std::panic::panic_any(Bomb);
+            }
+            let key = (type_name.to_string(), *eid);
+            self.map.lock().unwrap().insert(key, data.to_vec());
+            Ok(())
+        }
+        fn load(&mut self, type_name: &str, eid: &EntityId) -> Result<Option<Vec<u8>>, String> {
+            let key = (type_name.to_string(), *eid);
+            Ok(self.map.lock().unwrap().get(&key).cloned())
+        }
+        fn exists(&mut self, type_name: &str, eid: &EntityId) -> Result<bool, String> {
+            Ok(self.load(type_name, eid)?.is_some())
+        }
+        fn list(&mut self, type_name: &str) -> Result<Vec<EntityId>, String> {
+            let map = self.map.lock().unwrap();
+            Ok(map
+                .keys()
+                .filter(|(t, _)| t == type_name)
+                .map(|(_, e)| *e)
+                .collect())
+        }
+    }
+
+    fn slow_pool(delay: Duration, capacity: usize) -> (Slow, Storage) {
+        let slow = Slow {
+            delay,
+            ..Slow::default()
+        };
+        let b = slow.clone();
+        let s = Storage::with_backend_pool(move || Ok(b.clone()), None, capacity, 4).unwrap();
+        (slow, s)
+    }
+
+    /// `n` entity IDs, at least one owned by each of the pool's `workers`.
+    fn spread_ids(n: usize, workers: usize) -> Vec<EntityId> {
+        let ids: Vec<EntityId> = (0..n).map(|i| eid(&format!("Spread{i:010}"))).collect();
+        for w in 0..workers {
+            assert!(
+                ids.iter().any(|e| worker_for(e, workers) == w),
+                "worker {w}"
+            );
+        }
+        ids
+    }
+
+    #[test]
+    fn pool_keeps_per_entity_order() {
+        let d = TempDir::new("store-pool-order");
+        let dir = d.0.clone();
+        // A tiny channel per worker forces spilling, which must keep the order too.
+        let mut s =
+            Storage::with_backend_pool(|| FilesystemStorage::new(dir.clone()), None, 2, 4).unwrap();
+        assert_eq!(s.workers(), 4);
+        let ids = spread_ids(8, 4);
+        let mut want: Vec<Vec<Completion<StorageOutput>>> = vec![Vec::new(); ids.len()];
+        let mut token = 0u64;
+        for round in 0..30 {
+            for (k, e) in ids.iter().enumerate() {
+                let data = format!("{k}-{round}").into_bytes();
+                s.save(token, "Thing", *e, data.clone());
+                want[k].push((token, Ok(StorageOutput::Saved)));
+                s.load(token + 1, "Thing", *e);
+                want[k].push((token + 1, Ok(StorageOutput::Loaded(Some(data)))));
+                token += 2;
+            }
+        }
+        assert!(s.spilled() > 0, "the small channels should have spilled");
+        let mut got: Vec<Vec<Completion<StorageOutput>>> = vec![Vec::new(); ids.len()];
+        let mut n = 0;
+        while n < token {
+            let r = s.wait_results(T);
+            assert!(!r.is_empty(), "timed out");
+            for (t, out) in r {
+                got[((t / 2) % ids.len() as u64) as usize].push((t, out));
+                n += 1;
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.spill_len(), 0);
+        s.shutdown(T).unwrap();
+    }
+
+    #[test]
+    fn list_sees_earlier_saves_on_every_worker() {
+        let (_, mut s) = slow_pool(Duration::from_millis(5), 4);
+        let ids = spread_ids(24, 4);
+        for (token, e) in ids.iter().enumerate() {
+            s.save(token as u64, "Avatar", *e, vec![1]);
+        }
+        // Not drained: the saves are still running (or spilled) on all four workers.
+        s.list(1000, "Avatar");
+        assert!(s.pending() > 1);
+        let later = eid("LaterEntity12345");
+        s.save(1001, "Other", later, vec![2]);
+        s.list(1002, "Other");
+        let r = all(&mut s);
+        assert_eq!(r.len(), ids.len() + 3);
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let list = r.iter().find(|(t, _)| *t == 1000).expect("list result");
+        assert_eq!(list.1, Ok(StorageOutput::List(sorted)));
+        let other = r.iter().find(|(t, _)| *t == 1002).expect("list result");
+        assert_eq!(other.1, Ok(StorageOutput::List(vec![later])));
+        // One batch comes back in submit order.
+        let tokens: Vec<u64> = r.iter().map(|(t, _)| *t).collect();
+        let mut want: Vec<u64> = (0..ids.len() as u64).collect();
+        want.extend([1000, 1001, 1002]);
+        assert_eq!(tokens, want);
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn list_waits_without_drain() {
+        // The barrier is released by take_results/wait_results as the workers finish.
+        let (_, mut s) = slow_pool(Duration::from_millis(2), 1024);
+        let ids = spread_ids(16, 4);
+        for (i, e) in ids.iter().enumerate() {
+            s.save(i as u64, "Avatar", *e, vec![]);
+        }
+        s.list(99, "Avatar");
+        let mut list = None;
+        let deadline = Instant::now() + T;
+        while list.is_none() && Instant::now() < deadline {
+            for (t, out) in s.wait_results(T) {
+                if t == 99 {
+                    list = Some(out);
+                }
+            }
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(list, Some(Ok(StorageOutput::List(sorted))));
+    }
+
+    #[test]
+    fn dead_worker_fails_its_tokens_only() {
+        let (slow, mut s) = slow_pool(Duration::from_millis(1), 2);
+        let ids = spread_ids(16, 4);
+        let victim = ids[0];
+        let dead = worker_for(&victim, 4);
+        for (token, e) in ids.iter().enumerate() {
+            s.save(token as u64, "Avatar", *e, vec![1]);
+        }
+        s.save(100, "Bomb", victim, vec![]); // kills the victim's worker
+        for (i, e) in ids.iter().enumerate() {
+            s.save(200 + i as u64, "Avatar", *e, vec![2]);
+        }
+        s.list(300, "Avatar");
+        s.drain(T).expect("drain must not hang on a dead worker");
+        let r = s.take_results();
+        assert_eq!(r.len(), 2 * ids.len() + 2);
+        assert_eq!(s.pending(), 0);
+        for (t, out) in &r {
+            let on_dead = match t {
+                100 => true,
+                300 => continue, // the list ran on a live worker
+                t if *t >= 200 => worker_for(&ids[(t - 200) as usize], 4) == dead,
+                _ => false,
+            };
+            assert_eq!(out.is_err(), on_dead, "token {t}: {out:?}");
+        }
+        // The live workers saved the second round.
+        let map = slow.map.lock().unwrap();
+        for e in &ids {
+            let want = if worker_for(e, 4) == dead { 1 } else { 2 };
+            assert_eq!(map[&("Avatar".to_string(), *e)], vec![want]);
+        }
+        drop(map);
+        // Later requests for the dead worker fail at once; the others still work.
+        let alive = *ids.iter().find(|e| worker_for(e, 4) != dead).unwrap();
+        s.load(400, "Avatar", victim);
+        s.load(401, "Avatar", alive);
+        let r = all(&mut s);
+        assert!(r[0].1.as_ref().unwrap_err().contains("dead"), "{r:?}");
+        assert_eq!(r[1], (401, Ok(StorageOutput::Loaded(Some(vec![2])))));
+    }
+
+    #[test]
+    fn drain_waits_for_every_worker() {
+        let (slow, mut s) = slow_pool(Duration::from_millis(3), 1024);
+        let ids = spread_ids(40, 4);
+        for (i, e) in ids.iter().enumerate() {
+            s.save(i as u64, "Avatar", *e, vec![i as u8]);
+        }
+        s.list(1000, "Avatar");
+        assert_eq!(s.pending(), ids.len() + 1);
+        s.drain(T).unwrap();
+        assert_eq!(s.pending(), 0);
+        assert_eq!(slow.map.lock().unwrap().len(), ids.len());
+        let r = s.take_results();
+        assert_eq!(r.len(), ids.len() + 1);
+        assert!(r.iter().all(|(_, out)| out.is_ok()));
+        // Shutdown covers every worker: afterwards everything fails at once.
+        s.shutdown(T).unwrap();
+        for (i, e) in ids.iter().enumerate() {
+            s.exists(i as u64, "Avatar", *e);
+        }
+        let r = s.take_results();
+        assert_eq!(r.len(), ids.len());
+        assert!(r.iter().all(|(_, out)| out.is_err()));
+    }
+
+    #[test]
+    fn drain_times_out_with_the_pending_count() {
+        let (_, mut s) = slow_pool(Duration::from_millis(50), 1024);
+        for (i, e) in spread_ids(8, 4).iter().enumerate() {
+            s.save(i as u64, "Avatar", *e, vec![]);
+        }
+        s.list(99, "Avatar");
+        let left = s.drain(Duration::from_millis(10)).unwrap_err();
+        assert!(left > 0 && left <= 9, "{left}");
+        s.drain(T).unwrap();
+        assert_eq!(s.take_results().len(), 9);
+    }
+
+    /// Saves per second through `Storage::filesystem`: 2000 distinct Avatars of 300 bytes,
+    /// submitted at once, timed until every result is back. Run with
+    /// `cargo test --release -p goworld-game storage -- --ignored --nocapture`;
+    /// `STORAGE_BENCH_WORKERS=1` measures a single worker.
+    #[test]
+    #[ignore]
+    fn bench_storage_saves() {
+        const N: u64 = 2000;
+        let workers = std::env::var("STORAGE_BENCH_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_WORKERS);
+        let d = TempDir::new("store-bench");
+        let dir = d.0.clone();
+        let mut s = Storage::with_backend_pool(
+            || FilesystemStorage::new(dir.clone()),
+            None,
+            DEFAULT_QUEUE_CAPACITY,
+            workers,
+        )
+        .unwrap();
+        let data = vec![0x5a_u8; 300];
+        let start = Instant::now();
+        for i in 0..N {
+            s.save(i, "Avatar", eid(&format!("Bench{i:011}")), data.clone());
+        }
+        let mut done = 0u64;
+        while done < N {
+            let r = s.wait_results(Duration::from_secs(120));
+            assert!(!r.is_empty(), "timed out");
+            assert!(r.iter().all(|(_, o)| *o == Ok(StorageOutput::Saved)));
+            done += r.len() as u64;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "storage bench: {workers} workers, {N} saves of 300 B in {secs:.2} s = {:.0} saves/s",
+            N as f64 / secs
+        );
+        s.shutdown(T).unwrap();
     }
 }
