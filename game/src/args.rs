@@ -72,6 +72,13 @@ pub trait FromArg: Sized + Default {
     const NAME: &'static str;
     /// Converts a decoded msgpack value; `None` if it does not fit.
     fn from_value(v: &Value) -> Option<Self>;
+
+    /// Converts one raw argument; the error says what the argument was. The default decodes
+    /// the msgpack value and calls [`from_value`](FromArg::from_value).
+    fn from_raw(raw: &[u8]) -> Result<Self, String> {
+        let v = msgpack::decode_exact(raw).map_err(|e| format!("undecodable msgpack ({e})"))?;
+        Self::from_value(&v).ok_or_else(|| kind(&v))
+    }
 }
 
 macro_rules! int_from_arg {
@@ -174,16 +181,43 @@ pub fn arg<T: FromArg>(args: &[Vec<u8>], index: usize) -> Result<T, ArgError> {
     let Some(raw) = args.get(index) else {
         return Ok(T::default());
     };
-    let v = msgpack::decode_exact(raw).map_err(|e| ArgError::BadType {
+    T::from_raw(raw).map_err(|got| ArgError::BadType {
         index,
         expected: T::NAME,
-        got: format!("undecodable msgpack ({e})"),
-    })?;
-    T::from_value(&v).ok_or_else(|| ArgError::BadType {
-        index,
-        expected: T::NAME,
-        got: kind(&v),
+        got,
     })
+}
+
+/// A parameter or argument of any serde type, such as a user struct: GoWorld's clients send
+/// structs as msgpack maps keyed by field name, which is what this reads and writes.
+/// Sending keeps the client-facing rules (every integer as int64), so it is safe to send to
+/// clients.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Serde<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromArg for Serde<T> {
+    const NAME: &'static str = "a struct";
+    fn from_value(_v: &Value) -> Option<Self> {
+        None
+    }
+    fn from_raw(raw: &[u8]) -> Result<Self, String> {
+        rmp_serde::from_slice(raw)
+            .map(Serde)
+            .map_err(|e| format!("not the struct ({e})"))
+    }
+}
+
+impl<T: serde::Serialize> ToArg for Serde<T> {
+    fn write_arg(&self, out: &mut Vec<u8>) {
+        // rmp-serde writes compact integers; re-encode through a Value for the client rules.
+        match rmp_serde::to_vec_named(&self.0)
+            .ok()
+            .and_then(|b| msgpack::decode_exact(&b).ok())
+        {
+            Some(v) => v.encode(out),
+            None => msgpack::write_nil(out),
+        }
+    }
 }
 
 /// A method's whole parameter list: a tuple of [`FromArg`] types (or `()`).
@@ -369,6 +403,35 @@ mod tests {
         // Out of range for the parameter's width.
         assert!(<(u8,)>::from_args(&[raw(Value::Int(300))]).is_err());
         assert!(<(i64,)>::from_args(&[vec![0xc1]]).is_err());
+    }
+
+    #[test]
+    fn user_structs_travel_as_maps_with_the_client_rules() {
+        #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Mail {
+            title: String,
+            gold: i64,
+        }
+        let a = args![Serde(Mail {
+            title: "hi".into(),
+            gold: 1
+        })];
+        // {"title": "hi", "gold": 1 as int64}
+        let mut want = vec![0x82, 0xa5];
+        want.extend_from_slice(b"title");
+        want.extend_from_slice(&[0xa2, b'h', b'i', 0xa4]);
+        want.extend_from_slice(b"gold");
+        want.extend_from_slice(&[0xd3, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(a[0], want);
+        let (m,) = <(Serde<Mail>,)>::from_args(&a).unwrap();
+        assert_eq!(
+            m.0,
+            Mail {
+                title: "hi".into(),
+                gold: 1
+            }
+        );
+        assert!(<(Serde<Mail>,)>::from_args(&[vec![0xc3]]).is_err());
     }
 
     #[test]

@@ -387,6 +387,13 @@ pub(crate) enum Action {
     },
     /// Cancel one of `from`'s timers.
     CancelTimer { from: EntityId, id: TimerId },
+    /// Ask storage whether an entity was saved.
+    StorageExists {
+        from: EntityId,
+        type_name: String,
+        id: EntityId,
+        then: StorageCallback,
+    },
     /// Create an entity on game `game` (0: any game, placed by the dispatcher).
     CreateSomewhere {
         game: u16,
@@ -411,12 +418,19 @@ pub enum KvdbOp {
     Put(String, String),
     /// Read a key, writing the value if it is missing.
     GetOrPut(String, String),
+    /// Read the keys in `[begin, end)`.
+    GetRange(String, String),
 }
 
 /// What a KVDB callback gets: the value (for Get and GetOrPut) or an error.
 pub type KvdbResult = Result<Option<String>, String>;
+/// What a KVDB range callback gets: the pairs, ordered by key, or an error.
+pub type KvdbRangeResult = Result<Vec<(String, String)>, String>;
 /// A KVDB callback, run with the entity that asked (not run if it is gone).
-pub(crate) type KvdbCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, KvdbResult)>;
+pub(crate) type KvdbCallback =
+    Box<dyn FnOnce(&mut dyn Any, &mut Ctx, Result<crate::kvdb::KvdbOutput, String>)>;
+/// A storage callback, run with the entity that asked (not run if it is gone).
+pub(crate) type StorageCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, Result<bool, String>)>;
 
 /// What game code gets with its entity: its ID, attributes and client, and the way to act
 /// on everything else.
@@ -627,17 +641,74 @@ impl Ctx<'_> {
     }
 
     fn kvdb<T: Entity>(&mut self, op: KvdbOp, then: Option<fn(&mut T, &mut Ctx, KvdbResult)>) {
+        use crate::kvdb::KvdbOutput;
         let then: Option<KvdbCallback> = then.map(|f| {
-            Box::new(move |obj: &mut dyn Any, ctx: &mut Ctx, r: KvdbResult| {
-                if let Some(e) = obj.downcast_mut::<T>() {
-                    f(e, ctx, r)
-                }
-            }) as KvdbCallback
+            Box::new(
+                move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<KvdbOutput, String>| {
+                    if let Some(e) = obj.downcast_mut::<T>() {
+                        let r = r.map(|out| match out {
+                            KvdbOutput::Value(v) => v,
+                            _ => None,
+                        });
+                        f(e, ctx, r)
+                    }
+                },
+            ) as KvdbCallback
         });
         self.push(Action::Kvdb {
             from: self.id,
             op,
             then,
+        });
+    }
+
+    /// Reads the KVDB keys in `[begin, end)`, ordered by key bytes (GoWorld's
+    /// `GetKVDBRange`); `then` runs with this entity when they arrive.
+    pub fn kvdb_get_range<T: Entity>(
+        &mut self,
+        begin: &str,
+        end: &str,
+        then: fn(&mut T, &mut Ctx, KvdbRangeResult),
+    ) {
+        use crate::kvdb::KvdbOutput;
+        let cb: KvdbCallback = Box::new(
+            move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<KvdbOutput, String>| {
+                if let Some(e) = obj.downcast_mut::<T>() {
+                    let r = r.map(|out| match out {
+                        KvdbOutput::Range(pairs) => pairs,
+                        _ => Vec::new(),
+                    });
+                    f_range(then, e, ctx, r)
+                }
+            },
+        );
+        self.push(Action::Kvdb {
+            from: self.id,
+            op: KvdbOp::GetRange(begin.to_string(), end.to_string()),
+            then: Some(cb),
+        });
+    }
+
+    /// Asks storage whether entity `id` of `type_name` was ever saved (GoWorld's `Exists`);
+    /// `then` runs with this entity when the answer arrives.
+    pub fn storage_exists<T: Entity>(
+        &mut self,
+        type_name: &str,
+        id: EntityId,
+        then: fn(&mut T, &mut Ctx, Result<bool, String>),
+    ) {
+        let cb: StorageCallback = Box::new(
+            move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<bool, String>| {
+                if let Some(e) = obj.downcast_mut::<T>() {
+                    then(e, ctx, r)
+                }
+            },
+        );
+        self.push(Action::StorageExists {
+            from: self.id,
+            type_name: type_name.to_string(),
+            id,
+            then: cb,
         });
     }
 
@@ -669,4 +740,14 @@ impl Ctx<'_> {
             Some(then),
         );
     }
+}
+
+/// Calls a range callback (a function, so the closure above stays `'static`).
+fn f_range<T>(
+    f: fn(&mut T, &mut Ctx, KvdbRangeResult),
+    e: &mut T,
+    ctx: &mut Ctx,
+    r: KvdbRangeResult,
+) {
+    f(e, ctx, r)
 }

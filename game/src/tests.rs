@@ -816,3 +816,92 @@ fn goworld_permission_rules_for_servers_own_clients_and_other_clients() {
     assert_eq!(got("own"), 2, "_Client methods: servers and the own client");
     assert_eq!(got("all"), 3, "_AllClients methods: servers and any client");
 }
+
+/// Writes three KVDB keys, reads a range of them, and asks storage about itself.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Asker;
+
+impl Entity for Asker {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("range", &[]).attr("exists", &[]);
+    }
+    fn on_created(&mut self, ctx: &mut Ctx) {
+        for k in ["k1", "k2", "k3"] {
+            ctx.kvdb_put::<Asker>(k, &format!("v{k}"), None);
+        }
+        ctx.kvdb_get_range::<Asker>("k1", "k3", |_, ctx, r| {
+            let keys: Vec<String> = r
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            ctx.attrs.root().set_str("range", &keys.join(","));
+        });
+        let me = ctx.id();
+        ctx.storage_exists::<Asker>("Asker", me, |_, ctx, r| {
+            ctx.attrs.root().set_str("exists", &format!("{r:?}"));
+        });
+    }
+}
+
+#[test]
+fn kvdb_ranges_and_storage_existence_reach_the_entity() {
+    let dir = std::env::temp_dir().join(format!("gw-asker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let kvdb = crate::kvdb::Kvdb::filesystem(dir.join("kvdb"), None).unwrap();
+    let storage = crate::storage::Storage::filesystem(dir.join("storage"), None).unwrap();
+    let t0 = Instant::now();
+    let s = Settings {
+        game_id: 1,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: "Asker".into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    };
+    let mut types = Registry::new();
+    types.register::<Asker>("Asker").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (Some(storage), Some(kvdb)),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let id = EntityId::parse("askeraskeraske01").unwrap();
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let done = |g: &GameService| {
+        let a = g.world().attrs(&id).unwrap().as_map();
+        !a.get_str("range").is_empty() && !a.get_str("exists").is_empty()
+    };
+    while !done(&g) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        g.on_wake(&mut io, t0);
+    }
+    let a = g.world().attrs(&id).unwrap().as_map();
+    assert_eq!(a.get_str("range"), "k1=vk1,k2=vk2", "half-open and ordered");
+    assert_eq!(
+        a.get_str("exists"),
+        "Ok(false)",
+        "a non-persistent entity is never saved"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

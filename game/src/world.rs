@@ -27,7 +27,7 @@ use crate::entity::{
     Action, CallError, Ctx, EntityType, Expose, Hook, KvdbCallback, KvdbOp, Registry, TimerId,
 };
 use crate::global::{GameCtx, GlobalFn, GlobalTimerId, PostFn};
-use crate::kvdb::{Kvdb, KvdbOutput};
+use crate::kvdb::Kvdb;
 use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
 
@@ -138,6 +138,11 @@ enum StorageJob {
     Save(EntityId),
     /// The last save of a destroyed entity: the dispatcher is told once it is written.
     FinalSave(EntityId),
+    /// An entity asked whether another was saved.
+    Exists {
+        from: EntityId,
+        then: crate::entity::StorageCallback,
+    },
     /// A load for LOAD_ENTITY_SOMEWHERE.
     Load { type_name: String, id: EntityId },
 }
@@ -391,6 +396,24 @@ impl World {
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
+                Action::StorageExists {
+                    from,
+                    type_name,
+                    id,
+                    then,
+                } => match self.storage.as_mut() {
+                    Some(storage) => {
+                        self.next_token += 1;
+                        storage.exists(self.next_token, &type_name, id);
+                        self.storage_waiting
+                            .insert(self.next_token, StorageJob::Exists { from, then });
+                    }
+                    None => {
+                        self.with_entity(net, now, from, "storage callback", |_, obj, ctx| {
+                            then(obj, ctx, Err("storage is disabled".into()))
+                        });
+                    }
+                },
                 Action::AddTimer {
                     from,
                     id,
@@ -467,6 +490,7 @@ impl World {
             KvdbOp::Get(k) => kvdb.get(token, &k),
             KvdbOp::Put(k, v) => kvdb.put(token, &k, &v),
             KvdbOp::GetOrPut(k, v) => kvdb.get_or_put(token, &k, &v),
+            KvdbOp::GetRange(b, e) => kvdb.get_range(token, &b, &e),
         }
         self.kvdb_waiting.insert(token, (from, then));
     }
@@ -487,12 +511,8 @@ impl World {
                 }
                 continue;
             };
-            let r = result.map(|out| match out {
-                KvdbOutput::Value(v) => v,
-                _ => None,
-            });
             self.with_entity(net, now, from, "KVDB callback", |_, obj, ctx| {
-                cb(obj, ctx, r)
+                cb(obj, ctx, result)
             });
         }
         self.run_local_calls(net, now);
@@ -697,6 +717,12 @@ impl World {
                         Some((type_name, true)) => self.load(net, &type_name, id),
                         _ => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
                     }
+                }
+                (Some(StorageJob::Exists { from, then }), r) => {
+                    let r = r.map(|out| matches!(out, StorageOutput::Exists(true)));
+                    self.with_entity(net, now, from, "storage callback", |_, obj, ctx| {
+                        then(obj, ctx, r)
+                    });
                 }
                 (Some(StorageJob::Load { type_name, id }), r) => {
                     self.loading.remove(&id);
