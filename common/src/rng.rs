@@ -29,13 +29,15 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A number in `0..n` (0 when `n` is 0), like Go's `rand.Intn`.
+    /// A number in `0..n` (0 when `n` is 0), like Go's `rand.Intn`. Multiply-shift: the bias
+    /// is below 2^-32 for the ranges game code uses.
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A float in `[0, 1)`, like Go's `rand.Float32`.
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// A float in `[0, 1)`, like Go's `rand.Float64`.

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use goworld_common::msgpack::Value;
 
 use crate::attrs;
-use crate::rng::Rng;
 use crate::wire::{self, Eid, PathKey, PosYaw, ServerMsg};
+use goworld_common::rng::Rng;
 
 /// How long after connecting a bot must have its Avatar.
 pub const AVATAR_TIMEOUT: Duration = Duration::from_secs(10);

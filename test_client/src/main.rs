@@ -28,7 +28,6 @@
 mod attrs;
 mod bot;
 mod profile;
-mod rng;
 mod wire;
 
 use std::collections::HashMap;
@@ -43,8 +42,8 @@ use goworld_common::reactor::{
 use goworld_common::{process, sig};
 
 use bot::{Bot, Event};
+use goworld_common::rng::Rng;
 use profile::Profile;
-use rng::Rng;
 
 /// How often the bots' timers are looked at (thing starts and timeouts, syncs).
 const TICK: Duration = Duration::from_millis(10);
