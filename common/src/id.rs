@@ -285,6 +285,12 @@ pub fn hash_string(data: &[u8]) -> u32 {
     h
 }
 
+/// The shard of a service with `shards` shards that `key` maps to (GoWorld's `shardByKey`:
+/// `HashString(key) % shards`).
+pub fn shard_by_key(key: &str, shards: u32) -> u32 {
+    hash_string(key.as_bytes()) % shards.max(1)
+}
+
 /// The dispatcher (1-based) that carries traffic for entity `id` among `n` dispatchers.
 pub fn dispatcher_for_entity(id: &EntityId, n: u16) -> u16 {
     let hash = u32::from(id.0[14]) * 256 + u32::from(id.0[15]);

@@ -615,6 +615,26 @@ impl Dispatcher {
         }
         let p = Msg::NotifyGameDisconnected { game_id }.to_payload();
         self.broadcast_games(io, now, game_id, &p);
+        // Beyond GoWorld: the dead game's registry claims (its service shards) are released,
+        // so a live game claims and re-creates them. An empty value is "unclaimed".
+        let dead = format!("game{game_id}");
+        let released: Vec<String> = self
+            .kvreg
+            .iter()
+            .filter(|(_, v)| **v == dead)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in released {
+            info!("kvreg {key}: released, its owner game{game_id} is down");
+            self.kvreg.insert(key.clone(), String::new());
+            let p = Msg::KvregRegister {
+                key,
+                val: String::new(),
+                force: true,
+            }
+            .to_payload();
+            self.broadcast_games(io, now, game_id, &p);
+        }
     }
 
     // ---- packet handling -----------------------------------------------------------------

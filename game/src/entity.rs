@@ -272,6 +272,7 @@ impl<T: Entity> EntityType for TypeImpl<T> {
 pub struct Registry {
     types: HashMap<String, Rc<dyn EntityType>>,
     pub(crate) ready_hooks: Vec<crate::global::ReadyFn>,
+    pub(crate) services: BTreeMap<String, u32>,
     pub(crate) nil_methods: HashMap<String, crate::global::NilSpaceFn>,
 }
 
@@ -293,6 +294,25 @@ impl Registry {
             return Err(format!("entity type {name}: {}", desc.errors.join("; ")));
         }
         self.types.insert(name.to_string(), Rc::new(TypeImpl(desc)));
+        Ok(())
+    }
+
+    /// Registers service type `T` under `name` with `shards` shards (1..=8192; the name must
+    /// not contain `#`). Every game registers the same services; the games share out the
+    /// shards through the dispatchers' registry.
+    pub fn register_service<T: Entity>(&mut self, name: &str, shards: u32) -> Result<(), String> {
+        if name.contains('#') || name.contains('/') {
+            return Err(format!("service name {name} must not contain '#' or '/'"));
+        }
+        if !(1..=8192).contains(&shards) {
+            return Err(format!("service {name}: {shards} shards, must be 1..=8192"));
+        }
+        self.register::<T>(name)?;
+        if self.types.get(name).is_some_and(|t| t.is_persistent()) {
+            self.types.remove(name);
+            return Err(format!("service {name} cannot be persistent"));
+        }
+        self.services.insert(name.to_string(), shards);
         Ok(())
     }
 
@@ -387,6 +407,13 @@ pub(crate) enum Action {
     },
     /// Cancel one of `from`'s timers.
     CancelTimer { from: EntityId, id: TimerId },
+    /// Call a service shard (or all of them).
+    CallService {
+        name: String,
+        sel: crate::world::ShardSel,
+        method: String,
+        args: Args,
+    },
     /// Ask storage whether an entity was saved.
     StorageExists {
         from: EntityId,
@@ -686,6 +713,42 @@ impl Ctx<'_> {
             from: self.id,
             op: KvdbOp::GetRange(begin.to_string(), end.to_string()),
             then: Some(cb),
+        });
+    }
+
+    /// Calls `method` on a random shard of service `name` (GoWorld's `CallServiceAny`). Calls
+    /// to shards not known yet wait until they are.
+    pub fn call_service_any(&mut self, name: &str, method: &str, args: Args) {
+        self.call_service(name, crate::world::ShardSel::Any, method, args);
+    }
+
+    /// Calls `method` on every shard of service `name` (`CallServiceAll`).
+    pub fn call_service_all(&mut self, name: &str, method: &str, args: Args) {
+        self.call_service(name, crate::world::ShardSel::All, method, args);
+    }
+
+    /// Calls `method` on shard `shard` of service `name` (`CallServiceShardIndex`).
+    pub fn call_service_shard_index(&mut self, name: &str, shard: u32, method: &str, args: Args) {
+        self.call_service(name, crate::world::ShardSel::Index(shard), method, args);
+    }
+
+    /// Calls `method` on the shard of service `name` that `key` hashes to
+    /// (`CallServiceShardKey`: GoWorld's `HashString(key) % shards`).
+    pub fn call_service_shard_key(&mut self, name: &str, key: &str, method: &str, args: Args) {
+        self.call_service(
+            name,
+            crate::world::ShardSel::Key(key.to_string()),
+            method,
+            args,
+        );
+    }
+
+    fn call_service(&mut self, name: &str, sel: crate::world::ShardSel, method: &str, args: Args) {
+        self.push(Action::CallService {
+            name: name.to_string(),
+            sel,
+            method: method.to_string(),
+            args,
         });
     }
 

@@ -145,6 +145,56 @@ impl GameCtx<'_, '_, '_> {
         }));
     }
 
+    /// Calls `method` on a random shard of service `name`; see
+    /// [`Ctx::call_service_any`](crate::entity::Ctx::call_service_any).
+    pub fn call_service_any(&mut self, name: &str, method: &str, args: Args) {
+        self.world.call_service(
+            self.net,
+            self.now,
+            name,
+            crate::world::ShardSel::Any,
+            method,
+            args,
+        );
+    }
+
+    /// Calls `method` on every shard of service `name`.
+    pub fn call_service_all(&mut self, name: &str, method: &str, args: Args) {
+        self.world.call_service(
+            self.net,
+            self.now,
+            name,
+            crate::world::ShardSel::All,
+            method,
+            args,
+        );
+    }
+
+    /// Calls `method` on shard `shard` of service `name`.
+    pub fn call_service_shard_index(&mut self, name: &str, shard: u32, method: &str, args: Args) {
+        let sel = crate::world::ShardSel::Index(shard);
+        self.world
+            .call_service(self.net, self.now, name, sel, method, args);
+    }
+
+    /// Calls `method` on the shard of service `name` that `key` hashes to.
+    pub fn call_service_shard_key(&mut self, name: &str, key: &str, method: &str, args: Args) {
+        let sel = crate::world::ShardSel::Key(key.to_string());
+        self.world
+            .call_service(self.net, self.now, name, sel, method, args);
+    }
+
+    /// The entity of shard `shard` of service `name`, if known (`GetServiceEntityID`).
+    pub fn service_entity(&self, name: &str, shard: u32) -> Option<EntityId> {
+        self.world.service_entity(name, shard)
+    }
+
+    /// True when every shard of service `name` has a known entity
+    /// (`CheckServiceEntitiesReady`).
+    pub fn services_ready(&self, name: &str) -> bool {
+        self.world.services_ready(name)
+    }
+
     /// Runs `f` every `interval` (at least 10 ms) until cancelled.
     pub fn add_timer(
         &mut self,

@@ -11,7 +11,7 @@
 
 #![warn(missing_docs)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
@@ -80,8 +80,6 @@ pub struct GameService {
     /// while any dispatcher reports it.
     online_by_disp: Vec<BTreeSet<u16>>,
     online: BTreeSet<u16>,
-    /// Service registry, per dispatcher that holds each key.
-    kvreg: BTreeMap<String, (String, u16)>,
     /// Every entity on this game but the nil space.
     world: World,
     deployment_ready: bool,
@@ -108,7 +106,6 @@ impl GameService {
             world: World::new(types, s.game_id, s.clock, ids, rng, stores.1, stores.0),
             s,
             online: BTreeSet::new(),
-            kvreg: BTreeMap::new(),
             deployment_ready: false,
             ready_reported: false,
             events: Vec::new(),
@@ -141,6 +138,20 @@ impl GameService {
         self.world.restore(&mut net, now, snap)
     }
 
+    /// Runs game-wide code (startup work, tests) with a [`global::GameCtx`].
+    pub fn with_game_ctx(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        f: impl FnOnce(&mut global::GameCtx),
+    ) {
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.with_game_ctx(&mut net, now, f);
+    }
+
     /// Sets how often persistent entities are saved (`save_interval`; default 300 s).
     pub fn set_save_interval(&mut self, d: std::time::Duration) {
         self.world.set_save_interval(d);
@@ -168,9 +179,7 @@ impl GameService {
 
     /// The service registry as learnt from the dispatchers.
     pub fn kvreg(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.kvreg
-            .iter()
-            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+        self.world.kvreg()
     }
 
     /// Number of entities on this game, the nil space included.
@@ -259,10 +268,23 @@ impl GameService {
             };
             self.world.destroy(&mut net, now, eid);
         }
-        self.kvreg.retain(|_, (_, d)| *d != disp);
-        for (k, v) in kvreg {
-            self.kvreg.insert(k, (v, disp));
+        // A restarted dispatcher has an empty registry: the keys this game owns go back first,
+        // before the queue is flushed and before any other game's claim can take them.
+        let n = self.links.count();
+        for (key, val) in self.world.owned_kvreg() {
+            if goworld_common::id::dispatcher_for_service(&key, n) == disp
+                && !kvreg.iter().any(|(k, v)| *k == key && *v == val)
+            {
+                let p = Msg::KvregRegister {
+                    key,
+                    val,
+                    force: true,
+                }
+                .to_payload();
+                self.links.send_handshake(io, disp, &p);
+            }
         }
+        self.world.kvreg_reset(now, disp, kvreg);
         self.links.ready(io, disp);
         if self.links.all_ready() && !self.ready_reported {
             self.ready_reported = true;
@@ -313,9 +335,7 @@ impl GameService {
                 self.recompute_online();
             }
             Msg::NotifyDeploymentReady => self.set_deployment_ready(io, now),
-            Msg::KvregRegister { key, val, .. } => {
-                self.kvreg.insert(key, (val, disp));
-            }
+            Msg::KvregRegister { key, val, .. } => self.world.kvreg_set(now, key, val, disp),
             Msg::NotifyClientConnected {
                 client_id,
                 boot_eid,

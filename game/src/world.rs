@@ -31,6 +31,9 @@ use crate::kvdb::Kvdb;
 use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
 
+mod service;
+pub use service::{ShardSel, HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
+
 /// Refused client calls after which the client is disconnected.
 pub const REFUSED_CALLS_LIMIT: u32 = 20;
 
@@ -85,6 +88,12 @@ enum TimerJob {
     },
     /// The periodic save of a persistent entity.
     Save(EntityId),
+    /// Check every service now (a registry change, debounced, or the deployment got ready).
+    CheckServices,
+    /// The minute's service check; re-arms itself.
+    ServiceTick,
+    /// A shard claim's random delay is over.
+    ClaimShard { name: String, shard: u32 },
     /// A global timer or callback.
     Global {
         f: GlobalFn,
@@ -177,6 +186,7 @@ pub struct World {
     /// Games online, kept up to date by the game service.
     online: std::collections::BTreeSet<u16>,
     game_ready_done: bool,
+    services: service::Services,
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
     next_token: u64,
@@ -198,6 +208,7 @@ impl World {
         kvdb: Option<Kvdb>,
         storage: Option<Storage>,
     ) -> World {
+        let defs_for_services = registry.services.clone();
         World {
             registry,
             game_id,
@@ -216,6 +227,7 @@ impl World {
             posted: VecDeque::new(),
             online: std::collections::BTreeSet::new(),
             game_ready_done: false,
+            services: service::Services::new(defs_for_services),
             save_interval: Duration::from_secs(300),
             next_token: 0,
             refused_logged: HashSet::new(),
@@ -396,6 +408,12 @@ impl World {
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
+                Action::CallService {
+                    name,
+                    sel,
+                    method,
+                    args,
+                } => self.call_service(net, now, &name, sel, &method, args),
                 Action::StorageExists {
                     from,
                     type_name,
@@ -594,6 +612,9 @@ impl World {
     pub fn fire_timers(&mut self, net: &mut Net, now: Instant) {
         while let Some((_, job)) = self.timers.pop_due(now) {
             match job {
+                TimerJob::CheckServices => self.check_services(net, now),
+                TimerJob::ServiceTick => self.service_tick(net, now),
+                TimerJob::ClaimShard { name, shard } => self.claim_shard(net, now, &name, shard),
                 TimerJob::Global { mut f, repeat } => {
                     self.run_global(net, now, "a global timer", |ctx| f(ctx));
                     if let Some(every) = repeat {
@@ -1009,6 +1030,11 @@ impl World {
         }
     }
 
+    /// Runs game-wide code with a [`GameCtx`], catching a panic in it.
+    pub fn with_game_ctx(&mut self, net: &mut Net, now: Instant, f: impl FnOnce(&mut GameCtx)) {
+        self.run_global(net, now, "game-wide code", f);
+    }
+
     /// Runs global (entity-less) code with a [`GameCtx`], catching a panic in it.
     fn run_global(
         &mut self,
@@ -1075,6 +1101,7 @@ impl World {
         if std::mem::replace(&mut self.game_ready_done, true) {
             return;
         }
+        self.start_services(now);
         let mut hooks = std::mem::take(&mut self.registry.ready_hooks);
         for h in &mut hooks {
             self.run_global(net, now, "the game-ready hook", |ctx| h(ctx));

@@ -6,25 +6,29 @@
 //! other type, a malformed message or an oversized frame closes that client with one log
 //! line. Calls go on with the client ID appended; position syncs are batched per dispatcher
 //! every `position_sync_interval_ms`. From dispatchers it forwards 1001–1499 to the named
-//! client as they are (header and all), keeps filter properties (1010/1011), fans 1501 out to
-//! matching clients, and regroups 1502 per client.
+//! client as they are (header and all), keeps filter properties (1010/1011) in a
+//! [`FilterIndex`], fans 1501 out verbatim to each matching client once (found by range
+//! queries, not a scan), and regroups 1502 per client.
 //!
 //! A pure state machine behind the reactor's [`Handler`]: no sockets, no clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId, IdGen, WallClock};
 use goworld_common::proto::{
-    self, mt, peek_client_header, peek_id, peek_type, ClientMsg, FilterOp, Msg, Route,
+    self, mt, peek_client_header, peek_id, peek_type, ClientMsg, Msg, Route,
 };
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
+pub mod filter;
 pub mod run;
+
+pub use filter::{filter_matches, FilterIndex};
 
 /// What the gate needs to know.
 #[derive(Debug, Clone)]
@@ -50,7 +54,6 @@ struct ClientProxy {
     /// The entity that owns this client: the boot entity until a player entity takes over.
     owner: EntityId,
     peer: SocketAddr,
-    filter_props: BTreeMap<String, String>,
     /// The connect notice has been sent (it waits until the gate is ready).
     announced: bool,
 }
@@ -62,6 +65,8 @@ pub struct GateService {
     ids: IdGen,
     clients: HashMap<ConnId, ClientProxy>,
     by_id: HashMap<ClientId, ConnId>,
+    /// Every client's filter properties (1010/1011), indexed for 1501.
+    filters: FilterIndex,
     /// Clients accepted before the gate was ready, in order.
     waiting: Vec<ConnId>,
     /// Position records from clients, per dispatcher (index = dispatcher ID - 1).
@@ -76,19 +81,6 @@ pub struct GateService {
 /// Listener tag for client connections.
 pub const CLIENT_LISTENER: u32 = 0;
 
-/// True if a client whose property `key` has value `have` matches `op val` (bytewise).
-pub fn filter_matches(op: FilterOp, have: &str, val: &str) -> bool {
-    let (a, b) = (have.as_bytes(), val.as_bytes());
-    match op {
-        FilterOp::Eq => a == b,
-        FilterOp::Ne => a != b,
-        FilterOp::Gt => a > b,
-        FilterOp::Lt => a < b,
-        FilterOp::Gte => a >= b,
-        FilterOp::Lte => a <= b,
-    }
-}
-
 impl GateService {
     /// A gate with no connections yet; `ids` generates client and boot entity IDs.
     pub fn new(s: Settings, ids: IdGen) -> GateService {
@@ -100,6 +92,7 @@ impl GateService {
             ids,
             clients: HashMap::new(),
             by_id: HashMap::new(),
+            filters: FilterIndex::new(),
             waiting: Vec::new(),
             next_sync_flush: None,
             ready_reported: false,
@@ -258,17 +251,15 @@ impl GateService {
                     }
                     mt::SET_CLIENTPROXY_FILTER_PROP | mt::CLEAR_CLIENTPROXY_FILTER_PROPS => {
                         let msg = Msg::decode(p).map_err(|e| e.to_string())?;
-                        let Some(c) = conn.and_then(|c| self.clients.get_mut(&c)) else {
+                        let Some(c) = conn.filter(|c| self.clients.contains_key(c)) else {
                             return Ok(());
                         };
                         match msg {
                             Msg::ToClient {
                                 msg: ClientMsg::SetClientProxyFilterProp { key, val },
                                 ..
-                            } => {
-                                c.filter_props.insert(key, val);
-                            }
-                            _ => c.filter_props.clear(),
+                            } => self.filters.set(c, key, val),
+                            _ => self.filters.clear(c),
                         }
                     }
                     _ => {
@@ -306,14 +297,12 @@ impl GateService {
                 else {
                     unreachable!("decoded by type")
                 };
-                for (&conn, c) in &self.clients {
-                    let hit = key.is_empty()
-                        || c.filter_props
-                            .get(&key)
-                            .is_some_and(|have| filter_matches(op, have, &val));
-                    if hit {
-                        io.send(conn, p);
-                    }
+                if !key.is_empty() && !self.filters.has_key(&key) {
+                    debug!("CALL_FILTERED_CLIENTS: no client has filter key {key:?}");
+                }
+                // Each client holds one value per key, so each match comes once.
+                for conn in self.filters.query(op, &key, &val) {
+                    io.send(conn, p);
                 }
             }
             Route::SyncOnClients => {
@@ -398,11 +387,11 @@ impl Handler for GateService {
                         client_id,
                         owner,
                         peer,
-                        filter_props: BTreeMap::new(),
                         announced: false,
                     },
                 );
                 self.by_id.insert(client_id, conn);
+                self.filters.add_client(conn);
                 if self.links.all_ready() {
                     self.announce(io, conn);
                 } else {
@@ -439,6 +428,7 @@ impl Handler for GateService {
             return;
         };
         self.by_id.remove(&c.client_id);
+        self.filters.remove_client(conn);
         self.waiting.retain(|w| *w != conn);
         match reason {
             CloseReason::FrameTooLarge { .. } | CloseReason::OutputLimit { .. } => {

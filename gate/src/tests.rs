@@ -2,7 +2,9 @@
 
 use super::*;
 use goworld_common::proto::ClientBound;
+use goworld_common::proto::FilterOp;
 use goworld_common::testio::MemIo;
+use std::collections::BTreeMap;
 
 fn conn(slot: u32) -> ConnId {
     ConnId { slot, gen: 1 }
@@ -336,4 +338,177 @@ fn a_game_can_have_a_client_closed() {
         t.io.closed.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
         vec![conn(1)]
     );
+}
+
+fn set_prop(t: &mut T, cid: ClientId, key: &str, val: &str) {
+    let p = Msg::ToClient {
+        gate_id: 1,
+        client_id: cid,
+        msg: ClientMsg::SetClientProxyFilterProp {
+            key: key.into(),
+            val: val.into(),
+        },
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &p);
+}
+
+fn clear_props(t: &mut T, cid: ClientId) {
+    let p = Msg::ToClient {
+        gate_id: 1,
+        client_id: cid,
+        msg: ClientMsg::ClearClientProxyFilterProps,
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &p);
+}
+
+/// Sends a 1501 and returns who got it (sorted), checking each got the payload verbatim once.
+fn filtered_call(t: &mut T, op: FilterOp, key: &str, val: &str) -> Vec<ConnId> {
+    let call = Msg::CallFilteredClients {
+        op,
+        key: key.into(),
+        val: val.into(),
+        method: "Notify".into(),
+        args: vec![vec![0xa2, b'h', b'i']],
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &call);
+    let sent = t.io.take();
+    assert!(sent.iter().all(|(_, p)| *p == call), "forwarded verbatim");
+    let mut to: Vec<ConnId> = sent.into_iter().map(|(c, _)| c).collect();
+    to.sort();
+    let n = to.len();
+    to.dedup();
+    assert_eq!(n, to.len(), "{op:?} {key:?} {val:?} delivered twice");
+    to
+}
+
+const ALL_OPS: [FilterOp; 6] = [
+    FilterOp::Eq,
+    FilterOp::Ne,
+    FilterOp::Gt,
+    FilterOp::Lt,
+    FilterOp::Gte,
+    FilterOp::Lte,
+];
+
+#[test]
+fn filtered_calls_match_a_brute_force_reference_on_random_props() {
+    use goworld_common::rng::Rng;
+    const KEYS: [&str; 3] = ["", "level", "team"];
+    const VALUES: [&str; 7] = ["", "1", "10", "9", "a", "ab", "b"];
+    let mut rng = Rng::new(0x6001);
+    let mut t = T::new();
+    t.dispatcher_up();
+    t.io.take();
+    // The model: connection → (client ID, props); None once closed.
+    let mut model: Vec<Option<(ClientId, BTreeMap<String, String>)>> = Vec::new();
+    for step in 0..400 {
+        let live: Vec<usize> = (0..model.len()).filter(|&i| model[i].is_some()).collect();
+        match rng.below(16) {
+            0..=1 => {
+                let i = model.len();
+                let (cid, _) = t.client(conn(i as u32 + 1));
+                model.push(Some((cid, BTreeMap::new())));
+            }
+            2 if !live.is_empty() => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                t.g.on_close(
+                    &mut t.io,
+                    t.now,
+                    conn(i as u32 + 1),
+                    &CloseReason::PeerClosed,
+                );
+                t.io.take();
+                model[i] = None;
+            }
+            3 if !live.is_empty() => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                let (cid, props) = model[i].as_mut().unwrap();
+                clear_props(&mut t, *cid);
+                props.clear();
+            }
+            _ if !live.is_empty() => {
+                let i = live[rng.below(live.len() as u64) as usize];
+                let k = KEYS[rng.below(KEYS.len() as u64) as usize];
+                let v = VALUES[rng.below(VALUES.len() as u64) as usize];
+                let (cid, props) = model[i].as_mut().unwrap();
+                set_prop(&mut t, *cid, k, v);
+                props.insert(k.into(), v.into());
+            }
+            _ => {}
+        }
+        assert!(
+            t.io.sent.is_empty(),
+            "filter props are consumed by the gate"
+        );
+        let op = ALL_OPS[rng.below(6) as usize];
+        let k = KEYS[rng.below(KEYS.len() as u64) as usize];
+        let v = VALUES[rng.below(VALUES.len() as u64) as usize];
+        let want: Vec<ConnId> = model
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let (_, props) = m.as_ref()?;
+                let hit = k.is_empty() || props.get(k).is_some_and(|h| filter_matches(op, h, v));
+                hit.then_some(conn(i as u32 + 1))
+            })
+            .collect();
+        assert_eq!(filtered_call(&mut t, op, k, v), want, "step {step}");
+    }
+}
+
+#[test]
+fn filtered_calls_skip_closed_and_cleared_clients_and_never_repeat() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (c1, _) = t.client(conn(1));
+    let (c2, _) = t.client(conn(2));
+    let (c3, _) = t.client(conn(3));
+    t.io.take();
+    // Replacing a value many times leaves one entry per client and key.
+    for v in ["1", "5", "3", "5"] {
+        set_prop(&mut t, c1, "level", v);
+    }
+    set_prop(&mut t, c1, "team", "red");
+    set_prop(&mut t, c2, "level", "5");
+    set_prop(&mut t, c3, "level", "2");
+    for op in ALL_OPS {
+        filtered_call(&mut t, op, "level", "5"); // asserts no duplicates
+    }
+    assert_eq!(
+        filtered_call(&mut t, FilterOp::Eq, "level", "5"),
+        vec![conn(1), conn(2)]
+    );
+    assert!(filtered_call(&mut t, FilterOp::Eq, "level", "1").is_empty());
+    // NE considers only clients that have the key, as GoWorld does.
+    assert_eq!(
+        filtered_call(&mut t, FilterOp::Ne, "team", "blue"),
+        vec![conn(1)]
+    );
+    // Clearing c1 leaves nothing stale (GoWorld kept cp.filterProps around).
+    clear_props(&mut t, c1);
+    for op in ALL_OPS {
+        for v in ["", "5", "zz"] {
+            assert!(!filtered_call(&mut t, op, "level", v).contains(&conn(1)));
+            assert!(!filtered_call(&mut t, op, "team", v).contains(&conn(1)));
+        }
+    }
+    // A closed client is never reached again, not even by the empty key.
+    t.g.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    t.io.take();
+    for op in ALL_OPS {
+        for v in ["", "5", "zz"] {
+            assert!(!filtered_call(&mut t, op, "level", v).contains(&conn(2)));
+        }
+        assert_eq!(
+            filtered_call(&mut t, op, "", "x"),
+            vec![conn(1), conn(3)],
+            "empty key: every client still here, with or without props"
+        );
+    }
+    // A message for the departed client changes nothing.
+    set_prop(&mut t, c2, "level", "5");
+    assert!(filtered_call(&mut t, FilterOp::Eq, "level", "5").is_empty());
 }
