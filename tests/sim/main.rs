@@ -3,6 +3,7 @@
 //! deterministic; the e2e tests check the same things with real processes.
 
 mod login;
+mod services;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,0 +1,155 @@
+//! Services across 3 dispatchers and 2 games, in memory: every shard is claimed and created
+//! exactly once, calls by shard key reach the right entity, calls made before the shards
+//! are known are held and delivered, a dead game's shards are re-created on the live one,
+//! and a dispatcher restart destroys no live service entity.
+
+use std::time::Duration;
+
+use goworld_common::id::{shard_by_key, EntityId};
+use goworld_game::args;
+use goworld_game::entity::{AttrFlag, Ctx, Entity, Expose, Registry, TypeDesc};
+use goworld_game::GameService;
+use goworld_tests::sim::{default_types, Sim};
+
+/// A service that counts the calls it gets.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Tally;
+
+impl Entity for Tally {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("n", &[])
+            .attr("last", &[AttrFlag::Client])
+            .method("Add", Expose::Server, Tally::add);
+    }
+}
+
+impl Tally {
+    fn add(&mut self, ctx: &mut Ctx, (k, from): (i64, String)) {
+        let n = ctx.attrs.as_map().get_int("n") + k;
+        ctx.attrs.root().set_int("n", n);
+        ctx.attrs.root().set_str("last", &from);
+    }
+}
+
+const SHARDS: u32 = 3;
+
+fn types() -> Registry {
+    let mut r = default_types();
+    r.register_service::<Tally>("Tally", SHARDS).unwrap();
+    r
+}
+
+/// Where each shard's entity lives: (shard, game, entity), from every game's view.
+fn shard_map(sim: &Sim, games: &[u16]) -> Vec<(u32, u16, EntityId)> {
+    let mut out = Vec::new();
+    for i in 0..SHARDS {
+        let views: Vec<Option<EntityId>> = games
+            .iter()
+            .map(|&g| sim.game(g).world().service_entity("Tally", i))
+            .collect();
+        let id = views[0].unwrap_or_else(|| panic!("shard {i} unknown on game{}", games[0]));
+        assert!(
+            views.iter().all(|v| *v == Some(id)),
+            "games disagree on shard {i}: {views:?}"
+        );
+        let homes: Vec<u16> = games
+            .iter()
+            .copied()
+            .filter(|&g| sim.game(g).world().exists(&id))
+            .collect();
+        assert_eq!(homes.len(), 1, "shard {i} entity {id} lives on {homes:?}");
+        out.push((i, homes[0], id));
+    }
+    // No stray service entities anywhere.
+    for &g in games {
+        let w = sim.game(g).world();
+        let tallies = w.ids().filter(|id| w.type_of(id) == Some("Tally")).count();
+        let owned = out.iter().filter(|(_, home, _)| *home == g).count();
+        assert_eq!(
+            tallies, owned,
+            "game{g} has {tallies} Tally entities, owns {owned} shards"
+        );
+    }
+    out
+}
+
+fn tally(sim: &Sim, game: u16, id: EntityId) -> i64 {
+    sim.game(game)
+        .world()
+        .attrs(&id)
+        .map_or(-1, |a| a.as_map().get_int("n"))
+}
+
+#[test]
+fn services_are_claimed_called_rehomed_and_survive_a_dispatcher_restart() {
+    let mut sim = Sim::deployment_with_types(3, 2, 1, types);
+    sim.run_until_idle();
+    // A call made before any shard is known is held, not dropped.
+    sim.with_node::<GameService, _>("game2", |g, io, now| {
+        g.with_game_ctx(io, now, |ctx| {
+            ctx.call_service_shard_key("Tally", "early", "Add", args![1000i64, "early"])
+        })
+    });
+    assert_eq!(sim.game(2).world().held_service_calls(), 1);
+    sim.advance(Duration::from_secs(3));
+    let map = shard_map(&sim, &[1, 2]);
+    assert_eq!(sim.game(2).world().held_service_calls(), 0);
+    let early = map[shard_by_key("early", SHARDS) as usize];
+    assert_eq!(
+        tally(&sim, early.1, early.2),
+        1000,
+        "the held call was delivered"
+    );
+
+    // Calls by shard key from either game reach the shard GoWorld's hash names.
+    for (i, key) in ["alice", "bob", "carol", "dave"].iter().enumerate() {
+        let from = if i % 2 == 0 { "game1" } else { "game2" };
+        sim.with_node::<GameService, _>(from, |g, io, now| {
+            g.with_game_ctx(io, now, |ctx| {
+                ctx.call_service_shard_key("Tally", key, "Add", args![1i64, *key])
+            })
+        });
+    }
+    sim.advance(Duration::from_millis(100));
+    let total: i64 = map.iter().map(|(_, g, id)| tally(&sim, *g, *id)).sum();
+    assert_eq!(total, 1004);
+    for key in ["alice", "bob", "carol", "dave"] {
+        let (_, g, id) = map[shard_by_key(key, SHARDS) as usize];
+        let last: Vec<String> = (0..1)
+            .map(|_| {
+                sim.game(g)
+                    .world()
+                    .attrs(&id)
+                    .unwrap()
+                    .as_map()
+                    .get_str("last")
+                    .to_string()
+            })
+            .collect();
+        let _ = last; // the last writer of a shard shared by two keys may be either
+        assert!(tally(&sim, g, id) >= 1, "{key}'s shard got nothing");
+    }
+
+    // A dispatcher restart destroys no live service entity.
+    sim.kill("dispatcher2");
+    sim.advance(Duration::from_millis(200));
+    sim.restart_fresh("dispatcher2");
+    sim.advance(Duration::from_secs(3));
+    let after_restart = shard_map(&sim, &[1, 2]);
+    assert_eq!(
+        after_restart, map,
+        "every shard kept its entity and its game"
+    );
+
+    // A game that dies: its shards are claimed and re-created on the live game.
+    let on_game1 = map.iter().filter(|(_, g, _)| *g == 1).count();
+    sim.kill("game1");
+    sim.advance(Duration::from_secs(3));
+    let rehomed = shard_map(&sim, &[2]);
+    assert!(rehomed.iter().all(|(_, g, _)| *g == 2));
+    let moved = rehomed.iter().zip(&map).filter(|(a, b)| a.2 != b.2).count();
+    assert_eq!(
+        moved, on_game1,
+        "exactly the dead game's shards were re-created"
+    );
+}
