@@ -407,6 +407,14 @@ pub(crate) enum Action {
     },
     /// Cancel one of `from`'s timers.
     CancelTimer { from: EntityId, id: TimerId },
+    /// Call a method on every client whose filter property matches, on every gate.
+    CallFilteredClients {
+        op: goworld_common::proto::FilterOp,
+        key: String,
+        val: String,
+        method: String,
+        args: Args,
+    },
     /// Call a service shard (or all of them).
     CallService {
         name: String,
@@ -713,6 +721,27 @@ impl Ctx<'_> {
             from: self.id,
             op: KvdbOp::GetRange(begin.to_string(), end.to_string()),
             then: Some(cb),
+        });
+    }
+
+    /// Calls `method` on the player entity of every client, on every gate, whose filter
+    /// property `key` compares to `val` by `op` (bytewise); an empty key reaches every client
+    /// (GoWorld's `CallFilteredClients`). One dispatcher fans it out, so each client gets it
+    /// once however many dispatchers there are.
+    pub fn call_filtered_clients(
+        &mut self,
+        key: &str,
+        op: goworld_common::proto::FilterOp,
+        val: &str,
+        method: &str,
+        args: Args,
+    ) {
+        self.push(Action::CallFilteredClients {
+            op,
+            key: key.to_string(),
+            val: val.to_string(),
+            method: method.to_string(),
+            args,
         });
     }
 

@@ -408,6 +408,22 @@ impl World {
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
+                Action::CallFilteredClients {
+                    op,
+                    key,
+                    val,
+                    method,
+                    args,
+                } => {
+                    let m = Msg::CallFilteredClients {
+                        op,
+                        key,
+                        val,
+                        method,
+                        args,
+                    };
+                    net.links.send_fanout(net.io, &m.to_payload());
+                }
                 Action::CallService {
                     name,
                     sel,
