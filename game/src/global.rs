@@ -195,6 +195,27 @@ impl GameCtx<'_, '_, '_> {
         self.world.services_ready(name)
     }
 
+    /// Runs `f` when the local time matches (GoWorld's `RegisterCrontab`: minute, hour, day,
+    /// month, day of week; `-1` is any, `-n` is "divisible by n"); checked once a minute.
+    /// Returns an ID for [`GameCtx::unregister_crontab`], or an error naming a bad field.
+    pub fn register_crontab(
+        &mut self,
+        minute: i32,
+        hour: i32,
+        day: i32,
+        month: i32,
+        dayofweek: i32,
+        f: impl FnMut(&mut GameCtx) + 'static,
+    ) -> Result<crate::crontab::CronId, String> {
+        let spec = crate::crontab::CronSpec::new(minute, hour, day, month, dayofweek)?;
+        Ok(self.world.register_crontab(self.now, spec, Box::new(f)))
+    }
+
+    /// Removes a crontab entry (from the next check on).
+    pub fn unregister_crontab(&mut self, id: crate::crontab::CronId) -> bool {
+        self.world.unregister_crontab(id)
+    }
+
     /// Runs `f` every `interval` (at least 10 ms) until cancelled.
     pub fn add_timer(
         &mut self,

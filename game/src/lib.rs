@@ -25,6 +25,7 @@ use log::{debug, info, warn};
 
 pub mod args;
 pub mod attr;
+pub mod crontab;
 pub mod entity;
 pub mod global;
 pub mod kvdb;

@@ -905,3 +905,68 @@ fn kvdb_ranges_and_storage_existence_reach_the_entity() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn crontab_entries_run_once_a_minute_at_second_two() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let t0 = Instant::now();
+    // 1_700_000_000 is 20 s past a minute: the first check is 42 s away.
+    let s = Settings {
+        game_id: 1,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: "Counter".into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    };
+    let mut types = Registry::new();
+    types.register::<Counter>("Counter").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    let runs = Rc::new(Cell::new(0));
+    let r = runs.clone();
+    g.with_game_ctx(&mut io, t0, |ctx| {
+        ctx.register_crontab(-1, -1, -1, -1, -1, move |_| r.set(r.get() + 1))
+            .unwrap();
+        assert!(ctx
+            .register_crontab(60, -1, -1, -1, -1, |_| {})
+            .unwrap_err()
+            .contains("minute"));
+    });
+    assert_eq!(
+        g.next_deadline(),
+        Some(t0 + std::time::Duration::from_secs(42))
+    );
+    g.on_tick(
+        &mut io,
+        t0 + std::time::Duration::from_secs(41),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(runs.get(), 0);
+    g.on_tick(
+        &mut io,
+        t0 + std::time::Duration::from_secs(42),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(runs.get(), 1);
+    assert_eq!(
+        g.next_deadline(),
+        Some(t0 + std::time::Duration::from_secs(102))
+    );
+    g.on_tick(
+        &mut io,
+        t0 + std::time::Duration::from_secs(102),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(runs.get(), 2);
+}

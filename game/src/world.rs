@@ -94,6 +94,8 @@ enum TimerJob {
     ServiceTick,
     /// A shard claim's random delay is over.
     ClaimShard { name: String, shard: u32 },
+    /// The minute's crontab check, at unix second `at`.
+    Cron { at: i64 },
     /// A global timer or callback.
     Global {
         f: GlobalFn,
@@ -187,6 +189,8 @@ pub struct World {
     online: std::collections::BTreeSet<u16>,
     game_ready_done: bool,
     services: service::Services,
+    crontab: crate::crontab::Crontab<std::rc::Rc<std::cell::RefCell<GlobalFn>>>,
+    cron_armed: bool,
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
     next_token: u64,
@@ -228,6 +232,8 @@ impl World {
             online: std::collections::BTreeSet::new(),
             game_ready_done: false,
             services: service::Services::new(defs_for_services),
+            crontab: crate::crontab::Crontab::new(),
+            cron_armed: false,
             save_interval: Duration::from_secs(300),
             next_token: 0,
             refused_logged: HashSet::new(),
@@ -629,6 +635,7 @@ impl World {
         while let Some((_, job)) = self.timers.pop_due(now) {
             match job {
                 TimerJob::CheckServices => self.check_services(net, now),
+                TimerJob::Cron { at } => self.run_crontab(net, now, at),
                 TimerJob::ServiceTick => self.service_tick(net, now),
                 TimerJob::ClaimShard { name, shard } => self.claim_shard(net, now, &name, shard),
                 TimerJob::Global { mut f, repeat } => {
@@ -1069,6 +1076,47 @@ impl World {
         }
         self.run_posted(net, now);
         self.run_local_calls(net, now);
+    }
+
+    /// Registers a crontab entry (checked once a minute, at second 2, in local time).
+    pub(crate) fn register_crontab(
+        &mut self,
+        now: Instant,
+        spec: crate::crontab::CronSpec,
+        f: GlobalFn,
+    ) -> crate::crontab::CronId {
+        let id = self
+            .crontab
+            .register(spec, std::rc::Rc::new(std::cell::RefCell::new(f)));
+        if !std::mem::replace(&mut self.cron_armed, true) {
+            self.arm_cron(now, i64::from(self.clock.secs(now)));
+        }
+        id
+    }
+
+    pub(crate) fn unregister_crontab(&mut self, id: crate::crontab::CronId) -> bool {
+        self.crontab.unregister(id)
+    }
+
+    fn arm_cron(&mut self, now: Instant, unix: i64) {
+        let at = crate::crontab::next_check(unix);
+        let wait = Duration::from_secs((at - unix).max(0) as u64);
+        self.timers.add(now + wait, TimerJob::Cron { at });
+    }
+
+    fn run_crontab(&mut self, net: &mut Net, now: Instant, at: i64) {
+        let t = crate::crontab::local_time(at);
+        for id in self.crontab.due_ids(&t) {
+            let Some(f) = self.crontab.get(id).cloned() else {
+                continue;
+            };
+            self.run_global(net, now, "a crontab entry", |ctx| (f.borrow_mut())(ctx));
+        }
+        if self.crontab.is_empty() {
+            self.cron_armed = false;
+        } else {
+            self.arm_cron(now, at);
+        }
     }
 
     pub(crate) fn add_global_timer(
