@@ -456,3 +456,33 @@ fn a_load_of_a_known_entity_goes_to_its_game_and_holds_calls_until_it_answers() 
     t.send(conn(1), Msg::NotifyCreateEntity { eid: e });
     assert_eq!(t.got(conn(1)), vec![call(e, "GetSpaceID")]);
 }
+
+#[test]
+fn anywhere_placement_picks_the_least_loaded_live_game() {
+    let mut t = T::new(2, 0);
+    t.game(conn(1), 1, vec![]);
+    t.game(conn(2), 2, vec![]);
+    let lbc = |cp: f64| {
+        let mut data = Vec::new();
+        goworld_common::msgpack::write_map_len(&mut data, 1);
+        goworld_common::msgpack::write_str(&mut data, "cp");
+        goworld_common::msgpack::write_float(&mut data, cp);
+        Msg::GameLbcInfo { data }
+    };
+    t.send(conn(1), lbc(50.0));
+    t.send(conn(2), lbc(5.0));
+    t.io.sent.clear();
+    let create = |n: u8| Msg::CreateEntitySomewhere {
+        game_id: 0,
+        eid: EntityId([b'a' + n; 16]),
+        type_name: "Monster".into(),
+        attrs: vec![0xc0],
+    };
+    t.send(conn(1), create(0));
+    assert_eq!(t.got(conn(2)).len(), 1, "the less loaded game");
+    // A game that is gone is never chosen, however low its last report.
+    t.d.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    t.io.sent.clear();
+    t.send(conn(1), create(1));
+    assert_eq!(t.got(conn(1)).len(), 1);
+}

@@ -38,6 +38,9 @@ use kvdb::Kvdb;
 use storage::Storage;
 use world::{Caller, Net, World};
 
+/// How often a game reports its load to the dispatchers (GoWorld: every second).
+pub const LOAD_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the game needs to know about itself and its deployment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -83,6 +86,12 @@ pub struct GameService {
     online: BTreeSet<u16>,
     /// Every entity on this game but the nil space.
     world: World,
+    /// This process's CPU use in percent of one core, as the shell last measured it.
+    cpu_percent: f64,
+    /// When the next load report (GAME_LBC_INFO) is due: every second once ready, if the
+    /// shell measures the load (tests usually do not).
+    next_load_report: Option<Instant>,
+    load_reports: bool,
     deployment_ready: bool,
     ready_reported: bool,
     events: Vec<GameEvent>,
@@ -104,6 +113,9 @@ impl GameService {
         GameService {
             links: DispatcherLinks::new(n, &format!("game{}", s.game_id)),
             online_by_disp: vec![BTreeSet::new(); usize::from(n.max(1))],
+            cpu_percent: 0.0,
+            next_load_report: None,
+            load_reports: false,
             world: World::new(types, s.game_id, s.clock, ids, rng, stores.1, stores.0),
             s,
             online: BTreeSet::new(),
@@ -151,6 +163,18 @@ impl GameService {
             links: &mut self.links,
         };
         self.world.with_game_ctx(&mut net, now, f);
+    }
+
+    /// Reports the load ([`set_cpu_percent`](Self::set_cpu_percent)) to every dispatcher
+    /// once a second from readiness on. The binary's shell turns it on; it measures the load.
+    pub fn enable_load_reports(&mut self) {
+        self.load_reports = true;
+    }
+
+    /// The shell's latest measure of this process's CPU use (percent of one core), sent to
+    /// every dispatcher once a second for load-based placement. Logic never reads /proc.
+    pub fn set_cpu_percent(&mut self, cpu: f64) {
+        self.cpu_percent = cpu;
     }
 
     /// Sets how often persistent entities are saved (`save_interval`; default 300 s).
@@ -290,6 +314,9 @@ impl GameService {
         if self.links.all_ready() && !self.ready_reported {
             self.ready_reported = true;
             self.events.push(GameEvent::Ready);
+            if self.load_reports {
+                self.next_load_report = Some(now);
+            }
         }
         if deployment_ready {
             self.set_deployment_ready(io, now);
@@ -497,6 +524,15 @@ impl Handler for GameService {
             io,
             links: &mut self.links,
         };
+        if self.next_load_report.is_some_and(|t| now >= t) {
+            self.next_load_report = Some(now + LOAD_REPORT_INTERVAL);
+            let mut data = Vec::new();
+            goworld_common::msgpack::write_map_len(&mut data, 1);
+            goworld_common::msgpack::write_str(&mut data, "cp");
+            goworld_common::msgpack::write_float(&mut data, self.cpu_percent);
+            net.links
+                .broadcast(net.io, &Msg::GameLbcInfo { data }.to_payload());
+        }
         self.world.fire_timers(&mut net, now);
         self.world.run_posted(&mut net, now);
         self.world.run_local_calls(&mut net, now);
@@ -512,7 +548,10 @@ impl Handler for GameService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.world.next_deadline()
+        match (self.world.next_deadline(), self.next_load_report) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {

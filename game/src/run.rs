@@ -77,9 +77,21 @@ pub fn main(program: &str, types: Registry) {
         Rng::from_entropy(),
     );
     service.set_save_interval(std::time::Duration::from_secs(cfg.save_interval));
+    service.enable_load_reports();
+    let mut cpu = (Instant::now(), process_cpu_ticks());
     let mut handler = AfterTick {
         inner: service,
-        after_tick: |game: &mut GameService| {
+        after_tick: move |game: &mut GameService| {
+            // The shell, not the logic, reads /proc: CPU of this process over the last second.
+            let now = Instant::now();
+            if now.duration_since(cpu.0) >= crate::LOAD_REPORT_INTERVAL {
+                let ticks = process_cpu_ticks();
+                let secs = now.duration_since(cpu.0).as_secs_f64();
+                game.set_cpu_percent(
+                    ticks.saturating_sub(cpu.1) as f64 / clock_ticks() / secs * 100.0,
+                );
+                cpu = (now, ticks);
+            }
             for ev in game.take_events() {
                 // Deployment readiness is in the log already; the ready line goes to stdout too.
                 if ev == GameEvent::Ready {
@@ -94,4 +106,26 @@ pub fn main(program: &str, types: Registry) {
         process::fail(&format!("game{id}: reactor stopped: {e}"));
     }
     log::info!("game{id} stopped");
+}
+
+/// utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat).
+fn process_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may contain spaces: count fields after its closing paren.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After ")", field 3 of the line is index 0, so utime (14) is 11 and stime (15) is 12.
+    field(11) + field(12)
+}
+
+/// Clock ticks per second (sysconf(_SC_CLK_TCK), 100 on Linux).
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }

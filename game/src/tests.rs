@@ -970,3 +970,36 @@ fn crontab_entries_run_once_a_minute_at_second_two() {
     );
     assert_eq!(runs.get(), 2);
 }
+
+#[test]
+fn a_game_reports_its_load_every_second_once_ready() {
+    let mut io = MemIo::new();
+    let mut g = game(1, 2);
+    g.enable_load_reports();
+    g.set_cpu_percent(12.5);
+    let t0 = Instant::now();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_open(&mut io, t0, conn(2), Origin::Dialed { dial: 2 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], false));
+    assert_eq!(
+        g.next_deadline(),
+        None,
+        "not before every dispatcher acknowledged"
+    );
+    g.on_frame(&mut io, t0, conn(2), &ack(2, vec![1], false));
+    io.take();
+    for second in 0..2u64 {
+        let now = g.next_deadline().unwrap();
+        assert_eq!(now, t0 + std::time::Duration::from_secs(second));
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        let reports: Vec<(ConnId, Vec<u8>)> = io.take();
+        assert_eq!(reports.len(), 2, "one to each dispatcher");
+        for (_, p) in reports {
+            let Msg::GameLbcInfo { data } = Msg::decode(&p).unwrap() else {
+                panic!()
+            };
+            let v = goworld_common::msgpack::decode_exact(&data).unwrap();
+            assert_eq!(v.map_get("cp").and_then(|c| c.as_f64()), Some(12.5));
+        }
+    }
+}
