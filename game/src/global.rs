@@ -145,6 +145,26 @@ impl GameCtx<'_, '_, '_> {
         }));
     }
 
+    /// Calls `method` on every client whose filter property `key` compares to `val` by
+    /// `op`, on every gate; see [`Ctx::call_filtered_clients`](crate::entity::Ctx::call_filtered_clients).
+    pub fn call_filtered_clients(
+        &mut self,
+        key: &str,
+        op: goworld_common::proto::FilterOp,
+        val: &str,
+        method: &str,
+        args: Args,
+    ) {
+        let m = Msg::CallFilteredClients {
+            op,
+            key: key.to_string(),
+            val: val.to_string(),
+            method: method.to_string(),
+            args,
+        };
+        self.net.links.send_fanout(self.net.io, &m.to_payload());
+    }
+
     /// Calls `method` on a random shard of service `name`; see
     /// [`Ctx::call_service_any`](crate::entity::Ctx::call_service_any).
     pub fn call_service_any(&mut self, name: &str, method: &str, args: Args) {

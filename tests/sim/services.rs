@@ -153,3 +153,82 @@ fn services_are_claimed_called_rehomed_and_survive_a_dispatcher_restart() {
         "exactly the dead game's shards were re-created"
     );
 }
+
+/// A boot entity whose client can set its own filter properties.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Tagged;
+
+impl Entity for Tagged {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.method("SetProp", Expose::OwnClient, Tagged::set_prop);
+    }
+}
+
+impl Tagged {
+    fn set_prop(&mut self, ctx: &mut Ctx, (key, val): (String, String)) {
+        ctx.set_client_filter_prop(&key, &val);
+    }
+}
+
+fn tagged_types() -> Registry {
+    let mut r = Registry::new();
+    r.register::<Tagged>("Account").unwrap();
+    r
+}
+
+#[test]
+fn filtered_calls_reach_each_matching_client_once_with_three_dispatchers() {
+    use goworld_common::msgpack::write_str;
+    use goworld_common::proto::{ClientBound, FilterOp, Msg};
+    let mut sim = Sim::deployment_with_types(3, 2, 2, tagged_types);
+    sim.run_until_idle();
+    let mut clients = Vec::new();
+    for i in 0..8u32 {
+        let h = sim.connect_client(1 + (i % 2) as u16);
+        sim.run_until_idle();
+        let (eid, _) = sim.client_player(h).expect("boot entity");
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        write_str(&mut k, "level");
+        write_str(&mut v, &format!("{}", 10 + i));
+        let call = Msg::CallEntityMethodFromClient {
+            eid,
+            method: "SetProp".into(),
+            args: vec![k, v],
+            client_id: None,
+        };
+        sim.client_send(h, &call.to_payload());
+        clients.push((h, 10 + i));
+    }
+    sim.run_until_idle();
+    let count_calls = |sim: &Sim, h| {
+        sim.client_messages(h)
+            .iter()
+            .filter(|m| matches!(m, ClientBound::Filtered { method, .. } if method == "OnLevel"))
+            .count()
+    };
+    // "level" >= "14" bytewise: 14..17 (4 clients), once each, over 2 gates and 3 dispatchers.
+    sim.with_node::<GameService, _>("game2", |g, io, now| {
+        g.with_game_ctx(io, now, |ctx| {
+            ctx.call_filtered_clients("level", FilterOp::Gte, "14", "OnLevel", vec![])
+        })
+    });
+    sim.run_until_idle();
+    for (h, level) in &clients {
+        let want = usize::from(*level >= 14);
+        assert_eq!(count_calls(&sim, *h), want, "client with level {level}");
+    }
+    // The empty key reaches every client once.
+    sim.with_node::<GameService, _>("game1", |g, io, now| {
+        g.with_game_ctx(io, now, |ctx| {
+            ctx.call_filtered_clients("", FilterOp::Eq, "", "OnLevel", vec![])
+        })
+    });
+    sim.run_until_idle();
+    for (h, level) in &clients {
+        assert_eq!(
+            count_calls(&sim, *h),
+            usize::from(*level >= 14) + 1,
+            "client with level {level}"
+        );
+    }
+}
