@@ -1,0 +1,47 @@
+//! Greeter: the entity each client gets when it connects (the config's `boot_entity`).
+//! `Hello(name)` from the client counts a visit in the `visits` attribute, which the client
+//! sees, answers `OnHello(greeting, visits)`, and signs the name into the Guestbook service,
+//! whose answer the Greeter passes on to the client as `OnGuestbook(guests)`.
+
+use goworld_game::args;
+use goworld_game::entity::{AttrFlag, Ctx, Entity, Expose, TypeDesc};
+use serde::{Deserialize, Serialize};
+
+/// The client's player entity. Its state is the `visits` attribute, which the engine keeps
+/// and syncs to the client, so the struct itself has no fields.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Greeter;
+
+impl Entity for Greeter {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("visits", &[AttrFlag::Client])
+            .method("Hello", Expose::OwnClient, Greeter::hello)
+            .method("OnSigned", Expose::Server, Greeter::on_signed);
+    }
+
+    /// Attributes are assigned: a new Greeter starts with no visits.
+    fn on_attrs_ready(&mut self, ctx: &mut Ctx) {
+        ctx.attrs.root().set_default_int("visits", 0);
+    }
+
+    /// The client left: nothing to keep.
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
+        ctx.destroy();
+    }
+}
+
+impl Greeter {
+    /// `Hello(name)`, called by the client.
+    fn hello(&mut self, ctx: &mut Ctx, (name,): (String,)) {
+        let visits = ctx.attrs.as_map().get_int("visits") + 1;
+        ctx.attrs.root().set_int("visits", visits);
+        ctx.call_client("OnHello", args![format!("Hello, {name}!"), visits]);
+        let me = ctx.id();
+        ctx.call_service_any("Guestbook", "Sign", args![me, name]);
+    }
+
+    /// `OnSigned(guests)`, called by the Guestbook: how many names it holds now.
+    fn on_signed(&mut self, ctx: &mut Ctx, (guests,): (i64,)) {
+        ctx.call_client("OnGuestbook", args![guests]);
+    }
+}
