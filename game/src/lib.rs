@@ -309,7 +309,11 @@ impl GameService {
                 self.links.send_handshake(io, disp, &p);
             }
         }
-        self.world.kvreg_reset(now, disp, kvreg);
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.kvreg_reset(&mut net, now, disp, kvreg);
         self.links.ready(io, disp);
         if self.links.all_ready() && !self.ready_reported {
             self.ready_reported = true;
@@ -363,7 +367,13 @@ impl GameService {
                 self.recompute_online();
             }
             Msg::NotifyDeploymentReady => self.set_deployment_ready(io, now),
-            Msg::KvregRegister { key, val, .. } => self.world.kvreg_set(now, key, val, disp),
+            Msg::KvregRegister { key, val, .. } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.kvreg_set(&mut net, now, key, val, disp)
+            }
             Msg::NotifyClientConnected {
                 client_id,
                 boot_eid,

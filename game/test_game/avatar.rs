@@ -1,11 +1,22 @@
 //! Avatar: the player (GoWorld's examples/test_game/Avatar.go), with its attributes and the
-//! test RPCs the bots exercise.
+//! test RPCs the bots exercise: chat through filtered client calls, mails through
+//! MailService, publish/subscribe through PublishSubscribeService, and its presence in
+//! OnlineService.
 
 use goworld_common::id::EntityId;
+use goworld_common::msgpack::Value;
+use goworld_common::proto::FilterOp;
 use goworld_game::args;
 use goworld_game::attr::{ListAttr, MapAttr};
 use goworld_game::entity::{AttrFlag::*, Ctx, Entity, Expose, TypeDesc};
 use serde::{Deserialize, Serialize};
+
+use crate::pubsub;
+
+/// The subjects every Avatar subscribes to and `TestPublish` publishes on (a trailing `*`
+/// is a prefix subscription; publishing replaces it with a number below 100).
+pub const TEST_PUBLISH_SUBSCRIBE_SUBJECTS: [&str; 5] =
+    ["monster", "npc", "item", "avatar", "boss_*"];
 
 /// The player entity.
 #[derive(Default, Serialize, Deserialize)]
@@ -32,7 +43,19 @@ impl Entity for Avatar {
                 Expose::OwnClient,
                 Avatar::test_complex_attr,
             )
-            .method("GetSpaceID", Expose::Server, Avatar::get_space_id);
+            .method("GetSpaceID", Expose::Server, Avatar::get_space_id)
+            .method("Say", Expose::OwnClient, Avatar::say)
+            .method("SendMail", Expose::OwnClient, Avatar::send_mail)
+            .method("OnSendMail", Expose::Server, Avatar::on_send_mail)
+            .method(
+                "NotifyReceiveMail",
+                Expose::Server,
+                Avatar::notify_receive_mail,
+            )
+            .method("GetMails", Expose::OwnClient, Avatar::get_mails)
+            .method("OnGetMails", Expose::Server, Avatar::on_get_mails)
+            .method("TestPublish", Expose::OwnClient, Avatar::test_publish)
+            .method("OnPublish", Expose::Server, Avatar::on_publish);
     }
 
     fn on_attrs_ready(&mut self, ctx: &mut Ctx) {
@@ -48,6 +71,51 @@ impl Entity for Avatar {
         a.set_default_map("mails", MapAttr::new());
         a.set_default_list("testListField", ListAttr::new());
         a.set_default_bool("enteringNilSpace", false);
+    }
+
+    /// Checks in with OnlineService and subscribes to the test subjects.
+    fn on_created(&mut self, ctx: &mut Ctx) {
+        let id = ctx.id();
+        let name = ctx.attrs.as_map().get_str("name").to_string();
+        let level = ctx.attrs.as_map().get_int("level");
+        ctx.call_service_shard_key(
+            "OnlineService",
+            &id.to_text(),
+            "CheckIn",
+            args![id, name, level],
+        );
+        for subject in TEST_PUBLISH_SUBSCRIBE_SUBJECTS {
+            if subject.ends_with('*') {
+                // GoWorld shards this by the pattern, but a publish by the concrete subject,
+                // so the two rarely meet (pubsub.rs); a prefix subscription goes to every
+                // shard instead. Shard by shard rather than CallServiceAll: a call to all
+                // shards waits until every shard is known, so a publish to a shard known
+                // earlier could overtake it (one shard still has a short window: see
+                // test_publish).
+                for shard in 0..pubsub::SHARDS {
+                    ctx.call_service_shard_index(
+                        pubsub::SERVICE_NAME,
+                        shard,
+                        "Subscribe",
+                        args![id, subject],
+                    );
+                }
+            } else {
+                ctx.call_service_shard_key(
+                    pubsub::SERVICE_NAME,
+                    subject,
+                    "Subscribe",
+                    args![id, subject],
+                );
+            }
+        }
+    }
+
+    /// Checks out of OnlineService and drops every subscription.
+    fn on_destroy(&mut self, ctx: &mut Ctx) {
+        let id = ctx.id();
+        ctx.call_service_shard_key("OnlineService", &id.to_text(), "CheckOut", args![id]);
+        ctx.call_service_all(pubsub::SERVICE_NAME, "UnsubscribeAll", args![id]);
     }
 
     fn on_client_connected(&mut self, ctx: &mut Ctx) {
@@ -113,6 +181,123 @@ impl Avatar {
         ctx.call_client("OnTestComplexAttrStep1", args![]);
         let _ = ctx.attrs.map("complexAttr").expect("map").clear();
         ctx.call_client("OnTestComplexAttrClear", args![]);
+    }
+
+    /// `Say(channel, content)` from the client: `OnSay(id, name, channel, content)` to every
+    /// client ("world") or to the clients of the same profession ("prof").
+    fn say(&mut self, ctx: &mut Ctx, (channel, content): (String, String)) {
+        let id = ctx.id();
+        let name = ctx.attrs.as_map().get_str("name").to_string();
+        let args = args![id, name, channel, content];
+        match channel.as_str() {
+            "world" => ctx.call_filtered_clients("", FilterOp::Eq, "", "OnSay", args),
+            "prof" => {
+                let prof = ctx.attrs.as_map().get_int("prof").to_string();
+                ctx.call_filtered_clients("prof", FilterOp::Eq, &prof, "OnSay", args)
+            }
+            // GoWorld panics.
+            _ => log::warn!("Avatar<{id}>.Say: invalid channel {channel:?}"),
+        }
+    }
+
+    /// `SendMail(targetID, mail)` from the client, through MailService.
+    fn send_mail(&mut self, ctx: &mut Ctx, (target, mail): (EntityId, Value)) {
+        let id = ctx.id();
+        let name = ctx.attrs.as_map().get_str("name").to_string();
+        ctx.call_service_any("MailService", "SendMail", args![id, name, target, mail]);
+    }
+
+    /// MailService stored (or failed to store) the mail this Avatar sent.
+    fn on_send_mail(&mut self, ctx: &mut Ctx, (ok,): (bool,)) {
+        ctx.call_client("OnSendMail", args![ok]);
+    }
+
+    /// A mail arrived for this Avatar (GoWorld does nothing either; the client asks).
+    fn notify_receive_mail(&mut self, _ctx: &mut Ctx, (): ()) {}
+
+    /// `GetMails()` from the client: the mails after `lastMailID`, through MailService.
+    fn get_mails(&mut self, ctx: &mut Ctx, (): ()) {
+        let id = ctx.id();
+        let last = ctx.attrs.as_map().get_int("lastMailID");
+        ctx.call_service_any("MailService", "GetMails", args![id, last]);
+    }
+
+    /// MailService's answer: `[[mailID, mail]...]` after `lastMailID`, kept in `mails`;
+    /// then `OnGetMails(ok)` to the client (false if another read got there first).
+    fn on_get_mails(&mut self, ctx: &mut Ctx, (last, mails): (i64, Vec<Value>)) {
+        let id = ctx.id();
+        let mut local = ctx.attrs.as_map().get_int("lastMailID");
+        if last != local {
+            log::warn!(
+                "Avatar<{id}>.OnGetMails: lastMailID mismatch: local={local}, return={last}"
+            );
+            ctx.call_client("OnGetMails", args![false]);
+            return;
+        }
+        for item in &mails {
+            let parts = item.as_array().unwrap_or(&[]);
+            let (Some(mail_id), Some(mail)) = (
+                parts.first().and_then(Value::as_i64),
+                parts.get(1).and_then(Value::as_str),
+            ) else {
+                log::warn!("Avatar<{id}>.OnGetMails: a mail is not [id, mail]: {item:?}");
+                continue;
+            };
+            if mail_id <= local {
+                // GoWorld panics: IDs must increase.
+                log::warn!("Avatar<{id}>.OnGetMails: mail {mail_id} is not after {local}");
+                continue;
+            }
+            let key = mail_id.to_string();
+            if ctx
+                .attrs
+                .as_map()
+                .get_map("mails")
+                .is_some_and(|m| m.has_key(&key))
+            {
+                log::warn!("Avatar<{id}>: mail {mail_id} received twice");
+                continue;
+            }
+            let mut mails_attr = ctx.attrs.map("mails").expect("mails is a map");
+            mails_attr.set_str(&key, mail);
+            ctx.attrs.root().set_int("lastMailID", mail_id);
+            local = mail_id;
+        }
+        ctx.call_client("OnGetMails", args![true]);
+    }
+
+    /// `TestPublish()` from the client: publishes `"<id>: hello <subject>, ..."` on a random
+    /// test subject (`boss_*` becomes `boss_<0..99>`).
+    fn test_publish(&mut self, ctx: &mut Ctx, (): ()) {
+        let n = TEST_PUBLISH_SUBSCRIBE_SUBJECTS.len() as u64;
+        let pattern = TEST_PUBLISH_SUBSCRIBE_SUBJECTS[ctx.rng().below(n) as usize];
+        let subject = match pattern.strip_suffix('*') {
+            Some(prefix) => format!("{prefix}{}", ctx.rng().below(100)),
+            None => pattern.to_string(),
+        };
+        let content = format!(
+            "{}: hello {subject}, this is a test publish message",
+            ctx.id()
+        );
+        ctx.call_service_shard_key(
+            pubsub::SERVICE_NAME,
+            &subject,
+            "Publish",
+            args![subject, content],
+        );
+    }
+
+    /// A message on a subscribed subject: the publisher is the ID the content starts with;
+    /// the client gets `OnTestPublish(publisher, subject, content)`.
+    fn on_publish(&mut self, ctx: &mut Ctx, (subject, content): (String, String)) {
+        let Some(publisher) = content.get(..16).and_then(EntityId::parse) else {
+            log::warn!(
+                "Avatar<{}>.OnPublish: no publisher ID in {content:?}",
+                ctx.id()
+            );
+            return;
+        };
+        ctx.call_client("OnTestPublish", args![publisher, subject, content]);
     }
 
     /// Answers where this Avatar is: the caller gets `OnGetAvatarSpaceID(avatar, space)`.

@@ -3,6 +3,9 @@
 
 mod account;
 mod avatar;
+mod mail_service;
+mod online_service;
+mod pubsub;
 
 use goworld_game::entity::Registry;
 
@@ -10,7 +13,17 @@ fn main() {
     let mut types = Registry::new();
     let registered = types
         .register::<account::Account>("Account")
-        .and_then(|()| types.register::<avatar::Avatar>("Avatar"));
+        .and_then(|()| types.register::<avatar::Avatar>("Avatar"))
+        .and_then(|()| types.register_service::<online_service::OnlineService>("OnlineService", 3))
+        // GoWorld: "todo: implement sharding for MailService. Currently, MailService only
+        // allows 1 shard" (mail IDs come from one counter).
+        .and_then(|()| types.register_service::<mail_service::MailService>("MailService", 1))
+        .and_then(|()| {
+            types.register_service::<pubsub::PublishSubscribeService>(
+                pubsub::SERVICE_NAME,
+                pubsub::SHARDS,
+            )
+        });
     if let Err(e) = registered {
         goworld_common::process::fail(&format!("test_game: {e}"));
     }

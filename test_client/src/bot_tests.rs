@@ -122,6 +122,40 @@ fn call(e: &str, method: &str, args: &[Value]) -> Vec<u8> {
     srv(mt::CALL_ENTITY_METHOD_ON_CLIENT, &b)
 }
 
+/// 1501 CALL_FILTERED_CLIENTS as the gate sends it: op, key, value, method, args.
+fn filtered(method: &str, args: &[Value]) -> Vec<u8> {
+    let mut b = mt::CALL_FILTERED_CLIENTS.to_le_bytes().to_vec();
+    b.push(0);
+    b.extend(var_str(""));
+    b.extend(var_str(""));
+    b.extend(var_str(method));
+    b.extend((args.len() as u16).to_le_bytes());
+    for a in args {
+        b.extend(data(a));
+    }
+    b
+}
+
+/// The method and arguments of a CALL_ENTITY_METHOD_FROM_CLIENT the bot sent to `AVATAR`.
+fn request(p: &[u8]) -> (String, Vec<Value>) {
+    assert_eq!(p[..2], mt::CALL_ENTITY_METHOD_FROM_CLIENT.to_le_bytes());
+    assert_eq!(&p[2..18], AVATAR.as_bytes());
+    let n = u32::from_le_bytes(p[18..22].try_into().unwrap()) as usize;
+    let method = std::str::from_utf8(&p[22..22 + n]).unwrap().to_string();
+    let mut at = 22 + n;
+    let argc = u16::from_le_bytes([p[at], p[at + 1]]) as usize;
+    at += 2;
+    let mut args = Vec::new();
+    for _ in 0..argc {
+        let len = u32::from_le_bytes(p[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        args.push(goworld_common::msgpack::decode_exact(&p[at..at + len]).unwrap());
+        at += len;
+    }
+    assert_eq!(at, p.len());
+    (method, args)
+}
+
 fn s(v: &str) -> Value {
     Value::Str(v.into())
 }
@@ -279,7 +313,9 @@ fn complex_attr_thing_completes_on_the_captured_sequence() {
     let t0 = Instant::now();
     let mut rng = Rng::new(3);
     let mut bot = logged_in(t0, &mut rng);
-    let req = bot.start_thing(t0, Thing::TestComplexAttr).unwrap();
+    let req = bot
+        .start_thing(t0, &mut rng, Thing::TestComplexAttr)
+        .unwrap();
     let mut want = mt::CALL_ENTITY_METHOD_FROM_CLIENT.to_le_bytes().to_vec();
     want.extend_from_slice(AVATAR.as_bytes());
     want.extend(var_str("TestComplexAttr"));
@@ -329,7 +365,8 @@ fn complex_attr_thing_completes_on_the_captured_sequence() {
     assert_eq!(bot.things_done(), 1);
 
     // Step 1 with the wrong final value, and a clear that did not clear: failures.
-    bot.start_thing(t2, Thing::TestComplexAttr).unwrap();
+    bot.start_thing(t2, &mut rng, Thing::TestComplexAttr)
+        .unwrap();
     let p5 = [
         Value::Int(0),
         Value::Int(1),
@@ -349,7 +386,8 @@ fn complex_attr_thing_completes_on_the_captured_sequence() {
     let f = failures(&mut bot);
     assert_eq!(f.len(), 1);
     assert!(f[0].contains("iamhere"), "{f:?}");
-    bot.start_thing(t2, Thing::TestComplexAttr).unwrap();
+    bot.start_thing(t2, &mut rng, Thing::TestComplexAttr)
+        .unwrap();
     bot.on_frame(t2, &call(AVATAR, "OnTestComplexAttrClear", &[]), &mut rng);
     let f = failures(&mut bot);
     assert!(f.len() == 1 && f[0].contains("should be empty"), "{f:?}");
@@ -361,7 +399,7 @@ fn list_field_thing_compares_the_mirrored_list() {
     let t0 = Instant::now();
     let mut rng = Rng::new(4);
     let mut bot = logged_in(t0, &mut rng);
-    let req = bot.start_thing(t0, Thing::TestListField).unwrap();
+    let req = bot.start_thing(t0, &mut rng, Thing::TestListField).unwrap();
     assert!(req.ends_with(&[var_str("TestListField"), vec![0, 0]].concat()));
     let t1 = t0 + Duration::from_millis(3);
     feed(
@@ -386,14 +424,14 @@ fn list_field_thing_compares_the_mirrored_list() {
     );
 
     // The server says [64, 65] but the client has [64]: a size mismatch ends the thing.
-    bot.start_thing(t1, Thing::TestListField).unwrap();
+    bot.start_thing(t1, &mut rng, Thing::TestListField).unwrap();
     let two = Value::Array(vec![Value::Int(64), Value::Int(65)]);
     bot.on_frame(t1, &call(AVATAR, "OnTestListField", &[two]), &mut rng);
     let f = failures(&mut bot);
     assert!(f.len() == 1 && f[0].contains("size"), "{f:?}");
     assert_eq!(bot.current_thing(), None);
     // Same size, other value.
-    bot.start_thing(t1, Thing::TestListField).unwrap();
+    bot.start_thing(t1, &mut rng, Thing::TestListField).unwrap();
     let other = Value::Array(vec![Value::Int(63)]);
     bot.on_frame(t1, &call(AVATAR, "OnTestListField", &[other]), &mut rng);
     assert_eq!(failures(&mut bot).len(), 1);
@@ -426,7 +464,7 @@ fn timeouts_and_the_other_failures() {
 
     // A thing without a reply times out after 5 s; the next one follows within 6 s.
     let mut bot = logged_in(t0, &mut rng);
-    bot.start_thing(t0, Thing::TestListField).unwrap();
+    bot.start_thing(t0, &mut rng, Thing::TestListField).unwrap();
     bot.on_tick(t0 + Duration::from_millis(4990), &mut rng);
     assert!(failures(&mut bot).is_empty());
     let t5 = t0 + Duration::from_secs(5);
@@ -489,8 +527,202 @@ fn timeouts_and_the_other_failures() {
     assert_eq!(sent, vec![want]);
 }
 
-/// A stand-in for test_game's Avatar: answers TestListField and TestComplexAttr the way it
-/// does (list ops, then the reply; the complex attr built step by step, then cleared).
+fn done(bot: &mut Bot) -> Vec<Thing> {
+    bot.take_events()
+        .into_iter()
+        .map(|e| match e {
+            Event::ThingDone { thing, .. } => thing,
+            Event::Failure(f) => panic!("{f}"),
+        })
+        .collect()
+}
+
+/// Starts `thing`, feeds `replies`, and returns the request and the things completed.
+fn run_thing(
+    bot: &mut Bot,
+    t: Instant,
+    rng: &mut Rng,
+    thing: Thing,
+    replies: &[Vec<u8>],
+) -> ((String, Vec<Value>), Vec<Thing>) {
+    let req = request(&bot.start_thing(t, rng, thing).unwrap());
+    assert_eq!(bot.current_thing(), Some(thing));
+    assert!(feed(bot, t, rng, replies).is_empty());
+    (req, done(bot))
+}
+
+#[test]
+fn say_things_complete_on_their_own_on_say() {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(7);
+    let mut bot = logged_in(t0, &mut rng);
+    let other = "awVBNWhsgjH2AAAZ";
+    for (thing, channel) in [
+        (Thing::SayInWorldChannel, "world"),
+        (Thing::SayInProfChannel, "prof"),
+    ] {
+        let say = |from: &str, ch: &str| {
+            filtered(
+                "OnSay",
+                &[s(from), s("无名"), s(ch), s("this is a message")],
+            )
+        };
+        // Others' messages, and its own on the other channel, do not complete it.
+        let wrong = if channel == "world" { "prof" } else { "world" };
+        let (req, d) = run_thing(
+            &mut bot,
+            t0,
+            &mut rng,
+            thing,
+            &[say(other, channel), say(AVATAR, wrong)],
+        );
+        assert_eq!(
+            req,
+            (
+                "Say".to_string(),
+                vec![
+                    s(channel),
+                    s(&format!("this is a message in {channel} channel"))
+                ]
+            )
+        );
+        assert!(d.is_empty());
+        feed(&mut bot, t0, &mut rng, &[say(AVATAR, channel)]);
+        assert_eq!(done(&mut bot), vec![thing]);
+        assert_eq!(bot.current_thing(), None);
+    }
+    // OnSay takes 4 arguments.
+    bot.on_frame(t0, &filtered("OnSay", &[s(AVATAR), s("world")]), &mut rng);
+    assert!(failures(&mut bot)[0].contains("OnSay takes 4 arguments"));
+
+    // A world timeout fails; a prof timeout is tolerated (GoWorld).
+    let t5 = t0 + Thing::SayInWorldChannel.timeout();
+    bot.start_thing(t0, &mut rng, Thing::SayInWorldChannel)
+        .unwrap();
+    bot.on_tick(t5, &mut rng);
+    let f = failures(&mut bot);
+    assert!(
+        f.len() == 1 && f[0].contains("DoSayInWorldChannel TIMEOUT"),
+        "{f:?}"
+    );
+    bot.start_thing(t5, &mut rng, Thing::SayInProfChannel)
+        .unwrap();
+    bot.on_tick(t5 + Thing::SayInProfChannel.timeout(), &mut rng);
+    assert!(failures(&mut bot).is_empty());
+    assert_eq!(bot.current_thing(), None);
+    assert!(bot.next_deadline().is_some(), "the next thing is scheduled");
+}
+
+#[test]
+fn mail_things_send_gos_mail_and_complete_on_the_replies() {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(8);
+    let mut bot = logged_in(t0, &mut rng);
+    // The only Avatar the client knows is its own: the mail goes to itself.
+    let ((method, args), d) = run_thing(
+        &mut bot,
+        t0,
+        &mut rng,
+        Thing::SendMail,
+        &[call(AVATAR, "OnSendMail", &[Value::Bool(true)])],
+    );
+    assert_eq!(d, vec![Thing::SendMail]);
+    assert_eq!(method, "SendMail");
+    assert_eq!(args.len(), 2);
+    assert_eq!(args[0], s(AVATAR));
+    let mail = args[1].as_map().unwrap();
+    assert_eq!(mail.len(), 1004);
+    assert_eq!(args[1].map_get("b"), Some(&s("b")));
+    assert_eq!(args[1].map_get("d"), Some(&Value::Float(1231.111)));
+    for i in 1..=1000 {
+        let v = args[1]
+            .map_get(&format!("field{i}"))
+            .and_then(Value::as_i64);
+        assert!(v.is_some_and(|v| (0..100).contains(&v)), "field{i}: {v:?}");
+    }
+    // GoWorld completes on any answer (a refusal is only logged).
+    let (_, d) = run_thing(
+        &mut bot,
+        t0,
+        &mut rng,
+        Thing::SendMail,
+        &[call(AVATAR, "OnSendMail", &[Value::Bool(false)])],
+    );
+    assert_eq!(d, vec![Thing::SendMail]);
+
+    let (req, d) = run_thing(
+        &mut bot,
+        t0,
+        &mut rng,
+        Thing::GetMails,
+        &[call(AVATAR, "OnGetMails", &[Value::Bool(true)])],
+    );
+    assert_eq!(req, ("GetMails".to_string(), vec![]));
+    assert_eq!(d, vec![Thing::GetMails]);
+    // A reply of the other thing does not complete this one.
+    let (_, d) = run_thing(
+        &mut bot,
+        t0,
+        &mut rng,
+        Thing::GetMails,
+        &[call(AVATAR, "OnSendMail", &[Value::Bool(true)])],
+    );
+    assert!(d.is_empty());
+
+    // Timeouts fail, wrong arities fail.
+    bot.on_tick(t0 + Thing::GetMails.timeout(), &mut rng);
+    let f = failures(&mut bot);
+    assert!(f.len() == 1 && f[0].contains("DoGetMails TIMEOUT"), "{f:?}");
+    let t5 = t0 + Thing::GetMails.timeout();
+    bot.start_thing(t5, &mut rng, Thing::SendMail).unwrap();
+    bot.on_tick(t5 + Thing::SendMail.timeout(), &mut rng);
+    let f = failures(&mut bot);
+    assert!(f.len() == 1 && f[0].contains("DoSendMail TIMEOUT"), "{f:?}");
+    bot.on_frame(t5, &call(AVATAR, "OnGetMails", &[]), &mut rng);
+    assert_eq!(failures(&mut bot).len(), 1);
+}
+
+#[test]
+fn publish_thing_completes_on_its_own_publication() {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(9);
+    let mut bot = logged_in(t0, &mut rng);
+    let publication = |publisher: &str| {
+        let content = format!("{publisher}: hello boss_7, this is a test publish message");
+        call(
+            AVATAR,
+            "OnTestPublish",
+            &[s(publisher), s("boss_7"), s(&content)],
+        )
+    };
+    let (req, d) = run_thing(
+        &mut bot,
+        t0,
+        &mut rng,
+        Thing::TestPublish,
+        &[publication("awVBNWhsgjH2AAAZ")],
+    );
+    assert_eq!(req, ("TestPublish".to_string(), vec![]));
+    assert!(d.is_empty(), "another Avatar's publication");
+    feed(&mut bot, t0, &mut rng, &[publication(AVATAR)]);
+    assert_eq!(done(&mut bot), vec![Thing::TestPublish]);
+    // Others' publications while doing nothing are fine; a wrong arity is not.
+    feed(&mut bot, t0, &mut rng, &[publication(AVATAR)]);
+    assert!(done(&mut bot).is_empty());
+    bot.on_frame(t0, &call(AVATAR, "OnTestPublish", &[s(AVATAR)]), &mut rng);
+    assert!(failures(&mut bot)[0].contains("OnTestPublish takes 3 arguments"));
+    bot.start_thing(t0, &mut rng, Thing::TestPublish).unwrap();
+    bot.on_tick(t0 + Thing::TestPublish.timeout(), &mut rng);
+    let f = failures(&mut bot);
+    assert!(
+        f.len() == 1 && f[0].contains("DoTestPublish TIMEOUT"),
+        "{f:?}"
+    );
+}
+
+/// A stand-in for test_game's Avatar: answers the things the way it does (list ops, then
+/// the reply; the complex attr built step by step, then cleared; chat, mail and publish
+/// replies).
 struct FakeAvatar {
     list: Vec<i64>,
     n: i64,
@@ -546,6 +778,23 @@ impl FakeAvatar {
                     call(AVATAR, "OnTestComplexAttrClear", &[]),
                 ]
             }
+            "Say" => {
+                let (_, args) = request(req);
+                vec![filtered(
+                    "OnSay",
+                    &[s(AVATAR), s("无名"), args[0].clone(), args[1].clone()],
+                )]
+            }
+            "SendMail" => vec![call(AVATAR, "OnSendMail", &[Value::Bool(true)])],
+            "GetMails" => vec![call(AVATAR, "OnGetMails", &[Value::Bool(true)])],
+            "TestPublish" => {
+                let content = format!("{AVATAR}: hello npc, this is a test publish message");
+                vec![call(
+                    AVATAR,
+                    "OnTestPublish",
+                    &[s(AVATAR), s("npc"), s(&content)],
+                )]
+            }
             other => panic!("unexpected call {other}"),
         }
     }
@@ -597,6 +846,8 @@ fn the_thing_loop_runs_one_thing_at_a_time_for_a_minute() {
     // About one thing per 3 s on average.
     assert!((10..=35).contains(&done.len()), "{}", done.len());
     assert!(requests - done.len() <= 1);
-    assert!(done.contains(&Thing::TestListField) && done.contains(&Thing::TestComplexAttr));
+    for (thing, _) in Thing::ALL {
+        assert!(done.contains(&thing), "{thing:?} never done: {done:?}");
+    }
     assert_eq!(bot.things_done(), done.len() as u64);
 }

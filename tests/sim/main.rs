@@ -3,6 +3,10 @@
 //! deterministic; the e2e tests check the same things with real processes.
 
 mod login;
+// test_game's Avatar (included by login.rs) names the publish/subscribe module at the crate root.
+#[path = "../../game/test_game/pubsub.rs"]
+#[allow(dead_code)]
+mod pubsub;
 mod services;
 
 use std::collections::BTreeSet;

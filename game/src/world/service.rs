@@ -122,22 +122,31 @@ impl World {
         n > 0 && (0..n).all(|i| self.service_entity(name, i).is_some())
     }
 
-    /// A registry entry arrived from dispatcher `disp`.
-    pub fn kvreg_set(&mut self, now: Instant, key: String, val: String, disp: u16) {
+    /// A registry entry arrived from dispatcher `disp`. Calls held for a shard that is known
+    /// now go out at once, before any later call to it.
+    pub fn kvreg_set(&mut self, net: &mut Net, now: Instant, key: String, val: String, disp: u16) {
         let service_key = key.starts_with("Service/");
         self.services.kvreg.insert(key, (val, disp));
         if service_key {
             self.arm_service_check(now);
+            self.flush_held_service_calls(net, now);
         }
     }
 
     /// Dispatcher `disp` acknowledged this game with its whole registry.
-    pub fn kvreg_reset(&mut self, now: Instant, disp: u16, entries: Vec<(String, String)>) {
+    pub fn kvreg_reset(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        disp: u16,
+        entries: Vec<(String, String)>,
+    ) {
         self.services.kvreg.retain(|_, (_, d)| *d != disp);
         for (k, v) in entries {
             self.services.kvreg.insert(k, (v, disp));
         }
         self.arm_service_check(now);
+        self.flush_held_service_calls(net, now);
     }
 
     /// The registry, as `(key, value)` pairs.
@@ -307,11 +316,30 @@ impl World {
         method: &str,
         args: Args,
     ) {
-        let n = self.service_shards(name);
-        if n == 0 {
+        if self.service_shards(name) == 0 {
             warn!("call {name}.{method}: {name} is not a registered service; dropped");
             return;
         }
+        // Calls to a service keep their order: while earlier calls wait for its shards, a new
+        // one waits behind them, even if its own shard is known.
+        if self.services.held.contains_key(name) {
+            self.hold_service_call(now, name, sel, method, args);
+            return;
+        }
+        self.dispatch_service_call(net, now, name, sel, method, args);
+    }
+
+    /// Sends a service call to its shard(s), or holds it while a shard is unknown.
+    fn dispatch_service_call(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        name: &str,
+        sel: ShardSel,
+        method: &str,
+        args: Args,
+    ) {
+        let n = self.service_shards(name);
         let targets: Option<Vec<EntityId>> = match &sel {
             ShardSel::Any => {
                 let known: Vec<EntityId> = (0..n)
@@ -350,64 +378,93 @@ impl World {
                 }
                 self.run_local_calls(net, now);
             }
-            None => {
-                let q = self.services.held.entry(name.to_string()).or_default();
-                if q.len() >= HELD_CALL_LIMIT {
-                    *self
-                        .services
-                        .overflow
-                        .entry((name.to_string(), method.to_string()))
-                        .or_insert(0) += 1;
-                    return;
-                }
-                q.push_back(HeldCall {
-                    sel,
-                    method: method.to_string(),
-                    args,
-                    until: now + HELD_CALL_TIMEOUT,
-                });
-            }
+            None => self.hold_service_call(now, name, sel, method, args),
         }
     }
 
-    /// Delivers held calls whose shards are known now; reports expired and refused ones.
+    fn hold_service_call(
+        &mut self,
+        now: Instant,
+        name: &str,
+        sel: ShardSel,
+        method: &str,
+        args: Args,
+    ) {
+        let q = self.services.held.entry(name.to_string()).or_default();
+        if q.len() >= HELD_CALL_LIMIT {
+            *self
+                .services
+                .overflow
+                .entry((name.to_string(), method.to_string()))
+                .or_insert(0) += 1;
+            return;
+        }
+        q.push_back(HeldCall {
+            sel,
+            method: method.to_string(),
+            args,
+            until: now + HELD_CALL_TIMEOUT,
+        });
+    }
+
+    fn held_call_ready(&self, name: &str, sel: &ShardSel) -> bool {
+        let n = self.service_shards(name);
+        match sel {
+            ShardSel::Any => (0..n).any(|i| self.service_entity(name, i).is_some()),
+            ShardSel::All => self.services_ready(name),
+            ShardSel::Index(i) => self.service_entity(name, *i).is_some(),
+            ShardSel::Key(k) => self.service_entity(name, shard_by_key(k, n)).is_some(),
+        }
+    }
+
+    /// Delivers held calls, oldest first, up to the first whose shard is still unknown (the
+    /// rest keep waiting behind it, so calls to a service keep their order); reports expired
+    /// and refused ones.
     fn flush_held_service_calls(&mut self, net: &mut Net, now: Instant) {
         for ((name, method), count) in std::mem::take(&mut self.services.overflow) {
             warn!("{count} calls to {name}.{method} were refused: {HELD_CALL_LIMIT} calls were already waiting for its shards");
         }
         let names: Vec<String> = self.services.held.keys().cloned().collect();
         for name in names {
-            let Some(q) = self.services.held.remove(&name) else {
-                continue;
-            };
             let mut expired: BTreeMap<String, u64> = BTreeMap::new();
-            let mut waiting = VecDeque::new();
-            for c in q {
-                let ready = match &c.sel {
-                    ShardSel::Any => (0..self.service_shards(&name))
-                        .any(|i| self.service_entity(&name, i).is_some()),
-                    ShardSel::All => self.services_ready(&name),
-                    ShardSel::Index(i) => self.service_entity(&name, *i).is_some(),
-                    ShardSel::Key(k) => self
-                        .service_entity(&name, shard_by_key(k, self.service_shards(&name)))
-                        .is_some(),
-                };
-                if ready {
-                    self.call_service(net, now, &name, c.sel, &c.method, c.args);
-                } else if now >= c.until {
+            while let Some(front) = self.services.held.get(&name).and_then(|q| q.front()) {
+                if !self.held_call_ready(&name, &front.sel) {
+                    if now < front.until {
+                        break;
+                    }
+                    let c = self
+                        .services
+                        .held
+                        .get_mut(&name)
+                        .and_then(VecDeque::pop_front)
+                        .expect("front");
                     *expired.entry(c.method).or_insert(0) += 1;
+                    continue;
+                }
+                let c = self
+                    .services
+                    .held
+                    .get_mut(&name)
+                    .and_then(VecDeque::pop_front)
+                    .expect("front");
+                if self
+                    .services
+                    .held
+                    .get(&name)
+                    .is_some_and(VecDeque::is_empty)
+                {
+                    self.services.held.remove(&name);
+                }
+                // With the queue shortened, call_service sends it unless older calls remain.
+                let (sel, method, args) = (c.sel, c.method, c.args);
+                if self.services.held.contains_key(&name) {
+                    self.dispatch_service_call(net, now, &name, sel, &method, args);
                 } else {
-                    waiting.push_back(c);
+                    self.call_service(net, now, &name, sel, &method, args);
                 }
             }
             for (method, count) in expired {
                 warn!("{count} calls to {name}.{method} waited {HELD_CALL_TIMEOUT:?} for the service's shards and were dropped");
-            }
-            if !waiting.is_empty() {
-                // Calls made while flushing joined the (removed) queue; keep the order.
-                let later = self.services.held.remove(&name).unwrap_or_default();
-                waiting.extend(later);
-                self.services.held.insert(name, waiting);
             }
         }
     }
