@@ -240,7 +240,15 @@ pub struct ReactorConfig {
     /// default so tests and embedded uses do not take over process-wide signals; the server
     /// binaries turn it on.
     pub signals: bool,
+    /// How long output for a client link may wait to be written together with more (zero:
+    /// written every loop iteration). A gate fanning a message out to many clients otherwise
+    /// pays one `write` per client per message; a few milliseconds batch them, like GoWorld's
+    /// 1-10 ms send batching but bounded. Output over [`CLIENT_FLUSH_BYTES`] goes at once.
+    pub client_flush_delay: Duration,
 }
+
+/// Pending client output at which a delayed client link is written at once.
+pub const CLIENT_FLUSH_BYTES: usize = 16 << 10;
 
 impl Default for ReactorConfig {
     fn default() -> ReactorConfig {
@@ -249,6 +257,7 @@ impl Default for ReactorConfig {
             low_watermark: 4 << 20,
             read_budget: 256 << 10,
             signals: false,
+            client_flush_delay: Duration::ZERO,
         }
     }
 }
@@ -295,6 +304,8 @@ struct Conn {
     writable_interest: bool,
     /// Listed in `Conns::flush`.
     queued_flush: bool,
+    /// For a delayed client link: when its oldest unwritten output must be written.
+    flush_by: Option<Instant>,
     /// Listed in `Reactor::ready` (read budget ran out with data left).
     queued_ready: bool,
     /// Listed in `Reactor::deferred` (readable while reads were paused).
@@ -322,6 +333,9 @@ struct Conns {
     congested: usize,
     high_watermark: usize,
     stats: ReactorStats,
+    /// The reactor's current time, for stamping delayed client output.
+    now: Instant,
+    client_flush_delay: Duration,
 }
 
 impl Conns {
@@ -365,6 +379,11 @@ impl Io for Conns {
         };
         if c.closing.is_some() || c.connecting {
             return;
+        }
+        if c.flush_by.is_none() && c.pending() == 0 && !self.client_flush_delay.is_zero() {
+            if let LinkKind::Client { .. } = c.opts.kind {
+                c.flush_by = Some(self.now + self.client_flush_delay);
+            }
         }
         write_frame2(&mut c.out, head, tail);
         if !c.queued_flush {
@@ -477,6 +496,8 @@ impl Reactor {
                 congested: 0,
                 high_watermark: cfg.high_watermark,
                 stats: ReactorStats::default(),
+                now: Instant::now(),
+                client_flush_delay: cfg.client_flush_delay,
             },
             cfg,
             listeners: Vec::new(),
@@ -570,6 +591,7 @@ impl Reactor {
 
             // Events.
             let now = Instant::now();
+            self.conns.now = now;
             // Taken first, so connections re-queued now wait for the next iteration.
             let ready = std::mem::take(&mut self.ready);
             let mut woke = false;
@@ -615,11 +637,12 @@ impl Reactor {
 
             // Tick.
             let now = Instant::now();
+            self.conns.now = now;
             handler.on_tick(&mut self.conns, now, SystemTime::now());
             self.process_closes(handler, now);
 
             // Flush.
-            self.flush_all();
+            self.flush_all(Instant::now());
             self.process_closes(handler, now);
         }
         self.final_flush(handler);
@@ -629,8 +652,9 @@ impl Reactor {
     /// Zero while work is queued; otherwise until the earliest handler, dial or accept-pause
     /// deadline; `None` (sleep until an event) when there is none.
     fn poll_timeout(&self, handler: &dyn Handler, now: Instant) -> Option<Duration> {
+        let delayed = self.delayed_flush_deadline();
         let busy = !self.ready.is_empty()
-            || !self.conns.flush.is_empty()
+            || (!self.conns.flush.is_empty() && delayed.is_none())
             || !self.conns.closing.is_empty()
             || (self.conns.congested == 0 && !self.deferred.is_empty());
         if busy {
@@ -638,6 +662,9 @@ impl Reactor {
         }
         let mut next = handler.next_deadline();
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = delayed {
+            consider(t);
+        }
         for d in &self.dials {
             match d.state {
                 DialState::Waiting(t) => consider(t),
@@ -705,6 +732,7 @@ impl Reactor {
             out_pos: 0,
             writable_interest: connecting,
             queued_flush: false,
+            flush_by: None,
             queued_ready: false,
             deferred: false,
             congested: false,
@@ -987,17 +1015,39 @@ impl Reactor {
     }
 
     /// Writes the output queued this iteration (and after writable events).
-    fn flush_all(&mut self) {
+    fn flush_all(&mut self, now: Instant) {
+        let mut later = Vec::new();
         for id in std::mem::take(&mut self.conns.flush) {
             let Some(c) = self.conns.get_mut(id) else {
                 continue;
             };
+            // A delayed client link waits for more output, up to its deadline or size.
+            if c.flush_by.is_some_and(|t| now < t)
+                && c.pending() < CLIENT_FLUSH_BYTES
+                && c.closing.is_none()
+            {
+                later.push(id);
+                continue;
+            }
             c.queued_flush = false;
+            c.flush_by = None;
             // Closing connections are flushed by teardown.
             if c.closing.is_none() && !c.connecting {
                 self.flush_conn(id);
             }
         }
+        self.conns.flush.extend(later);
+    }
+
+    /// The earliest delayed client flush, if every queued flush is a delayed one; `None`
+    /// when some output must be written at once (or nothing is queued).
+    fn delayed_flush_deadline(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        for id in &self.conns.flush {
+            let t = self.conns.get(*id).and_then(|c| c.flush_by)?;
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+        earliest
     }
 
     /// Writes until drained or `WouldBlock`, and keeps WRITABLE interest and congestion in
@@ -1115,6 +1165,8 @@ impl Reactor {
             self.process_closes(handler, now);
             let Conns { slab, flush, .. } = &mut self.conns;
             for (slot, c) in slab.iter_mut() {
+                // Stopping: nothing waits for more output any more.
+                c.flush_by = None;
                 if c.pending() > 0 && !c.queued_flush && !c.connecting {
                     c.queued_flush = true;
                     flush.push(ConnId {
@@ -1123,7 +1175,7 @@ impl Reactor {
                     });
                 }
             }
-            self.flush_all();
+            self.flush_all(now);
             self.process_closes(handler, now);
             let left = self
                 .conns
