@@ -1834,4 +1834,41 @@ mod tests {
         let odd = io::Error::from_raw_os_error(71); // EPROTO
         assert!(!kind_text(&odd).contains("os error"), "{}", kind_text(&odd));
     }
+
+    #[test]
+    fn delayed_client_output_is_batched_and_still_arrives_without_more_traffic() {
+        let mut r = Reactor::new(ReactorConfig {
+            client_flush_delay: Duration::from_millis(40),
+            ..ReactorConfig::default()
+        })
+        .unwrap();
+        let addr = listen(&mut r, 1, client_opts(1 << 20));
+        // Each frame in is answered with three frames out: with the delay they go together.
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, _| {
+                for _ in 0..3 {
+                    io.send(conn, p)
+                }
+            }),
+        );
+        let mut c = connect(addr);
+        send_frame(&mut c, b"ping").unwrap();
+        let sent = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(read_frame(&mut c).unwrap(), b"ping");
+        }
+        // Nothing else happened, yet the output came: the poll woke for the delayed flush.
+        let waited = sent.elapsed();
+        assert!(
+            waited >= Duration::from_millis(30),
+            "written after {waited:?}, before the delay"
+        );
+        assert!(
+            waited < Duration::from_secs(2),
+            "written only after {waited:?}"
+        );
+        let r = run.stop();
+        assert_eq!(r.stats().writes, 1, "three frames, one write");
+    }
 }
