@@ -9,10 +9,6 @@ use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorCon
 
 use crate::{GateEvent, GateService, Settings, CLIENT_LISTENER};
 
-/// How long a client's output may wait to be written with more: batching a fan-out (a chat
-/// message to every client) into fewer system calls, for at most this much added latency.
-pub const CLIENT_FLUSH_DELAY: Duration = Duration::from_millis(2);
-
 /// Runs a gate process: `gate -gid N [-configfile goworld.ini] [-log level]`.
 pub fn main() {
     let (args, config) = process::boot("gate", "gid", false);
@@ -35,7 +31,6 @@ pub fn main() {
     };
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
-        client_flush_delay: CLIENT_FLUSH_DELAY,
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("gate{id}: cannot start the reactor: {e}")));
