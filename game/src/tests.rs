@@ -24,6 +24,22 @@ fn addr() -> SocketAddr {
     "127.0.0.1:1".parse().unwrap()
 }
 
+/// Settings of game `id` with one dispatcher, boot entity type `boot`, and a wall clock at
+/// 1 700 000 000 unix seconds at `t0`.
+fn settings(id: u16, boot: &str, t0: Instant) -> Settings {
+    Settings {
+        game_id: id,
+        desired_dispatchers: 1,
+        ban_boot_entity: false,
+        boot_entity: boot.into(),
+        restore: false,
+        clock: WallClock {
+            at: t0,
+            unix_secs: 1_700_000_000,
+        },
+    }
+}
+
 fn game(id: u16, dispatchers: u16) -> GameService {
     let s = Settings {
         game_id: id,
@@ -266,17 +282,7 @@ impl Ticker {
 fn entity_timers_fire_by_name_repeat_and_cancel() {
     let mut io = MemIo::new();
     let t0 = Instant::now();
-    let s = Settings {
-        game_id: 1,
-        desired_dispatchers: 1,
-        ban_boot_entity: false,
-        boot_entity: "Ticker".into(),
-        restore: false,
-        clock: WallClock {
-            at: t0,
-            unix_secs: 1_700_000_000,
-        },
-    };
+    let s = settings(1, "Ticker", t0);
     let mut types = Registry::new();
     types.register::<Ticker>("Ticker").unwrap();
     let mut g = GameService::new(
@@ -411,17 +417,7 @@ impl Fragile {
 fn a_panic_in_game_code_is_caught_and_the_entity_keeps_running() {
     let mut io = MemIo::new();
     let t0 = Instant::now();
-    let s = Settings {
-        game_id: 1,
-        desired_dispatchers: 1,
-        ban_boot_entity: false,
-        boot_entity: "Fragile".into(),
-        restore: false,
-        clock: WallClock {
-            at: t0,
-            unix_secs: 1_700_000_000,
-        },
-    };
+    let s = settings(1, "Fragile", t0);
     let mut types = Registry::new();
     types.register::<Fragile>("Fragile").unwrap();
     let mut g = GameService::new(
@@ -499,17 +495,7 @@ impl Keeper {
 fn a_snapshot_carries_struct_fields_attributes_and_timers_to_another_game() {
     let t0 = Instant::now();
     let mk = |id: u16| {
-        let s = Settings {
-            game_id: id,
-            desired_dispatchers: 1,
-            ban_boot_entity: false,
-            boot_entity: "Keeper".into(),
-            restore: false,
-            clock: WallClock {
-                at: t0,
-                unix_secs: 1_700_000_000,
-            },
-        };
+        let s = settings(id, "Keeper", t0);
         let mut types = Registry::new();
         types.register::<Keeper>("Keeper").unwrap();
         GameService::new(
@@ -636,17 +622,7 @@ fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
             }),
         )
         .unwrap();
-    let s = Settings {
-        game_id: 1,
-        desired_dispatchers: 1,
-        ban_boot_entity: false,
-        boot_entity: "Counter".into(),
-        restore: false,
-        clock: WallClock {
-            at: t0,
-            unix_secs: 1_700_000_000,
-        },
-    };
+    let s = settings(1, "Counter", t0);
     let mut g = GameService::new(
         s,
         IdGen::new([1, 2, 3], 1),
@@ -752,17 +728,7 @@ fn bump(ctx: &mut Ctx, key: &str) {
 #[test]
 fn goworld_permission_rules_for_servers_own_clients_and_other_clients() {
     let t0 = Instant::now();
-    let s = Settings {
-        game_id: 1,
-        desired_dispatchers: 1,
-        ban_boot_entity: false,
-        boot_entity: "Exposed".into(),
-        restore: false,
-        clock: WallClock {
-            at: t0,
-            unix_secs: 1_700_000_000,
-        },
-    };
+    let s = settings(1, "Exposed", t0);
     let mut types = Registry::new();
     types.register::<Exposed>("Exposed").unwrap();
     let mut g = GameService::new(
@@ -851,17 +817,7 @@ fn kvdb_ranges_and_storage_existence_reach_the_entity() {
     let kvdb = crate::kvdb::Kvdb::filesystem(dir.join("kvdb"), None).unwrap();
     let storage = crate::storage::Storage::filesystem(dir.join("storage"), None).unwrap();
     let t0 = Instant::now();
-    let s = Settings {
-        game_id: 1,
-        desired_dispatchers: 1,
-        ban_boot_entity: false,
-        boot_entity: "Asker".into(),
-        restore: false,
-        clock: WallClock {
-            at: t0,
-            unix_secs: 1_700_000_000,
-        },
-    };
+    let s = settings(1, "Asker", t0);
     let mut types = Registry::new();
     types.register::<Asker>("Asker").unwrap();
     let mut g = GameService::new(
@@ -912,17 +868,7 @@ fn crontab_entries_run_once_a_minute_at_second_two() {
     use std::rc::Rc;
     let t0 = Instant::now();
     // 1_700_000_000 is 20 s past a minute: the first check is 42 s away.
-    let s = Settings {
-        game_id: 1,
-        desired_dispatchers: 1,
-        ban_boot_entity: false,
-        boot_entity: "Counter".into(),
-        restore: false,
-        clock: WallClock {
-            at: t0,
-            unix_secs: 1_700_000_000,
-        },
-    };
+    let s = settings(1, "Counter", t0);
     let mut types = Registry::new();
     types.register::<Counter>("Counter").unwrap();
     let mut g = GameService::new(
