@@ -2,6 +2,7 @@
 //! ports, starts dispatchers, games and gates as real processes from `target/release`, waits
 //! for their ready lines, and stops (or kills) only the processes it started, by PID.
 
+pub mod procfs;
 pub mod sim;
 
 use std::io::{BufRead, BufReader, Read, Write};

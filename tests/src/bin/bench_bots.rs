@@ -20,6 +20,7 @@
 //! a server log has an error line. test_client and the gate each hold one descriptor per bot:
 //! the run stops early if `ulimit -n` is too low.
 
+use goworld_tests::procfs::{clk_tck, cpu_ticks, flag};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -35,42 +36,9 @@ const WARMUP: Duration = Duration::from_secs(10);
 /// old when it exits.
 const POLL: Duration = Duration::from_millis(100);
 
-/// `-name value` from the command line, or `default`.
-fn flag(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a.trim_start_matches('-') == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("-{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
-}
-
 /// True if `-name` is on the command line.
 fn switch(name: &str) -> bool {
     std::env::args().any(|a| a.trim_start_matches('-') == name)
-}
-
-/// Clock ticks per second for /proc times (`getconf CLK_TCK`, 100 on Linux in practice).
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid`, in clock ticks (None once the process is gone).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields after its ')' start at field 3.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// VmRSS and VmHWM of `pid`, in KiB (None once the process has exited).
@@ -330,10 +298,10 @@ fn main() {
         let now = Instant::now();
         let server_ticks: Vec<u64> = servers
             .iter()
-            .map(|(_, pid)| cpu_ticks(*pid).unwrap_or(0))
+            .map(|(_, pid)| cpu_ticks(&pid.to_string()).unwrap_or(0))
             .collect();
         // Both readings of test_client must succeed: it may exit between them.
-        if let (Some(ct), Some(crss)) = (cpu_ticks(client_pid), rss_kb(client_pid)) {
+        if let (Some(ct), Some(crss)) = (cpu_ticks(&client_pid.to_string()), rss_kb(client_pid)) {
             let reading = Reading {
                 at: now,
                 servers: server_ticks,

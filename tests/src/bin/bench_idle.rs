@@ -14,8 +14,8 @@
 //! Each client costs the gate and this process one file descriptor; the run stops early with a
 //! message if `ulimit -n` is too low (raise the soft limit up to the hard one with `ulimit -n`).
 
+use goworld_tests::procfs::{clk_tck, cpu_ticks, flag};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,39 +25,6 @@ use goworld_tests::{Cluster, Kind, RawClient};
 /// Clients connected before their greetings are read: the gate, dispatcher and game work on a
 /// batch together instead of one round trip per client.
 const CONNECT_BATCH: usize = 100;
-
-/// `-name value` from the command line, or `default`.
-fn flag(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a.trim_start_matches('-') == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("-{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
-}
-
-/// Clock ticks per second for /proc times (`getconf CLK_TCK`, 100 on Linux in practice).
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // The command name (field 2) may hold spaces; fields after its ')' start at field 3.
-    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
 
 /// The number after `key` in /proc/<pid>/status.
 fn status_field(pid: u32, key: &str) -> u64 {
@@ -106,9 +73,15 @@ struct Phase {
 /// Samples CPU for `secs` seconds, then RSS, for each process.
 fn measure(pids: &[u32; 3], secs: u64, tck: f64) -> Phase {
     let t0 = Instant::now();
-    let (c0, w0) = (pids.map(cpu_ticks), pids.map(wakeups));
+    let (c0, w0) = (
+        pids.map(|p| cpu_ticks(&p.to_string()).expect("/proc/<pid>/stat")),
+        pids.map(wakeups),
+    );
     thread::sleep(Duration::from_secs(secs));
-    let (c1, w1) = (pids.map(cpu_ticks), pids.map(wakeups));
+    let (c1, w1) = (
+        pids.map(|p| cpu_ticks(&p.to_string()).expect("/proc/<pid>/stat")),
+        pids.map(wakeups),
+    );
     let wall = t0.elapsed().as_secs_f64();
     let (mut cpu_pct, mut wakeups_per_s) = ([0.0; 3], [0.0; 3]);
     for i in 0..3 {

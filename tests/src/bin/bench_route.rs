@@ -16,9 +16,9 @@
 //! Build the release binaries first, then:
 //! `cargo run --release -p goworld-tests --bin bench_route -- [-secs 10] [-entities 1000] [-rate 0]`
 
+use goworld_tests::procfs::{clk_tck, cpu_ticks, flag};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -33,39 +33,6 @@ use goworld_tests::{Cluster, Kind};
 /// Size of one batched write from game 1: large enough that syscalls do not dominate the
 /// generator, small enough that the sender stays close behind the dispatcher.
 const BATCH: usize = 64 * 1024;
-
-/// `-name value` from the command line, or `default`.
-fn flag(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a.trim_start_matches('-') == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("-{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
-}
-
-/// Clock ticks per second for /proc times (`getconf CLK_TCK`, 100 on Linux in practice).
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid` ("self" or a number), in clock ticks.
-fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // The command name (field 2) may hold spaces; fields after its ')' start at field 3.
-    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
 
 /// (busy, total) jiffies of the whole machine, all cores, from /proc/stat: the share of the
 /// cores other processes took tells whether the window was disturbed.
@@ -270,16 +237,16 @@ fn main() {
     let (t0, r0, d0, g0, m0) = (
         Instant::now(),
         received.load(Ordering::Relaxed),
-        cpu_ticks(&pid),
-        cpu_ticks("self"),
+        cpu_ticks(&pid).expect("/proc/<pid>/stat"),
+        cpu_ticks("self").expect("/proc/self/stat"),
         machine_jiffies(),
     );
     thread::sleep(Duration::from_secs(secs));
     let (t1, r1, d1, g1, m1) = (
         Instant::now(),
         received.load(Ordering::Relaxed),
-        cpu_ticks(&pid),
-        cpu_ticks("self"),
+        cpu_ticks(&pid).expect("/proc/<pid>/stat"),
+        cpu_ticks("self").expect("/proc/self/stat"),
         machine_jiffies(),
     );
     let rss = status_kb(&pid, "VmRSS:");
