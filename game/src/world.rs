@@ -637,7 +637,7 @@ impl World {
                 TimerJob::CheckServices => self.check_services(net, now),
                 TimerJob::Cron { at } => self.run_crontab(net, now, at),
                 TimerJob::ServiceTick => self.service_tick(net, now),
-                TimerJob::ClaimShard { name, shard } => self.claim_shard(net, now, &name, shard),
+                TimerJob::ClaimShard { name, shard } => self.claim_shard(net, &name, shard),
                 TimerJob::Global { mut f, repeat } => {
                     self.run_global(net, now, "a global timer", |ctx| f(ctx));
                     if let Some(every) = repeat {

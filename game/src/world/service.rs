@@ -292,7 +292,7 @@ impl World {
     }
 
     /// A claim's random delay is over: claim the shard if it is still unclaimed.
-    pub(crate) fn claim_shard(&mut self, net: &mut Net, now: Instant, name: &str, shard: u32) {
+    pub(crate) fn claim_shard(&mut self, net: &mut Net, name: &str, shard: u32) {
         if self.shard_owner(name, shard).is_some()
             || !self.services.claiming.contains(&(name.to_string(), shard))
         {
@@ -303,7 +303,6 @@ impl World {
         // If the claim loses, the registry change re-runs the check; if the answer never
         // comes (a dispatcher restart), the periodic check claims again.
         self.services.claiming.remove(&(name.to_string(), shard));
-        let _ = now;
     }
 
     /// Calls a service shard (or all of them), holding the call while a shard is unknown.
@@ -455,13 +454,8 @@ impl World {
                 {
                     self.services.held.remove(&name);
                 }
-                // With the queue shortened, call_service sends it unless older calls remain.
-                let (sel, method, args) = (c.sel, c.method, c.args);
-                if self.services.held.contains_key(&name) {
-                    self.dispatch_service_call(net, now, &name, sel, &method, args);
-                } else {
-                    self.call_service(net, now, &name, sel, &method, args);
-                }
+                // Its shard is known: send it, ahead of the calls still waiting behind it.
+                self.dispatch_service_call(net, now, &name, c.sel, &c.method, c.args);
             }
             for (method, count) in expired {
                 warn!("{count} calls to {name}.{method} waited {HELD_CALL_TIMEOUT:?} for the service's shards and were dropped");
