@@ -364,32 +364,11 @@ impl KvdbBackend for FilesystemKvdb {
 mod tests {
     use super::*;
     use std::process::{Command, Stdio};
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
 
     const T: Duration = Duration::from_secs(10);
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "goworld-rs-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&p);
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::storage::tests::TempDir;
 
     fn all(k: &mut Kvdb) -> Vec<Completion<KvdbOutput>> {
         k.drain(T).expect("drained");

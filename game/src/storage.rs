@@ -1117,7 +1117,7 @@ impl StorageBackend for FilesystemStorage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A fresh directory under the system temp dir, removed on drop.
