@@ -73,7 +73,67 @@ pub enum Hook {
     ClientConnected,
     /// [`Entity::on_client_disconnected`].
     ClientDisconnected,
+    /// [`Entity::on_enter_space`].
+    EnterSpace,
+    /// [`Entity::on_leave_space`], with the space left.
+    LeaveSpace(EntityId),
+    /// [`Entity::on_migrate_out`].
+    MigrateOut,
+    /// [`Entity::on_migrate_in`].
+    MigrateIn,
+    /// [`Entity::on_space_init`].
+    SpaceInit,
+    /// [`Entity::on_space_created`].
+    SpaceCreated,
+    /// [`Entity::on_space_destroy`].
+    SpaceDestroy,
+    /// [`Entity::on_entity_enter_space`], with the entity that entered.
+    EntityEnterSpace(EntityId),
+    /// [`Entity::on_entity_leave_space`], with the entity that left.
+    EntityLeaveSpace(EntityId),
 }
+
+/// A position in a space. Y is carried and synced to clients but ignored by AOI.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Vec3 {
+    /// X (AOI).
+    pub x: f32,
+    /// Y (height; not used by AOI).
+    pub y: f32,
+    /// Z (AOI).
+    pub z: f32,
+}
+
+impl Vec3 {
+    /// A position.
+    pub fn new(x: f32, y: f32, z: f32) -> Vec3 {
+        Vec3 { x, y, z }
+    }
+
+    /// The yaw, in degrees, of the direction from the origin to this vector on the XZ plane;
+    /// 0 is +Z (GoWorld's `DirToYaw`).
+    pub fn dir_to_yaw(&self) -> f32 {
+        let d = self.x.atan2(self.z).to_degrees();
+        if d < 0.0 {
+            d + 360.0
+        } else {
+            d
+        }
+    }
+
+    /// Euclidean distance (all three axes).
+    pub fn distance_to(&self, o: &Vec3) -> f32 {
+        let (dx, dy, dz) = (self.x - o.x, self.y - o.y, self.z - o.z);
+        (dx * dx + dy * dy + dz * dz).sqrt()
+    }
+}
+
+/// The type name of space entities (GoWorld's `__space__`), as clients see it.
+pub const SPACE_TYPE: &str = "__space__";
+/// The space attribute holding its kind (AllClients, so clients learn it).
+pub const SPACE_KIND_ATTR: &str = "_K";
+/// The space attribute holding its AOI distance once enabled (server-only).
+pub const SPACE_AOI_ATTR: &str = "_EnableAOI";
 
 /// An entity type. Implement it on a struct with your own fields (`Default` builds a new
 /// instance); the engine owns the attributes and the client.
@@ -97,6 +157,27 @@ pub trait Entity: Any + Default + Serialize + DeserializeOwned {
     fn on_client_connected(&mut self, _ctx: &mut Ctx) {}
     /// The entity's client left or was given away.
     fn on_client_disconnected(&mut self, _ctx: &mut Ctx) {}
+    /// The entity entered a space ([`Ctx::space_id`] says which), after the space's
+    /// `on_entity_enter_space`. Not called for the nil space.
+    fn on_enter_space(&mut self, _ctx: &mut Ctx) {}
+    /// The entity left `space` (not called for the nil space).
+    fn on_leave_space(&mut self, _ctx: &mut Ctx, _space: EntityId) {}
+    /// The entity is leaving this game for another (after it left its space). Attribute
+    /// and struct changes made here travel with it.
+    fn on_migrate_out(&mut self, _ctx: &mut Ctx) {}
+    /// The entity arrived from another game (after `on_attrs_ready`, before it enters its
+    /// target space). `on_created` is not called again.
+    fn on_migrate_in(&mut self, _ctx: &mut Ctx) {}
+    /// Spaces only: right after the instance is made (GoWorld's `OnSpaceInit`).
+    fn on_space_init(&mut self, _ctx: &mut Ctx) {}
+    /// Spaces only: the space exists; enable AOI and spawn things here.
+    fn on_space_created(&mut self, _ctx: &mut Ctx) {}
+    /// Spaces only: the space is being destroyed; the entities in it are destroyed next.
+    fn on_space_destroy(&mut self, _ctx: &mut Ctx) {}
+    /// Spaces only: `entity` entered this space (before the entity's `on_enter_space`).
+    fn on_entity_enter_space(&mut self, _ctx: &mut Ctx, _entity: EntityId) {}
+    /// Spaces only: `entity` left this space.
+    fn on_entity_leave_space(&mut self, _ctx: &mut Ctx, _entity: EntityId) {}
 }
 
 type MethodFn<T> = Box<dyn Fn(&mut T, &mut Ctx, &Args) -> Result<(), ArgError>>;
@@ -129,9 +210,16 @@ impl<T: Entity> TypeDesc<T> {
         self
     }
 
-    /// Entities of this type take part in AOI with this distance.
+    /// Entities of this type take part in AOI, seeing others within `distance` on X and Z
+    /// (a square). 0 takes the distance of the space they are in. GoWorld stores the
+    /// type's distance but uses the space's; here an entity's own distance is honoured, so
+    /// interest is directional: a long view sees a small entity that does not see it back.
     pub fn use_aoi(&mut self, distance: f32) -> &mut Self {
-        self.aoi_distance = Some(distance);
+        self.aoi_distance = Some(if distance.is_finite() {
+            distance.max(0.0)
+        } else {
+            0.0
+        });
         self
     }
 
@@ -200,6 +288,8 @@ pub enum CallError {
 pub(crate) trait EntityType {
     fn name(&self) -> &str;
     fn is_persistent(&self) -> bool;
+    /// `Some(d)` if the type uses AOI (`d` = 0: the space's distance).
+    fn aoi_distance(&self) -> Option<f32>;
     fn attr_flags(&self, key: &str) -> AttrFlags;
     fn new_instance(&self) -> Box<dyn Any>;
     fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, String>;
@@ -223,6 +313,9 @@ impl<T: Entity> EntityType for TypeImpl<T> {
     }
     fn is_persistent(&self) -> bool {
         self.0.persistent
+    }
+    fn aoi_distance(&self) -> Option<f32> {
+        self.0.aoi_distance
     }
     fn attr_flags(&self, key: &str) -> AttrFlags {
         self.0.attrs.get(key).copied().unwrap_or_default()
@@ -263,6 +356,15 @@ impl<T: Entity> EntityType for TypeImpl<T> {
             Hook::Destroy => e.on_destroy(ctx),
             Hook::ClientConnected => e.on_client_connected(ctx),
             Hook::ClientDisconnected => e.on_client_disconnected(ctx),
+            Hook::EnterSpace => e.on_enter_space(ctx),
+            Hook::LeaveSpace(space) => e.on_leave_space(ctx, space),
+            Hook::MigrateOut => e.on_migrate_out(ctx),
+            Hook::MigrateIn => e.on_migrate_in(ctx),
+            Hook::SpaceInit => e.on_space_init(ctx),
+            Hook::SpaceCreated => e.on_space_created(ctx),
+            Hook::SpaceDestroy => e.on_space_destroy(ctx),
+            Hook::EntityEnterSpace(id) => e.on_entity_enter_space(ctx, id),
+            Hook::EntityLeaveSpace(id) => e.on_entity_leave_space(ctx, id),
         }
     }
 }
@@ -285,6 +387,11 @@ impl Registry {
     /// Registers type `T` under `name`. A duplicate name or a bad definition is an error
     /// naming it; the game should refuse to start.
     pub fn register<T: Entity>(&mut self, name: &str) -> Result<(), String> {
+        if name == SPACE_TYPE {
+            return Err(format!(
+                "{SPACE_TYPE} is the space type: use register_space"
+            ));
+        }
         if self.types.contains_key(name) {
             return Err(format!("entity type {name} is registered twice"));
         }
@@ -294,6 +401,35 @@ impl Registry {
             return Err(format!("entity type {name}: {}", desc.errors.join("; ")));
         }
         self.types.insert(name.to_string(), Rc::new(TypeImpl(desc)));
+        Ok(())
+    }
+
+    /// Registers `T` as the game's space type ([`SPACE_TYPE`]; one per game, as in GoWorld,
+    /// where spaces differ by kind). Its `_K` (kind, AllClients) and `_EnableAOI` attributes
+    /// are added. Without this, spaces are of a built-in type with no logic.
+    pub fn register_space<T: Entity>(&mut self) -> Result<(), String> {
+        if self.types.contains_key(SPACE_TYPE) {
+            return Err("a space type is registered twice".to_string());
+        }
+        let mut desc = TypeDesc::<T>::new(SPACE_TYPE);
+        T::describe(&mut desc);
+        if desc.persistent {
+            return Err("the space type cannot be persistent".to_string());
+        }
+        if desc.aoi_distance.is_some() {
+            return Err("the space type cannot use AOI itself".to_string());
+        }
+        if !desc.attrs.contains_key(SPACE_KIND_ATTR) {
+            desc.attr(SPACE_KIND_ATTR, &[AttrFlag::AllClients]);
+        }
+        if !desc.attrs.contains_key(SPACE_AOI_ATTR) {
+            desc.attr(SPACE_AOI_ATTR, &[]);
+        }
+        if !desc.errors.is_empty() {
+            return Err(format!("space type: {}", desc.errors.join("; ")));
+        }
+        self.types
+            .insert(SPACE_TYPE.to_string(), Rc::new(TypeImpl(desc)));
         Ok(())
     }
 
@@ -435,6 +571,25 @@ pub(crate) enum Action {
         type_name: String,
         id: EntityId,
     },
+    /// Enter space `space` at `pos` (local or by migration).
+    EnterSpace {
+        from: EntityId,
+        space: EntityId,
+        pos: Vec3,
+    },
+    /// `from`'s position changed: update AOI.
+    Moved { from: EntityId },
+    /// Turn on AOI in space `space`.
+    EnableAoi { space: EntityId, distance: f32 },
+    /// Create an entity on this game inside the local space `space`.
+    CreateInSpace {
+        type_name: String,
+        id: EntityId,
+        space: EntityId,
+        pos: Vec3,
+    },
+    /// Create a space of `kind` on game `game` (0: any game).
+    CreateSpace { game: u16, kind: i64, id: EntityId },
 }
 
 /// An entity's timer, as [`Ctx::add_timer`] and [`Ctx::add_callback`] return it. Counts up
@@ -483,6 +638,9 @@ pub struct Ctx<'a> {
     pub(crate) actions: &'a mut Vec<Action>,
     pub(crate) next_timer: &'a mut TimerId,
     pub(crate) online: &'a std::collections::BTreeSet<u16>,
+    pub(crate) place: &'a mut crate::world::Placement,
+    pub(crate) others: &'a crate::world::EntityMap,
+    pub(crate) spaces: &'a crate::world::SpaceMap,
 }
 
 impl Ctx<'_> {
@@ -541,6 +699,196 @@ impl Ctx<'_> {
     /// This entity's client, if it has one.
     pub fn client(&self) -> Option<GameClient> {
         self.client
+    }
+
+    /// The space this entity is in (its game's nil space if none).
+    pub fn space_id(&self) -> EntityId {
+        self.place.space
+    }
+
+    /// The kind of the space this entity is in (0: the nil space).
+    pub fn space_kind(&self) -> i64 {
+        self.spaces.get(&self.place.space).map_or(0, |s| s.kind)
+    }
+
+    /// This entity's position.
+    pub fn position(&self) -> Vec3 {
+        self.place.pos
+    }
+
+    /// This entity's yaw.
+    pub fn yaw(&self) -> f32 {
+        self.place.yaw
+    }
+
+    /// Moves this entity (AOI is updated; the position reaches its own client and the
+    /// clients that see it at the next position sync). In a space without AOI the position
+    /// is still kept (GoWorld drops it there).
+    pub fn set_position(&mut self, pos: Vec3) {
+        self.place.pos = pos;
+        self.place
+            .mark_sync(crate::world::SYNC_OWN | crate::world::SYNC_NEIGHBOURS);
+        self.push(Action::Moved { from: self.id });
+    }
+
+    /// Turns this entity (synced like the position).
+    pub fn set_yaw(&mut self, yaw: f32) {
+        self.place.yaw = yaw;
+        self.place
+            .mark_sync(crate::world::SYNC_OWN | crate::world::SYNC_NEIGHBOURS);
+    }
+
+    /// Turns this entity to face `pos` on the XZ plane.
+    pub fn face_to_pos(&mut self, pos: Vec3) {
+        let d = Vec3::new(pos.x - self.place.pos.x, 0.0, pos.z - self.place.pos.z);
+        self.set_yaw(d.dir_to_yaw());
+    }
+
+    /// Turns this entity to face entity `other` on this game; false if it is not here.
+    pub fn face_to(&mut self, other: EntityId) -> bool {
+        match self.position_of(&other) {
+            Some(p) => {
+                self.face_to_pos(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether position syncs from this entity's client move it (GoWorld's
+    /// `SetClientSyncing`; off by default).
+    pub fn set_client_syncing(&mut self, on: bool) {
+        self.place.syncing_from_client = on;
+    }
+
+    /// Enters space `space` at `pos`: at once if the space is on this game, otherwise by
+    /// moving this entity to the space's game (GoWorld's three-step migration). Entering
+    /// another game's nil space ([`nil_space_id`]) moves the entity to that game.
+    pub fn enter_space(&mut self, space: EntityId, pos: Vec3) {
+        self.push(Action::EnterSpace {
+            from: self.id,
+            space,
+            pos,
+        });
+    }
+
+    /// The entities this one sees (AOI), whose creates its client got.
+    pub fn interested_in(&self) -> Vec<EntityId> {
+        self.aoi_set(true)
+    }
+
+    /// The entities that see this one: their clients get its AllClients attributes,
+    /// [`call_all_clients`](Self::call_all_clients) and position syncs.
+    pub fn interested_by(&self) -> Vec<EntityId> {
+        self.aoi_set(false)
+    }
+
+    fn aoi_set(&self, sees: bool) -> Vec<EntityId> {
+        let Some(space) = self.spaces.get(&self.place.space) else {
+            return Vec::new();
+        };
+        let (Some(aoi), Some(slot)) = (
+            space.aoi.as_ref(),
+            space.members.get(&self.id).and_then(|m| m.aoi),
+        ) else {
+            return Vec::new();
+        };
+        if sees {
+            aoi.interested_in(slot).map(|s| aoi.payload(s)).collect()
+        } else {
+            aoi.interested_by(slot).map(|s| aoi.payload(s)).collect()
+        }
+    }
+
+    /// True if entity `id` lives on this game (this entity included).
+    pub fn is_local(&self, id: &EntityId) -> bool {
+        *id == self.id || self.others.contains_key(id)
+    }
+
+    /// The type of entity `id` if it lives on this game.
+    pub fn type_of(&self, id: &EntityId) -> Option<&str> {
+        if *id == self.id {
+            return Some(self.type_name);
+        }
+        self.others.get(id).map(|r| r.ty.name())
+    }
+
+    /// The position of entity `id` if it lives on this game.
+    pub fn position_of(&self, id: &EntityId) -> Option<Vec3> {
+        if *id == self.id {
+            return Some(self.place.pos);
+        }
+        self.others.get(id).map(|r| r.place.pos)
+    }
+
+    /// For a space entity: its kind.
+    pub fn kind(&self) -> i64 {
+        self.spaces.get(&self.id).map_or(0, |s| s.kind)
+    }
+
+    /// For a space entity: turns on AOI with `distance` (the default for types that use AOI
+    /// without their own distance). Call it before anything enters, at most once (in
+    /// `on_space_created`).
+    pub fn enable_aoi(&mut self, distance: f32) {
+        self.push(Action::EnableAoi {
+            space: self.id,
+            distance,
+        });
+    }
+
+    /// For a space entity: how many entities of `type_name` are in it.
+    pub fn count_entities(&self, type_name: &str) -> usize {
+        self.spaces.get(&self.id).map_or(0, |s| {
+            s.members
+                .values()
+                .filter(|m| m.ty.name() == type_name)
+                .count()
+        })
+    }
+
+    /// For a space entity: how many entities are in it.
+    pub fn entity_count(&self) -> usize {
+        self.spaces.get(&self.id).map_or(0, |s| s.members.len())
+    }
+
+    /// For a space entity: the entities in it.
+    pub fn space_entities(&self) -> Vec<EntityId> {
+        self.spaces
+            .get(&self.id)
+            .map_or_else(Vec::new, |s| s.members.keys().copied().collect())
+    }
+
+    /// For a space entity: creates an entity of `type_name` on this game, inside this space
+    /// at `pos` (GoWorld's `space.CreateEntity`); returns its ID.
+    pub fn create_entity_in_space(&mut self, type_name: &str, pos: Vec3) -> EntityId {
+        let id = self.ids.next(self.clock.secs(self.now));
+        self.push(Action::CreateInSpace {
+            type_name: type_name.to_string(),
+            id,
+            space: self.id,
+            pos,
+        });
+        id
+    }
+
+    /// Creates a space of `kind` on this game; returns its ID. Kind 0 is the nil space, of
+    /// which each game has exactly one: asking for it panics (caught and logged).
+    pub fn create_space_locally(&mut self, kind: i64) -> EntityId {
+        let game = self.game_id;
+        self.create_space_on_game(game, kind)
+    }
+
+    /// Creates a space of `kind` on the least loaded game; returns its ID.
+    pub fn create_space_anywhere(&mut self, kind: i64) -> EntityId {
+        self.create_space_on_game(0, kind)
+    }
+
+    /// Creates a space of `kind` on game `game` (0: any game); returns its ID.
+    pub fn create_space_on_game(&mut self, game: u16, kind: i64) -> EntityId {
+        assert!(kind != 0, "cannot create a space of kind 0 (the nil space)");
+        let id = self.ids.next(self.clock.secs(self.now));
+        self.push(Action::CreateSpace { game, kind, id });
+        id
     }
 
     /// Calls `method` on entity `to` with `args` (build them with [`args!`](crate::args!)).

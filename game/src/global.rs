@@ -129,6 +129,26 @@ impl GameCtx<'_, '_, '_> {
             .send_by_entity(self.net.io, &id, &m.to_payload());
     }
 
+    /// Creates a space of `kind` (not 0) on game `game` (this game: at once; 0: the least
+    /// loaded game); returns its ID.
+    pub fn create_space_on_game(&mut self, game: u16, kind: i64) -> EntityId {
+        let id = self.world.gen_id(self.now);
+        self.world.create_space(self.net, self.now, game, kind, id);
+        self.world.run_local_calls(self.net, self.now);
+        id
+    }
+
+    /// Creates a space of `kind` on this game; returns its ID.
+    pub fn create_space_locally(&mut self, kind: i64) -> EntityId {
+        let game = self.game_id();
+        self.create_space_on_game(game, kind)
+    }
+
+    /// Creates a space of `kind` on the least loaded game; returns its ID.
+    pub fn create_space_anywhere(&mut self, kind: i64) -> EntityId {
+        self.create_space_on_game(0, kind)
+    }
+
     /// Calls nil-space method `method` on every game (GoWorld's `CallNilSpaces`): this one
     /// after the current work, the others through one dispatcher that fans it out, so each
     /// game runs it once.

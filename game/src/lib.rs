@@ -23,6 +23,7 @@ use goworld_common::rng::Rng;
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
+pub mod aoi;
 pub mod args;
 pub mod attr;
 pub mod crontab;
@@ -175,6 +176,12 @@ impl GameService {
     /// every dispatcher once a second for load-based placement. Logic never reads /proc.
     pub fn set_cpu_percent(&mut self, cpu: f64) {
         self.cpu_percent = cpu;
+    }
+
+    /// Sets how often position changes are sent to clients (`[game]
+    /// position_sync_interval_ms`; default 100 ms).
+    pub fn set_position_sync_interval(&mut self, d: std::time::Duration) {
+        self.world.set_sync_interval(d);
     }
 
     /// Sets how often persistent entities are saved (`save_interval`; default 300 s).
@@ -463,7 +470,44 @@ impl GameService {
                 };
                 self.world.call_nil_space(&mut net, now, &method, &args);
             }
-            Msg::SyncPositionYawFromClient { .. } => {}
+            Msg::SyncPositionYawFromClient { records } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.sync_from_client(&mut net, now, &records);
+            }
+            Msg::QuerySpaceGameIdForMigrate {
+                space_id,
+                eid,
+                game_id: Some(game),
+            } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .on_query_space_ack(&mut net, now, space_id, eid, game);
+            }
+            Msg::MigrateRequest {
+                eid,
+                space_id,
+                space_game_id,
+            } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world
+                    .on_migrate_ack(&mut net, now, eid, space_id, space_game_id);
+            }
+            Msg::RealMigrate { eid, data, .. } => {
+                let mut net = Net {
+                    io,
+                    links: &mut self.links,
+                };
+                self.world.on_real_migrate(&mut net, now, eid, &data);
+            }
             other => {
                 let t = other.msg_type();
                 if self.unknown_types_logged.insert(t) {

@@ -77,6 +77,9 @@ pub fn main(program: &str, types: Registry) {
         Rng::from_entropy(),
     );
     service.set_save_interval(std::time::Duration::from_secs(cfg.save_interval));
+    service.set_position_sync_interval(std::time::Duration::from_millis(
+        cfg.position_sync_interval_ms.max(5),
+    ));
     service.enable_load_reports();
     let mut cpu = (Instant::now(), process_cpu_ticks());
     let mut handler = AfterTick {

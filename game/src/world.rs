@@ -32,7 +32,10 @@ use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
 
 mod service;
+mod space;
 pub use service::{ShardSel, HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
+pub use space::{decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT};
+pub(crate) use space::{EntityMap, Placement, SpaceMap, SYNC_NEIGHBOURS, SYNC_OWN};
 
 /// Refused client calls after which the client is disconnected.
 pub const REFUSED_CALLS_LIMIT: u32 = 20;
@@ -65,8 +68,8 @@ impl Net<'_> {
     }
 }
 
-struct Rec {
-    ty: Rc<dyn EntityType>,
+pub(crate) struct Rec {
+    pub(crate) ty: Rc<dyn EntityType>,
     obj: Box<dyn Any>,
     attrs: Attrs,
     client: Option<GameClient>,
@@ -74,6 +77,26 @@ struct Rec {
     /// The entity's live timers: its own IDs to the queue's.
     timers: HashMap<TimerId, QueueId>,
     next_timer: TimerId,
+    /// Its space, position, yaw and sync state.
+    pub(crate) place: Placement,
+    /// An EnterSpace in progress.
+    entering: Option<space::EnterRequest>,
+}
+
+impl Rec {
+    fn new(ty: Rc<dyn EntityType>, obj: Box<dyn Any>, attrs: Attrs, nil: EntityId) -> Rec {
+        Rec {
+            ty,
+            obj,
+            attrs,
+            client: None,
+            destroying: false,
+            timers: HashMap::new(),
+            next_timer: 0,
+            place: Placement::new(nil),
+            entering: None,
+        }
+    }
 }
 
 /// What a timer does when it fires.
@@ -119,6 +142,16 @@ pub struct Snapshot {
     pub client: Option<GameClient>,
     /// Its timers: time left until the next call, repeat interval, method and arguments.
     pub timers: Vec<TimerSnapshot>,
+    /// The space it is in, or is moving to.
+    pub space: EntityId,
+    /// Its position (in a migration: the target position).
+    pub pos: crate::entity::Vec3,
+    /// Its yaw.
+    pub yaw: f32,
+    /// Whether its client's position syncs move it.
+    pub syncing_from_client: bool,
+    /// Position sync still owed to clients ([`SYNC_OWN`] | [`SYNC_NEIGHBOURS`]).
+    pub sync_flags: u8,
 }
 
 /// One entity timer in a [`Snapshot`].
@@ -164,6 +197,17 @@ struct LocalCall {
     args: Args,
 }
 
+/// Work run after the current handler, in order (GoWorld's `post` queue): local calls and
+/// local space enters.
+enum Deferred {
+    Call(LocalCall),
+    Enter {
+        id: EntityId,
+        space: EntityId,
+        pos: crate::entity::Vec3,
+    },
+}
+
 /// Every live entity of one game.
 pub struct World {
     registry: Registry,
@@ -171,8 +215,18 @@ pub struct World {
     clock: WallClock,
     ids: IdGen,
     rng: Rng,
-    entities: FastMap<EntityId, Rec>,
-    local_calls: VecDeque<LocalCall>,
+    entities: EntityMap,
+    local_calls: VecDeque<Deferred>,
+    /// Spaces on this game, the nil space included.
+    spaces: SpaceMap,
+    /// Entities whose position or yaw changed since the last position sync.
+    sync_dirty: Vec<EntityId>,
+    /// When the next position sync to clients is due (while anything is dirty).
+    next_sync: Option<Instant>,
+    sync_interval: Duration,
+    /// Position syncs from clients this game did not apply (entity gone or not syncing).
+    syncs_ignored: u64,
+    aoi_events: Vec<crate::aoi::AoiEvent>,
     kvdb: Option<Kvdb>,
     kvdb_waiting: HashMap<u64, (EntityId, Option<KvdbCallback>)>,
     storage: Option<Storage>,
@@ -204,7 +258,7 @@ pub struct World {
 impl World {
     /// A world with the registered types; `kvdb` serves the KVDB calls of game code.
     pub fn new(
-        registry: Registry,
+        mut registry: Registry,
         game_id: u16,
         clock: WallClock,
         ids: IdGen,
@@ -213,7 +267,23 @@ impl World {
         storage: Option<Storage>,
     ) -> World {
         let defs_for_services = registry.services.clone();
+        if !registry.has(crate::entity::SPACE_TYPE) {
+            registry
+                .register_space::<space::BasicSpace>()
+                .expect("the built-in space type registers");
+        }
+        let mut spaces = SpaceMap::default();
+        spaces.insert(
+            goworld_common::id::nil_space_id(game_id),
+            space::SpaceState::new(0),
+        );
         World {
+            spaces,
+            sync_dirty: Vec::new(),
+            next_sync: None,
+            sync_interval: Duration::from_millis(100),
+            syncs_ignored: 0,
+            aoi_events: Vec::new(),
             registry,
             game_id,
             clock,
@@ -293,6 +363,9 @@ impl World {
         f: impl FnOnce(&dyn EntityType, &mut dyn Any, &mut Ctx),
     ) -> bool {
         let mut actions = Vec::new();
+        let Some(mut rec) = self.entities.remove(&id) else {
+            return false;
+        };
         {
             let World {
                 entities,
@@ -301,11 +374,10 @@ impl World {
                 game_id,
                 clock,
                 online,
+                spaces,
                 ..
             } = self;
-            let Some(rec) = entities.get_mut(&id) else {
-                return false;
-            };
+            let rec = &mut rec;
             let ty = rec.ty.clone();
             let mut ctx = Ctx {
                 id,
@@ -320,6 +392,9 @@ impl World {
                 actions: &mut actions,
                 next_timer: &mut rec.next_timer,
                 online,
+                place: &mut rec.place,
+                others: entities,
+                spaces,
             };
             let obj = &mut *rec.obj;
             if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
@@ -331,6 +406,11 @@ impl World {
             }
             ctx.flush_attr_changes();
         }
+        let dirty = rec.place.take_newly_dirty();
+        self.entities.insert(id, rec);
+        if dirty {
+            self.queue_sync(now, id);
+        }
         self.run_actions(net, now, actions);
         true
     }
@@ -341,17 +421,27 @@ impl World {
         });
     }
 
-    /// Sends an entity's attribute changes to the clients their flags name. Without AOI the
-    /// only recipient is the entity's own client.
+    /// Sends an entity's attribute changes to the clients their flags name: Client ones to
+    /// its own client, AllClients ones also to the clients of the entities that see it.
     fn send_attr_changes(&mut self, net: &mut Net, id: EntityId, changes: Vec<AttrChange>) {
         let Some(rec) = self.entities.get(&id) else {
             return;
         };
-        let Some(client) = rec.client else { return };
+        let mut watchers: Option<Vec<GameClient>> = None;
         for change in changes {
             let flags = rec.ty.attr_flags(change.root_key());
-            if flags.client || flags.all_clients {
-                net.send_client(client, change.to_client_msg(id));
+            if !(flags.client || flags.all_clients) {
+                continue;
+            }
+            let msg = change.to_client_msg(id);
+            if flags.all_clients {
+                let w = watchers.get_or_insert_with(|| self.watcher_clients(&id));
+                for c in w.iter() {
+                    net.send_client(*c, msg.clone());
+                }
+            }
+            if let Some(client) = rec.client {
+                net.send_client(client, msg);
             }
         }
     }
@@ -362,7 +452,8 @@ impl World {
                 Action::AttrChanges { from, changes } => self.send_attr_changes(net, from, changes),
                 Action::Call { to, method, args } => {
                     if self.entities.contains_key(&to) {
-                        self.local_calls.push_back(LocalCall { to, method, args });
+                        self.local_calls
+                            .push_back(Deferred::Call(LocalCall { to, method, args }));
                     } else {
                         net.by_entity(
                             to,
@@ -374,8 +465,20 @@ impl World {
                         );
                     }
                 }
-                Action::CallClient { from, method, args }
-                | Action::CallAllClients { from, method, args } => {
+                Action::CallAllClients { from, method, args } => {
+                    let msg = ClientMsg::CallEntityMethodOnClient {
+                        eid: from,
+                        method,
+                        args,
+                    };
+                    for c in self.watcher_clients(&from) {
+                        net.send_client(c, msg.clone());
+                    }
+                    if let Some(client) = self.client_of(&from) {
+                        net.send_client(client, msg);
+                    }
+                }
+                Action::CallClient { from, method, args } => {
                     if let Some(client) = self.client_of(&from) {
                         net.send_client(
                             client,
@@ -391,6 +494,22 @@ impl World {
                 Action::GiveClientTo { from, to } => self.give_client(net, now, from, to),
                 Action::CreateLocally { type_name, id } => {
                     self.create(net, now, &type_name, id, None);
+                }
+                Action::EnterSpace { from, space, pos } => {
+                    self.enter_space(net, now, from, space, pos)
+                }
+                Action::Moved { from } => self.moved(net, from),
+                Action::EnableAoi { space, distance } => self.enable_aoi(space, distance),
+                Action::CreateInSpace {
+                    type_name,
+                    id,
+                    space,
+                    pos,
+                } => {
+                    self.create_in(net, now, &type_name, id, None, Some((space, pos)));
+                }
+                Action::CreateSpace { game, kind, id } => {
+                    self.create_space(net, now, game, kind, id)
                 }
                 Action::Load {
                     game,
@@ -568,6 +687,21 @@ impl World {
         id: EntityId,
         data: Option<Attrs>,
     ) -> bool {
+        self.create_in(net, now, type_name, id, data, None)
+    }
+
+    /// [`create`](Self::create), then enter the local space `enter` at its position (GoWorld's
+    /// `space.CreateEntity`). A space entity runs OnSpaceInit after OnInit and
+    /// OnSpaceCreated instead of OnCreated.
+    pub(crate) fn create_in(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        type_name: &str,
+        id: EntityId,
+        data: Option<Attrs>,
+        enter: Option<(EntityId, crate::entity::Vec3)>,
+    ) -> bool {
         let Some(ty) = self.registry.get(type_name) else {
             warn!("cannot create {type_name}<{id}>: the type is not registered");
             return false;
@@ -577,19 +711,14 @@ impl World {
             return false;
         }
         let obj = ty.new_instance();
-        self.entities.insert(
-            id,
-            Rec {
-                ty,
-                obj,
-                attrs: Attrs::new(),
-                client: None,
-                destroying: false,
-                timers: HashMap::new(),
-                next_timer: 0,
-            },
-        );
+        let is_space = type_name == crate::entity::SPACE_TYPE;
+        let nil = self.nil_space();
+        self.entities
+            .insert(id, Rec::new(ty, obj, Attrs::new(), nil));
         self.hook(net, now, id, Hook::Init);
+        if is_space {
+            self.hook(net, now, id, Hook::SpaceInit);
+        }
         let fresh = data.is_none();
         if let Some(data) = data {
             if let Some(rec) = self.entities.get_mut(&id) {
@@ -604,7 +733,20 @@ impl World {
             self.save(id, false);
         }
         self.schedule_save(now, id);
-        self.hook(net, now, id, Hook::Created);
+        if is_space {
+            self.space_created(net, now, id);
+        } else {
+            self.hook(net, now, id, Hook::Created);
+        }
+        if let Some((space, pos)) = enter {
+            if self.entities.contains_key(&id) {
+                if self.spaces.contains_key(&space) {
+                    self.space_enter(net, now, id, space, pos);
+                } else {
+                    warn!("{type_name}<{id}> was created to enter space {space}, which is not on this game; it stays in the nil space");
+                }
+            }
+        }
         self.run_local_calls(net, now);
         true
     }
@@ -625,13 +767,19 @@ impl World {
         self.save_interval = d;
     }
 
-    /// The earliest time a timer is due.
+    /// The earliest time a timer or the position sync is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        match (self.timers.next_deadline(), self.next_sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`, by deadline then insertion order.
     pub fn fire_timers(&mut self, net: &mut Net, now: Instant) {
+        if self.next_sync.is_some_and(|t| now >= t) {
+            self.flush_syncs(net);
+        }
         while let Some((_, job)) = self.timers.pop_due(now) {
             match job {
                 TimerJob::CheckServices => self.check_services(net, now),
@@ -807,7 +955,13 @@ impl World {
             Some(rec) if !rec.destroying => rec.destroying = true,
             _ => return,
         }
-        self.hook(net, now, id, Hook::Destroy);
+        self.cancel_enter(net, id);
+        if self.spaces.contains_key(&id) {
+            self.space_destroyed(net, now, id);
+        } else {
+            self.space_leave(net, now, id);
+            self.hook(net, now, id, Hook::Destroy);
+        }
         if let Some(rec) = self.entities.get_mut(&id) {
             for (_, q) in rec.timers.drain() {
                 self.timers.cancel(q);
@@ -840,8 +994,20 @@ impl World {
             return;
         }
         let type_name = rec.ty.name().to_string();
+        let space = rec.place.space;
+        let seen = self.seen_by(&id);
         if let Some(old) = old {
             net.send_client(old, ClientMsg::ClearClientProxyFilterProps);
+            for n in &seen {
+                if let Some(m) = self.destroy_msg(n) {
+                    net.send_client(old, m);
+                }
+            }
+            if self.is_real_space(&space) {
+                if let Some(m) = self.destroy_msg(&space) {
+                    net.send_client(old, m);
+                }
+            }
             net.send_client(
                 old,
                 ClientMsg::DestroyEntityOnClient {
@@ -851,22 +1017,20 @@ impl World {
             );
         }
         if let Some(new) = client {
-            let ty = rec.ty.clone();
-            let client_data = rec.attrs.client_data(|k| ty.attr_flags(k).client);
             net.send_client(new, ClientMsg::ClearClientProxyFilterProps);
-            net.send_client(
-                new,
-                ClientMsg::CreateEntityOnClient {
-                    is_player: true,
-                    eid: id,
-                    type_name,
-                    x: 0.0,
-                    y: 0.0,
-                    z: 0.0,
-                    yaw: 0.0,
-                    client_data,
-                },
-            );
+            if let Some(m) = self.create_msg(&id, true) {
+                net.send_client(new, m);
+            }
+            if self.is_real_space(&space) {
+                if let Some(m) = self.create_msg(&space, false) {
+                    net.send_client(new, m);
+                }
+            }
+            for n in &seen {
+                if let Some(m) = self.create_msg(n, false) {
+                    net.send_client(new, m);
+                }
+            }
         }
         if client.is_some() {
             self.hook(net, now, id, Hook::ClientConnected);
@@ -1030,8 +1194,26 @@ impl World {
 
     /// Runs queued local calls until none are left (calls made by calls run too).
     pub fn run_local_calls(&mut self, net: &mut Net, now: Instant) {
-        while let Some(c) = self.local_calls.pop_front() {
-            self.call(net, now, c.to, &c.method, c.args, Caller::Server);
+        while let Some(d) = self.local_calls.pop_front() {
+            match d {
+                Deferred::Call(c) => {
+                    if self.entities.contains_key(&c.to) {
+                        self.call(net, now, c.to, &c.method, c.args, Caller::Server);
+                    } else {
+                        // It left this game (migrated) after the call was queued: the call
+                        // follows it through its dispatcher instead of being dropped.
+                        net.by_entity(
+                            c.to,
+                            Msg::CallEntityMethod {
+                                eid: c.to,
+                                method: c.method,
+                                args: c.args,
+                            },
+                        );
+                    }
+                }
+                Deferred::Enter { id, space, pos } => self.enter_local(net, now, id, space, pos),
+            }
         }
     }
 
@@ -1224,6 +1406,11 @@ impl World {
             state,
             client: rec.client,
             timers,
+            space: rec.place.space,
+            pos: rec.place.pos,
+            yaw: rec.place.yaw,
+            syncing_from_client: rec.place.syncing_from_client,
+            sync_flags: rec.place.sync,
         })
     }
 
@@ -1232,42 +1419,14 @@ impl World {
     /// migration and hot swap run theirs (OnMigrateIn, OnRestored) around this. A type the
     /// binary lacks, or state it cannot read, is an error naming it.
     pub fn restore(&mut self, net: &mut Net, now: Instant, snap: Snapshot) -> Result<(), String> {
-        let ty = self.registry.get(&snap.type_name).ok_or_else(|| {
-            format!(
-                "entity type {} is not registered in this binary",
-                snap.type_name
-            )
-        })?;
-        if self.entities.contains_key(&snap.id) {
-            return Err(format!("entity {} is already here", snap.id));
+        let id = snap.id;
+        let space = snap.space;
+        let pos = snap.pos;
+        self.insert_snapshot(now, snap)?;
+        net.by_entity(id, Msg::NotifyCreateEntity { eid: id });
+        if space != self.nil_space() && self.spaces.contains_key(&space) {
+            self.space_enter(net, now, id, space, pos);
         }
-        let obj = ty.decode_state(&snap.state)?;
-        let attrs = Attrs::from_bytes(&snap.attrs)
-            .map_err(|e| format!("{}<{}>: attributes: {e}", snap.type_name, snap.id))?;
-        let mut rec = Rec {
-            ty,
-            obj,
-            attrs,
-            client: snap.client,
-            destroying: false,
-            timers: HashMap::new(),
-            next_timer: 0,
-        };
-        for t in snap.timers {
-            rec.next_timer += 1;
-            let job = TimerJob::Call {
-                eid: snap.id,
-                id: rec.next_timer,
-                repeat: t.repeat,
-                method: t.method,
-                args: t.args,
-            };
-            let q = self.timers.add(now + t.remaining, job);
-            rec.timers.insert(rec.next_timer, q);
-        }
-        self.entities.insert(snap.id, rec);
-        net.by_entity(snap.id, Msg::NotifyCreateEntity { eid: snap.id });
-        self.schedule_save(now, snap.id);
         Ok(())
     }
 
@@ -1279,6 +1438,14 @@ impl World {
         };
         for (_, q) in rec.timers.drain() {
             self.timers.cancel(q);
+        }
+        if let Some(space) = self.spaces.get_mut(&rec.place.space) {
+            if let Some(m) = space.members.remove(id) {
+                if let (Some(aoi), Some(slot)) = (space.aoi.as_mut(), m.aoi) {
+                    let mut ev = Vec::new();
+                    aoi.leave(slot, &mut ev);
+                }
+            }
         }
         true
     }

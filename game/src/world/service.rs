@@ -361,11 +361,12 @@ impl World {
             Some(ids) => {
                 for id in ids {
                     if self.entities.contains_key(&id) {
-                        self.local_calls.push_back(super::LocalCall {
-                            to: id,
-                            method: method.to_string(),
-                            args: args.clone(),
-                        });
+                        self.local_calls
+                            .push_back(super::Deferred::Call(super::LocalCall {
+                                to: id,
+                                method: method.to_string(),
+                                args: args.clone(),
+                            }));
                     } else {
                         let m = Msg::CallEntityMethod {
                             eid: id,

@@ -1,0 +1,984 @@
+//! Spaces, AOI, position sync and EnterSpace (local and across games), in GoWorld's order
+//! (reference §2.7, §3.5, §3.7, §3.8).
+//!
+//! Every entity has a [`Placement`]: the space it is in (its game's nil space when none),
+//! its position and yaw, and the position sync it still owes clients. A space is an entity of
+//! type [`SPACE_TYPE`] with a [`SpaceState`]: its kind, its members and, once AOI is enabled,
+//! an [`Aoi`] over the members whose type uses AOI. The nil space (kind 0) has a state but no
+//! entity record; entering or leaving it does nothing, as in GoWorld.
+//!
+//! Which set each operation uses (interest is directional, see [`crate::aoi`]):
+//! * the creates and destroys an entity's client gets, on enter, leave, move and
+//!   `set_client`, are for the entities it **sees** (interested in);
+//! * AllClients attribute changes, `call_all_clients` and position syncs of an entity go to
+//!   the clients of the entities that **see it** (interested by).
+//!
+//! Entering a space on another game takes GoWorld's three steps: QUERY_SPACE_GAMEID_FOR_MIGRATE
+//! (the space's dispatcher says which game has it), MIGRATE_REQUEST (the entity's dispatcher
+//! holds its calls and echoes), REAL_MIGRATE (the entity leaves its space, runs
+//! `on_migrate_out`, and travels as a [`Snapshot`]; the dispatcher forwards it and then the
+//! held calls). On the target game the entity is rebuilt, runs `on_attrs_ready` and
+//! `on_migrate_in`, and enters the space with its client, which stayed connected.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use goworld_common::id::{nil_space_id, EntityId, FastMap};
+use goworld_common::msgpack::Value;
+use goworld_common::proto::{ClientMsg, Msg, SyncRecord};
+use log::{debug, error, warn};
+use serde::{Deserialize, Serialize};
+
+use super::{Deferred, Net, Rec, Snapshot, TimerSnapshot, World};
+use crate::aoi::{Aoi, AoiEvent, AoiEventKind, AoiId};
+use crate::attr::{Attrs, MapAttr};
+use crate::entity::{Entity, EntityType, Hook, TypeDesc, Vec3, SPACE_KIND_ATTR, SPACE_TYPE};
+use crate::GameClient;
+
+/// The entity table.
+pub(crate) type EntityMap = FastMap<EntityId, Rec>;
+/// The spaces of a game, by space ID.
+pub(crate) type SpaceMap = FastMap<EntityId, SpaceState>;
+
+/// Sync flag: the entity's own client is owed its position.
+pub const SYNC_OWN: u8 = 1;
+/// Sync flag: the clients of the entities that see it are owed its position.
+pub const SYNC_NEIGHBOURS: u8 = 2;
+
+/// How long an EnterSpace may be in flight before another one is accepted (GoWorld's
+/// `ENTER_SPACE_REQUEST_TIMEOUT`).
+pub const ENTER_SPACE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where an entity is and what position sync it owes.
+#[derive(Debug, Clone)]
+pub(crate) struct Placement {
+    pub(crate) space: EntityId,
+    pub(crate) pos: Vec3,
+    pub(crate) yaw: f32,
+    /// [`SYNC_OWN`] | [`SYNC_NEIGHBOURS`] owed.
+    pub(crate) sync: u8,
+    pub(crate) syncing_from_client: bool,
+    /// In the world's dirty list.
+    queued: bool,
+}
+
+impl Placement {
+    pub(crate) fn new(nil: EntityId) -> Placement {
+        Placement {
+            space: nil,
+            pos: Vec3::default(),
+            yaw: 0.0,
+            sync: 0,
+            syncing_from_client: false,
+            queued: false,
+        }
+    }
+
+    pub(crate) fn mark_sync(&mut self, flags: u8) {
+        self.sync |= flags;
+    }
+
+    /// True the first time sync is owed since the last flush (the world queues it).
+    pub(crate) fn take_newly_dirty(&mut self) -> bool {
+        if self.sync != 0 && !self.queued {
+            self.queued = true;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// An entity in a space.
+pub(crate) struct Member {
+    pub(crate) ty: Rc<dyn EntityType>,
+    pub(crate) aoi: Option<AoiId>,
+}
+
+/// A space on this game.
+pub(crate) struct SpaceState {
+    pub(crate) kind: i64,
+    pub(crate) members: FastMap<EntityId, Member>,
+    pub(crate) aoi: Option<Aoi<EntityId>>,
+    pub(crate) aoi_distance: f32,
+}
+
+impl SpaceState {
+    pub(crate) fn new(kind: i64) -> SpaceState {
+        SpaceState {
+            kind,
+            members: FastMap::default(),
+            aoi: None,
+            aoi_distance: 0.0,
+        }
+    }
+}
+
+/// An EnterSpace in flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EnterRequest {
+    space: EntityId,
+    pos: Vec3,
+    since: Instant,
+    /// MIGRATE_REQUEST sent: the entity's dispatcher holds its calls until REAL_MIGRATE or
+    /// CANCEL_MIGRATE.
+    sent: bool,
+}
+
+/// The space type used when the game registers none.
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct BasicSpace;
+
+impl Entity for BasicSpace {
+    fn describe(_desc: &mut TypeDesc<Self>) {}
+}
+
+impl World {
+    pub(crate) fn nil_space(&self) -> EntityId {
+        nil_space_id(self.game_id)
+    }
+
+    /// True for a space on this game other than the nil space.
+    pub(crate) fn is_real_space(&self, id: &EntityId) -> bool {
+        self.spaces.get(id).is_some_and(|s| s.kind != 0)
+    }
+
+    /// The space entity `id` is in.
+    pub fn space_of(&self, id: &EntityId) -> Option<EntityId> {
+        self.entities.get(id).map(|r| r.place.space)
+    }
+
+    /// The position and yaw of entity `id`.
+    pub fn position_of(&self, id: &EntityId) -> Option<(Vec3, f32)> {
+        self.entities.get(id).map(|r| (r.place.pos, r.place.yaw))
+    }
+
+    /// The kind of local space `id`.
+    pub fn space_kind(&self, id: &EntityId) -> Option<i64> {
+        self.spaces.get(id).map(|s| s.kind)
+    }
+
+    /// The entities in local space `id`.
+    pub fn space_members(&self, id: &EntityId) -> Vec<EntityId> {
+        self.spaces
+            .get(id)
+            .map_or_else(Vec::new, |s| s.members.keys().copied().collect())
+    }
+
+    /// The entities `id` sees (its client got their creates).
+    pub fn sees(&self, id: &EntityId) -> Vec<EntityId> {
+        self.aoi_set(id, true)
+    }
+
+    /// The entities that see `id`.
+    pub fn seen_by(&self, id: &EntityId) -> Vec<EntityId> {
+        self.aoi_set(id, false)
+    }
+
+    fn aoi_set(&self, id: &EntityId, sees: bool) -> Vec<EntityId> {
+        let Some(rec) = self.entities.get(id) else {
+            return Vec::new();
+        };
+        let Some(space) = self.spaces.get(&rec.place.space) else {
+            return Vec::new();
+        };
+        let (Some(aoi), Some(slot)) = (
+            space.aoi.as_ref(),
+            space.members.get(id).and_then(|m| m.aoi),
+        ) else {
+            return Vec::new();
+        };
+        if sees {
+            aoi.interested_in(slot).map(|s| aoi.payload(s)).collect()
+        } else {
+            aoi.interested_by(slot).map(|s| aoi.payload(s)).collect()
+        }
+    }
+
+    /// The clients of the entities that see `id`.
+    pub(crate) fn watcher_clients(&self, id: &EntityId) -> Vec<GameClient> {
+        let Some(rec) = self.entities.get(id) else {
+            return Vec::new();
+        };
+        let Some(space) = self.spaces.get(&rec.place.space) else {
+            return Vec::new();
+        };
+        let (Some(aoi), Some(slot)) = (
+            space.aoi.as_ref(),
+            space.members.get(id).and_then(|m| m.aoi),
+        ) else {
+            return Vec::new();
+        };
+        aoi.interested_by(slot)
+            .filter_map(|s| self.entities.get(&aoi.payload(s)).and_then(|r| r.client))
+            .collect()
+    }
+
+    /// The 1002 that shows entity `id` to a client: as its player (Client and AllClients
+    /// attributes) or as something it sees (AllClients attributes).
+    pub(crate) fn create_msg(&self, id: &EntityId, is_player: bool) -> Option<ClientMsg> {
+        let rec = self.entities.get(id)?;
+        let ty = rec.ty.clone();
+        let client_data = if is_player {
+            rec.attrs.client_data(|k| ty.attr_flags(k).client)
+        } else {
+            rec.attrs.client_data(|k| ty.attr_flags(k).all_clients)
+        };
+        Some(ClientMsg::CreateEntityOnClient {
+            is_player,
+            eid: *id,
+            type_name: ty.name().to_string(),
+            x: rec.place.pos.x,
+            y: rec.place.pos.y,
+            z: rec.place.pos.z,
+            yaw: rec.place.yaw,
+            client_data,
+        })
+    }
+
+    pub(crate) fn destroy_msg(&self, id: &EntityId) -> Option<ClientMsg> {
+        let rec = self.entities.get(id)?;
+        Some(ClientMsg::DestroyEntityOnClient {
+            type_name: rec.ty.name().to_string(),
+            eid: *id,
+        })
+    }
+
+    // ---- position sync ----
+
+    /// Sets how often position changes are sent to clients (`position_sync_interval_ms`).
+    pub fn set_sync_interval(&mut self, d: Duration) {
+        self.sync_interval = d.max(Duration::from_millis(1));
+    }
+
+    /// Position syncs from clients that were not applied (entity not here, or its client
+    /// syncing is off), counted rather than logged.
+    pub fn syncs_ignored(&self) -> u64 {
+        self.syncs_ignored
+    }
+
+    pub(crate) fn queue_sync(&mut self, now: Instant, id: EntityId) {
+        self.sync_dirty.push(id);
+        if self.next_sync.is_none() {
+            self.next_sync = Some(now + self.sync_interval);
+        }
+    }
+
+    pub(crate) fn mark_sync(&mut self, now: Instant, id: EntityId, flags: u8) {
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        rec.place.mark_sync(flags);
+        if rec.place.take_newly_dirty() {
+            self.queue_sync(now, id);
+        }
+    }
+
+    /// Sends the positions owed to clients: one 1502 per gate, through the gate's
+    /// dispatcher, records `[clientid, eid, x, y, z, yaw]`.
+    pub fn flush_syncs(&mut self, net: &mut Net) {
+        self.next_sync = None;
+        let dirty = std::mem::take(&mut self.sync_dirty);
+        let mut per_gate: FastMap<u16, Vec<u8>> = FastMap::default();
+        let mut add = |c: GameClient, rec: &[u8]| {
+            let p = per_gate.entry(c.gate_id).or_insert_with(|| {
+                let mut p = Vec::with_capacity(256);
+                p.extend_from_slice(
+                    &goworld_common::proto::mt::SYNC_POSITION_YAW_ON_CLIENTS.to_le_bytes(),
+                );
+                p.extend_from_slice(&c.gate_id.to_le_bytes());
+                p
+            });
+            p.extend_from_slice(c.client_id.as_bytes());
+            p.extend_from_slice(rec);
+        };
+        for id in &dirty {
+            let Some(rec) = self.entities.get_mut(id) else {
+                continue;
+            };
+            rec.place.queued = false;
+            let flags = std::mem::take(&mut rec.place.sync);
+            if flags == 0 {
+                continue;
+            }
+            let mut r = [0u8; 32];
+            r[..16].copy_from_slice(id.as_bytes());
+            let p = rec.place.pos;
+            for (i, v) in [p.x, p.y, p.z, rec.place.yaw].into_iter().enumerate() {
+                r[16 + i * 4..20 + i * 4].copy_from_slice(&v.to_le_bytes());
+            }
+            let own = rec.client;
+            if flags & SYNC_OWN != 0 {
+                if let Some(c) = own {
+                    add(c, &r);
+                }
+            }
+            if flags & SYNC_NEIGHBOURS != 0 {
+                for c in self.watcher_clients(id) {
+                    add(c, &r);
+                }
+            }
+        }
+        self.sync_dirty = dirty;
+        self.sync_dirty.clear();
+        for (gate, p) in per_gate {
+            net.links.send_by_gate(net.io, gate, &p);
+        }
+    }
+
+    /// Position syncs from clients (through gate and dispatcher): applied to entities whose
+    /// client syncing is on; the rest are counted.
+    pub fn sync_from_client(&mut self, net: &mut Net, now: Instant, records: &[SyncRecord]) {
+        for r in records {
+            let applies = self
+                .entities
+                .get(&r.eid)
+                .is_some_and(|rec| rec.place.syncing_from_client);
+            if !applies {
+                self.syncs_ignored += 1;
+                continue;
+            }
+            let rec = self.entities.get_mut(&r.eid).expect("checked");
+            rec.place.pos = Vec3::new(r.x, r.y, r.z);
+            rec.place.yaw = r.yaw;
+            // No echo to the client that sent it.
+            self.mark_sync(now, r.eid, SYNC_NEIGHBOURS);
+            self.moved(net, r.eid);
+        }
+    }
+
+    // ---- AOI ----
+
+    /// Entity `id` moved: update its space's AOI and tell the clients concerned.
+    pub(crate) fn moved(&mut self, net: &mut Net, id: EntityId) {
+        let Some(rec) = self.entities.get(&id) else {
+            return;
+        };
+        let (space_id, pos) = (rec.place.space, rec.place.pos);
+        let mut ev = std::mem::take(&mut self.aoi_events);
+        ev.clear();
+        let Some(space) = self.spaces.get_mut(&space_id) else {
+            return;
+        };
+        let (Some(aoi), Some(slot)) = (
+            space.aoi.as_mut(),
+            space.members.get(&id).and_then(|m| m.aoi),
+        ) else {
+            self.aoi_events = ev;
+            return;
+        };
+        aoi.move_to(slot, pos.x, pos.z, &mut ev);
+        self.apply_aoi_events(net, space_id, &ev, None);
+        self.aoi_events = ev;
+    }
+
+    /// Sends the creates and destroys that interest changes cause. `gone` names the slot of
+    /// an entity that just left the AOI (its slot is free already).
+    fn apply_aoi_events(
+        &mut self,
+        net: &mut Net,
+        space: EntityId,
+        ev: &[AoiEvent],
+        gone: Option<(AoiId, EntityId)>,
+    ) {
+        if ev.is_empty() {
+            return;
+        }
+        let Some(aoi) = self.spaces.get(&space).and_then(|s| s.aoi.as_ref()) else {
+            return;
+        };
+        let eid = |slot: AoiId| match gone {
+            Some((s, id)) if s == slot => id,
+            _ => aoi.payload(slot),
+        };
+        let pairs: Vec<(EntityId, EntityId, AoiEventKind)> = ev
+            .iter()
+            .map(|e| (eid(e.watcher), eid(e.target), e.kind))
+            .collect();
+        for (w, t, kind) in pairs {
+            let Some(client) = self.entities.get(&w).and_then(|r| r.client) else {
+                continue;
+            };
+            let msg = match kind {
+                AoiEventKind::Enter => self.create_msg(&t, false),
+                AoiEventKind::Leave => self.destroy_msg(&t),
+            };
+            if let Some(m) = msg {
+                net.send_client(client, m);
+            }
+        }
+    }
+
+    pub(crate) fn enable_aoi(&mut self, space: EntityId, distance: f32) {
+        let Some(s) = self.spaces.get_mut(&space) else {
+            warn!("enable_aoi on {space}, which is not a space on this game; ignored");
+            return;
+        };
+        if s.kind == 0 {
+            warn!("enable_aoi on the nil space; ignored");
+        } else if s.aoi.is_some() {
+            warn!("space {space}: AOI is already enabled; ignored");
+        } else if !s.members.is_empty() {
+            warn!(
+                "space {space}: enable_aoi after {} entities entered; ignored (enable it in on_space_created)",
+                s.members.len()
+            );
+        } else if !(distance.is_finite() && distance > 0.0) {
+            warn!("space {space}: AOI distance {distance} must be positive; ignored");
+        } else {
+            s.aoi = Some(Aoi::new(distance));
+            s.aoi_distance = distance;
+            if let Some(rec) = self.entities.get_mut(&space) {
+                rec.attrs
+                    .root()
+                    .set(crate::entity::SPACE_AOI_ATTR, f64::from(distance));
+                rec.attrs.take_changes();
+            }
+        }
+    }
+
+    // ---- spaces ----
+
+    /// Creates a space of `kind` here (`game` is this game) or on `game` (0: any).
+    pub(crate) fn create_space(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        game: u16,
+        kind: i64,
+        id: EntityId,
+    ) {
+        if kind == 0 {
+            warn!("cannot create a space of kind 0 (each game has one nil space)");
+            return;
+        }
+        let attrs = Attrs::from_map(MapAttr::new().with(SPACE_KIND_ATTR, kind));
+        if game == self.game_id {
+            self.create(net, now, SPACE_TYPE, id, Some(attrs));
+        } else {
+            net.by_entity(
+                id,
+                Msg::CreateEntitySomewhere {
+                    game_id: game,
+                    eid: id,
+                    type_name: SPACE_TYPE.to_string(),
+                    attrs: attrs.to_bytes(),
+                },
+            );
+        }
+    }
+
+    /// A space entity was created: it becomes a space, then OnSpaceCreated runs.
+    pub(crate) fn space_created(&mut self, net: &mut Net, now: Instant, id: EntityId) {
+        let kind = self
+            .entities
+            .get(&id)
+            .and_then(|r| {
+                r.attrs
+                    .as_map()
+                    .get(SPACE_KIND_ATTR)
+                    .and_then(|v| v.as_int())
+            })
+            .unwrap_or(0);
+        if kind == 0 {
+            warn!("space {id} was created without a kind; it holds entities but sends nothing to clients");
+        }
+        self.spaces.insert(id, SpaceState::new(kind));
+        self.hook(net, now, id, Hook::SpaceCreated);
+    }
+
+    /// A space is destroyed: OnSpaceDestroy, then everything in it is destroyed.
+    pub(crate) fn space_destroyed(&mut self, net: &mut Net, now: Instant, id: EntityId) {
+        self.hook(net, now, id, Hook::SpaceDestroy);
+        let members = self.space_members(&id);
+        for m in members {
+            self.destroy(net, now, m);
+        }
+        self.spaces.remove(&id);
+    }
+
+    /// Puts entity `id` (in its game's nil space) into local space `space_id` at `pos`, in
+    /// GoWorld's order: the space entity to its client, AOI (creates both ways),
+    /// OnEntityEnterSpace, OnEnterSpace. Entering the nil space does nothing.
+    pub(crate) fn space_enter(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        id: EntityId,
+        space_id: EntityId,
+        pos: Vec3,
+    ) {
+        let Some(space) = self.spaces.get(&space_id) else {
+            return;
+        };
+        let (kind, aoi_on, dist) = (space.kind, space.aoi.is_some(), space.aoi_distance);
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        rec.place.space = space_id;
+        if kind == 0 {
+            return;
+        }
+        rec.place.pos = pos;
+        let (ty, client) = (rec.ty.clone(), rec.client);
+        self.mark_sync(now, id, SYNC_OWN | SYNC_NEIGHBOURS);
+        let radius = ty.aoi_distance().map(|d| if d > 0.0 { d } else { dist });
+        self.spaces
+            .get_mut(&space_id)
+            .expect("checked")
+            .members
+            .insert(id, Member { ty, aoi: None });
+        if let Some(c) = client {
+            if let Some(m) = self.create_msg(&space_id, false) {
+                net.send_client(c, m);
+            }
+        }
+        if let (true, Some(r)) = (aoi_on, radius) {
+            let mut ev = std::mem::take(&mut self.aoi_events);
+            ev.clear();
+            let space = self.spaces.get_mut(&space_id).expect("checked");
+            let aoi = space.aoi.as_mut().expect("checked");
+            let slot = aoi.enter(id, pos.x, pos.z, r, &mut ev);
+            space.members.get_mut(&id).expect("inserted").aoi = Some(slot);
+            self.apply_aoi_events(net, space_id, &ev, None);
+            self.aoi_events = ev;
+        }
+        self.hook(net, now, space_id, Hook::EntityEnterSpace(id));
+        self.hook(net, now, id, Hook::EnterSpace);
+    }
+
+    /// Takes entity `id` out of its space (back to the nil space), in GoWorld's order: AOI
+    /// (destroys both ways), the space entity destroyed on its client, OnEntityLeaveSpace,
+    /// OnLeaveSpace. Leaving the nil space does nothing.
+    pub(crate) fn space_leave(&mut self, net: &mut Net, now: Instant, id: EntityId) {
+        let nil = self.nil_space();
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        let space_id = rec.place.space;
+        if space_id == nil {
+            return;
+        }
+        rec.place.space = nil;
+        let client = rec.client;
+        let Some(space) = self.spaces.get_mut(&space_id) else {
+            return;
+        };
+        if space.kind == 0 {
+            return;
+        }
+        let member = space.members.remove(&id);
+        if let (Some(aoi), Some(slot)) = (space.aoi.as_mut(), member.and_then(|m| m.aoi)) {
+            let mut ev = std::mem::take(&mut self.aoi_events);
+            ev.clear();
+            aoi.leave(slot, &mut ev);
+            self.apply_aoi_events(net, space_id, &ev, Some((slot, id)));
+            self.aoi_events = ev;
+        }
+        if let Some(c) = client {
+            if let Some(m) = self.destroy_msg(&space_id) {
+                net.send_client(c, m);
+            }
+        }
+        self.hook(net, now, space_id, Hook::EntityLeaveSpace(id));
+        self.hook(net, now, id, Hook::LeaveSpace(space_id));
+    }
+
+    // ---- EnterSpace and migration ----
+
+    /// Game code asked entity `id` to enter `space` at `pos`.
+    pub(crate) fn enter_space(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        id: EntityId,
+        space: EntityId,
+        pos: Vec3,
+    ) {
+        let local = self.spaces.contains_key(&space);
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        if let Some(r) = rec.entering {
+            if now < r.since + ENTER_SPACE_TIMEOUT {
+                // GoWorld logs an error and still calls OnEnterSpace; we only say why.
+                warn!(
+                    "{}<{id}> is entering space {}; enter_space({space}) ignored",
+                    rec.ty.name(),
+                    r.space
+                );
+                return;
+            }
+        }
+        if local && rec.place.space == space {
+            warn!("{}<{id}> is already in space {space}", rec.ty.name());
+            return;
+        }
+        rec.entering = Some(EnterRequest {
+            space,
+            pos,
+            since: now,
+            sent: false,
+        });
+        if local {
+            self.local_calls
+                .push_back(Deferred::Enter { id, space, pos });
+        } else {
+            net.by_entity(
+                space,
+                Msg::QuerySpaceGameIdForMigrate {
+                    space_id: space,
+                    eid: id,
+                    game_id: None,
+                },
+            );
+        }
+    }
+
+    /// A local enter, run after the handler that asked for it.
+    pub(crate) fn enter_local(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        id: EntityId,
+        space: EntityId,
+        pos: Vec3,
+    ) {
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        match rec.entering {
+            Some(r) if r.space == space && !r.sent => rec.entering = None,
+            _ => return,
+        }
+        if !self.spaces.contains_key(&space) {
+            warn!("{id}: space {space} was destroyed; enter cancelled");
+            return;
+        }
+        if rec.place.space == space {
+            return;
+        }
+        self.space_leave(net, now, id);
+        if self.entities.contains_key(&id) {
+            self.space_enter(net, now, id, space, pos);
+        }
+    }
+
+    /// Forgets an EnterSpace in flight; if the migrate request was sent, the entity's
+    /// dispatcher is told to release its held calls.
+    pub(crate) fn cancel_enter(&mut self, net: &mut Net, id: EntityId) {
+        let Some(r) = self.entities.get_mut(&id).and_then(|r| r.entering.take()) else {
+            return;
+        };
+        if r.sent {
+            net.by_entity(id, Msg::CancelMigrate { eid: id });
+        }
+    }
+
+    /// Step 1 answered: `game` has `space` (0: no game has it).
+    pub fn on_query_space_ack(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        space: EntityId,
+        eid: EntityId,
+        game: u16,
+    ) {
+        let local = self.spaces.contains_key(&space);
+        let Some(rec) = self.entities.get_mut(&eid) else {
+            debug!("space query for {eid}, which is no longer here");
+            return;
+        };
+        let Some(r) = rec
+            .entering
+            .as_mut()
+            .filter(|r| r.space == space && !r.sent)
+        else {
+            warn!("{eid}: stale answer to its query for space {space}; ignored");
+            return;
+        };
+        if game == 0 {
+            warn!(
+                "{}<{eid}> cannot enter space {space}: no game has it; it stays where it is",
+                rec.ty.name()
+            );
+            rec.entering = None;
+            return;
+        }
+        if game == self.game_id {
+            // The space was created here after the query left.
+            if local {
+                let pos = r.pos;
+                self.local_calls.push_back(Deferred::Enter {
+                    id: eid,
+                    space,
+                    pos,
+                });
+            } else {
+                warn!("{eid}: space {space} is said to be here but is not; enter cancelled");
+                rec.entering = None;
+            }
+            let _ = now;
+            return;
+        }
+        r.sent = true;
+        net.by_entity(
+            eid,
+            Msg::MigrateRequest {
+                eid,
+                space_id: space,
+                space_game_id: game,
+            },
+        );
+    }
+
+    /// Step 2 answered: the entity's dispatcher holds its calls; move it to `game`.
+    pub fn on_migrate_ack(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        eid: EntityId,
+        space: EntityId,
+        game: u16,
+    ) {
+        let Some(rec) = self.entities.get_mut(&eid) else {
+            debug!("migrate ack for {eid}, which is no longer here");
+            return;
+        };
+        let pos = match rec.entering {
+            Some(r) if r.space == space && r.sent => r.pos,
+            _ => {
+                warn!("{eid}: stale migrate ack for space {space}; releasing its calls");
+                net.by_entity(eid, Msg::CancelMigrate { eid });
+                return;
+            }
+        };
+        rec.entering = None;
+        self.space_leave(net, now, eid);
+        self.hook(net, now, eid, Hook::MigrateOut);
+        let snap = match self.snapshot(now, &eid) {
+            Ok(mut s) => {
+                s.space = space;
+                s.pos = pos;
+                s
+            }
+            Err(e) => {
+                warn!("{eid} cannot migrate ({e}); it stays here");
+                net.by_entity(eid, Msg::CancelMigrate { eid });
+                return;
+            }
+        };
+        self.remove_quietly(&eid);
+        net.by_entity(
+            eid,
+            Msg::RealMigrate {
+                eid,
+                target_game: game,
+                data: encode_snapshot(&snap),
+            },
+        );
+    }
+
+    /// Step 3 arrived here: rebuild the entity, OnAttrsReady, OnMigrateIn, enter its space.
+    pub fn on_real_migrate(&mut self, net: &mut Net, now: Instant, eid: EntityId, data: &[u8]) {
+        let snap = match decode_snapshot(eid, data) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("REAL_MIGRATE of {eid} is unreadable ({e}); the entity is lost");
+                return;
+            }
+        };
+        let (space, pos, type_name) = (snap.space, snap.pos, snap.type_name.clone());
+        if let Err(e) = self.insert_snapshot(now, snap) {
+            error!("REAL_MIGRATE of {type_name}<{eid}>: {e}; the entity is lost");
+            return;
+        }
+        self.hook(net, now, eid, Hook::AttrsReady);
+        self.hook(net, now, eid, Hook::MigrateIn);
+        if self.entities.contains_key(&eid) && space != self.nil_space() {
+            if self.spaces.contains_key(&space) {
+                self.space_enter(net, now, eid, space, pos);
+            } else {
+                warn!("{type_name}<{eid}> arrived for space {space}, which is gone; it stays in the nil space");
+            }
+        }
+        self.run_local_calls(net, now);
+    }
+
+    /// Builds an entity from a snapshot (struct, attributes, client bound quietly,
+    /// placement, timers at their remaining time) in the nil space. No callbacks.
+    pub(crate) fn insert_snapshot(&mut self, now: Instant, snap: Snapshot) -> Result<(), String> {
+        let ty = self.registry.get(&snap.type_name).ok_or_else(|| {
+            format!(
+                "entity type {} is not registered in this binary",
+                snap.type_name
+            )
+        })?;
+        if self.entities.contains_key(&snap.id) {
+            return Err(format!("entity {} is already here", snap.id));
+        }
+        let obj = ty.decode_state(&snap.state)?;
+        let attrs = Attrs::from_bytes(&snap.attrs)
+            .map_err(|e| format!("{}<{}>: attributes: {e}", snap.type_name, snap.id))?;
+        let mut rec = Rec::new(ty, obj, attrs, self.nil_space());
+        rec.client = snap.client;
+        rec.place.pos = snap.pos;
+        rec.place.yaw = snap.yaw;
+        rec.place.syncing_from_client = snap.syncing_from_client;
+        for t in snap.timers {
+            rec.next_timer += 1;
+            let job = super::TimerJob::Call {
+                eid: snap.id,
+                id: rec.next_timer,
+                repeat: t.repeat,
+                method: t.method,
+                args: t.args,
+            };
+            let q = self.timers.add(now + t.remaining, job);
+            rec.timers.insert(rec.next_timer, q);
+        }
+        self.entities.insert(snap.id, rec);
+        self.schedule_save(now, snap.id);
+        if snap.sync_flags != 0 {
+            self.mark_sync(now, snap.id, snap.sync_flags);
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a snapshot as REAL_MIGRATE's msgpack map, keyed like GoWorld's
+/// `entityMigrateData` (`T`, `A`, `C`, `Pos`, `Yaw`, `SP`, `TD`, `SFC`, `SIF`) plus `S`,
+/// the entity's own struct (GoWorld drops plain struct fields).
+pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
+    let key = |k: &str| Value::Str(k.to_string());
+    let f = |v: f32| Value::Float(f64::from(v));
+    let attrs = goworld_common::msgpack::decode_exact(&s.attrs).unwrap_or(Value::Map(Vec::new()));
+    let client = match s.client {
+        Some(c) => Value::Map(vec![
+            (key("ClientID"), Value::Str(c.client_id.to_text())),
+            (key("GateID"), Value::Int(i64::from(c.gate_id))),
+        ]),
+        None => Value::Nil,
+    };
+    let timers = Value::Array(
+        s.timers
+            .iter()
+            .map(|t| {
+                Value::Map(vec![
+                    (key("R"), Value::Int(t.remaining.as_nanos() as i64)),
+                    (
+                        key("I"),
+                        t.repeat
+                            .map_or(Value::Nil, |d| Value::Int(d.as_nanos() as i64)),
+                    ),
+                    (key("M"), Value::Str(t.method.clone())),
+                    (
+                        key("A"),
+                        Value::Array(t.args.iter().map(|a| Value::Bin(a.clone())).collect()),
+                    ),
+                ])
+            })
+            .collect(),
+    );
+    let v = Value::Map(vec![
+        (key("T"), Value::Str(s.type_name.clone())),
+        (key("A"), attrs),
+        (key("S"), Value::Bin(s.state.clone())),
+        (key("C"), client),
+        (
+            key("Pos"),
+            Value::Map(vec![
+                (key("X"), f(s.pos.x)),
+                (key("Y"), f(s.pos.y)),
+                (key("Z"), f(s.pos.z)),
+            ]),
+        ),
+        (key("Yaw"), f(s.yaw)),
+        (key("SP"), Value::Str(s.space.to_text())),
+        (key("TD"), timers),
+        (key("SFC"), Value::Bool(s.syncing_from_client)),
+        (key("SIF"), Value::Int(i64::from(s.sync_flags))),
+    ]);
+    v.to_bytes()
+}
+
+/// Decodes [`encode_snapshot`]'s bytes for entity `id`.
+pub fn decode_snapshot(id: EntityId, b: &[u8]) -> Result<Snapshot, String> {
+    let v = goworld_common::msgpack::decode_exact(b).map_err(|e| e.to_string())?;
+    let get = |k: &str| v.map_get(k).ok_or_else(|| format!("no {k}"));
+    let float = |v: &Value, k: &str| {
+        v.map_get(k)
+            .and_then(|x| x.as_f64())
+            .map(|x| x as f32)
+            .ok_or_else(|| format!("no {k}"))
+    };
+    let id_of = |v: &Value| {
+        v.as_str()
+            .and_then(EntityId::parse)
+            .ok_or_else(|| "bad ID".to_string())
+    };
+    let type_name = get("T")?.as_str().ok_or("T is not a string")?.to_string();
+    let attrs = MapAttr::from_value(get("A")?)
+        .map(|m| Attrs::from_map(m).to_bytes())
+        .map_err(|e| format!("A: {e}"))?;
+    let state = match get("S")? {
+        Value::Bin(b) => b.clone(),
+        _ => return Err("S is not bytes".into()),
+    };
+    let client = match get("C")? {
+        Value::Nil => None,
+        c => Some(GameClient {
+            client_id: id_of(c.map_get("ClientID").ok_or("no ClientID")?)?,
+            gate_id: c
+                .map_get("GateID")
+                .and_then(|g| g.as_i64())
+                .and_then(|g| u16::try_from(g).ok())
+                .ok_or("bad GateID")?,
+        }),
+    };
+    let pos_v = get("Pos")?;
+    let pos = Vec3::new(float(pos_v, "X")?, float(pos_v, "Y")?, float(pos_v, "Z")?);
+    let mut timers = Vec::new();
+    for t in get("TD")?.as_array().ok_or("TD is not a list")? {
+        let ns = |k: &str| {
+            t.map_get(k)
+                .and_then(|x| x.as_i64())
+                .map(|n| Duration::from_nanos(n.max(0) as u64))
+        };
+        timers.push(TimerSnapshot {
+            remaining: ns("R").ok_or("timer without R")?,
+            repeat: ns("I"),
+            method: t
+                .map_get("M")
+                .and_then(|m| m.as_str())
+                .ok_or("timer without M")?
+                .to_string(),
+            args: t
+                .map_get("A")
+                .and_then(|a| a.as_array())
+                .ok_or("timer without A")?
+                .iter()
+                .map(|a| match a {
+                    Value::Bin(b) => Ok(b.clone()),
+                    _ => Err("timer argument is not bytes".to_string()),
+                })
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(Snapshot {
+        id,
+        type_name,
+        attrs,
+        state,
+        client,
+        timers,
+        space: id_of(get("SP")?)?,
+        pos,
+        yaw: v.map_get("Yaw").and_then(|x| x.as_f64()).ok_or("no Yaw")? as f32,
+        syncing_from_client: get("SFC")?.as_bool().ok_or("SFC is not a bool")?,
+        sync_flags: get("SIF")?
+            .as_i64()
+            .and_then(|x| u8::try_from(x).ok())
+            .ok_or("bad SIF")?,
+    })
+}
