@@ -821,6 +821,39 @@ impl Ctx<'_> {
         self.others.get(id).map(|r| r.place.pos)
     }
 
+    /// True if entity `id` lives on this game and has a client.
+    pub fn has_client(&self, id: &EntityId) -> bool {
+        if *id == self.id {
+            return self.client.is_some();
+        }
+        self.others.get(id).is_some_and(|r| r.has_client())
+    }
+
+    /// Destroys entity `id` on this game after the handler returns (GoWorld lets game code
+    /// destroy any local entity; one elsewhere is not touched).
+    pub fn destroy_entity(&mut self, id: EntityId) {
+        self.push(Action::Destroy(id));
+    }
+
+    /// Creates an entity of `type_name` on this game inside the local space `space` at
+    /// `pos`; returns its ID. If the space is not on this game it stays in the nil space
+    /// (with a warning).
+    pub fn create_entity_in(&mut self, space: EntityId, type_name: &str, pos: Vec3) -> EntityId {
+        let id = self.ids.next(self.clock.secs(self.now));
+        self.push(Action::CreateInSpace {
+            type_name: type_name.to_string(),
+            id,
+            space,
+            pos,
+        });
+        id
+    }
+
+    /// Unix time in seconds at the event being handled (serializable, unlike `now`).
+    pub fn unix_secs(&self) -> u32 {
+        self.clock.secs(self.now)
+    }
+
     /// For a space entity: its kind.
     pub fn kind(&self) -> i64 {
         self.spaces.get(&self.id).map_or(0, |s| s.kind)

@@ -84,6 +84,10 @@ pub(crate) struct Rec {
 }
 
 impl Rec {
+    pub(crate) fn has_client(&self) -> bool {
+        self.client.is_some()
+    }
+
     fn new(ty: Rc<dyn EntityType>, obj: Box<dyn Any>, attrs: Attrs, nil: EntityId) -> Rec {
         Rec {
             ty,
