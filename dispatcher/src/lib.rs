@@ -2,9 +2,9 @@
 //!
 //! [`Dispatcher`] is a pure state machine behind the reactor's [`Handler`] trait: it knows
 //! which game holds each entity hashed to this dispatcher, holds an entity's packets while it
-//! loads or migrates and a game's packets while it is frozen, keeps the service registry
-//! (kvreg), places boot entities round-robin and "anywhere" entities on the least loaded game,
-//! and decides deployment readiness. It reads the type and the routing key of each packet and
+//! loads or migrates (keeping only its newest position sync) and a game's packets while it is
+//! frozen, keeps the service registry (kvreg), places boot entities round-robin and
+//! "anywhere" entities on the least loaded game, and decides deployment readiness. It reads the type and the routing key of each packet and
 //! forwards the original bytes; it decodes fully only the handshakes it answers.
 //!
 //! It never touches sockets or the clock: time comes in as arguments, output goes out
@@ -96,12 +96,28 @@ impl Held {
     }
 }
 
+/// One position record as the gate sends it: entity ID, x, y, z, yaw.
+type SyncRecord = [u8; proto::SYNC_RECORD_LEN];
+
+/// An entity's hold while it loads or migrates.
+#[derive(Debug)]
+struct EntityHold {
+    /// Released at this time at the latest.
+    until: Instant,
+    /// The calls, delivered in order when the hold ends.
+    held: Held,
+    /// The newest position sync that arrived during the hold. Positions are state, not
+    /// events: a newer record replaces an older one, and the survivor goes to the entity's
+    /// (possibly new) game after the held calls.
+    sync: Option<SyncRecord>,
+}
+
 #[derive(Debug)]
 struct EntityInfo {
     game: u16,
-    /// Calls held while the entity loads or migrates; released at the deadline at the latest.
+    /// Set while the entity loads or migrates.
     /// Boxed: most entities are never held, and the table stays small (24 bytes an entry).
-    hold: Option<Box<(Instant, Held)>>,
+    hold: Option<Box<EntityHold>>,
 }
 
 #[derive(Debug)]
@@ -131,6 +147,8 @@ pub struct Dispatcher {
     boot_waiting: VecDeque<(Vec<u8>, u16)>,
     /// Position syncs from gates regrouped per game, flushed every tick.
     sync_to_games: BTreeMap<u16, Vec<u8>>,
+    /// Position sync records dropped because their entity is not in the routing table.
+    sync_dropped_unknown_entity: u64,
     /// Until every desired game has announced its entities (or the startup hold expires),
     /// packets for unknown entities wait here instead of being dropped.
     unknown_hold: Option<(Instant, FastMap<EntityId, Held>)>,
@@ -157,6 +175,33 @@ fn describe(payload: &[u8]) -> String {
         }
     }
     name.to_string()
+}
+
+/// Removes `eid`'s records from the pending sync batch for `game`; returns the newest.
+fn take_batched_sync(
+    batches: &mut BTreeMap<u16, Vec<u8>>,
+    game: u16,
+    eid: &EntityId,
+) -> Option<SyncRecord> {
+    let batch = batches.get_mut(&game)?;
+    let mine = |r: &&[u8]| r[..16] == eid.0;
+    let newest: SyncRecord = batch[2..]
+        .chunks_exact(proto::SYNC_RECORD_LEN)
+        .rfind(mine)?
+        .try_into()
+        .expect("record length");
+    let mut rest = batch[..2].to_vec();
+    for r in batch[2..].chunks_exact(proto::SYNC_RECORD_LEN) {
+        if !mine(&r) {
+            rest.extend_from_slice(r);
+        }
+    }
+    if rest.len() == 2 {
+        batches.remove(&game);
+    } else {
+        *batch = rest;
+    }
+    Some(newest)
 }
 
 /// Checks a handshake's process ID and internal protocol version; a wrong one closes the
@@ -195,6 +240,7 @@ impl Dispatcher {
             boot_rr: 0,
             boot_waiting: VecDeque::new(),
             sync_to_games: BTreeMap::new(),
+            sync_dropped_unknown_entity: 0,
             unknown_hold: None,
             started: false,
             games_seen: HashSet::new(),
@@ -231,6 +277,12 @@ impl Dispatcher {
     /// The service registry.
     pub fn kvreg(&self) -> &BTreeMap<String, String> {
         &self.kvreg
+    }
+
+    /// How many position sync records from gates were dropped because this dispatcher does
+    /// not know their entity (not announced, destroyed, or its game is down).
+    pub fn sync_dropped_unknown_entity(&self) -> u64 {
+        self.sync_dropped_unknown_entity
     }
 
     fn ensure_started(&mut self, now: Instant) {
@@ -303,9 +355,8 @@ impl Dispatcher {
         match self.entities.get_mut(&eid) {
             Some(info) => {
                 if let Some(hold) = &mut info.hold {
-                    let (until, held) = &mut **hold;
-                    if now < *until {
-                        held.push(|| format!("entity {eid}"), limit, payload);
+                    if now < hold.until {
+                        hold.held.push(|| format!("entity {eid}"), limit, payload);
                         return;
                     }
                     self.release_entity(io, now, eid);
@@ -336,7 +387,8 @@ impl Dispatcher {
         }
     }
 
-    /// Ends an entity's hold: its held packets go to its game, in order.
+    /// Ends an entity's hold: its held packets go to its game, in order, and then its newest
+    /// position sync joins this tick's sync batch for that game.
     fn release_entity(&mut self, io: &mut dyn Io, now: Instant, eid: EntityId) {
         let Some(info) = self.entities.get_mut(&eid) else {
             return;
@@ -345,7 +397,7 @@ impl Dispatcher {
             return;
         };
         self.held_entities.remove(&eid);
-        let (_, held) = *hold;
+        let EntityHold { held, sync, .. } = *hold;
         let game = info.game;
         if held.overflow > 0 {
             warn!(
@@ -356,6 +408,31 @@ impl Dispatcher {
         for p in held.queue {
             self.send_game(io, now, game, &p, &[]);
         }
+        if let Some(rec) = sync {
+            // Flushed on the tick, so after the packets just sent (or held for the game).
+            self.batch_sync(eid, game, &rec);
+        }
+    }
+
+    /// Adds one position record of `eid` to the batch for `game`; game 0 (an entity held
+    /// before any game announced it) counts as unknown.
+    fn batch_sync(&mut self, eid: EntityId, game: u16, rec: &[u8]) {
+        if game == 0 {
+            self.count_unknown_sync(eid);
+            return;
+        }
+        self.sync_to_games
+            .entry(game)
+            .or_insert_with(|| mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes().to_vec())
+            .extend_from_slice(rec);
+    }
+
+    fn count_unknown_sync(&mut self, eid: EntityId) {
+        self.sync_dropped_unknown_entity += 1;
+        let n = self.sync_dropped_unknown_entity;
+        if n.is_power_of_two() {
+            debug!("position sync for unknown entity {eid} dropped ({n} so far)");
+        }
     }
 
     fn hold_entity(&mut self, eid: EntityId, until: Instant) {
@@ -364,9 +441,16 @@ impl Dispatcher {
             hold: None,
         });
         match &mut info.hold {
-            Some(hold) => hold.0 = hold.0.max(until),
+            Some(hold) => hold.until = hold.until.max(until),
             None => {
-                info.hold = Some(Box::new((until, Held::default())));
+                // A sync still in this tick's batch would reach the game after what started the
+                // hold (a migrating entity is leaving by then): it is kept for the hold instead.
+                let sync = take_batched_sync(&mut self.sync_to_games, info.game, &eid);
+                info.hold = Some(Box::new(EntityHold {
+                    until,
+                    held: Held::default(),
+                    sync,
+                }));
                 self.held_entities.insert(eid);
             }
         }
@@ -663,7 +747,11 @@ impl Dispatcher {
             }
             mt::NOTIFY_DESTROY_ENTITY => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
-                if self.entities.get(&eid).is_some_and(|e| e.game == game_id) {
+                if let Some(e) = self.entities.get_mut(&eid).filter(|e| e.game == game_id) {
+                    // Its calls still go to the game (which reports them); a position does not.
+                    if let Some(hold) = &mut e.hold {
+                        hold.sync = None;
+                    }
                     self.release_entity(io, now, eid);
                     self.entities.remove(&eid);
                 }
@@ -845,16 +933,24 @@ impl Dispatcher {
                 }
                 for rec in records.chunks_exact(proto::SYNC_RECORD_LEN) {
                     let eid = EntityId::from_slice(&rec[..16]).expect("16 bytes");
-                    match self.entities.get(&eid) {
-                        Some(e) if e.game != 0 => {
-                            self.sync_to_games
-                                .entry(e.game)
-                                .or_insert_with(|| {
-                                    mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes().to_vec()
-                                })
-                                .extend_from_slice(rec);
+                    let Some(e) = self.entities.get_mut(&eid) else {
+                        self.count_unknown_sync(eid);
+                        continue;
+                    };
+                    match &mut e.hold {
+                        // Loading or migrating: keep only the newest.
+                        Some(hold) if now < hold.until => {
+                            hold.sync = Some(rec.try_into().expect("record length"));
                         }
-                        _ => debug!("position sync for unknown entity {eid} skipped"),
+                        Some(_) => {
+                            self.release_entity(io, now, eid);
+                            let game = self.entities[&eid].game;
+                            self.batch_sync(eid, game, rec);
+                        }
+                        None => {
+                            let game = e.game;
+                            self.batch_sync(eid, game, rec);
+                        }
                     }
                 }
             }
@@ -880,7 +976,7 @@ impl Dispatcher {
                 self.entities
                     .get(*id)
                     .and_then(|e| e.hold.as_ref())
-                    .is_some_and(|h| now >= h.0)
+                    .is_some_and(|h| now >= h.until)
             })
             .copied()
             .collect();

@@ -486,3 +486,217 @@ fn anywhere_placement_picks_the_least_loaded_live_game() {
     t.send(conn(1), create(1));
     assert_eq!(t.got(conn(1)).len(), 1);
 }
+
+fn rec(e: EntityId, x: f32) -> proto::SyncRecord {
+    proto::SyncRecord {
+        eid: e,
+        x,
+        y: 0.0,
+        z: 1.0,
+        yaw: 2.0,
+    }
+}
+
+fn syncs(records: Vec<proto::SyncRecord>) -> Msg {
+    Msg::SyncPositionYawFromClient { records }
+}
+
+fn migrate_request(e: EntityId, to: u16) -> Msg {
+    Msg::MigrateRequest {
+        eid: e,
+        space_id: nil_space_id(to),
+        space_game_id: to,
+    }
+}
+
+/// Two games, a gate on conn(3); `e` and `b` on game1; the output so far discarded.
+fn two_games_and_a_gate(e: EntityId, b: EntityId) -> T {
+    let mut t = T::new(2, 1);
+    t.game(conn(1), 1, vec![e, b]);
+    t.game(conn(2), 2, vec![]);
+    t.gate(conn(3), 1);
+    t.io.sent.clear();
+    t
+}
+
+#[test]
+fn syncs_during_a_migration_reach_the_new_game_newest_only_after_the_held_calls() {
+    let (e, b) = (eid("migrantmigrant04"), eid("bystanderbystan1"));
+    let mut t = two_games_and_a_gate(e, b);
+    t.send(conn(1), migrate_request(e, 2));
+    t.io.sent.clear();
+    t.send(conn(2), call(e, "one"));
+    // More syncs than the hold limit (3): they replace each other, they do not queue.
+    t.send(conn(3), syncs(vec![rec(e, 1.0), rec(b, 10.0), rec(e, 2.0)]));
+    t.send(conn(2), call(e, "two"));
+    t.send(conn(3), syncs(vec![rec(e, 3.0), rec(e, 4.0)]));
+    t.send(conn(3), syncs(vec![rec(e, 5.0)]));
+    t.tick();
+    // The bystander's sync is not held back; nothing of the migrant's goes anywhere.
+    assert_eq!(
+        t.raw_got(conn(1)),
+        vec![syncs(vec![rec(b, 10.0)]).to_payload()]
+    );
+    assert!(t.io.sent.is_empty());
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80],
+    };
+    t.send(conn(1), mig.clone());
+    t.tick();
+    assert_eq!(
+        t.raw_got(conn(2)),
+        vec![
+            mig.to_payload(),
+            call(e, "one").to_payload(),
+            call(e, "two").to_payload(),
+            syncs(vec![rec(e, 5.0)]).to_payload(),
+        ]
+    );
+    assert!(t.io.sent.is_empty(), "nothing for the old game");
+    // The hold is over: the next sync goes straight into the new game's batch.
+    t.send(conn(3), syncs(vec![rec(e, 6.0)]));
+    t.tick();
+    assert_eq!(t.got(conn(2)), vec![syncs(vec![rec(e, 6.0)])]);
+    assert_eq!(t.d.sync_dropped_unknown_entity(), 0);
+}
+
+#[test]
+fn every_way_a_hold_ends_delivers_the_newest_sync_after_the_held_calls() {
+    let e = eid("holdenholdenhol1");
+    let b = eid("bystanderbystan1");
+    type End = fn(&mut T, EntityId);
+    let ends: [(&str, End); 4] = [
+        ("cancel", |t, e| {
+            t.send(conn(1), Msg::CancelMigrate { eid: e })
+        }),
+        ("announce", |t, e| {
+            t.send(conn(1), Msg::NotifyCreateEntity { eid: e })
+        }),
+        ("expiry", |t, _| {
+            t.now += MIGRATE_HOLD + Duration::from_secs(1);
+            t.tick();
+        }),
+        ("expiry seen by a sync", |t, e| {
+            t.now += MIGRATE_HOLD + Duration::from_secs(1);
+            t.send(conn(3), syncs(vec![rec(e, 8.0)]));
+        }),
+    ];
+    for (how, end) in ends {
+        let mut t = two_games_and_a_gate(e, b);
+        t.send(conn(1), migrate_request(e, 2));
+        t.send(conn(1), call(e, "held"));
+        t.send(conn(3), syncs(vec![rec(e, 1.0), rec(e, 7.0)]));
+        t.tick();
+        t.io.sent.clear();
+        end(&mut t, e);
+        t.tick();
+        let mut want = vec![
+            call(e, "held").to_payload(),
+            syncs(vec![rec(e, 7.0)]).to_payload(),
+        ];
+        if how == "expiry seen by a sync" {
+            // The kept record, then the one that arrived after the hold, in one batch.
+            want[1] = syncs(vec![rec(e, 7.0), rec(e, 8.0)]).to_payload();
+        }
+        assert_eq!(t.raw_got(conn(1)), want, "{how}");
+        assert!(t.io.sent.is_empty(), "{how}");
+    }
+}
+
+#[test]
+fn a_sync_still_batched_when_the_hold_starts_goes_to_the_new_game() {
+    let (e, b) = (eid("migrantmigrant05"), eid("bystanderbystan1"));
+    let mut t = two_games_and_a_gate(e, b);
+    // Arrives in the same tick as the migrate request: the old game would get it only after
+    // the reply to its request, when the entity is already leaving.
+    t.send(conn(3), syncs(vec![rec(e, 1.0), rec(b, 10.0), rec(e, 2.0)]));
+    t.send(conn(1), migrate_request(e, 2));
+    t.io.sent.clear();
+    t.tick();
+    assert_eq!(t.got(conn(1)), vec![syncs(vec![rec(b, 10.0)])]);
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80],
+    };
+    t.send(conn(1), mig.clone());
+    t.tick();
+    assert_eq!(t.got(conn(2)), vec![mig, syncs(vec![rec(e, 2.0)])]);
+    // When the migrant was the whole batch, the batch goes away with it.
+    t.send(conn(3), syncs(vec![rec(e, 3.0)]));
+    t.send(conn(2), migrate_request(e, 1));
+    t.io.sent.clear();
+    t.tick();
+    assert!(t.io.sent.is_empty());
+}
+
+#[test]
+fn unheld_syncs_are_regrouped_per_game_and_flushed_every_tick() {
+    let (a, b) = (eid("aaaaaaaaaaaaaa02"), eid("bbbbbbbbbbbbbb02"));
+    let mut t = T::new(2, 1);
+    t.game(conn(1), 1, vec![a]);
+    t.game(conn(2), 2, vec![b]);
+    t.gate(conn(3), 1);
+    t.io.sent.clear();
+    t.send(conn(3), syncs(vec![rec(a, 1.0), rec(b, 2.0)]));
+    t.send(conn(3), syncs(vec![rec(a, 3.0), rec(a, 4.0)]));
+    t.tick();
+    // Outside holds every record goes on, in order, duplicates included.
+    assert_eq!(
+        t.raw_got(conn(1)),
+        vec![syncs(vec![rec(a, 1.0), rec(a, 3.0), rec(a, 4.0)]).to_payload()]
+    );
+    assert_eq!(
+        t.raw_got(conn(2)),
+        vec![syncs(vec![rec(b, 2.0)]).to_payload()]
+    );
+    t.tick();
+    assert!(t.io.sent.is_empty(), "a flushed batch is not sent again");
+    t.send(conn(3), syncs(vec![rec(b, 5.0)]));
+    t.tick();
+    assert_eq!(t.got(conn(2)), vec![syncs(vec![rec(b, 5.0)])]);
+    assert!(t.io.sent.is_empty());
+}
+
+#[test]
+fn syncs_for_unknown_entities_are_counted_not_delivered() {
+    let (e, b) = (eid("doomeddoomeddo02"), eid("bystanderbystan1"));
+    let mut t = two_games_and_a_gate(e, b);
+    let nobody = eid("nobodynobodyno02");
+    t.send(
+        conn(3),
+        syncs(vec![rec(nobody, 1.0), rec(b, 2.0), rec(nobody, 3.0)]),
+    );
+    t.tick();
+    assert_eq!(t.got(conn(1)), vec![syncs(vec![rec(b, 2.0)])]);
+    assert!(t.io.sent.is_empty());
+    assert_eq!(t.d.sync_dropped_unknown_entity(), 2);
+    // Destroyed while held: its calls are released to its game, its position is not.
+    t.send(conn(1), migrate_request(e, 2));
+    t.send(conn(2), call(e, "late"));
+    t.send(conn(3), syncs(vec![rec(e, 4.0)]));
+    t.io.sent.clear();
+    t.send(conn(1), Msg::NotifyDestroyEntity { eid: e });
+    t.tick();
+    assert_eq!(t.got(conn(1)), vec![call(e, "late")]);
+    t.send(conn(3), syncs(vec![rec(e, 5.0)]));
+    t.tick();
+    assert!(t.io.sent.is_empty());
+    assert_eq!(t.d.sync_dropped_unknown_entity(), 3);
+    // Held before any game announced it: its kept position has nowhere to go.
+    let ghost = eid("ghostghostghost1");
+    t.send(conn(1), migrate_request(ghost, 2));
+    t.send(conn(3), syncs(vec![rec(ghost, 6.0)]));
+    t.io.sent.clear();
+    assert_eq!(
+        t.d.sync_dropped_unknown_entity(),
+        3,
+        "kept, not yet dropped"
+    );
+    t.send(conn(1), Msg::CancelMigrate { eid: ghost });
+    t.tick();
+    assert!(t.io.sent.is_empty());
+    assert_eq!(t.d.sync_dropped_unknown_entity(), 4);
+}

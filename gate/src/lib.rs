@@ -5,7 +5,8 @@
 //! (11 CALL_ENTITY_METHOD_FROM_CLIENT, 12 SYNC_POSITION_YAW_FROM_CLIENT, 2001 heartbeat); any
 //! other type, a malformed message or an oversized frame closes that client with one log
 //! line. Calls go on with the client ID appended; position syncs are batched per dispatcher
-//! every `position_sync_interval_ms`. From dispatchers it forwards 1001–1499 to the named
+//! every `position_sync_interval_ms`, and only for the client's owner entity: a sync for any
+//! other entity is dropped and counted ([`GateService::sync_dropped_not_owner`]). From dispatchers it forwards 1001–1499 to the named
 //! client as they are (header and all), keeps filter properties (1010/1011) in a
 //! [`FilterIndex`], fans 1501 out verbatim to each matching client once (found by range
 //! queries, not a scan), and regroups 1502 per client.
@@ -56,6 +57,8 @@ struct ClientProxy {
     peer: SocketAddr,
     /// The connect notice has been sent (it waits until the gate is ready).
     announced: bool,
+    /// A position sync for an entity other than `owner` was dropped (and logged once).
+    sent_foreign_sync: bool,
 }
 
 /// The gate's state machine.
@@ -72,6 +75,8 @@ pub struct GateService {
     /// Position records from clients, per dispatcher (index = dispatcher ID - 1).
     sync_out: Vec<Vec<u8>>,
     next_sync_flush: Option<Instant>,
+    /// Position syncs dropped because their entity was not the client's owner.
+    sync_dropped_not_owner: u64,
     ready_reported: bool,
     events: Vec<GateEvent>,
     unknown_types_logged: BTreeSet<u16>,
@@ -95,6 +100,7 @@ impl GateService {
             filters: FilterIndex::new(),
             waiting: Vec::new(),
             next_sync_flush: None,
+            sync_dropped_not_owner: 0,
             ready_reported: false,
             events: Vec::new(),
             unknown_types_logged: BTreeSet::new(),
@@ -110,6 +116,12 @@ impl GateService {
     /// True once every dispatcher link completed its handshake.
     pub fn is_ready(&self) -> bool {
         self.links.all_ready()
+    }
+
+    /// How many client position syncs were dropped because they named an entity other than the
+    /// client's owner (beyond GoWorld: a client moves only its own player entity).
+    pub fn sync_dropped_not_owner(&self) -> u64 {
+        self.sync_dropped_not_owner
     }
 
     /// Takes the events reported since the last call.
@@ -158,10 +170,10 @@ impl GateService {
                 proto::msg_name(t)
             ));
         }
-        let client_id = self
+        let (client_id, owner) = self
             .clients
             .get(&conn)
-            .map(|c| c.client_id)
+            .map(|c| (c.client_id, c.owner))
             .ok_or("unknown client")?;
         match t {
             mt::CALL_ENTITY_METHOD_FROM_CLIENT => match Msg::decode(p) {
@@ -185,6 +197,20 @@ impl GateService {
                     ));
                 }
                 let eid = peek_id(p, 2).expect("length checked");
+                if eid != owner {
+                    // Beyond GoWorld: a client moves only the entity that owns it. Not an error:
+                    // syncs sent just before an owner change arrive after it.
+                    self.sync_dropped_not_owner += 1;
+                    let c = self.clients.get_mut(&conn).expect("looked up above");
+                    if !c.sent_foreign_sync {
+                        c.sent_foreign_sync = true;
+                        debug!(
+                            "gate{}: client {client_id} sent a position sync for {eid}, not its owner {owner}; dropped (counted, logged once per client)",
+                            self.s.gate_id
+                        );
+                    }
+                    return Ok(());
+                }
                 let d = usize::from(dispatcher_for_entity(&eid, self.links.count()) - 1);
                 self.sync_out[d].extend_from_slice(&p[2..]);
                 if self.next_sync_flush.is_none() {
@@ -388,6 +414,7 @@ impl Handler for GateService {
                         owner,
                         peer,
                         announced: false,
+                        sent_foreign_sync: false,
                     },
                 );
                 self.by_id.insert(client_id, conn);

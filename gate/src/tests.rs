@@ -315,6 +315,135 @@ fn position_syncs_are_batched_and_regrouped() {
     );
 }
 
+fn sync_rec(e: EntityId, x: f32) -> proto::SyncRecord {
+    proto::SyncRecord {
+        eid: e,
+        x,
+        y: 2.0,
+        z: 3.0,
+        yaw: 0.5,
+    }
+}
+
+fn sync_up(e: EntityId, x: f32) -> Vec<u8> {
+    Msg::SyncPositionYawFromClient {
+        records: vec![sync_rec(e, x)],
+    }
+    .to_payload()
+}
+
+/// The raw gate→dispatcher 12: the type, then the records back to back.
+fn sync_batch(records: &[proto::SyncRecord]) -> Vec<u8> {
+    let mut p = mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes().to_vec();
+    for r in records {
+        p.extend_from_slice(&sync_up(r.eid, r.x)[2..]);
+    }
+    p
+}
+
+/// A 1002 from the game for client `cid`.
+fn create_on_client(t: &mut T, cid: ClientId, eid: EntityId, is_player: bool) {
+    let p = Msg::ToClient {
+        gate_id: 1,
+        client_id: cid,
+        msg: ClientMsg::CreateEntityOnClient {
+            is_player,
+            eid,
+            type_name: "Avatar".into(),
+            x: 0.0,
+            y: 0.0,
+            z: 0.0,
+            yaw: 0.0,
+            client_data: vec![0x80],
+        },
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &p);
+}
+
+/// Ticks at `ms` after the start and returns what went to the dispatcher.
+fn tick_at(t: &mut T, ms: u64) -> Vec<Vec<u8>> {
+    t.g.on_tick(
+        &mut t.io,
+        t.now + Duration::from_millis(ms),
+        SystemTime::UNIX_EPOCH,
+    );
+    let (disp, rest): (Vec<_>, Vec<_>) = t.io.take().into_iter().partition(|(c, _)| *c == DISP);
+    t.io.sent = rest;
+    disp.into_iter().map(|(_, p)| p).collect()
+}
+
+#[test]
+fn a_clients_sync_of_its_owner_is_forwarded_in_the_batch_at_the_interval() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (_, e1) = t.client(conn(1));
+    let (_, e2) = t.client(conn(2));
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(e1, 1.0));
+    t.g.on_frame(&mut t.io, t.now, conn(2), &sync_up(e2, 2.0));
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(e1, 3.0));
+    assert!(tick_at(&mut t, 99).is_empty(), "held until the interval");
+    assert_eq!(
+        tick_at(&mut t, 100),
+        vec![sync_batch(&[
+            sync_rec(e1, 1.0),
+            sync_rec(e2, 2.0),
+            sync_rec(e1, 3.0)
+        ])],
+        "one packet for the dispatcher, records in arrival order"
+    );
+    assert!(tick_at(&mut t, 200).is_empty(), "nothing pending");
+    assert_eq!(t.g.sync_dropped_not_owner(), 0);
+}
+
+#[test]
+fn a_sync_for_an_entity_the_client_does_not_own_is_dropped_and_counted() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (_, e1) = t.client(conn(1));
+    let (_, e2) = t.client(conn(2));
+    let stranger = EntityId::parse("strangerstranger").unwrap();
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(e2, 9.0)); // another client's owner
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(e1, 1.0));
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(stranger, 9.0));
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(stranger, 9.5));
+    assert_eq!(t.g.sync_dropped_not_owner(), 3);
+    assert!(t.io.closed.is_empty(), "the client stays connected");
+    assert_eq!(tick_at(&mut t, 100), vec![sync_batch(&[sync_rec(e1, 1.0)])]);
+    // Only foreign syncs: nothing is pending, nothing is sent, no flush is scheduled.
+    t.g.on_frame(&mut t.io, t.now, conn(2), &sync_up(e1, 9.0));
+    assert_eq!(t.g.sync_dropped_not_owner(), 4);
+    assert_eq!(t.g.next_deadline(), None);
+    assert!(tick_at(&mut t, 300).is_empty());
+}
+
+#[test]
+fn after_an_owner_change_the_new_player_is_synced_and_the_old_one_is_not() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (cid, boot) = t.client(conn(1));
+    let avatar = EntityId::parse("avataravataravat").unwrap();
+    let monster = EntityId::parse("monstermonsterm1").unwrap();
+    // A non-player entity shown to the client does not become its owner.
+    create_on_client(&mut t, cid, monster, false);
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(monster, 5.0));
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(boot, 1.0));
+    assert_eq!(t.g.sync_dropped_not_owner(), 1);
+    assert_eq!(
+        tick_at(&mut t, 100),
+        vec![sync_batch(&[sync_rec(boot, 1.0)])]
+    );
+    create_on_client(&mut t, cid, avatar, true);
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(boot, 6.0)); // raced the change
+    t.g.on_frame(&mut t.io, t.now, conn(1), &sync_up(avatar, 7.0));
+    assert_eq!(t.g.sync_dropped_not_owner(), 2);
+    assert!(t.io.closed.is_empty());
+    assert_eq!(
+        tick_at(&mut t, 200),
+        vec![sync_batch(&[sync_rec(avatar, 7.0)])]
+    );
+}
+
 #[test]
 fn a_game_can_have_a_client_closed() {
     let mut t = T::new();
