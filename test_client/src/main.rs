@@ -4,8 +4,8 @@
 //! [-strict] [-nosync] [-quiet] [-log info]`
 //!
 //! Every bot dials a random gate of `1..=desired_gates`, gets its boot entity, logs in as
-//! `test<id>` and, once it has its Avatar, does GoWorld's "things" one at a time and syncs its
-//! position (see [`bot`]). All bots share ONE single-threaded mio reactor: the [`Fleet`]
+//! `test<id>` and, once its Avatar has entered a space, does GoWorld's "things" one at a time
+//! and syncs its position (see [`bot`]). All bots share ONE single-threaded mio reactor: the [`Fleet`]
 //! handler only pumps payloads and ticks into the per-bot state machines and sends what they
 //! return, so thousands of bots cost one core at most.
 //!
@@ -13,7 +13,7 @@
 //! unless `-quiet`; at the end one summary line:
 //! `test_client: bots 300, connected 300, boot entity 300, logged in 300, things 120,
 //! failures 0, disconnects 0`. With `-strict` the first failure (a thing timeout or
-//! mismatch, an unknown client method or entity, a bot without an Avatar 10 s after
+//! mismatch, an unknown client method or entity, a bot without an Avatar in a space 10 s after
 //! connecting, a bad message, a disconnect) is printed and the run exits 1; otherwise
 //! failures are counted and reported.
 //!
@@ -89,7 +89,7 @@ impl Fleet {
         Fleet {
             slots: (0..n)
                 .map(|i| Slot {
-                    bot: Bot::new(first_id + i as u64, sync),
+                    bot: Bot::new(first_id + i as u64, n, sync),
                     conn: None,
                     ever_connected: false,
                 })
@@ -349,7 +349,7 @@ fn main() {
     opts.optflag(
         "",
         "strict",
-        "the first failure (thing timeout, mismatch, unknown method or entity, no Avatar) exits 1",
+        "the first failure (thing timeout, mismatch, unknown method or entity, no Avatar in a space) exits 1",
     );
     opts.optflag("", "nosync", "disable the random position syncs");
     opts.optflag("", "quiet", "no per-second profile; only the final summary");
