@@ -6,10 +6,14 @@
 //!   the attribute messages and 1502;
 //! * the player (the entity created with isPlayer): an `Account` player is sent
 //!   `Login("test<id>", "123456")` at once; an `Avatar` player means the bot is logged in;
+//! * the current space: a 1002 of type `__space__` (kind = clientData `_K`), cleared by its
+//!   1003; neighbours (Monsters, AOITesters, other Avatars) are ordinary entries of the table;
 //! * client methods (1009 on an entity, 1501 on the player) dispatched by name to the
 //!   handlers in [`Bot::call_method`];
-//! * the thing loop: once the player is an Avatar, wait a random 0–6 s, do one [`Thing`]
-//!   (a server call), and wait for the reply that completes it, 5 s at most; repeat;
+//! * the thing loop: it starts on the first space the Avatar enters (later spaces complete
+//!   `DoEnterRandomSpace`); wait a random 0–6 s, do one [`Thing`] (a server call; forced to
+//!   `DoEnterRandomSpace` while the space kind is 0 or there is no space), and wait for the
+//!   reply that completes it, 5 s at most; repeat;
 //! * position sync: every 100 ms, with probability 0.5, jitter the Avatar and send 12.
 //!
 //! Everything that GoWorld's client treats as an error (`Errorf`, a thing timeout, a panic
@@ -17,15 +21,18 @@
 //! fatal (`-strict`).
 //!
 //! Differences from GoWorld on purpose:
-//! * GoWorld starts the thing loop on the first `__space__` the bot enters, and forces
-//!   `DoEnterRandomSpace` while the space kind is 0. goworld-rs has no spaces yet, so the
-//!   loop starts when the Avatar arrives and that rule is not applied (the space kind is
-//!   tracked for when it is).
+//! * The thing loop starts on the first space entered *while the player is an Avatar*
+//!   (GoWorld starts it on the first space whatever the player is, and would never start it
+//!   for an Avatar if an Account had entered a space before).
 //! * A mismatch found by a thing's check (GoWorld panics in the handler, so the thing later
-//!   times out) is reported once, as the mismatch, and ends the thing.
+//!   times out; or, for `OnTestAOI`, reports it and completes the thing) is reported once,
+//!   as the mismatch, and ends the thing without counting it as done.
+//! * Completions count only on the player (GoWorld: the thing state lives on the player
+//!   entity, so a reply on another entity completes nothing).
 //! * Attribute updates that GoWorld's client would panic on (a missing path step, a step of
 //!   the wrong kind, popping an empty list, an index out of range) are failures here.
-//! * A bot with no Avatar 10 s after connecting is a failure (GoWorld waits forever).
+//! * A bot with no Avatar, or with an Avatar that has entered no space, 10 s after connecting
+//!   is a failure (GoWorld waits forever; without a space it never does a thing).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -36,7 +43,7 @@ use crate::attrs;
 use crate::wire::{self, Eid, PathKey, PosYaw, ServerMsg};
 use goworld_common::rng::Rng;
 
-/// How long after connecting a bot must have its Avatar.
+/// How long after connecting a bot must have its Avatar in a space.
 pub const AVATAR_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest random wait before the next thing (GoWorld: 2 × 3 s average).
 pub const THING_DELAY_MAX: Duration = Duration::from_secs(6);
@@ -46,12 +53,26 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 pub const PASSWORD: &str = "123456";
 /// The type name of spaces on the client.
 pub const SPACE_TYPE: &str = "__space__";
+/// The number of bots per space kind for `DoEnterRandomSpace` (kinds 1..=max(2, N/400)).
+pub const BOTS_PER_SPACE_KIND: usize = 400;
 
 /// Something a bot does to exercise the server: one request, completed by one reply.
 /// To add one: a variant, its entry in [`Thing::ALL`], its name and request, and a call to
 /// [`Bot::thing_done`] from the handler of the reply in [`Bot::call_method`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Thing {
+    /// `EnterSpace(kind)` with a kind in 1..=max(2, N/400) other than the current one; done by
+    /// the next 1002 of a `__space__`. Forced while the space kind is 0 or there is no space.
+    EnterRandomSpace,
+    /// `EnterRandomNilSpace()` (the server moves the Avatar to the nil space of a random
+    /// game, so the client loses its space); done by `OnEnterRandomNilSpace()`.
+    EnterRandomNilSpace,
+    /// `TestAOI()` (the server puts an AOITester next to the Avatar, then calls the client);
+    /// done by `OnTestAOI(testerID)` if the client knows the tester by then, a failure if not.
+    TestAOI,
+    /// `TestCallAll()` (the server calls `TestCallAllPlzEcho(avatarID)` on all clients of the
+    /// Avatar, each answers `TestCallAllEcho(avatarID)`); done by `OnTestCallAll()`.
+    TestCallAll,
     /// `TestListField()`; done by `OnTestListField(list)` when the mirrored `testListField`
     /// attribute equals `list`.
     TestListField,
@@ -79,19 +100,27 @@ pub enum Thing {
 impl Thing {
     /// Every thing with its weight (GoWorld: all weights 1). GoWorld's DoSendMail, DoGetMails
     /// and DoTestPublish are commented out there; they work here.
-    pub const ALL: [(Thing, u64); 7] = [
+    pub const ALL: [(Thing, u64); 11] = [
+        (Thing::EnterRandomSpace, 1),
+        (Thing::EnterRandomNilSpace, 1),
         (Thing::SendMail, 1),
         (Thing::GetMails, 1),
         (Thing::SayInWorldChannel, 1),
         (Thing::SayInProfChannel, 1),
         (Thing::TestListField, 1),
         (Thing::TestPublish, 1),
+        (Thing::TestAOI, 1),
+        (Thing::TestCallAll, 1),
         (Thing::TestComplexAttr, 1),
     ];
 
     /// GoWorld's name for it, used in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Thing::EnterRandomSpace => "DoEnterRandomSpace",
+            Thing::EnterRandomNilSpace => "DoEnterRandomNilSpace",
+            Thing::TestAOI => "DoTestAOI",
+            Thing::TestCallAll => "DoTestCallAll",
             Thing::TestListField => "DoTestListField",
             Thing::TestComplexAttr => "DoTestComplexAttr",
             Thing::SayInWorldChannel => "DoSayInWorldChannel",
@@ -174,11 +203,15 @@ pub struct Bot {
     /// Bot id; the username is `test<id>`.
     pub id: u64,
     sync: bool,
+    /// The largest space kind `DoEnterRandomSpace` asks for.
+    kind_max: i64,
     entities: HashMap<Eid, ClientEntity>,
     player: Option<Eid>,
     space: Option<(Eid, i64)>,
     boot_entity: Option<String>,
     logged_in: bool,
+    /// Whether the Avatar has entered a space since connecting (the thing loop started).
+    started: bool,
     avatar_deadline: Option<Instant>,
     running: Option<Running>,
     next_thing: Option<Instant>,
@@ -188,16 +221,19 @@ pub struct Bot {
 }
 
 impl Bot {
-    /// A bot `test<id>`; `sync` enables the position syncs (off with `-nosync`).
-    pub fn new(id: u64, sync: bool) -> Bot {
+    /// A bot `test<id>` of `bots` (`-N`, for the space kinds); `sync` enables the position
+    /// syncs (off with `-nosync`).
+    pub fn new(id: u64, bots: usize, sync: bool) -> Bot {
         Bot {
             id,
             sync,
+            kind_max: (bots / BOTS_PER_SPACE_KIND).max(2) as i64,
             entities: HashMap::new(),
             player: None,
             space: None,
             boot_entity: None,
             logged_in: false,
+            started: false,
             avatar_deadline: None,
             running: None,
             next_thing: None,
@@ -209,8 +245,9 @@ impl Bot {
 
     /// The connection is up (again) and frames start flowing now: start from a clean client.
     pub fn connected(&mut self, now: Instant) {
-        let (id, sync, done) = (self.id, self.sync, self.things_done);
-        *self = Bot::new(id, sync);
+        let (id, sync, kind_max, done) = (self.id, self.sync, self.kind_max, self.things_done);
+        *self = Bot::new(id, 0, sync);
+        self.kind_max = kind_max;
         self.things_done = done;
         self.avatar_deadline = Some(now + AVATAR_TIMEOUT);
     }
@@ -232,6 +269,12 @@ impl Bot {
     /// Whether the player has been an Avatar since connecting.
     pub fn logged_in(&self) -> bool {
         self.logged_in
+    }
+
+    /// Whether the Avatar has entered a space since connecting (the thing loop runs).
+    #[cfg(test)]
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     /// Things completed since the start.
@@ -257,6 +300,11 @@ impl Bot {
         self.space
     }
 
+    /// The kind of the current space, 0 without one (GoWorld's `currentSpaceKind`).
+    fn space_kind(&self) -> i64 {
+        self.space.map_or(0, |(_, k)| k)
+    }
+
     /// The thing in progress.
     #[cfg(test)]
     pub fn current_thing(&self) -> Option<Thing> {
@@ -271,7 +319,7 @@ impl Bot {
     /// The earliest time [`Bot::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         [
-            self.avatar_deadline.filter(|_| !self.logged_in),
+            self.avatar_deadline.filter(|_| !self.started),
             self.running.map(|r| r.deadline),
             self.next_thing,
             self.next_sync,
@@ -392,8 +440,20 @@ impl Bot {
                 log::warn!("bot test{}: space {eid} created while in {old}", self.id);
             }
             self.space = Some((eid, kind.unwrap_or(0)));
-            // GoWorld: the first space starts the thing loop, later ones complete
-            // DoEnterRandomSpace; neither applies until spaces and that thing exist.
+            // GoWorld's OnEnterSpace: the first space starts the thing loop, later ones
+            // complete DoEnterRandomSpace.
+            if self.started {
+                self.thing_done(now, rng, Thing::EnterRandomSpace);
+            } else if self.player_is_avatar() {
+                self.started = true;
+                self.schedule_thing(now, rng);
+            } else {
+                log::warn!(
+                    "bot test{}: space {eid} entered without an Avatar player; the things \
+                     start in the first space of the Avatar",
+                    self.id
+                );
+            }
             return;
         }
         if self.entities.contains_key(&eid) {
@@ -445,10 +505,8 @@ impl Bot {
                     &[user.into(), PASSWORD.into()],
                 ));
             }
-            "Avatar" => {
-                self.logged_in = true;
-                self.schedule_thing(now, rng);
-            }
+            // The things start when the Avatar enters its first space.
+            "Avatar" => self.logged_in = true,
             _ => {}
         }
     }
@@ -512,6 +570,12 @@ impl Bot {
             ("Say", vec![channel.into(), content.into()])
         };
         match thing {
+            Thing::EnterRandomSpace => {
+                ("EnterSpace", vec![Value::Int(self.random_space_kind(rng))])
+            }
+            Thing::EnterRandomNilSpace => ("EnterRandomNilSpace", vec![]),
+            Thing::TestAOI => ("TestAOI", vec![]),
+            Thing::TestCallAll => ("TestCallAll", vec![]),
             Thing::TestListField => ("TestListField", vec![]),
             Thing::TestComplexAttr => ("TestComplexAttr", vec![]),
             Thing::SayInWorldChannel => say("world"),
@@ -535,6 +599,17 @@ impl Bot {
             Thing::GetMails => ("GetMails", vec![]),
             Thing::TestPublish => ("TestPublish", vec![]),
         }
+    }
+
+    /// GoWorld's `DoEnterRandomSpace` kind: uniform in 1..=kind_max, then, if it is the
+    /// current kind, the next one (wrapping to 1).
+    fn random_space_kind(&self, rng: &mut Rng) -> i64 {
+        let cur = self.space_kind();
+        let mut kind = 1 + rng.below(self.kind_max as u64) as i64;
+        while kind == cur {
+            kind = if kind >= self.kind_max { 1 } else { kind + 1 };
+        }
+        kind
     }
 
     /// Completes `thing` if it is the one in progress.
@@ -642,9 +717,16 @@ impl Bot {
                     .and_then(Eid::from_str_bytes)
                     .is_some_and(|t| self.entities.contains_key(&t));
                 if !found {
-                    self.fail(format!("OnTestAOI: can not find AOITester<{:?}>", args[0]));
+                    let what = format!("OnTestAOI: can not find AOITester<{:?}>", args[0]);
+                    self.thing_failed(now, rng, Thing::TestAOI, what);
+                } else if is_player {
+                    self.thing_done(now, rng, Thing::TestAOI);
                 }
             }
+            "OnEnterRandomNilSpace" if is_player => {
+                self.thing_done(now, rng, Thing::EnterRandomNilSpace)
+            }
+            "OnTestCallAll" if is_player => self.thing_done(now, rng, Thing::TestCallAll),
             "OnSay" => {
                 // GoWorld: done when the sender is this client's entity; other senders and
                 // channels are just chat.
@@ -660,30 +742,35 @@ impl Bot {
                 if args[0].as_bool() != Some(true) {
                     log::warn!("bot test{}: OnSendMail({:?})", self.id, args[0]);
                 }
-                self.thing_done(now, rng, Thing::SendMail);
+                if is_player {
+                    self.thing_done(now, rng, Thing::SendMail);
+                }
             }
             "OnGetMails" => {
                 if args[0].as_bool() != Some(true) {
                     log::warn!("bot test{}: OnGetMails({:?})", self.id, args[0]);
                 }
-                self.thing_done(now, rng, Thing::GetMails);
+                if is_player {
+                    self.thing_done(now, rng, Thing::GetMails);
+                }
             }
             "OnTestPublish" => {
                 let publisher = args[0].as_str().and_then(Eid::from_str_bytes);
-                if publisher == Some(*eid) {
+                if is_player && publisher == Some(*eid) {
                     self.thing_done(now, rng, Thing::TestPublish);
                 }
             }
             "TestCallAllPlzEcho" => {
-                // Echo on the entity that asked (an `_AllClients` method on the server).
+                // GoWorld's ClientEntity: `e.CallServer("TestCallAllEcho", eid)`, i.e. on the
+                // entity the call came to (the Avatar that called all its clients, whose ID
+                // is also the argument), which allows it as an `_AllClients` method.
                 out.push(wire::call_entity_method(
                     eid,
                     "TestCallAllEcho",
                     std::slice::from_ref(&args[0]),
                 ));
             }
-            // Replies of things not built yet (GoWorld's EnterRandomNilSpace, CallAll):
-            // accepted so a server that has them does not fail the bots.
+            // OnLogin(true), and replies on entities other than the player.
             _ => {}
         }
     }
@@ -692,15 +779,14 @@ impl Bot {
     /// position sync. Returns the payloads to send.
     pub fn on_tick(&mut self, now: Instant, rng: &mut Rng) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        if !self.logged_in && self.avatar_deadline.is_some_and(|t| now >= t) {
+        if !self.started && self.avatar_deadline.is_some_and(|t| now >= t) {
             self.avatar_deadline = None;
             let what = match &self.boot_entity {
                 None => "no boot entity".to_string(),
-                Some(t) => format!("boot entity {t} but"),
+                Some(_) if self.logged_in => "an Avatar but no space".to_string(),
+                Some(t) => format!("boot entity {t} but no Avatar"),
             };
-            self.fail(format!(
-                "{what} no Avatar {AVATAR_TIMEOUT:?} after connecting"
-            ));
+            self.fail(format!("{what} {AVATAR_TIMEOUT:?} after connecting"));
         }
         if let Some(r) = self.running.filter(|r| now >= r.deadline) {
             self.running = None;
@@ -717,7 +803,12 @@ impl Bot {
         }
         if self.running.is_none() && self.next_thing.is_some_and(|t| now >= t) {
             self.next_thing = None;
-            let thing = Thing::pick(rng);
+            // GoWorld: in no space or the nil space (kind 0) the only thing is to enter one.
+            let thing = if self.space_kind() == 0 {
+                Thing::EnterRandomSpace
+            } else {
+                Thing::pick(rng)
+            };
             out.extend(self.start_thing(now, rng, thing));
         }
         if self.sync && self.player_is_avatar() {

@@ -23,6 +23,14 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// A profile whose totals list `things` from the start (with 0 until they complete).
+    pub fn with_things(things: impl IntoIterator<Item = &'static str>) -> Profile {
+        Profile {
+            window: BTreeMap::new(),
+            totals: things.into_iter().map(|t| (t, 0)).collect(),
+        }
+    }
+
     /// Records one completion of `thing` that took `d`.
     pub fn record(&mut self, thing: &'static str, d: Duration) {
         let s = self.window.entry(thing).or_insert(Stat {
@@ -60,7 +68,8 @@ impl Profile {
         out
     }
 
-    /// Completions per thing since the start, `Thing *n` joined by commas.
+    /// Completions per thing since the start (every thing of [`Profile::with_things`], and any
+    /// other recorded), `Thing *n` joined by commas, by name.
     pub fn totals(&self) -> String {
         let v: Vec<String> = self
             .totals
@@ -122,5 +131,12 @@ mod tests {
         assert_eq!(p.take_report(), "");
         p.record("DoTestListField", Duration::from_millis(1));
         assert_eq!(p.totals(), "DoTestComplexAttr *1, DoTestListField *3");
+
+        // Things that never completed are listed with 0; the window report leaves them out.
+        let mut p = Profile::with_things(["DoTestAOI", "DoTestCallAll"]);
+        assert_eq!(p.totals(), "DoTestAOI *0, DoTestCallAll *0");
+        p.record("DoTestCallAll", Duration::from_millis(1));
+        assert!(!p.take_report().contains("DoTestAOI"));
+        assert_eq!(p.totals(), "DoTestAOI *0, DoTestCallAll *1");
     }
 }
