@@ -3,7 +3,7 @@
 
 use goworld_common::id::EntityId;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, KvdbResult, TypeDesc};
+use goworld_game::entity::{Ctx, Entity, Expose, KvdbResult, TypeDesc, Vec3};
 use serde::{Deserialize, Serialize};
 
 /// The boot entity of a client.
@@ -20,7 +20,16 @@ impl Entity for Account {
                 "OnGetAvatarSpaceID",
                 Expose::Server,
                 Account::on_get_avatar_space_id,
+            )
+            .method(
+                "RetryLoginToAvatar",
+                Expose::Server,
+                Account::retry_login_to_avatar,
             );
+    }
+
+    fn on_migrate_in(&mut self, ctx: &mut Ctx) {
+        self.retry_or_give(ctx);
     }
 
     /// The client was given to the Avatar (or left): the Account has done its job.
@@ -74,9 +83,34 @@ impl Account {
         }
     }
 
-    /// The Avatar answered where it is. Spaces and migration come later: an Avatar on this
-    /// game gets the client; one elsewhere is reported.
-    fn on_get_avatar_space_id(&mut self, ctx: &mut Ctx, (avatar, _space): (EntityId, EntityId)) {
-        ctx.give_client_to(avatar);
+    /// The Avatar answered where it is: here, it gets the client; on another game, this
+    /// Account moves there by entering the Avatar's space, and hands over on arrival.
+    fn on_get_avatar_space_id(&mut self, ctx: &mut Ctx, (avatar, space): (EntityId, EntityId)) {
+        if ctx.is_local(&avatar) {
+            ctx.give_client_to(avatar);
+            return;
+        }
+        ctx.attrs.root().set_str("loginAvatarID", &avatar.to_text());
+        ctx.enter_space(space, Vec3::default());
+    }
+
+    /// Arrived on the Avatar's game: hand the client over, or look for the Avatar again
+    /// after a random 0-3 s if it moved meanwhile.
+    fn retry_or_give(&mut self, ctx: &mut Ctx) {
+        let Some(avatar) = EntityId::parse(ctx.attrs.as_map().get_str("loginAvatarID")) else {
+            log::warn!("{}: migrated in without loginAvatarID", ctx.id());
+            return;
+        };
+        if ctx.is_local(&avatar) {
+            ctx.give_client_to(avatar);
+        } else {
+            let delay = std::time::Duration::from_millis(ctx.rng().below(3000));
+            ctx.add_callback(delay, "RetryLoginToAvatar", args![avatar]);
+        }
+    }
+
+    fn retry_login_to_avatar(&mut self, ctx: &mut Ctx, (avatar,): (EntityId,)) {
+        ctx.load_entity_anywhere("Avatar", avatar);
+        ctx.call(avatar, "GetSpaceID", args![ctx.id()]);
     }
 }

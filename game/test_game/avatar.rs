@@ -8,7 +8,7 @@ use goworld_common::msgpack::Value;
 use goworld_common::proto::FilterOp;
 use goworld_game::args;
 use goworld_game::attr::{ListAttr, MapAttr};
-use goworld_game::entity::{AttrFlag::*, Ctx, Entity, Expose, TypeDesc};
+use goworld_game::entity::{AttrFlag::*, Ctx, Entity, Expose, TypeDesc, Vec3};
 use serde::{Deserialize, Serialize};
 
 use crate::pubsub;
@@ -55,7 +55,21 @@ impl Entity for Avatar {
             .method("GetMails", Expose::OwnClient, Avatar::get_mails)
             .method("OnGetMails", Expose::Server, Avatar::on_get_mails)
             .method("TestPublish", Expose::OwnClient, Avatar::test_publish)
-            .method("OnPublish", Expose::Server, Avatar::on_publish);
+            .method("OnPublish", Expose::Server, Avatar::on_publish)
+            .method("EnterSpace", Expose::OwnClient, Avatar::enter_space_client)
+            .method("DoEnterSpace", Expose::Server, Avatar::do_enter_space)
+            .method(
+                "EnterRandomNilSpace",
+                Expose::OwnClient,
+                Avatar::enter_random_nil_space,
+            )
+            .method("TestAOI", Expose::OwnClient, Avatar::test_aoi)
+            .method("TestCallAll", Expose::OwnClient, Avatar::test_call_all)
+            .method(
+                "TestCallAllEcho",
+                Expose::AllClients,
+                Avatar::test_call_all_echo,
+            );
     }
 
     fn on_attrs_ready(&mut self, ctx: &mut Ctx) {
@@ -125,6 +139,16 @@ impl Entity for Avatar {
         }
         ctx.set_client_filter_prop("online", "0");
         ctx.set_client_filter_prop("online", "1");
+        let kind = ctx.attrs.as_map().get_int("spaceKind");
+        enter_space_kind(ctx, kind);
+    }
+
+    /// Arrived from another game: an EnterRandomNilSpace that migrated is done.
+    fn on_migrate_in(&mut self, ctx: &mut Ctx) {
+        if ctx.attrs.as_map().get_bool("enteringNilSpace") {
+            ctx.attrs.root().del("enteringNilSpace");
+            ctx.call_client("OnEnterRandomNilSpace", args![]);
+        }
     }
 
     fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
@@ -302,7 +326,93 @@ impl Avatar {
 
     /// Answers where this Avatar is: the caller gets `OnGetAvatarSpaceID(avatar, space)`.
     fn get_space_id(&mut self, ctx: &mut Ctx, (caller,): (EntityId,)) {
-        let space = ctx.nil_space_id();
+        let space = ctx.space_id();
         ctx.call(caller, "OnGetAvatarSpaceID", args![ctx.id(), space]);
     }
+
+    /// `EnterSpace(kind)` from the client: SpaceService finds or makes a space of `kind`.
+    fn enter_space_client(&mut self, ctx: &mut Ctx, (kind,): (i64,)) {
+        enter_space_kind(ctx, kind);
+    }
+
+    /// SpaceService's answer: enter `space` at a random spot in [-400, 400) on X and Z.
+    fn do_enter_space(&mut self, ctx: &mut Ctx, (_kind, space): (i64, EntityId)) {
+        let x = ctx.rng().below(800) as f32 - 400.0;
+        let z = ctx.rng().below(800) as f32 - 400.0;
+        ctx.enter_space(space, Vec3::new(x, 0.0, z));
+    }
+
+    /// `EnterRandomNilSpace()` from the client: the nil space of a random online game; the
+    /// client hears `OnEnterRandomNilSpace` at once if it is this game, or after the move.
+    fn enter_random_nil_space(&mut self, ctx: &mut Ctx, (): ()) {
+        let games: Vec<u16> = ctx.online_games().iter().copied().collect();
+        if games.is_empty() {
+            return;
+        }
+        let game = games[ctx.rng().below(games.len() as u64) as usize];
+        let nil = goworld_common::id::nil_space_id(game);
+        if game == ctx.game_id() {
+            ctx.attrs.root().set_bool("enteringNilSpace", false);
+            if ctx.space_id() != nil {
+                ctx.enter_space(nil, Vec3::default());
+            }
+            ctx.call_client("OnEnterRandomNilSpace", args![]);
+        } else {
+            ctx.attrs.root().set_bool("enteringNilSpace", true);
+            ctx.enter_space(nil, Vec3::default());
+        }
+    }
+
+    /// `TestAOI()` from the client: an AOITester appears next to this Avatar, the client is
+    /// told its ID (after its create, by AOI), and it goes away.
+    fn test_aoi(&mut self, ctx: &mut Ctx, (): ()) {
+        let space = ctx.space_id();
+        let pos = ctx.position();
+        let tester = ctx.create_entity_in(space, "AOITester", pos);
+        ctx.call_client("OnTestAOI", args![tester]);
+        ctx.destroy_entity(tester);
+    }
+
+    /// `TestCallAll()` from the client: `TestCallAllPlzEcho(id)` to this Avatar's client and
+    /// the clients that see it; `OnTestCallAll` once each has echoed. The count is exactly
+    /// the recipients (GoWorld counts the Avatars this one sees, the same set while every
+    /// Avatar has a client and one AOI distance).
+    fn test_call_all(&mut self, ctx: &mut Ctx, (): ()) {
+        let id = ctx.id();
+        let watchers = ctx
+            .interested_by()
+            .iter()
+            .filter(|w| ctx.has_client(w))
+            .count();
+        let n = watchers as i64 + i64::from(ctx.client().is_some());
+        ctx.attrs.root().set_int("testCallAllN", n);
+        ctx.call_all_clients("TestCallAllPlzEcho", args![id]);
+    }
+
+    /// A client got this Avatar's `TestCallAllPlzEcho(eid)` and echoes it here.
+    fn test_call_all_echo(&mut self, ctx: &mut Ctx, (eid,): (EntityId,)) {
+        if eid != ctx.id() {
+            log::warn!("Avatar<{}>.TestCallAllEcho for {eid}; ignored", ctx.id());
+            return;
+        }
+        let left = ctx.attrs.as_map().get_int("testCallAllN") - 1;
+        ctx.attrs.root().set_int("testCallAllN", left);
+        if left == 0 {
+            ctx.call_client("OnTestCallAll", args![]);
+        }
+    }
+}
+
+/// Asks SpaceService (sharded by kind) for a space of `kind`, unless already in one.
+fn enter_space_kind(ctx: &mut Ctx, kind: i64) {
+    if ctx.space_kind() == kind {
+        return;
+    }
+    let id = ctx.id();
+    ctx.call_service_shard_key(
+        "SpaceService",
+        &kind.to_string(),
+        "EnterSpace",
+        args![id, kind],
+    );
 }

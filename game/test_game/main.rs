@@ -4,8 +4,11 @@
 mod account;
 mod avatar;
 mod mail_service;
+mod monster;
+mod my_space;
 mod online_service;
 mod pubsub;
+mod space_service;
 
 use goworld_game::entity::Registry;
 
@@ -14,6 +17,12 @@ fn main() {
     let registered = types
         .register::<account::Account>("Account")
         .and_then(|()| types.register::<avatar::Avatar>("Avatar"))
+        .and_then(|()| types.register::<monster::Monster>("Monster"))
+        .and_then(|()| types.register::<monster::AOITester>("AOITester"))
+        .and_then(|()| types.register_space::<my_space::MySpace>())
+        .and_then(|()| {
+            types.register_service::<space_service::SpaceService>("SpaceService", 3)
+        })
         .and_then(|()| types.register_service::<online_service::OnlineService>("OnlineService", 3))
         // GoWorld: "todo: implement sharding for MailService. Currently, MailService only
         // allows 1 shard" (mail IDs come from one counter).

@@ -604,75 +604,40 @@ fn a_returning_user_gets_the_same_avatar_back_from_storage() {
 }
 
 /// With two games the returning user's Avatar loads on the least loaded game, which need not
-/// be the Account's. Our engine cannot move the Account (or the client) across games yet
-/// (migration is a later issue), so GiveClientTo to an Avatar elsewhere is refused: that
-/// client keeps its Account. A client whose Account is on the Avatar's game gets it.
+/// be the Account's. Then the Account moves to the Avatar's game (it enters the Avatar's
+/// space, here that game's nil space) and hands the client over there; the client stays
+/// connected throughout and ends up with its Avatar, wherever each one started.
 #[test]
-fn a_returning_user_on_two_games_gets_the_avatar_when_it_is_on_the_accounts_game() {
+fn a_returning_user_on_two_games_gets_the_avatar_wherever_it_loads() {
     let dir = TempDir::new("returning-2g");
     let mut sim = test_game_up(3, 2, 1, dir.path());
     let (c1, _, _) = connect(&mut sim, 1);
     let (avatar, _, _) = first_login_then_leave(&mut sim, c1, "carol");
 
-    // The dispatcher places the first load on game1 (all games equally loaded): with the
-    // Account on game2, the Avatar lands elsewhere.
-    let (c2, account2) = connect_on(&mut sim, 2);
-    let g2 = 2;
-    send_login(&mut sim, c2, "carol");
-    sim.run_until("the Avatar loads somewhere", |s| {
-        game_of(s, &avatar).is_some()
-    });
-    sim.settle();
-    let loaded_on = game_of(&sim, &avatar).unwrap();
-    let d = dispatcher_for_entity(&avatar, 3);
-    assert_eq!(sim.dispatcher(d).entity_game(&avatar), Some(loaded_on));
-    let view = checked_view(&sim, c2);
-    if loaded_on == g2 {
+    for (round, account_game) in [(1, 2u16), (2, 1), (3, 2)] {
+        let (c, account) = connect_on(&mut sim, account_game);
+        send_login(&mut sim, c, "carol");
+        sim.run_until("carol's Avatar reaches the client", |s| has_avatar(s, c));
+        sim.settle();
+        let loaded_on = game_of(&sim, &avatar).expect("the Avatar lives somewhere");
+        eprintln!("round {round}: Account on game{account_game}, Avatar on game{loaded_on}");
+        let view = checked_view(&sim, c);
         assert_eq!(view.player, Some((avatar, "Avatar".into())));
-        assert!(game_of(&sim, &account2).is_none());
-        return;
+        assert!(game_of(&sim, &account).is_none(), "the Account is gone");
+        assert_eq!(
+            sim.game(loaded_on)
+                .world()
+                .client_of(&avatar)
+                .map(|gc| gc.client_id),
+            Some(client_id_of(&sim, c))
+        );
+        assert_eq!(entities_of_type(&sim, "Avatar"), vec![(loaded_on, avatar)]);
+        assert!(!sim.client_closed(c));
+        // Leave, so the next round loads the Avatar again.
+        sim.client_close(c);
+        sim.run_until("carol's Avatar is gone", |s| game_of(s, &avatar).is_none());
+        sim.settle();
     }
-    // The documented limitation: the Avatar is on the other game, the client stays with its
-    // Account, and nothing reaches it past OnLogin(true).
-    eprintln!(
-        "carol's Account is on game{g2}, her Avatar loaded on game{loaded_on}: the client keeps its Account (no migration yet)"
-    );
-    assert_eq!(view.player, Some((account2, "Account".into())));
-    assert_eq!(view.lifecycle.len(), 1);
-    assert_eq!(
-        view.calls
-            .iter()
-            .map(|c| c.method.as_str())
-            .collect::<Vec<_>>(),
-        ["OnLogin"]
-    );
-    assert_eq!(sim.game(loaded_on).world().client_of(&avatar), None);
-    assert_eq!(
-        sim.game(g2)
-            .world()
-            .client_of(&account2)
-            .map(|gc| gc.gate_id),
-        Some(1)
-    );
-
-    // A client whose Account lands on the Avatar's game gets it.
-    let (c3, account3) = connect_on(&mut sim, loaded_on);
-    send_login(&mut sim, c3, "carol");
-    sim.run_until("carol's Avatar reaches the third client", |s| {
-        has_avatar(s, c3)
-    });
-    sim.settle();
-    let view = checked_view(&sim, c3);
-    assert_eq!(view.player, Some((avatar, "Avatar".into())));
-    assert!(game_of(&sim, &account3).is_none());
-    assert_eq!(
-        sim.game(loaded_on)
-            .world()
-            .client_of(&avatar)
-            .map(|gc| gc.client_id),
-        Some(client_id_of(&sim, c3))
-    );
-    assert_eq!(entities_of_type(&sim, "Avatar"), vec![(loaded_on, avatar)]);
 }
 
 // ---- 3. GiveClientTo and per-client ordering ---------------------------------------------------
