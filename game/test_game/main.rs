@@ -20,9 +20,7 @@ fn main() {
         .and_then(|()| types.register::<monster::Monster>("Monster"))
         .and_then(|()| types.register::<monster::AOITester>("AOITester"))
         .and_then(|()| types.register_space::<my_space::MySpace>())
-        .and_then(|()| {
-            types.register_service::<space_service::SpaceService>("SpaceService", 3)
-        })
+        .and_then(|()| types.register_service::<space_service::SpaceService>("SpaceService", 3))
         .and_then(|()| types.register_service::<online_service::OnlineService>("OnlineService", 3))
         // GoWorld: "todo: implement sharding for MailService. Currently, MailService only
         // allows 1 shard" (mail IDs come from one counter).

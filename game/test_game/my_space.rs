@@ -23,12 +23,16 @@ pub struct MySpace {
 
 impl Entity for MySpace {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.method("CheckForDestroy", Expose::Server, MySpace::check_for_destroy)
-            .method(
-                "ConfirmRequestDestroy",
-                Expose::Server,
-                MySpace::confirm_request_destroy,
-            );
+        desc.method(
+            "CheckForDestroy",
+            Expose::Server,
+            MySpace::check_for_destroy,
+        )
+        .method(
+            "ConfirmRequestDestroy",
+            Expose::Server,
+            MySpace::confirm_request_destroy,
+        );
     }
 
     fn on_space_created(&mut self, ctx: &mut Ctx) {
