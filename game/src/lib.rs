@@ -23,6 +23,7 @@ use goworld_common::rng::Rng;
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
+pub mod aoi;
 pub mod args;
 pub mod attr;
 pub mod crontab;
