@@ -37,21 +37,26 @@
 //!
 //! # Invariants
 //!
-//! * `slots[w].sees` contains `t` iff `slots[t].seen_by` contains `w` iff `w` sees `t` by
-//!   the rule above, evaluated on the stored positions and radii.
-//! * Every placed live entity has exactly one [`Entry`] in the cell of its position (the
-//!   entry repeats its position and radius; `slots[id].cell`/`at` say where it is);
-//!   unplaced and free slots have none. A cell with no entries is not in the cell map.
+//! * `slots[a].rel[b]` has bit `SEES` iff `a` sees `b`, and bit `SEEN` iff `b` sees `a`, by
+//!   the rule above evaluated on the stored positions and radii; pairs with neither are
+//!   absent. So `slots[b].rel[a]` holds the same bits swapped, and `n_sees` / `n_seen`
+//!   count the bits of each kind.
+//! * Every placed live entity has exactly one `Item` (repeating its position, radius and
+//!   ID) in the chunk and cell of its position (`slots[id].chunk` / `cell`); unplaced
+//!   entities and free slots have none. A chunk with no items is not in the chunk map.
 //! * `narrow_max` is the largest radius of a *narrow* live entity (radius at most
 //!   `WIDE_CELLS` cells; `narrow_radii` counts them per radius), and every *wide* live entity
 //!   is in `wide`.
 //!
 //! # Algorithm
 //!
-//! A uniform grid: a hash map from cell coordinates `(floor(x / cell), floor(z / cell))` to a
-//! vector of entries, so only occupied cells cost memory and positions may be anywhere
-//! (huge coordinates saturate into the outermost cells, which only costs speed). Each entity
-//! keeps two hash sets: whom it sees and who sees it.
+//! A uniform grid of square cells, `(floor(x / cell), floor(z / cell))`, grouped into chunks
+//! of 8 × 8 cells. A hash map holds only the chunks that have items, so memory follows the
+//! entities and positions may be anywhere (huge coordinates saturate into the outermost
+//! cells, which only costs speed). A chunk keeps its items in one vector sorted by cell
+//! (row by row) with the start of each cell, so a scan of 3 × 3 cells reads three
+//! contiguous runs after one or two hash lookups. Each entity keeps one hash map of the
+//! entities it has a relation with, in either direction.
 //!
 //! The relation is a function of positions, so an operation on `E` can change only pairs
 //! that involve `E`, and only where the rule gives a different answer before and after. An
@@ -63,24 +68,35 @@
 //!
 //! It scans the cells of the bounding box of both squares (two separate boxes when the
 //! entity jumped far) and evaluates the rule for the old and the new position on each
-//! candidate; only where they differ does it emit an event and touch the hash sets. A move
-//! inside one cell is diffed the same way. When a box covers more cells than are occupied,
-//! the occupied cells are scanned instead, so a huge radius costs O(entities), never
-//! O(area). Cell bounds are padded by a relative 1e-6 so that `f32` rounding in the rule can
-//! never put a satisfying candidate outside the scanned cells. Leaving needs no scan: the
-//! two hash sets list every pair involving the entity.
+//! candidate; only where they differ does it emit an event and touch the relation maps. A
+//! move inside one cell is diffed the same way. When the boxes cover more chunks than exist,
+//! all chunks are scanned instead, so a huge radius costs O(entities), never O(area). Cell
+//! bounds are padded by a relative 1e-6 so that `f32` rounding in the rule can never put a
+//! satisfying candidate outside the scanned cells. Leaving needs no scan: the entity's
+//! relation map lists every pair involving it.
 //!
 //! Wide watchers (radius above `WIDE_CELLS` cells) are kept out of `narrow_max`, so one
 //! entity with a long view does not make every other move scan its whole square.
 //!
-//! Cost: a move costs the entries in the scanned cells (about `(2·max(r_E, narrow_max) +
-//! cell)² × density`) plus the number of wide entities plus O(1) per event; an enter the
-//! same; a leave O(its relations). Scratch buffers, emptied cells and hash-set capacity are
-//! kept and reused, so steady-state moves do not allocate.
+//! Cost: a move costs the items in the scanned cells (about `(2·max(r_E, narrow_max) +
+//! cell)² × density`) plus the number of wide entities plus O(1) per event; when it changes
+//! cell, also a shift of the items of its chunk (a memmove of the same order as the scan).
+//! An enter costs the same as a move; a leave costs O(its relations). Scratch buffers,
+//! emptied chunks and map capacity are kept and reused, so once they have grown to the
+//! load, moves do not allocate.
+//!
+//! # For the caller
+//!
+//! * Give [`Aoi::new`] the space's usual AOI distance as the cell size. Radii up to four
+//!   cells are cheap; an entity with a larger radius is *wide* and is checked by every
+//!   enter and move of every other entity, so keep wide entities few.
+//! * Methods taking an [`AoiId`] panic if it is not live (a caller bug).
+//! * The IDs are slots: keep your own map from `AoiId` to entity, or use the payload.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::BTreeMap;
 
-use goworld_common::id::{FastMap, FastSet};
+use goworld_common::id::FastMap;
 
 /// An entity's handle in one [`Aoi`]: a slot number, reused after [`Aoi::leave`].
 pub type AoiId = u32;
@@ -112,19 +128,43 @@ const WIDE_CELLS: f32 = 4.0;
 /// Relative padding of the scanned cell range, far above `f32` rounding (2^-23).
 const PAD: f64 = 1e-6;
 
-/// `Slot::cell` of an entity that is in no cell (unplaced, or a free slot).
-const NO_CELL: u32 = u32::MAX;
+/// A chunk is `2^CHUNK_BITS` cells on a side.
+const CHUNK_BITS: u32 = 3;
+const CHUNK_SIDE: i64 = 1 << CHUNK_BITS;
+const CHUNK_CELLS: usize = 1 << (2 * CHUNK_BITS);
+
+/// `Slot::chunk` of an entity that is in no chunk (unplaced, or a free slot).
+const NO_CHUNK: u32 = u32::MAX;
 
 /// `Slot::wide_at` of a narrow entity.
 const NOT_WIDE: u32 = u32::MAX;
 
-/// An entity as stored in its cell: what a scan needs, without touching the slot.
+/// Relation bits in `Slot::rel`: this entity sees the other one.
+const SEES: u8 = 1;
+/// The other entity sees this one.
+const SEEN: u8 = 2;
+
+/// The same relation seen from the other entity.
+fn mirror(bits: u8) -> u8 {
+    ((bits & SEES) << 1) | ((bits & SEEN) >> 1)
+}
+
+/// An entity as stored in its chunk: what a scan needs, without touching the slot.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct Item {
     x: f32,
     z: f32,
     r: f32,
     id: AoiId,
+}
+
+/// The items of 8 × 8 cells.
+#[derive(Debug)]
+struct Chunk {
+    /// Sorted by cell index (`z` row × 8 + `x` column, local to the chunk).
+    items: Vec<Item>,
+    /// Cell `c` holds `items[start[c]..start[c + 1]]`.
+    start: [u32; CHUNK_CELLS + 1],
 }
 
 /// One entity (or a free slot when `payload` is `None`).
@@ -134,19 +174,52 @@ struct Slot<T> {
     x: f32,
     z: f32,
     r: f32,
-    /// Index of its cell in `Aoi::cells`, or `NO_CELL`.
+    /// Index of its chunk in `Aoi::chunks`, or `NO_CHUNK`.
+    chunk: u32,
+    /// Its cell in that chunk.
     cell: u32,
-    /// Index of its entry in that cell.
-    at: u32,
     /// Index in `Aoi::wide`, or `NOT_WIDE`.
     wide_at: u32,
-    /// Whom it sees.
-    sees: FastSet<AoiId>,
-    /// Who sees it.
-    seen_by: FastSet<AoiId>,
+    /// `SEES` / `SEEN` bits per related entity.
+    rel: FastMap<AoiId, u8>,
+    /// Entities with `SEES`, and with `SEEN`, in `rel`.
+    n_sees: u32,
+    n_seen: u32,
 }
 
-/// An inclusive rectangle of cell coordinates.
+impl<T> Slot<T> {
+    /// Flips `bits` of the relation with `other` and keeps the counts.
+    fn toggle(&mut self, other: AoiId, bits: u8) {
+        let now = match self.rel.entry(other) {
+            MapEntry::Occupied(mut o) => {
+                let b = *o.get() ^ bits;
+                if b == 0 {
+                    o.remove();
+                } else {
+                    *o.get_mut() = b;
+                }
+                b
+            }
+            MapEntry::Vacant(v) => *v.insert(bits),
+        };
+        if bits & SEES != 0 {
+            if now & SEES != 0 {
+                self.n_sees += 1;
+            } else {
+                self.n_sees -= 1;
+            }
+        }
+        if bits & SEEN != 0 {
+            if now & SEEN != 0 {
+                self.n_seen += 1;
+            } else {
+                self.n_seen -= 1;
+            }
+        }
+    }
+}
+
+/// An inclusive rectangle of cell (or chunk) coordinates.
 #[derive(Debug, Clone, Copy)]
 struct CellBox {
     x0: i64,
@@ -156,7 +229,7 @@ struct CellBox {
 }
 
 impl CellBox {
-    fn cells(&self) -> u128 {
+    fn area(&self) -> u128 {
         (self.x1 - self.x0 + 1) as u128 * (self.z1 - self.z0 + 1) as u128
     }
 
@@ -170,6 +243,16 @@ impl CellBox {
             x1: self.x1.max(o.x1),
             z0: self.z0.min(o.z0),
             z1: self.z1.max(o.z1),
+        }
+    }
+
+    /// The chunks that hold these cells.
+    fn chunks(&self) -> CellBox {
+        CellBox {
+            x0: self.x0 >> CHUNK_BITS,
+            x1: self.x1 >> CHUNK_BITS,
+            z0: self.z0 >> CHUNK_BITS,
+            z1: self.z1 >> CHUNK_BITS,
         }
     }
 }
@@ -188,13 +271,13 @@ pub struct Aoi<T> {
     /// Free slots; the last one freed is reused first.
     free: Vec<AoiId>,
     live: usize,
-    /// Occupied cells: packed cell coordinates to an index in `cells`.
-    cell_index: FastMap<u64, u32>,
-    /// Cell contents; the free ones (listed in `free_cells`) are empty and keep their capacity.
-    cells: Vec<Vec<Entry>>,
-    /// The packed coordinates of each index of `cells`.
-    cell_keys: Vec<u64>,
-    free_cells: Vec<u32>,
+    /// Chunks with items: packed chunk coordinates to an index in `chunks`.
+    chunk_index: FastMap<u64, u32>,
+    /// The free ones (listed in `free_chunks`) are empty and keep their capacity.
+    chunks: Vec<Chunk>,
+    /// The packed coordinates of each chunk.
+    chunk_keys: Vec<u64>,
+    free_chunks: Vec<u32>,
     /// Live narrow entities per radius (by `f32` bits: radii are `>= +0.0`, so bits order
     /// like values).
     narrow_radii: BTreeMap<u32, u32>,
@@ -202,9 +285,10 @@ pub struct Aoi<T> {
     /// Live wide entities.
     wide: Vec<AoiId>,
     /// Scratch: the events of the current operation where its entity is the watcher, and
-    /// where it is the target.
+    /// where it is the target; the relation bits that change, per other entity.
     as_watcher: Vec<AoiEvent>,
     as_target: Vec<AoiEvent>,
+    changes: Vec<(AoiId, u8)>,
 }
 
 fn placed(x: f32, z: f32) -> bool {
@@ -217,6 +301,7 @@ fn sees(wx: f32, wz: f32, wr: f32, tx: f32, tz: f32) -> bool {
     (tx - wx).abs() <= wr && (tz - wz).abs() <= wr
 }
 
+/// A hash key from two coordinates in the `i32` range.
 fn pack(cx: i64, cz: i64) -> u64 {
     (u64::from(cx as i32 as u32) << 32) | u64::from(cz as i32 as u32)
 }
@@ -226,6 +311,14 @@ fn sanitize_radius(r: f32) -> f32 {
         r
     } else {
         0.0
+    }
+}
+
+fn kind(now: bool) -> AoiEventKind {
+    if now {
+        AoiEventKind::Enter
+    } else {
+        AoiEventKind::Leave
     }
 }
 
@@ -246,15 +339,16 @@ impl<T: Copy> Aoi<T> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            cell_index: FastMap::default(),
-            cells: Vec::new(),
-            cell_keys: Vec::new(),
-            free_cells: Vec::new(),
+            chunk_index: FastMap::default(),
+            chunks: Vec::new(),
+            chunk_keys: Vec::new(),
+            free_chunks: Vec::new(),
             narrow_radii: BTreeMap::new(),
             narrow_max: 0.0,
             wide: Vec::new(),
             as_watcher: Vec::new(),
             as_target: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -282,11 +376,12 @@ impl<T: Copy> Aoi<T> {
                     x: 0.0,
                     z: 0.0,
                     r: 0.0,
-                    cell: NO_CELL,
-                    at: 0,
+                    chunk: NO_CHUNK,
+                    cell: 0,
                     wide_at: NOT_WIDE,
-                    sees: FastSet::default(),
-                    seen_by: FastSet::default(),
+                    rel: FastMap::default(),
+                    n_sees: 0,
+                    n_seen: 0,
                 });
                 AoiId::try_from(self.slots.len() - 1).expect("aoi: more than 2^32 slots")
             }
@@ -329,13 +424,18 @@ impl<T: Copy> Aoi<T> {
         let s = &mut self.slots[id as usize];
         s.x = x;
         s.z = z;
-        if s.cell != NO_CELL && new.is_some() {
-            let key = pack(self.cell_coord(x), self.cell_coord(z));
-            let s = &self.slots[id as usize];
-            if self.cell_keys[s.cell as usize] == key {
-                let e = &mut self.cells[s.cell as usize][s.at as usize];
-                e.x = x;
-                e.z = z;
+        let (chunk, cell) = (s.chunk, s.cell);
+        if chunk != NO_CHUNK && new.is_some() {
+            let (key, to_cell) = self.locate(x, z);
+            if self.chunk_keys[chunk as usize] == key && to_cell == cell {
+                let ch = &mut self.chunks[chunk as usize];
+                let (a, b) = cell_range(ch, cell);
+                let it = ch.items[a..b]
+                    .iter_mut()
+                    .find(|it| it.id == id)
+                    .expect("aoi: an entity is in its cell");
+                it.x = x;
+                it.z = z;
                 return;
             }
         }
@@ -354,31 +454,38 @@ impl<T: Copy> Aoi<T> {
         let payload = self.payload(id);
         let mut as_watcher = std::mem::take(&mut self.as_watcher);
         let mut as_target = std::mem::take(&mut self.as_target);
+        let mut changes = std::mem::take(&mut self.changes);
         let s = &mut self.slots[id as usize];
-        as_target.extend(s.seen_by.iter().map(|&w| AoiEvent {
-            watcher: w,
-            target: id,
-            kind: AoiEventKind::Leave,
-        }));
-        as_watcher.extend(s.sees.iter().map(|&t| AoiEvent {
-            watcher: id,
-            target: t,
-            kind: AoiEventKind::Leave,
-        }));
-        s.seen_by.clear();
-        s.sees.clear();
+        for (&other, &bits) in &s.rel {
+            if bits & SEEN != 0 {
+                as_target.push(AoiEvent {
+                    watcher: other,
+                    target: id,
+                    kind: AoiEventKind::Leave,
+                });
+            }
+            if bits & SEES != 0 {
+                as_watcher.push(AoiEvent {
+                    watcher: id,
+                    target: other,
+                    kind: AoiEventKind::Leave,
+                });
+            }
+            changes.push((other, bits));
+        }
+        s.rel.clear();
+        s.n_sees = 0;
+        s.n_seen = 0;
+        for (other, bits) in changes.drain(..) {
+            self.slots[other as usize].toggle(id, mirror(bits));
+        }
         as_target.sort_unstable_by_key(|e| e.watcher);
         as_watcher.sort_unstable_by_key(|e| e.target);
-        for e in &as_target {
-            self.slots[e.watcher as usize].sees.remove(&id);
-        }
-        for e in &as_watcher {
-            self.slots[e.target as usize].seen_by.remove(&id);
-        }
         out.append(&mut as_target);
         out.append(&mut as_watcher);
         self.as_watcher = as_watcher;
         self.as_target = as_target;
+        self.changes = changes;
 
         self.unplace(id);
         let s = &mut self.slots[id as usize];
@@ -440,7 +547,7 @@ impl<T: Copy> Aoi<T> {
     /// # Panics
     /// If `id` is not live.
     pub fn interested_in(&self, id: AoiId) -> impl Iterator<Item = AoiId> + '_ {
-        self.slot(id).sees.iter().copied()
+        self.related(id, SEES)
     }
 
     /// The entities that see `id`, in no particular (but deterministic) order.
@@ -448,7 +555,7 @@ impl<T: Copy> Aoi<T> {
     /// # Panics
     /// If `id` is not live.
     pub fn interested_by(&self, id: AoiId) -> impl Iterator<Item = AoiId> + '_ {
-        self.slot(id).seen_by.iter().copied()
+        self.related(id, SEEN)
     }
 
     /// How many entities `id` sees.
@@ -456,7 +563,7 @@ impl<T: Copy> Aoi<T> {
     /// # Panics
     /// If `id` is not live.
     pub fn interested_in_len(&self, id: AoiId) -> usize {
-        self.slot(id).sees.len()
+        self.slot(id).n_sees as usize
     }
 
     /// How many entities see `id`.
@@ -464,7 +571,7 @@ impl<T: Copy> Aoi<T> {
     /// # Panics
     /// If `id` is not live.
     pub fn interested_by_len(&self, id: AoiId) -> usize {
-        self.slot(id).seen_by.len()
+        self.slot(id).n_seen as usize
     }
 
     /// The number of live entities, unplaced ones included.
@@ -484,13 +591,26 @@ impl<T: Copy> Aoi<T> {
         }
     }
 
-    fn cell_coord(&self, v: f32) -> i64 {
-        self.cell_coord64(f64::from(v))
+    fn related(&self, id: AoiId, bit: u8) -> impl Iterator<Item = AoiId> + '_ {
+        self.slot(id)
+            .rel
+            .iter()
+            .filter(move |(_, &b)| b & bit != 0)
+            .map(|(&other, _)| other)
     }
 
     /// The cell coordinate of `v`: monotonic in `v`, saturating at the `i32` range.
-    fn cell_coord64(&self, v: f64) -> i64 {
+    fn cell_coord(&self, v: f64) -> i64 {
         i64::from((v * self.inv_cell).floor() as i32)
+    }
+
+    /// The chunk key and the cell in that chunk of a placed position.
+    fn locate(&self, x: f32, z: f32) -> (u64, u32) {
+        let cx = self.cell_coord(f64::from(x));
+        let cz = self.cell_coord(f64::from(z));
+        let mask = CHUNK_SIDE - 1;
+        let cell = ((cz & mask) << CHUNK_BITS) | (cx & mask);
+        (pack(cx >> CHUNK_BITS, cz >> CHUNK_BITS), cell as u32)
     }
 
     /// The cells that hold every entity within `reach` of `(x, z)` by the rule.
@@ -499,16 +619,16 @@ impl<T: Copy> Aoi<T> {
         let px = (x.abs() + reach) * PAD;
         let pz = (z.abs() + reach) * PAD;
         CellBox {
-            x0: self.cell_coord64(x - reach - px),
-            x1: self.cell_coord64(x + reach + px),
-            z0: self.cell_coord64(z - reach - pz),
-            z1: self.cell_coord64(z + reach + pz),
+            x0: self.cell_coord(x - reach - px),
+            x1: self.cell_coord(x + reach + px),
+            z0: self.cell_coord(z - reach - pz),
+            z1: self.cell_coord(z + reach + pz),
         }
     }
 
     /// Appends to `out` the events of `id` going from `old` to `new` (a placed position or
-    /// `None`), in the documented order, and updates the hash sets. `id` must not be in
-    /// a cell at a position other than `old` (scans skip it by ID).
+    /// `None`), in the documented order, and updates the relation maps. `id` must not be in
+    /// a chunk at a position other than `old` (scans skip it by ID).
     fn diff(
         &mut self,
         id: AoiId,
@@ -533,37 +653,38 @@ impl<T: Copy> Aoi<T> {
         };
         let mut as_watcher = std::mem::take(&mut self.as_watcher);
         let mut as_target = std::mem::take(&mut self.as_target);
+        let mut changes = std::mem::take(&mut self.changes);
         let wide_limit = self.wide_limit;
-        let kind = |now: bool| {
-            if now {
-                AoiEventKind::Enter
-            } else {
-                AoiEventKind::Leave
-            }
-        };
-        let visit = |e: &Entry| {
-            if e.id == id {
+        // An unplaced side is at NaN, where the rule is false.
+        let (ox, oz) = old.unwrap_or((f32::NAN, f32::NAN));
+        let (nx, nz) = new.unwrap_or((f32::NAN, f32::NAN));
+        let visit = |it: &Item| {
+            if it.id == id {
                 return;
             }
-            let was = old.is_some_and(|(x, z)| sees(x, z, r, e.x, e.z));
-            let now = new.is_some_and(|(x, z)| sees(x, z, r, e.x, e.z));
-            if was != now {
+            let mut bits = 0;
+            let now = sees(nx, nz, r, it.x, it.z);
+            if sees(ox, oz, r, it.x, it.z) != now {
                 as_watcher.push(AoiEvent {
                     watcher: id,
-                    target: e.id,
+                    target: it.id,
                     kind: kind(now),
                 });
+                bits |= SEES;
             }
-            if e.r <= wide_limit {
-                let was = old.is_some_and(|(x, z)| sees(e.x, e.z, e.r, x, z));
-                let now = new.is_some_and(|(x, z)| sees(e.x, e.z, e.r, x, z));
-                if was != now {
+            if it.r <= wide_limit {
+                let now = sees(it.x, it.z, it.r, nx, nz);
+                if sees(it.x, it.z, it.r, ox, oz) != now {
                     as_target.push(AoiEvent {
-                        watcher: e.id,
+                        watcher: it.id,
                         target: id,
                         kind: kind(now),
                     });
+                    bits |= SEEN;
                 }
+            }
+            if bits != 0 {
+                changes.push((it.id, bits));
             }
         };
         self.scan(&boxes, visit);
@@ -572,113 +693,136 @@ impl<T: Copy> Aoi<T> {
             if w == id || !placed(s.x, s.z) {
                 continue;
             }
-            let was = old.is_some_and(|(x, z)| sees(s.x, s.z, s.r, x, z));
-            let now = new.is_some_and(|(x, z)| sees(s.x, s.z, s.r, x, z));
-            if was != now {
+            let now = sees(s.x, s.z, s.r, nx, nz);
+            if sees(s.x, s.z, s.r, ox, oz) != now {
                 as_target.push(AoiEvent {
                     watcher: w,
                     target: id,
                     kind: kind(now),
                 });
+                changes.push((w, SEEN));
             }
+        }
+        for (other, bits) in changes.drain(..) {
+            self.slots[id as usize].toggle(other, bits);
+            self.slots[other as usize].toggle(id, mirror(bits));
         }
         // Leave before Enter, then by the other party's ID.
         as_watcher.sort_unstable_by_key(|e| (e.kind == AoiEventKind::Enter, e.target));
         as_target.sort_unstable_by_key(|e| (e.kind == AoiEventKind::Enter, e.watcher));
-        for e in as_watcher.iter().chain(&as_target) {
-            let (w, t) = (e.watcher as usize, e.target);
-            match e.kind {
-                AoiEventKind::Enter => {
-                    self.slots[w].sees.insert(t);
-                    self.slots[t as usize].seen_by.insert(e.watcher);
-                }
-                AoiEventKind::Leave => {
-                    self.slots[w].sees.remove(&t);
-                    self.slots[t as usize].seen_by.remove(&e.watcher);
-                }
-            }
-        }
         out.append(&mut as_watcher);
         out.append(&mut as_target);
         self.as_watcher = as_watcher;
         self.as_target = as_target;
+        self.changes = changes;
     }
 
-    /// Calls `f` on every entry in the given (disjoint) boxes, or on every entry when the
-    /// boxes cover more cells than are occupied; each entry at most once.
-    fn scan(&self, boxes: &[Option<CellBox>; 2], mut f: impl FnMut(&Entry)) {
-        let area: u128 = boxes.iter().flatten().map(CellBox::cells).sum();
-        if area > self.cell_index.len() as u128 {
-            for cell in &self.cells {
-                cell.iter().for_each(&mut f);
+    /// Calls `f` on every item in the given (disjoint) boxes of cells, or on every item when
+    /// the boxes cover more chunks than exist; each item at most once.
+    fn scan(&self, boxes: &[Option<CellBox>; 2], mut f: impl FnMut(&Item)) {
+        let area: u128 = boxes.iter().flatten().map(|b| b.chunks().area()).sum();
+        if area > self.chunk_index.len() as u128 {
+            for ch in &self.chunks {
+                ch.items.iter().for_each(&mut f);
             }
             return;
         }
         for b in boxes.iter().flatten() {
-            for cx in b.x0..=b.x1 {
-                for cz in b.z0..=b.z1 {
-                    if let Some(&ci) = self.cell_index.get(&pack(cx, cz)) {
-                        self.cells[ci as usize].iter().for_each(&mut f);
+            let c = b.chunks();
+            for kz in c.z0..=c.z1 {
+                for kx in c.x0..=c.x1 {
+                    let Some(&ci) = self.chunk_index.get(&pack(kx, kz)) else {
+                        continue;
+                    };
+                    let ch = &self.chunks[ci as usize];
+                    let (bx, bz) = (kx * CHUNK_SIDE, kz * CHUNK_SIDE);
+                    let lx0 = (b.x0 - bx).max(0) as usize;
+                    let lx1 = (b.x1 - bx).min(CHUNK_SIDE - 1) as usize;
+                    let lz0 = (b.z0 - bz).max(0) as usize;
+                    let lz1 = (b.z1 - bz).min(CHUNK_SIDE - 1) as usize;
+                    for lz in lz0..=lz1 {
+                        let row = lz << CHUNK_BITS;
+                        let from = ch.start[row + lx0] as usize;
+                        let to = ch.start[row + lx1 + 1] as usize;
+                        ch.items[from..to].iter().for_each(&mut f);
                     }
                 }
             }
         }
     }
 
-    /// Puts a live entity into the cell of its position, if it is placed.
+    /// Puts a live entity into the chunk and cell of its position, if it is placed.
     fn place(&mut self, id: AoiId) {
         let s = &self.slots[id as usize];
-        debug_assert_eq!(s.cell, NO_CELL);
+        debug_assert_eq!(s.chunk, NO_CHUNK);
         if !placed(s.x, s.z) {
             return;
         }
-        let entry = Entry {
+        let item = Item {
             x: s.x,
             z: s.z,
             r: s.r,
             id,
         };
-        let key = pack(self.cell_coord(s.x), self.cell_coord(s.z));
-        let ci = match self.cell_index.get(&key) {
+        let (key, cell) = self.locate(s.x, s.z);
+        let ci = match self.chunk_index.get(&key) {
             Some(&ci) => ci,
             None => {
-                let ci = self.free_cells.pop().unwrap_or_else(|| {
-                    self.cells.push(Vec::new());
-                    self.cell_keys.push(0);
-                    (self.cells.len() - 1) as u32
+                let ci = self.free_chunks.pop().unwrap_or_else(|| {
+                    self.chunks.push(Chunk {
+                        items: Vec::new(),
+                        start: [0; CHUNK_CELLS + 1],
+                    });
+                    self.chunk_keys.push(0);
+                    (self.chunks.len() - 1) as u32
                 });
-                self.cell_keys[ci as usize] = key;
-                self.cell_index.insert(key, ci);
+                self.chunk_keys[ci as usize] = key;
+                self.chunk_index.insert(key, ci);
                 ci
             }
         };
-        let cell = &mut self.cells[ci as usize];
+        let ch = &mut self.chunks[ci as usize];
+        ch.items.insert(ch.start[cell as usize + 1] as usize, item);
+        for s in &mut ch.start[cell as usize + 1..] {
+            *s += 1;
+        }
         let s = &mut self.slots[id as usize];
-        s.cell = ci;
-        s.at = cell.len() as u32;
-        cell.push(entry);
+        s.chunk = ci;
+        s.cell = cell;
     }
 
-    /// Takes an entity out of its cell, if it is in one.
+    /// Takes an entity out of its chunk, if it is in one.
     fn unplace(&mut self, id: AoiId) {
         let s = &mut self.slots[id as usize];
-        let (ci, at) = (s.cell as usize, s.at as usize);
-        if s.cell == NO_CELL {
+        let (ci, cell) = (s.chunk as usize, s.cell);
+        if s.chunk == NO_CHUNK {
             return;
         }
-        s.cell = NO_CELL;
-        let cell = &mut self.cells[ci];
-        cell.swap_remove(at);
-        if let Some(moved) = cell.get(at) {
-            self.slots[moved.id as usize].at = at as u32;
+        s.chunk = NO_CHUNK;
+        let ch = &mut self.chunks[ci];
+        let (a, b) = cell_range(ch, cell);
+        let at = a + ch.items[a..b]
+            .iter()
+            .position(|it| it.id == id)
+            .expect("aoi: an entity is in its cell");
+        ch.items.remove(at);
+        for s in &mut ch.start[cell as usize + 1..] {
+            *s -= 1;
         }
-        if cell.is_empty() {
-            self.cell_index.remove(&self.cell_keys[ci]);
-            self.free_cells.push(ci as u32);
+        if ch.items.is_empty() {
+            self.chunk_index.remove(&self.chunk_keys[ci]);
+            self.free_chunks.push(ci as u32);
         }
     }
 }
 
+/// The item indices of `cell` in `ch`.
+fn cell_range(ch: &Chunk, cell: u32) -> (usize, usize) {
+    (
+        ch.start[cell as usize] as usize,
+        ch.start[cell as usize + 1] as usize,
+    )
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,8 +929,75 @@ mod tests {
         }
     }
 
-    /// Compares every live entity's sets with the relation recomputed from scratch.
-    fn check_all(aoi: &Aoi<u64>, m: &Model) {
+    /// Checks the grid, the wide list and the radius counts against the slots.
+    fn check_structure<T: Copy>(aoi: &Aoi<T>) {
+        let mut items = 0;
+        for (&key, &ci) in &aoi.chunk_index {
+            assert_eq!(aoi.chunk_keys[ci as usize], key);
+            let ch = &aoi.chunks[ci as usize];
+            assert!(!ch.items.is_empty(), "an empty chunk is unlisted");
+            assert_eq!(ch.start[0], 0);
+            assert_eq!(ch.start[CHUNK_CELLS] as usize, ch.items.len());
+            for cell in 0..CHUNK_CELLS as u32 {
+                let (a, b) = cell_range(ch, cell);
+                assert!(a <= b);
+                for it in &ch.items[a..b] {
+                    let s = &aoi.slots[it.id as usize];
+                    assert!(s.payload.is_some());
+                    assert_eq!((s.chunk, s.cell), (ci, cell));
+                    assert_eq!(aoi.locate(it.x, it.z), (key, cell));
+                    assert!(s.x.to_bits() == it.x.to_bits() && s.z.to_bits() == it.z.to_bits());
+                    assert_eq!(s.r, it.r);
+                }
+            }
+            items += ch.items.len();
+        }
+        for &ci in &aoi.free_chunks {
+            assert!(aoi.chunks[ci as usize].items.is_empty());
+            assert!(aoi.chunks[ci as usize].start.iter().all(|&v| v == 0));
+        }
+        let mut narrow = BTreeMap::new();
+        let mut placed_live = 0;
+        for (id, s) in aoi.slots.iter().enumerate() {
+            if s.payload.is_none() {
+                assert!(s.rel.is_empty() && s.chunk == NO_CHUNK && s.wide_at == NOT_WIDE);
+                continue;
+            }
+            if placed(s.x, s.z) {
+                placed_live += 1;
+                assert_ne!(s.chunk, NO_CHUNK);
+            } else {
+                assert_eq!(s.chunk, NO_CHUNK);
+            }
+            if s.r > aoi.wide_limit {
+                assert_eq!(aoi.wide[s.wide_at as usize] as usize, id);
+            } else {
+                assert_eq!(s.wide_at, NOT_WIDE);
+                *narrow.entry(s.r.to_bits()).or_insert(0) += 1;
+            }
+            for (&o, &bits) in &s.rel {
+                assert_ne!(bits, 0);
+                assert_eq!(
+                    aoi.slots[o as usize].rel.get(&(id as AoiId)),
+                    Some(&mirror(bits))
+                );
+            }
+        }
+        assert_eq!(items, placed_live);
+        assert_eq!(narrow, aoi.narrow_radii);
+        let max = narrow
+            .last_key_value()
+            .map_or(0.0, |(&b, _)| f32::from_bits(b));
+        assert_eq!(aoi.narrow_max, max);
+        assert_eq!(
+            aoi.wide.len() + narrow.values().sum::<u32>() as usize,
+            aoi.len()
+        );
+    }
+
+    /// Compares every live entity's relations with the relation recomputed from scratch.
+    fn check_all(aoi: &Aoi<u64>, m: &Model, payloads: &BTreeMap<AoiId, u64>) {
+        check_structure(aoi);
         let full = m.full();
         assert_eq!(full, m.rel, "model drifted");
         assert_eq!(aoi.len(), m.ents.len());
@@ -810,7 +1021,7 @@ mod tests {
             let (px, pz) = aoi.position(id);
             assert!(px.to_bits() == x.to_bits() && pz.to_bits() == z.to_bits());
             assert_eq!(aoi.radius(id), r);
-            assert_eq!(aoi.payload(id), u64::from(id) * 1000 + 7);
+            assert_eq!(aoi.payload(id), payloads[&id]);
         }
     }
 
@@ -859,6 +1070,7 @@ mod tests {
         let mut m = Model::default();
         let mut live: Vec<AoiId> = Vec::new();
         let mut out = Vec::new();
+        let mut payloads = BTreeMap::new();
         let symmetric = s.radii.len() == 1;
         for step in 0..s.ops {
             out.clear();
@@ -867,18 +1079,17 @@ mod tests {
                 let (x, z) = (coord(&mut rng, s), coord(&mut rng, s));
                 let r = s.radii[rng.below(s.radii.len() as u64) as usize];
                 let next = aoi.free.last().copied();
-                let id = aoi.enter(0, x, z, r, &mut out);
+                let id = aoi.enter(step as u64, x, z, r, &mut out);
                 if let Some(n) = next {
                     assert_eq!(id, n, "the last freed slot is reused first");
                 }
-                // The payload names the slot so that reuse is visible.
-                aoi.slots[id as usize].payload = Some(u64::from(id) * 1000 + 7);
+                payloads.insert(id, step as u64);
                 live.push(id);
                 (m.apply(Op::Enter, id, Some((x, z, sanitize_radius(r)))), id)
             } else if roll < 40 {
                 let i = rng.below(live.len() as u64) as usize;
                 let id = live.swap_remove(i);
-                assert_eq!(aoi.leave(id, &mut out), u64::from(id) * 1000 + 7);
+                assert_eq!(aoi.leave(id, &mut out), payloads.remove(&id).unwrap());
                 (m.apply(Op::Leave, id, None), id)
             } else {
                 let id = live[rng.below(live.len() as u64) as usize];
@@ -903,17 +1114,18 @@ mod tests {
                     assert!(out.contains(&mirror), "equal radii are symmetric: {e:?}");
                 }
             }
-            if step % 16 == 0 {
-                check_all(&aoi, &m);
+            if step % 64 == 0 {
+                check_all(&aoi, &m, &payloads);
             }
         }
-        check_all(&aoi, &m);
+        check_all(&aoi, &m, &payloads);
         for id in live {
             out.clear();
             aoi.leave(id, &mut out);
             assert_eq!(out, m.apply(Op::Leave, id, None));
         }
-        assert!(aoi.is_empty() && aoi.cell_index.is_empty() && aoi.wide.is_empty());
+        check_structure(&aoi);
+        assert!(aoi.is_empty() && aoi.chunk_index.is_empty() && aoi.wide.is_empty());
         assert!(aoi.narrow_radii.is_empty() && aoi.narrow_max == 0.0);
     }
 
@@ -987,6 +1199,28 @@ mod tests {
         out.clear();
         aoi.move_to(w, -10.0, 10.0, &mut out);
         assert_eq!(out, [ev(t, w, Enter)]);
+    }
+
+    #[test]
+    fn rounding_in_the_rule_never_hides_a_candidate_in_the_next_cell() {
+        // 1.0 - (-5e-8) rounds to 1.0 in f32, so w sees t, although w.x + r is in cell 0
+        // and t in cell 1: the scanned cells are padded. Both orders of entering.
+        for w_first in [true, false] {
+            let mut aoi = Aoi::new(1.0);
+            let mut out = Vec::new();
+            // Far-away chunks, so that the scan uses its box and not every chunk.
+            for k in 1..=8 {
+                aoi.enter(9, 1000.0 * k as f32, 0.0, 0.0, &mut out);
+            }
+            let (w, t) = if w_first {
+                let w = aoi.enter(0, -5e-8, 0.0, 1.0, &mut out);
+                (w, aoi.enter(1, 1.0, 0.0, 0.0, &mut out))
+            } else {
+                let t = aoi.enter(1, 1.0, 0.0, 0.0, &mut out);
+                (aoi.enter(0, -5e-8, 0.0, 1.0, &mut out), t)
+            };
+            assert_eq!(out, [ev(w, t, Enter)], "w first: {w_first}");
+        }
     }
 
     #[test]
