@@ -9,8 +9,8 @@
 //! messages are built: this is the algorithm's cost only. Events are directional: a pair
 //! that starts seeing each other counts two.
 //!
-//! `cargo run --release -p goworld-tests --bin bench_aoi -- [-n 10000] [-secs 5] [-seed 1]`
-//! (without `-n`: 1 000, 10 000 and 50 000 in turn).
+//! `cargo run --release -p goworld-tests --bin bench_aoi -- [-n 10000] [-secs 5] [-seed 1] [-cell 100]`
+//! (without `-n`: 1 000, 10 000 and 50 000 in turn; `-cell` changes the cell size alone).
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ struct Figures {
 
 fn run(n: usize, secs: f64, seed: u64) -> Figures {
     let mut rng = Rng::new(seed);
-    let mut aoi: Aoi<u32> = Aoi::new(RADIUS);
+    let mut aoi: Aoi<u32> = Aoi::new(flag("cell", RADIUS as u64) as f32);
     let mut out = Vec::new();
     let t0 = Instant::now();
     let ids: Vec<AoiId> = (0..n as u32)
