@@ -89,21 +89,28 @@ fn wakeups(pid: u32) -> u64 {
         .sum()
 }
 
-/// Waits until no server thread has woken up for a whole second, up to `max`; returns how
-/// long that took (the last wake-up), or None if they were still busy at `max`.
+/// Waits until the servers are quiet: over two seconds, no server woke more than three times
+/// (a game reports its load to the dispatchers once a second, so both wake at 1 Hz while
+/// idle); up to `max`. Returns when the quiet window began, or None if still busy at `max`.
 fn wait_quiet(pids: &[u32], max: Duration) -> Option<Duration> {
+    const WINDOW: usize = 20; // samples, 100 ms apart
     let t0 = Instant::now();
-    let mut last_change = t0;
-    let mut prev: Vec<u64> = pids.iter().map(|p| wakeups(*p)).collect();
+    let mut history: std::collections::VecDeque<Vec<u64>> = std::collections::VecDeque::new();
     while t0.elapsed() < max {
-        thread::sleep(Duration::from_millis(100));
-        let now: Vec<u64> = pids.iter().map(|p| wakeups(*p)).collect();
-        if now != prev {
-            last_change = Instant::now();
-            prev = now;
-        } else if last_change.elapsed() >= Duration::from_secs(1) {
-            return Some(last_change.duration_since(t0));
+        history.push_back(pids.iter().map(|p| wakeups(*p)).collect());
+        if history.len() > WINDOW + 1 {
+            history.pop_front();
         }
+        if history.len() == WINDOW + 1 {
+            let (old, new) = (&history[0], &history[WINDOW]);
+            if old.iter().zip(new).all(|(a, b)| b.saturating_sub(*a) <= 3) {
+                let began = t0
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(100 * WINDOW as u64));
+                return Some(began);
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
     }
     None
 }
