@@ -141,10 +141,61 @@ impl Thing {
         self != Thing::SayInProfChannel
     }
 
-    fn pick(rng: &mut Rng) -> Thing {
-        let total: u64 = Thing::ALL.iter().map(|(_, w)| w).sum();
-        let mut r = rng.below(total);
+    /// GoWorld HEAD's eight things (its test_client has the mail and publish ones
+    /// commented out): the workload of GoWorld's reference figures.
+    pub const GOWORLD: [Thing; 8] = [
+        Thing::EnterRandomSpace,
+        Thing::EnterRandomNilSpace,
+        Thing::SayInWorldChannel,
+        Thing::SayInProfChannel,
+        Thing::TestListField,
+        Thing::TestAOI,
+        Thing::TestCallAll,
+        Thing::TestComplexAttr,
+    ];
+
+    fn bit(self) -> u16 {
+        let i = Thing::ALL
+            .iter()
+            .position(|(t, _)| *t == self)
+            .expect("every thing is in ALL");
+        1 << i
+    }
+
+    /// The set of things named by `-things`: `all`, `goworld` (GoWorld's eight), or a
+    /// comma-separated list of names (`DoTestAOI,DoTestCallAll`).
+    pub fn mask_from(list: &str) -> Result<u16, String> {
+        match list {
+            "all" => return Ok(Thing::ALL.iter().fold(0, |m, (t, _)| m | t.bit())),
+            "goworld" => return Ok(Thing::GOWORLD.iter().fold(0, |m, t| m | t.bit())),
+            _ => {}
+        }
+        let mut mask = 0;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let t = Thing::ALL
+                .iter()
+                .map(|(t, _)| *t)
+                .find(|t| t.name() == name)
+                .ok_or_else(|| format!("unknown thing {name}"))?;
+            mask |= t.bit();
+        }
+        if mask == 0 {
+            return Err("no things named".into());
+        }
+        Ok(mask)
+    }
+
+    fn pick(rng: &mut Rng, mask: u16) -> Thing {
+        let total: u64 = Thing::ALL
+            .iter()
+            .filter(|(t, _)| mask & t.bit() != 0)
+            .map(|(_, w)| w)
+            .sum();
+        let mut r = rng.below(total.max(1));
         for (t, w) in Thing::ALL {
+            if mask & t.bit() == 0 {
+                continue;
+            }
             if r < w {
                 return t;
             }
@@ -218,6 +269,8 @@ pub struct Bot {
     next_sync: Option<Instant>,
     events: Vec<Event>,
     things_done: u64,
+    /// The things this bot picks from (bits in [`Thing::ALL`] order).
+    things: u16,
 }
 
 impl Bot {
@@ -240,13 +293,22 @@ impl Bot {
             next_sync: None,
             events: Vec::new(),
             things_done: 0,
+            things: u16::MAX,
         }
+    }
+
+    /// Restricts the things this bot picks from (`-things`; see [`Thing::mask_from`]).
+    /// DoEnterRandomSpace still runs whenever the bot is in no space.
+    pub fn set_things(&mut self, mask: u16) {
+        self.things = mask;
     }
 
     /// The connection is up (again) and frames start flowing now: start from a clean client.
     pub fn connected(&mut self, now: Instant) {
         let (id, sync, kind_max, done) = (self.id, self.sync, self.kind_max, self.things_done);
+        let things = self.things;
         *self = Bot::new(id, 0, sync);
+        self.things = things;
         self.kind_max = kind_max;
         self.things_done = done;
         self.avatar_deadline = Some(now + AVATAR_TIMEOUT);
@@ -807,7 +869,7 @@ impl Bot {
             let thing = if self.space_kind() == 0 {
                 Thing::EnterRandomSpace
             } else {
-                Thing::pick(rng)
+                Thing::pick(rng, self.things)
             };
             out.extend(self.start_thing(now, rng, thing));
         }

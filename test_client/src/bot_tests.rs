@@ -1640,3 +1640,26 @@ fn the_thing_loop_runs_every_thing_one_at_a_time_for_five_minutes() {
     assert!(server.nil_spaces > 0 && server.neighbour_echoes > 0);
     assert_eq!(bot.things_done(), done.len() as u64);
 }
+
+#[test]
+fn things_flag_selects_what_bots_pick() {
+    use crate::bot::Thing;
+    let go = Thing::mask_from("goworld").unwrap();
+    assert_eq!(go.count_ones(), 8);
+    let all = Thing::mask_from("all").unwrap();
+    assert_eq!(all.count_ones(), Thing::ALL.len() as u32);
+    assert_eq!(
+        Thing::mask_from("DoTestAOI,DoTestCallAll")
+            .unwrap()
+            .count_ones(),
+        2
+    );
+    assert!(Thing::mask_from("DoNothing").is_err());
+    assert!(Thing::mask_from("").is_err());
+    // GoWorld's mix excludes exactly the mail and publish things.
+    for (t, _) in Thing::ALL {
+        let in_go = Thing::mask_from(t.name()).unwrap() & go != 0;
+        let service = matches!(t, Thing::SendMail | Thing::GetMails | Thing::TestPublish);
+        assert_eq!(in_go, !service, "{}", t.name());
+    }
+}

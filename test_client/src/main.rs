@@ -1,7 +1,7 @@
 //! test_client: N bots in one process behaving like GoWorld's Go bots (reference §6).
 //!
 //! `test_client [-N 1000] [-S 1] [-server 127.0.0.1] [-configfile goworld.ini] [-duration 0]
-//! [-strict] [-nosync] [-quiet] [-log info]`
+//! [-strict] [-nosync] [-things all|goworld|DoX,DoY] [-quiet] [-log info]`
 //!
 //! Every bot dials a random gate of `1..=desired_gates`, gets its boot entity, logs in as
 //! `test<id>` and, once its Avatar has entered a space, does GoWorld's "things" one at a time
@@ -353,6 +353,12 @@ fn main() {
         "the first failure (thing timeout, mismatch, unknown method or entity, no Avatar in a space) exits 1",
     );
     opts.optflag("", "nosync", "disable the random position syncs");
+    opts.optopt(
+        "",
+        "things",
+        "the things to do: all (default), goworld (GoWorld's eight), or names joined by commas",
+        "LIST",
+    );
     opts.optflag("", "quiet", "no per-second profile; only the final summary");
     opts.optopt("", "log", "log level (default info)", "LEVEL");
     opts.optflag("", "ws", "WebSocket clients (not built in goworld-rs)");
@@ -426,7 +432,12 @@ fn main() {
         let gate = gates[rng.below(gates.len() as u64) as usize];
         reactor.add_dial(gate, i as u32, opts);
     }
+    let things = bot::Thing::mask_from(&m.opt_str("things").unwrap_or_else(|| "all".into()))
+        .unwrap_or_else(|e| process::fail(&format!("test_client: -things: {e}")));
     let mut fleet = Fleet::new(n, first_id, !m.opt_present("nosync"), rng);
+    for slot in &mut fleet.slots {
+        slot.bot.set_things(things);
+    }
     fleet.strict = m.opt_present("strict");
     fleet.quiet = m.opt_present("quiet");
     fleet.duration = (duration > 0).then(|| Duration::from_secs(duration));

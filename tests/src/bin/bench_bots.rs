@@ -9,12 +9,13 @@
 //! starts to its end, as GoWorld's figures are; RSS (VmRSS, and the peak VmHWM) is read at the
 //! end, just before test_client exits. The busy time of the whole machine over the same window
 //! shows how much other processes took. After test_client exits, the run waits (up to 60 s)
-//! until no server thread has woken up for a second, because the bots' Avatars are destroyed and
-//! saved when they disconnect. Then it stops the servers and writes test_client's output to
+//! until the servers are quiet (at most 3 wake-ups each in 2 s), because the bots' Avatars are
+//! destroyed and saved when they disconnect. Then it stops the servers and writes test_client's output to
 //! `test_client.out` in the cluster directory.
 //!
 //! Build the release binaries first, then:
-//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-nostrict]`
+//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-nostrict] [-goworld]`
+//! (`-goworld`: only GoWorld's eight things, without our mail and publish ones).
 //!
 //! Exits 1 if test_client failed (non-zero exit, or failures or disconnects in its summary) or
 //! a server log has an error line. test_client and the gate each hold one descriptor per bot:
@@ -251,6 +252,11 @@ fn main() {
     ];
     if strict {
         args.push("-strict".to_string());
+    }
+    // `-goworld`: GoWorld's eight things only, the workload of its reference figures.
+    if switch("goworld") {
+        args.push("-things".to_string());
+        args.push("goworld".to_string());
     }
     println!(
         "bench_bots: 1 dispatcher, {games} game(s), 1 gate; test_client {}",
