@@ -995,7 +995,9 @@ impl World {
         }
         let type_name = rec.ty.name().to_string();
         let space = rec.place.space;
-        let seen = self.seen_by(&id);
+        // What its client is shown of the space: the entities it sees (its AOI creates went
+        // to its client), not those that see it; with per-type distances they differ.
+        let seen = self.sees(&id);
         if let Some(old) = old {
             net.send_client(old, ClientMsg::ClearClientProxyFilterProps);
             for n in &seen {
