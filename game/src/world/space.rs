@@ -714,11 +714,11 @@ impl World {
                     space,
                     pos,
                 });
+                self.run_local_calls(net, now);
             } else {
                 warn!("{eid}: space {space} is said to be here but is not; enter cancelled");
                 rec.entering = None;
             }
-            let _ = now;
             return;
         }
         r.sent = true;
@@ -777,6 +777,9 @@ impl World {
                 data: encode_snapshot(&snap),
             },
         );
+        // What the callbacks queued runs now, as GoWorld's post queue runs after each
+        // packet; calls to the entity follow it through its dispatcher, after REAL_MIGRATE.
+        self.run_local_calls(net, now);
     }
 
     /// Step 3 arrived here: rebuild the entity, OnAttrsReady, OnMigrateIn, enter its space.
