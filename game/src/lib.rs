@@ -647,4 +647,6 @@ impl GameService {
 }
 
 #[cfg(test)]
+mod space_tests;
+#[cfg(test)]
 mod tests;
