@@ -418,7 +418,7 @@ impl GameService {
                     links: &mut self.links,
                 };
                 self.world
-                    .call(&mut net, now, eid, &method, args, Caller::Server);
+                    .call_from_dispatcher(&mut net, now, eid, &method, args, Caller::Server);
             }
             Msg::CallEntityMethodFromClient {
                 eid,
@@ -430,8 +430,14 @@ impl GameService {
                     io,
                     links: &mut self.links,
                 };
-                self.world
-                    .call(&mut net, now, eid, &method, args, Caller::Client(cid));
+                self.world.call_from_dispatcher(
+                    &mut net,
+                    now,
+                    eid,
+                    &method,
+                    args,
+                    Caller::Client(cid),
+                );
             }
             Msg::CreateEntitySomewhere {
                 eid,
@@ -640,5 +646,7 @@ impl GameService {
     }
 }
 
+#[cfg(test)]
+mod space_tests;
 #[cfg(test)]
 mod tests;

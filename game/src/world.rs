@@ -34,7 +34,9 @@ use crate::GameClient;
 mod service;
 mod space;
 pub use service::{ShardSel, HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
-pub use space::{decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT};
+pub use space::{
+    decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
+};
 pub(crate) use space::{EntityMap, Placement, SpaceMap, SYNC_NEIGHBOURS, SYNC_OWN};
 
 /// Refused client calls after which the client is disconnected.
@@ -128,6 +130,9 @@ enum TimerJob {
         f: GlobalFn,
         repeat: Option<Duration>,
     },
+    /// A fence sent to an entity that migrated in has not come back in time (a dispatcher
+    /// lost it): the calls waiting for it run anyway.
+    FenceTimeout { id: EntityId, token: u64 },
 }
 
 /// Everything an entity is, as bytes and plain values, for migration and hot swap: its type,
@@ -221,6 +226,11 @@ pub struct World {
     rng: Rng,
     entities: EntityMap,
     local_calls: VecDeque<Deferred>,
+    /// Entities that arrived by migration while calls this game sent them through their
+    /// dispatcher may still be on the way: calls made here wait, in order, until the fence
+    /// (token) sent after those comes back (see `space::FENCE_METHOD`).
+    fenced: FastMap<EntityId, (u64, VecDeque<LocalCall>, QueueId)>,
+    next_fence: u64,
     /// Spaces on this game, the nil space included.
     spaces: SpaceMap,
     /// Entities whose position or yaw changed since the last position sync.
@@ -295,6 +305,8 @@ impl World {
             rng,
             entities: FastMap::default(),
             local_calls: VecDeque::new(),
+            fenced: FastMap::default(),
+            next_fence: 0,
             kvdb,
             kvdb_waiting: HashMap::new(),
             storage,
@@ -796,6 +808,7 @@ impl World {
                         self.timers.add(now + every, TimerJob::Global { f, repeat });
                     }
                 }
+                TimerJob::FenceTimeout { id, token } => self.fence_timeout(net, now, id, token),
                 TimerJob::Save(id) => {
                     if self.save(id, false) {
                         self.timers
@@ -828,7 +841,7 @@ impl World {
                             rec.timers.remove(&id);
                         }
                     }
-                    self.call(net, now, eid, &method, args, Caller::Server);
+                    self.run_call(net, now, eid, &method, args, Caller::Server);
                 }
             }
         }
@@ -976,6 +989,7 @@ impl World {
         }
         let saving = self.save(id, true);
         self.entities.remove(&id);
+        self.unfence(id);
         if !saving {
             net.by_entity(id, Msg::NotifyDestroyEntity { eid: id });
         }
@@ -999,7 +1013,9 @@ impl World {
         }
         let type_name = rec.ty.name().to_string();
         let space = rec.place.space;
-        let seen = self.seen_by(&id);
+        // What its client is shown of the space: the entities it sees (its AOI creates went
+        // to its client), not those that see it; with per-type distances they differ.
+        let seen = self.sees(&id);
         if let Some(old) = old {
             net.send_client(old, ClientMsg::ClearClientProxyFilterProps);
             for n in &seen {
@@ -1112,8 +1128,51 @@ impl World {
         }
     }
 
-    /// A call from a server or a client to entity `to`, with GoWorld's permission rules.
+    /// A call made on this game (game code, local calls) to entity `to`. A server call to an
+    /// entity that has just arrived by migration waits until the calls this game sent it
+    /// through its dispatcher before it arrived are delivered, so it cannot overtake them.
     pub fn call(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        to: EntityId,
+        method: &str,
+        args: Args,
+        caller: Caller,
+    ) {
+        if matches!(caller, Caller::Server) {
+            if let Some((_, waiting, _)) = self.fenced.get_mut(&to) {
+                waiting.push_back(LocalCall {
+                    to,
+                    method: method.to_string(),
+                    args,
+                });
+                return;
+            }
+        }
+        self.run_call(net, now, to, method, args, caller);
+    }
+
+    /// A call that came through a dispatcher (from another game, a client, or this game by
+    /// way of the dispatcher): it runs now; a fence this game sent comes back this way.
+    pub fn call_from_dispatcher(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        to: EntityId,
+        method: &str,
+        args: Args,
+        caller: Caller,
+    ) {
+        if method == space::FENCE_METHOD && matches!(caller, Caller::Server) {
+            self.fence_returned(net, now, to, &args);
+            return;
+        }
+        self.run_call(net, now, to, method, args, caller);
+    }
+
+    /// Runs a call to entity `to`, with GoWorld's permission rules.
+    fn run_call(
         &mut self,
         net: &mut Net,
         now: Instant,
@@ -1440,6 +1499,7 @@ impl World {
         let Some(mut rec) = self.entities.remove(id) else {
             return false;
         };
+        self.unfence(*id);
         for (_, q) in rec.timers.drain() {
             self.timers.cancel(q);
         }

@@ -8,6 +8,7 @@ mod login;
 #[allow(dead_code)]
 mod pubsub;
 mod services;
+mod spaces;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

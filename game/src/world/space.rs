@@ -49,6 +49,16 @@ pub const SYNC_NEIGHBOURS: u8 = 2;
 /// `ENTER_SPACE_REQUEST_TIMEOUT`).
 pub const ENTER_SPACE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The method name of a fence: a call a game sends an entity that has just migrated in,
+/// through the entity's dispatcher, with `[game ID, token]`. It comes back after every call
+/// the game sent that entity through the dispatcher before, so calls made on the game in the
+/// meantime wait for it instead of overtaking those. Not a valid method name in GoWorld, and
+/// never delivered to game code.
+pub const FENCE_METHOD: &str = "gw:fence";
+
+/// How long calls made on a game wait for a fence before they run anyway.
+pub const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where an entity is and what position sync it owes.
 #[derive(Debug, Clone)]
 pub(crate) struct Placement {
@@ -714,11 +724,11 @@ impl World {
                     space,
                     pos,
                 });
+                self.run_local_calls(net, now);
             } else {
                 warn!("{eid}: space {space} is said to be here but is not; enter cancelled");
                 rec.entering = None;
             }
-            let _ = now;
             return;
         }
         r.sent = true;
@@ -777,6 +787,9 @@ impl World {
                 data: encode_snapshot(&snap),
             },
         );
+        // What the callbacks queued runs now, as GoWorld's post queue runs after each
+        // packet; calls to the entity follow it through its dispatcher, after REAL_MIGRATE.
+        self.run_local_calls(net, now);
     }
 
     /// Step 3 arrived here: rebuild the entity, OnAttrsReady, OnMigrateIn, enter its space.
@@ -793,6 +806,7 @@ impl World {
             error!("REAL_MIGRATE of {type_name}<{eid}>: {e}; the entity is lost");
             return;
         }
+        self.fence(net, now, eid);
         self.hook(net, now, eid, Hook::AttrsReady);
         self.hook(net, now, eid, Hook::MigrateIn);
         if self.entities.contains_key(&eid) && space != self.nil_space() {
@@ -803,6 +817,68 @@ impl World {
             }
         }
         self.run_local_calls(net, now);
+    }
+
+    /// Entity `id` just arrived here: calls made here wait until the calls this game sent it
+    /// through its dispatcher while it was elsewhere are delivered (they may be on the way
+    /// still, and would be overtaken by a direct call).
+    fn fence(&mut self, net: &mut Net, now: Instant, id: EntityId) {
+        self.next_fence += 1;
+        let token = self.next_fence;
+        let timeout = self.timers.add(
+            now + FENCE_TIMEOUT,
+            super::TimerJob::FenceTimeout { id, token },
+        );
+        self.fenced.insert(id, (token, Default::default(), timeout));
+        net.by_entity(
+            id,
+            Msg::CallEntityMethod {
+                eid: id,
+                method: FENCE_METHOD.to_string(),
+                args: crate::args![self.game_id, token as i64],
+            },
+        );
+    }
+
+    /// A fence came back through entity `id`'s dispatcher: the calls that waited for it run.
+    pub(crate) fn fence_returned(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        id: EntityId,
+        args: &[Vec<u8>],
+    ) {
+        let Ok((game, token)) = <(u16, i64) as crate::args::FromArgs>::from_args(args) else {
+            warn!("{id}: malformed fence ignored");
+            return;
+        };
+        if game != self.game_id || self.fenced.get(&id).map(|f| f.0 as i64) != Some(token) {
+            debug!("{id}: fence {game}/{token} is not this game's latest; ignored");
+            return;
+        }
+        self.unfence(id);
+        self.run_local_calls(net, now);
+    }
+
+    /// The fence with `token` did not come back within [`FENCE_TIMEOUT`].
+    pub(crate) fn fence_timeout(&mut self, net: &mut Net, now: Instant, id: EntityId, token: u64) {
+        if self.fenced.get(&id).map(|f| f.0) != Some(token) {
+            return;
+        }
+        warn!("{id}: its fence did not come back in {FENCE_TIMEOUT:?}; the calls made here meanwhile run now");
+        self.unfence(id);
+        self.run_local_calls(net, now);
+    }
+
+    /// Entity `id` is no longer fenced (its fence came back, or it left this game): the calls
+    /// that waited run next, in order (or follow it, if it left).
+    pub(crate) fn unfence(&mut self, id: EntityId) {
+        if let Some((_, waiting, timeout)) = self.fenced.remove(&id) {
+            self.timers.cancel(timeout);
+            for (i, c) in waiting.into_iter().enumerate() {
+                self.local_calls.insert(i, Deferred::Call(c));
+            }
+        }
     }
 
     /// Builds an entity from a snapshot (struct, attributes, client bound quietly,
