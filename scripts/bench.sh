@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the release binaries and runs the four benchmarks of BENCHMARKS.md, printing their
+# Builds the release binaries and runs the benchmarks of BENCHMARKS.md, printing their
 # figures: the dispatcher's in-memory routing rate, a real dispatcher's routing rate over
 # loopback TCP, the idle CPU and memory of a 1/1/1 deployment with and without silent
-# clients, and test_client's bots against a 1/1/1 deployment. Takes about 2.5 minutes after
-# the build. Not part of the test command.
+# clients, test_client's bots against a 1/1/1 deployment (all things, then GoWorld's eight),
+# and the AOI index alone. Takes about 4 minutes after the build. Not part of the test
+# command.
 #
 # Environment: ROUTE_SECS (default 10), IDLE_SECS (default 30), PHASE_SECS (default 10),
 # CLIENTS (default 1000), BOTS (default 500), BOTS_SECS (default 30).
@@ -36,3 +37,9 @@ timeout $((IDLE_SECS + 2 * PHASE_SECS + 90)) ./target/release/bench_idle \
 
 echo "== bench_bots (test_client -N ${BOTS} -strict, ${BOTS_SECS} s; 1 dispatcher, 1 game, 1 gate)"
 timeout $((BOTS_SECS + 180)) ./target/release/bench_bots -N "$BOTS" -secs "$BOTS_SECS"
+
+echo "== bench_bots, GoWorld's eight things only (test_client -things goworld)"
+timeout $((BOTS_SECS + 180)) ./target/release/bench_bots -N "$BOTS" -secs "$BOTS_SECS" -goworld
+
+echo "== bench_aoi (the AOI index alone: 1 000, 10 000, 50 000 entities)"
+timeout 300 ./target/release/bench_aoi
