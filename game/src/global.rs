@@ -119,6 +119,7 @@ impl GameCtx<'_, '_, '_> {
         if self.world.exists(&id) {
             return;
         }
+        self.world.note_load_requested(&id);
         let m = Msg::LoadEntitySomewhere {
             game_id: game,
             eid: id,

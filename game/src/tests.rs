@@ -949,3 +949,111 @@ fn a_game_reports_its_load_every_second_once_ready() {
         }
     }
 }
+
+/// A persistent entity for the load-after-destroy race.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Saved;
+
+impl Entity for Saved {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.persistent(true)
+            .attr("n", &[crate::entity::AttrFlag::Persistent])
+            .method(
+                "Bye",
+                crate::entity::Expose::Server,
+                |_: &mut Saved, ctx, ()| ctx.destroy(),
+            );
+    }
+}
+
+/// Loads an entity and calls it at once, as test_game's Account does with its Avatar.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Loader;
+
+impl Entity for Loader {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.method(
+            "LoadIt",
+            crate::entity::Expose::Server,
+            |_: &mut Loader, ctx, (id,): (EntityId,)| {
+                ctx.load_entity_anywhere("Saved", id);
+                ctx.call(id, "Ping", crate::args![]);
+            },
+        );
+    }
+}
+
+/// The race a returning user hit: its Avatar is destroyed here and its last save is still
+/// being written (so the dispatcher still knows it here) when this game asks to load it
+/// again. The dispatcher sends the load back here and holds calls; telling it the entity is
+/// gone once the save is written would end that hold early and the calls would arrive before
+/// the entity. The game loads it again instead.
+#[test]
+fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporting_it_gone() {
+    let dir = crate::storage::tests::TempDir::new("reload-race");
+    let storage = crate::storage::Storage::filesystem(dir.0.clone(), None).unwrap();
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    types.register::<Saved>("Saved").unwrap();
+    types.register::<Loader>("Loader").unwrap();
+    let now = Instant::now();
+    let mut g = GameService::new(
+        settings(1, "Account", now),
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (Some(storage), None),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    let mut ids = (EntityId::default(), EntityId::default());
+    g.with_game_ctx(&mut io, now, |ctx| {
+        ids = (
+            ctx.create_entity_locally("Saved"),
+            ctx.create_entity_locally("Loader"),
+        )
+    });
+    let (saved, loader) = ids;
+    let call = |eid: EntityId, method: &str, args: Vec<Vec<u8>>| {
+        Msg::CallEntityMethod {
+            eid,
+            method: method.into(),
+            args,
+        }
+        .to_payload()
+    };
+    g.on_frame(&mut io, now, conn(1), &call(saved, "Bye", vec![]));
+    assert!(!g.world().exists(&saved));
+    // The last save is queued, not yet reported; the Loader asks for it meanwhile.
+    g.on_frame(
+        &mut io,
+        now,
+        conn(1),
+        &call(loader, "LoadIt", crate::args![saved]),
+    );
+    let sent: Vec<Msg> = io
+        .take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect();
+    assert!(sent.contains(&Msg::LoadEntitySomewhere {
+        game_id: 0,
+        eid: saved,
+        type_name: "Saved".into()
+    }));
+    // Storage finishes: the save, then the reload.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut after = Vec::new();
+    while !g.world().exists(&saved) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        g.on_wake(&mut io, now);
+        after.extend(io.take().into_iter().map(|(_, p)| Msg::decode(&p).unwrap()));
+    }
+    assert!(g.world().exists(&saved), "loaded again after its last save");
+    assert!(
+        !after.contains(&Msg::NotifyDestroyEntity { eid: saved }),
+        "the dispatcher was not told it is gone: {after:?}"
+    );
+    assert!(after.contains(&Msg::NotifyCreateEntity { eid: saved }));
+}

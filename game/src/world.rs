@@ -533,6 +533,7 @@ impl World {
                     id,
                 } => {
                     if !self.entities.contains_key(&id) {
+                        self.note_load_requested(&id);
                         net.by_entity(
                             id,
                             Msg::LoadEntitySomewhere {
@@ -875,6 +876,17 @@ impl World {
         };
         self.storage_waiting.insert(self.next_token, job);
         true
+    }
+
+    /// This game asks its dispatcher to load entity `id`. If `id` was destroyed here and its
+    /// last save is still being written, the dispatcher has not been told it is gone, so it
+    /// will send the load back here: load it again once the save is written, instead of
+    /// telling the dispatcher it is gone. (Telling it would end its hold, and the calls held
+    /// for the load would arrive before the entity.)
+    pub(crate) fn note_load_requested(&mut self, id: &EntityId) {
+        if let Some((_, reload)) = self.final_saving.get_mut(id) {
+            *reload = true;
+        }
     }
 
     /// LOAD_ENTITY_SOMEWHERE chose this game: load the entity from storage and create it.
