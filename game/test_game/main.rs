@@ -10,7 +10,18 @@ mod online_service;
 mod pubsub;
 mod space_service;
 
+use std::time::Duration;
+
 use goworld_game::entity::Registry;
+use goworld_game::global::GameCtx;
+
+/// The services test_game runs; the game calls its nil-space test once all are up.
+const SERVICES: [&str; 4] = [
+    "OnlineService",
+    "SpaceService",
+    "MailService",
+    pubsub::SERVICE_NAME,
+];
 
 fn main() {
     let mut types = Registry::new();
@@ -31,8 +42,38 @@ fn main() {
                 pubsub::SHARDS,
             )
         });
+    let registered = registered.and_then(|()| {
+        types.nil_space_method(
+            "TestCallNilSpaces",
+            goworld_game::global::nil_space_method(test_call_nil_spaces),
+        )
+    });
+    types.on_game_ready(|ctx| {
+        ctx.add_callback(Duration::from_secs(1), check_server_started);
+    });
     if let Err(e) = registered {
         goworld_common::process::fail(&format!("test_game: {e}"));
     }
     goworld_game::run::main("test_game", types);
+}
+
+/// GoWorld's MySpace.OnGameReady: once every service has its entities, call
+/// TestCallNilSpaces on every game's nil space (each logs it); until then, check every second.
+fn check_server_started(ctx: &mut GameCtx) {
+    if SERVICES.iter().all(|s| ctx.services_ready(s)) {
+        ctx.call_nil_spaces(
+            "TestCallNilSpaces",
+            goworld_game::args![1i64, "abc", true, 2.3f64],
+        );
+    } else {
+        ctx.add_callback(Duration::from_secs(1), check_server_started);
+    }
+}
+
+/// Logs that CallNilSpaces reached this game (GoWorld's `TestCallNilSpaces`).
+fn test_call_nil_spaces(ctx: &mut GameCtx, (a, b, c, d): (i64, String, bool, f64)) {
+    log::info!(
+        "TestCallNilSpaces {a} {b} {c} {d}: CallNilSpaces works in game {}",
+        ctx.game_id()
+    );
 }

@@ -214,6 +214,17 @@ fn test_client_bots_log_in_and_do_their_things_in_strict_mode() {
         assert!(n > 0, "{thing} never done: {done}");
     }
 
+    // Once every service was up, a game called TestCallNilSpaces on every nil space.
+    for game in 1..=2 {
+        c.wait_log(
+            Kind::Game,
+            game,
+            "CallNilSpaces works in game",
+            1,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    }
     for (kind, id, code) in c.stop_all() {
         assert_eq!(code, Some(0), "{kind:?}{id} exit status");
     }
