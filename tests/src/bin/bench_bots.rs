@@ -1,5 +1,5 @@
-//! The bots workload: `test_client -N <N> -strict -duration <secs>` against 1 dispatcher,
-//! `-games` games (`test_game`) and 1 gate, as in GoWorld's reference figures.
+//! The bots workload: `test_client -N <N> -strict -duration <secs>` against `-dispatchers`
+//! dispatchers (1), `-games` games (`test_game`, 1) and `-gates` gates (1), as in GoWorld's reference figures.
 //!
 //! Reports, from test_client's per-second profile lines (`> Thing *count AVG a RANGE lo ~ hi`):
 //! things per second, the average latency (weighted by count) and the maximum latency over the
@@ -14,7 +14,7 @@
 //! `test_client.out` in the cluster directory.
 //!
 //! Build the release binaries first, then:
-//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-nostrict] [-goworld]`
+//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-dispatchers 1] [-gates 1] [-nostrict] [-goworld]`
 //! (`-goworld`: only GoWorld's eight things, without our mail and publish ones).
 //!
 //! Exits 1 if test_client failed (non-zero exit, or failures or disconnects in its summary) or
@@ -198,6 +198,12 @@ fn main() {
     let n = flag("N", 500);
     let secs = flag("secs", 60);
     let games = flag("games", 1) as u16;
+    let dispatchers = flag("dispatchers", 1) as u16;
+    let gates = flag("gates", 1) as u16;
+    assert!(
+        dispatchers >= 1 && gates >= 1,
+        "-dispatchers and -gates must be at least 1"
+    );
     let strict = !switch("nostrict");
     assert!(games >= 1, "-games must be at least 1");
     assert!(
@@ -216,9 +222,9 @@ fn main() {
         }
     }
 
-    let mut cluster = Cluster::new("bench-bots", 1, games, 1, "");
+    let mut cluster = Cluster::new("bench-bots", dispatchers, games, gates, "");
     cluster
-        .start_all(1, games, 1)
+        .start_all(dispatchers, games, gates)
         .unwrap_or_else(|e| panic!("{e}"));
     for g in 1..=games {
         cluster
@@ -232,14 +238,29 @@ fn main() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     // Servers in report order: dispatcher, games, gate.
-    let mut servers: Vec<(String, u32)> = vec![(
-        "dispatcher".to_string(),
-        cluster.proc(Kind::Dispatcher, 1).child.id(),
-    )];
+    let name = |kind: &str, i: u16, n: u16| {
+        if n == 1 {
+            kind.to_string()
+        } else {
+            format!("{kind}{i}")
+        }
+    };
+    let mut servers: Vec<(String, u32)> = Vec::new();
+    for d in 1..=dispatchers {
+        servers.push((
+            name("dispatcher", d, dispatchers),
+            cluster.proc(Kind::Dispatcher, d).child.id(),
+        ));
+    }
     for g in 1..=games {
         servers.push((format!("game{g}"), cluster.proc(Kind::Game, g).child.id()));
     }
-    servers.push(("gate".to_string(), cluster.proc(Kind::Gate, 1).child.id()));
+    for t in 1..=gates {
+        servers.push((
+            name("gate", t, gates),
+            cluster.proc(Kind::Gate, t).child.id(),
+        ));
+    }
     thread::sleep(Duration::from_secs(1));
 
     let mut args = vec![
@@ -259,7 +280,7 @@ fn main() {
         args.push("goworld".to_string());
     }
     println!(
-        "bench_bots: 1 dispatcher, {games} game(s), 1 gate; test_client {}",
+        "bench_bots: {dispatchers} dispatcher(s), {games} game(s), {gates} gate(s); test_client {}",
         args.join(" ")
     );
     let started = Instant::now();
