@@ -27,6 +27,14 @@ const LOAD_HOLD: Duration = Duration::from_secs(60);
 const MIGRATE_HOLD: Duration = Duration::from_secs(60);
 /// How long a fresh dispatcher holds packets for unknown entities while games re-announce.
 const STARTUP_HOLD: Duration = Duration::from_secs(30);
+/// How long packets for an entity this dispatcher does not know wait for it to be announced.
+/// A call can overtake the entity's NOTIFY_CREATE_ENTITY: the creating game sends that here,
+/// and tells other entities about the new one through other dispatchers (a service call
+/// answered by another game, say), whose calls back may arrive first. GoWorld drops them.
+pub const UNKNOWN_ENTITY_GRACE: Duration = Duration::from_secs(5);
+/// At most this many unknown entities wait at once; packets for more are reported and not
+/// delivered (a peer sending to random IDs cannot grow the dispatcher without bound).
+pub const UNKNOWN_ENTITY_GRACE_MAX: usize = 100_000;
 /// How often expired holds are swept when no traffic releases them.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -152,6 +160,11 @@ pub struct Dispatcher {
     /// Until every desired game has announced its entities (or the startup hold expires),
     /// packets for unknown entities wait here instead of being dropped.
     unknown_hold: Option<(Instant, FastMap<EntityId, Held>)>,
+    /// After start-up: packets for entities not announced yet, each waiting up to
+    /// [`UNKNOWN_ENTITY_GRACE`] for its NOTIFY_CREATE_ENTITY.
+    unknown_grace: FastMap<EntityId, (Instant, Held)>,
+    /// Packets not delivered because [`UNKNOWN_ENTITY_GRACE_MAX`] entities were waiting.
+    unknown_grace_refused: u64,
     started: bool,
     games_seen: HashSet<u16>,
     unknown_types_logged: HashSet<u16>,
@@ -246,6 +259,8 @@ impl Dispatcher {
             games_seen: HashSet::new(),
             unknown_types_logged: HashSet::new(),
             next_sweep: None,
+            unknown_grace: FastMap::default(),
+            unknown_grace_refused: 0,
             stop: false,
         }
     }
@@ -379,10 +394,26 @@ impl Dispatcher {
                         return;
                     }
                 }
-                warn!(
-                    "entity {eid} is unknown; {} not delivered",
-                    describe(payload)
-                );
+                if let Some((_, held)) = self.unknown_grace.get_mut(&eid) {
+                    held.push(|| format!("unknown entity {eid}"), limit, payload);
+                    return;
+                }
+                if self.unknown_grace.len() >= UNKNOWN_ENTITY_GRACE_MAX {
+                    self.unknown_grace_refused += 1;
+                    if self.unknown_grace_refused.is_power_of_two() {
+                        warn!(
+                            "entity {eid} is unknown and {UNKNOWN_ENTITY_GRACE_MAX} unknown entities are already waiting; {} not delivered ({} such packets so far)",
+                            describe(payload),
+                            self.unknown_grace_refused
+                        );
+                    }
+                    return;
+                }
+                let mut held = Held::default();
+                held.push(|| format!("unknown entity {eid}"), limit, payload);
+                self.unknown_grace
+                    .insert(eid, (now + UNKNOWN_ENTITY_GRACE, held));
+                self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
             }
         }
     }
@@ -465,6 +496,11 @@ impl Dispatcher {
         self.release_entity(io, now, eid);
         let unknown = self.unknown_hold.as_mut().and_then(|(_, h)| h.remove(&eid));
         if let Some(held) = unknown {
+            for p in held.queue {
+                self.send_entity(io, now, eid, &p);
+            }
+        }
+        if let Some((_, held)) = self.unknown_grace.remove(&eid) {
             for p in held.queue {
                 self.send_entity(io, now, eid, &p);
             }
@@ -1000,6 +1036,23 @@ impl Dispatcher {
             self.handle_game_gone(io, now, game_id);
         }
         self.end_startup_hold_if_complete(io, now);
+        let gone: Vec<EntityId> = self
+            .unknown_grace
+            .iter()
+            .filter(|(_, (until, _))| now >= *until)
+            .map(|(id, _)| *id)
+            .collect();
+        for eid in gone {
+            let (_, held) = self.unknown_grace.remove(&eid).expect("listed");
+            if let Some(first) = held.queue.front() {
+                warn!(
+                    "entity {eid} is unknown ({} s after its first packet); {} packets not delivered (first: {})",
+                    UNKNOWN_ENTITY_GRACE.as_secs(),
+                    held.queue.len() as u64 + held.overflow,
+                    describe(first)
+                );
+            }
+        }
     }
 }
 
@@ -1099,6 +1152,7 @@ impl Handler for Dispatcher {
     fn next_deadline(&self) -> Option<Instant> {
         // Sweeping matters only while something is held or waiting.
         let holding = self.unknown_hold.is_some()
+            || !self.unknown_grace.is_empty()
             || self.games.values().any(|g| g.frozen_until.is_some())
             || !self.held_entities.is_empty();
         if holding {

@@ -206,10 +206,39 @@ fn calls_to_unknown_entities_wait_for_games_to_announce_them() {
     let got = t.got(conn(2));
     assert!(matches!(&got[0], Msg::SetGameIdAck { .. }));
     assert_eq!(got[1], call(e, "A"));
-    // Every game announced: an unknown entity's call is now reported and not held.
+    // Every game announced: an unknown entity's call waits a grace period for its
+    // announcement, then is reported and not delivered.
     t.io.sent.clear();
     t.send(conn(1), call(eid("nobodynobodyno01"), "B"));
     assert!(t.io.sent.is_empty());
+    t.now += UNKNOWN_ENTITY_GRACE + Duration::from_secs(1);
+    t.tick();
+    let late = eid("nobodynobodyno01");
+    t.send(conn(2), Msg::NotifyCreateEntity { eid: late });
+    assert!(
+        t.io.sent.is_empty(),
+        "reported and dropped after the grace period"
+    );
+}
+
+/// A call can overtake its entity's NOTIFY_CREATE_ENTITY (the creating game announces it to
+/// this dispatcher while the caller learnt of it through another one): it waits for it.
+#[test]
+fn a_call_that_overtakes_its_entitys_announcement_waits_for_it() {
+    let mut t = T::new(2, 0);
+    t.game(conn(1), 1, vec![]);
+    t.game(conn(2), 2, vec![]);
+    t.io.sent.clear();
+    let e = eid("newbornnewborn01");
+    t.send(conn(2), call(e, "first"));
+    t.send(conn(2), call(e, "second"));
+    assert!(t.io.sent.is_empty(), "held: not announced yet");
+    t.now += UNKNOWN_ENTITY_GRACE / 2;
+    t.tick();
+    assert!(t.io.sent.is_empty());
+    t.send(conn(1), Msg::NotifyCreateEntity { eid: e });
+    assert_eq!(t.got(conn(1)), vec![call(e, "first"), call(e, "second")]);
+    assert_eq!(t.d.entity_game(&e), Some(1));
 }
 
 #[test]
