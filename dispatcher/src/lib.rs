@@ -867,15 +867,21 @@ impl Dispatcher {
             mt::REAL_MIGRATE => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
                 let target = peek_u16(p, 18).ok_or_else(short)?;
-                self.entities
-                    .entry(eid)
-                    .or_insert(EntityInfo {
-                        game: target,
-                        hold: None,
-                    })
-                    .game = target;
-                self.send_game(io, now, target, p, &[]);
-                self.release_entity(io, now, eid);
+                match self.entities.get_mut(&eid) {
+                    Some(info) => {
+                        // The entity's own dispatcher: it moves, then its held calls follow.
+                        info.game = target;
+                        self.send_game(io, now, target, p, &[]);
+                        self.release_entity(io, now, eid);
+                    }
+                    None => {
+                        // An entity with a client migrates through its client's dispatcher, so
+                        // the client messages its old game sent before it are forwarded before
+                        // anything its new game sends the client. Relay it; the new game then
+                        // announces the entity to its own dispatcher, which releases its calls.
+                        self.send_game(io, now, target, p, &[]);
+                    }
+                }
             }
             mt::CANCEL_MIGRATE => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;

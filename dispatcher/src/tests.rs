@@ -729,3 +729,23 @@ fn syncs_for_unknown_entities_are_counted_not_delivered() {
     assert!(t.io.sent.is_empty());
     assert_eq!(t.d.sync_dropped_unknown_entity(), 4);
 }
+
+/// An entity with a client migrates through its client's dispatcher: that dispatcher, which
+/// does not route the entity, relays REAL_MIGRATE to the target game without taking the
+/// entity into its table.
+#[test]
+fn real_migrate_for_an_entity_of_another_dispatcher_is_relayed() {
+    let mut t = T::new(2, 0);
+    t.game(conn(1), 1, vec![]);
+    t.game(conn(2), 2, vec![]);
+    t.io.sent.clear();
+    let e = eid("elsewhereelsew01");
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80],
+    };
+    t.send(conn(1), mig.clone());
+    assert_eq!(t.got(conn(2)), vec![mig]);
+    assert_eq!(t.d.entity_game(&e), None, "not in this dispatcher's table");
+}

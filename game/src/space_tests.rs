@@ -1295,6 +1295,9 @@ fn an_arriving_entity_enters_its_space_and_calls_made_here_wait_for_the_fence() 
         "OnAttrsReady, OnMigrateIn, then the enter; no OnCreated"
     );
     let mut sent = t.sent();
+    // The entity's own dispatcher hears it is here first (a migration with a client comes
+    // through the client's dispatcher), then the fence follows on the same link.
+    assert_eq!(sent.remove(0), Msg::NotifyCreateEntity { eid: x });
     let fence = sent.remove(0);
     let Msg::CallEntityMethod { eid, method, args } = &fence else {
         panic!("{fence:?}")

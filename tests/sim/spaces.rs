@@ -836,3 +836,58 @@ fn spaces_are_created_on_the_game_asked_for_or_on_any_game() {
     let d = dispatcher_for_entity(&anywhere, 3);
     assert_eq!(sim.dispatcher(d).entity_game(&anywhere), Some(g));
 }
+
+/// A client's messages from its player's old game and from its new one reach it in the order
+/// the migration implies (the old space and neighbours destroyed before the new ones are
+/// created), even when the old game's link to the client's dispatcher is slow: the migration
+/// travels through the client's dispatcher, behind those messages. (Through the entity's own
+/// dispatcher, with three dispatchers, the new game's creates overtook the old game's
+/// destroys.)
+#[test]
+fn a_migrating_players_client_sees_the_old_space_go_before_the_new_one_comes() {
+    let mut sim = up(3, Duration::from_millis(2));
+    let (c, a, ga) = connect(&mut sim);
+    let gb = 3 - ga;
+    let cid = match sim.client_messages(c).first() {
+        Some(ClientBound::Entity { client_id, .. }) => *client_id,
+        other => panic!("no entity message yet: {other:?}"),
+    };
+    let dc = dispatcher_for_entity(&cid, 3);
+    assert_ne!(
+        dc,
+        dispatcher_for_entity(&a, 3),
+        "this test needs the client and its player on different dispatchers; pick other IDs"
+    );
+    let z1 = on_game(&mut sim, ga, |g| g.create_space_locally(1));
+    let n1 = on_game(&mut sim, ga, |g| g.create_entity_locally("Npc"));
+    let z2 = on_game(&mut sim, gb, |g| g.create_space_locally(2));
+    let n2 = on_game(&mut sim, gb, |g| g.create_entity_locally("Npc"));
+    on_game(&mut sim, ga, |g| {
+        g.call(n1, "Enter", args![z1, 1.0f32, 1.0f32])
+    });
+    on_game(&mut sim, gb, |g| {
+        g.call(n2, "Enter", args![z2, 1.0f32, 1.0f32])
+    });
+    sim.run_until_idle();
+    on_game(&mut sim, ga, |g| {
+        g.call(a, "Enter", args![z1, 2.0f32, 2.0f32])
+    });
+    sim.run_until_idle();
+    let names = Names::new(&[(a, "A"), (z1, "Z1"), (n1, "N1"), (z2, "Z2"), (n2, "N2")]);
+    let seen = sim.client_messages(c).len();
+    // The old game's messages to the client's dispatcher now take 80 ms; everything else 2.
+    sim.set_latency(
+        &format!("game{ga}"),
+        &format!("dispatcher{dc}"),
+        Duration::from_millis(80),
+    );
+    on_game(&mut sim, ga, |g| {
+        g.call(a, "Enter", args![z2, 3.0f32, 3.0f32])
+    });
+    sim.advance(Duration::from_millis(500));
+    assert_eq!(home(&sim, &a), Some(gb));
+    assert_eq!(
+        names.client_lines(&sim, c, seen),
+        ["destroy N1", "destroy Z1", "create Z2", "create N2"]
+    );
+}

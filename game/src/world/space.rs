@@ -779,8 +779,12 @@ impl World {
             }
         };
         self.remove_quietly(&eid);
+        // With a client it travels through the client's dispatcher, behind the messages this
+        // game sent that client; that dispatcher relays it, and the new game announces the
+        // entity to the entity's own dispatcher, which then releases its held calls.
+        let route = snap.client.map_or(eid, |c| c.client_id);
         net.by_entity(
-            eid,
+            route,
             Msg::RealMigrate {
                 eid,
                 target_game: game,
@@ -806,6 +810,9 @@ impl World {
             error!("REAL_MIGRATE of {type_name}<{eid}>: {e}; the entity is lost");
             return;
         }
+        // Its own dispatcher learns it is here (needed when it came through its client's
+        // dispatcher; harmless otherwise), then the fence follows on the same link.
+        net.by_entity(eid, Msg::NotifyCreateEntity { eid });
         self.fence(net, now, eid);
         self.hook(net, now, eid, Hook::AttrsReady);
         self.hook(net, now, eid, Hook::MigrateIn);
