@@ -716,13 +716,31 @@ impl Dispatcher {
         g.frozen_until = None;
         let before = self.entities.len();
         let held_entities = &mut self.held_entities;
+        let mut gone_ids = Vec::new();
         self.entities.retain(|id, e| {
             let keep = e.game != game_id;
-            if !keep && e.hold.is_some() {
-                held_entities.remove(id);
+            if !keep {
+                if e.hold.is_some() {
+                    held_entities.remove(id);
+                }
+                gone_ids.push(*id);
             }
             keep
         });
+        // Every gate closes the clients whose player lived there (the gate knows owners;
+        // each dispatcher lists the entities of its shard).
+        if !gone_ids.is_empty() {
+            gone_ids.sort();
+            let p = Msg::ClientOwnersGone {
+                game_id,
+                owners: gone_ids,
+            }
+            .to_payload();
+            let gates: Vec<ConnId> = self.gates.values().copied().collect();
+            for c in gates {
+                io.send(c, &p);
+            }
+        }
         info!(
             "game{game_id} is down: {} entities removed from the routing table",
             before - self.entities.len()

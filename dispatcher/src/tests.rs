@@ -374,6 +374,24 @@ fn a_game_going_down_is_announced_and_its_entities_forgotten() {
 }
 
 #[test]
+fn gates_hear_which_entities_lived_on_a_game_that_went_down() {
+    let mut t = T::new(2, 2);
+    let (a, b) = (eid("aaaaaaaaaaaaaa01"), eid("bbbbbbbbbbbbbb01"));
+    t.game(conn(1), 1, vec![b, a]);
+    t.game(conn(2), 2, vec![eid("survivorsurviv01")]);
+    t.gate(conn(8), 1);
+    t.gate(conn(9), 2);
+    t.io.sent.clear();
+    t.d.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    let gone = Msg::ClientOwnersGone {
+        game_id: 1,
+        owners: vec![a, b],
+    };
+    assert_eq!(t.got(conn(8)), vec![gone.clone()]);
+    assert_eq!(t.got(conn(9)), vec![gone]);
+}
+
+#[test]
 fn a_malformed_packet_closes_only_its_connection() {
     let mut t = T::new(2, 0);
     t.game(conn(1), 1, vec![]);

@@ -354,6 +354,31 @@ impl GateService {
                     io.send(conn, &out);
                 }
             }
+            Route::GateService if t == mt::CLIENT_OWNERS_GONE => {
+                let Msg::ClientOwnersGone { game_id, owners } =
+                    Msg::decode(p).map_err(|e| e.to_string())?
+                else {
+                    unreachable!("decoded by type")
+                };
+                let gone: std::collections::HashSet<EntityId> = owners.into_iter().collect();
+                let doomed: Vec<ConnId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| gone.contains(&c.owner))
+                    .map(|(conn, _)| *conn)
+                    .collect();
+                if !doomed.is_empty() {
+                    warn!(
+                        "gate{}: game{game_id} went down; closing {} clients whose player lived there (dispatcher{disp}'s share)",
+                        self.s.gate_id,
+                        doomed.len()
+                    );
+                }
+                let reason = format!("its player's game{game_id} went down");
+                for conn in doomed {
+                    io.close(conn, &reason);
+                }
+            }
             _ => {
                 if self.unknown_types_logged.insert(t) {
                     warn!("dispatcher{disp}: message type {t} ({}) is not for a gate; skipped (logged once per type)", proto::msg_name(t));

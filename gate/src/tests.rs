@@ -469,6 +469,30 @@ fn a_game_can_have_a_client_closed() {
     );
 }
 
+#[test]
+fn clients_whose_player_lived_on_a_dead_game_are_closed() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    let (c1, boot1) = t.client(conn(1));
+    let (c2, _) = t.client(conn(2));
+    let (_, boot3) = t.client(conn(3));
+    // Client 2's player moved on to an Avatar that lives elsewhere.
+    let avatar = EntityId::parse("avataravatarav02").unwrap();
+    create_on_client(&mut t, c2, avatar, true);
+    t.io.take();
+    let _ = c1;
+    let gone = Msg::ClientOwnersGone {
+        game_id: 3,
+        owners: vec![boot1, boot3],
+    }
+    .to_payload();
+    t.g.on_frame(&mut t.io, t.now, DISP, &gone);
+    let mut closed: Vec<ConnId> = t.io.closed.iter().map(|(c, _)| *c).collect();
+    closed.sort_by_key(|c| c.slot);
+    assert_eq!(closed, vec![conn(1), conn(3)]);
+    assert!(t.io.sent.is_empty(), "nothing is forwarded to clients");
+}
+
 fn set_prop(t: &mut T, cid: ClientId, key: &str, val: &str) {
     let p = Msg::ToClient {
         gate_id: 1,

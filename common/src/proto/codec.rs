@@ -70,6 +70,7 @@ pub fn msg_name(t: u16) -> &'static str {
         mt::REDIRECT_TO_GATEPROXY_STOP => "MT_REDIRECT_TO_GATEPROXY_MSG_TYPE_STOP",
         mt::CALL_FILTERED_CLIENTS => "MT_CALL_FILTERED_CLIENTS",
         mt::SYNC_POSITION_YAW_ON_CLIENTS => "MT_SYNC_POSITION_YAW_ON_CLIENTS",
+        mt::CLIENT_OWNERS_GONE => "MT_CLIENT_OWNERS_GONE",
         mt::GATE_SERVICE_STOP => "MT_GATE_SERVICE_MSG_TYPE_STOP",
         mt::HEARTBEAT_FROM_CLIENT => "MT_HEARTBEAT_FROM_CLIENT",
         _ => "unknown",
@@ -308,6 +309,7 @@ pub(super) fn msg_type_of(m: &Msg) -> u16 {
         Msg::ToClient { msg, .. } => msg.msg_type(),
         Msg::CallFilteredClients { .. } => mt::CALL_FILTERED_CLIENTS,
         Msg::SyncPositionYawOnClients { .. } => mt::SYNC_POSITION_YAW_ON_CLIENTS,
+        Msg::ClientOwnersGone { .. } => mt::CLIENT_OWNERS_GONE,
         Msg::HeartbeatFromClient => mt::HEARTBEAT_FROM_CLIENT,
     }
 }
@@ -503,6 +505,13 @@ pub(super) fn encode_msg(m: &Msg, out: &mut Vec<u8>) {
             for (c, r) in records {
                 put_id(out, c);
                 put_record(out, r);
+            }
+        }
+        Msg::ClientOwnersGone { game_id, owners } => {
+            put_u16(out, *game_id);
+            put_len32(out, owners.len());
+            for e in owners {
+                put_id(out, e);
             }
         }
     }
@@ -1070,6 +1079,10 @@ pub(super) fn decode_msg(payload: &[u8]) -> Result<Msg, DecodeError> {
             Msg::SyncPositionYawOnClients { gate_id, records }
         }
         mt::HEARTBEAT_FROM_CLIENT => Msg::HeartbeatFromClient,
+        mt::CLIENT_OWNERS_GONE => Msg::ClientOwnersGone {
+            game_id: r.u16("gameid")?,
+            owners: r.ids("owner IDs")?,
+        },
         _ => return Err(r.unknown()),
     };
     r.finish()?;

@@ -879,7 +879,7 @@ fn bad_utf8_in_strings_is_an_error() {
 #[test]
 fn unknown_types_and_wrong_direction_are_errors() {
     for t in [
-        0u16, 26, 999, 1000, 1001, 1014, 1499, 1500, 1503, 1999, 2000, 2002, 65535,
+        0u16, 26, 999, 1000, 1001, 1014, 1499, 1500, 1504, 1999, 2000, 2002, 65535,
     ] {
         let e = Msg::decode(&t.to_le_bytes()).unwrap_err();
         assert_eq!(e.kind(), &DecodeErrorKind::UnknownType, "type {t}");
@@ -1060,4 +1060,27 @@ fn kick_client_round_trips_and_never_reaches_a_client() {
         ClientBound::decode(&p).unwrap_err().kind(),
         &DecodeErrorKind::NotClientBound
     );
+}
+
+#[test]
+fn client_owners_gone_round_trips_with_its_layout() {
+    let a = EntityId::parse("aaaaaaaaaaaaaa01").unwrap();
+    let b = EntityId::parse("bbbbbbbbbbbbbb01").unwrap();
+    let m = Msg::ClientOwnersGone {
+        game_id: 7,
+        owners: vec![a, b],
+    };
+    let p = m.to_payload();
+    let mut want = mt::CLIENT_OWNERS_GONE.to_le_bytes().to_vec();
+    want.extend_from_slice(&7u16.to_le_bytes());
+    want.extend_from_slice(&2u32.to_le_bytes());
+    want.extend_from_slice(a.as_bytes());
+    want.extend_from_slice(b.as_bytes());
+    assert_eq!(p, want);
+    assert_eq!(Msg::decode(&p).unwrap(), m);
+    assert_eq!(route(mt::CLIENT_OWNERS_GONE), Route::GateService);
+    // A count past the end is an error, not a huge allocation.
+    let mut bad = p.clone();
+    bad[4..8].copy_from_slice(&1_000_000u32.to_le_bytes());
+    assert!(Msg::decode(&bad).is_err());
 }

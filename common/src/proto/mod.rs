@@ -63,6 +63,10 @@ pub mod mt {
     pub const REDIRECT_TO_GATEPROXY_STOP: u16 = 1499;
     pub const CALL_FILTERED_CLIENTS: u16 = 1501;
     pub const SYNC_POSITION_YAW_ON_CLIENTS: u16 = 1502;
+    /// goworld-rs only (dispatcher→gate, consumed by the gate): game `gameid` died; these
+    /// entities of the dispatcher's shard lived there. The gate closes every client whose
+    /// owner is among them. `u16 gameid, u32 n, n × EntityID`.
+    pub const CLIENT_OWNERS_GONE: u16 = 1503;
     pub const GATE_SERVICE_STOP: u16 = 1999;
     pub const HEARTBEAT_FROM_CLIENT: u16 = 2001;
 }
@@ -275,6 +279,11 @@ pub enum Msg {
         records: Vec<(ClientId, SyncRecord)>,
     },
     HeartbeatFromClient,
+    /// 1503: game `game_id` died; `owners` (this dispatcher's shard) lived there.
+    ClientOwnersGone {
+        game_id: u16,
+        owners: Vec<EntityId>,
+    },
 }
 
 /// The body of a 1002–1012 message (after `[gateid][clientid]`).
