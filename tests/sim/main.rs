@@ -2,6 +2,7 @@
 //! dispatcher, game and gate state machines wired together with a fake clock. Fast and
 //! deterministic; the e2e tests check the same things with real processes.
 
+mod faults;
 mod login;
 // test_game's Avatar (included by login.rs) names the publish/subscribe module at the crate root.
 #[path = "../../game/test_game/pubsub.rs"]
