@@ -77,6 +77,8 @@ pub enum Hook {
     EnterSpace,
     /// [`Entity::on_leave_space`], with the space left.
     LeaveSpace(EntityId),
+    /// [`Entity::on_enter_space_failed`], with the space it could not enter.
+    EnterSpaceFailed(EntityId),
     /// [`Entity::on_migrate_out`].
     MigrateOut,
     /// [`Entity::on_migrate_in`].
@@ -162,6 +164,10 @@ pub trait Entity: Any + Default + Serialize + DeserializeOwned {
     fn on_enter_space(&mut self, _ctx: &mut Ctx) {}
     /// The entity left `space` (not called for the nil space).
     fn on_leave_space(&mut self, _ctx: &mut Ctx, _space: EntityId) {}
+    /// An [`Ctx::enter_space`] did not happen: `space` is gone (destroyed, or its game died),
+    /// so the entity stays where it is. GoWorld only logs this; a game that keeps a list of
+    /// spaces (test_game's SpaceService) can forget the dead one and try again.
+    fn on_enter_space_failed(&mut self, _ctx: &mut Ctx, _space: EntityId) {}
     /// The entity is leaving this game for another (after it left its space). Attribute
     /// and struct changes made here travel with it.
     fn on_migrate_out(&mut self, _ctx: &mut Ctx) {}
@@ -358,6 +364,7 @@ impl<T: Entity> EntityType for TypeImpl<T> {
             Hook::ClientDisconnected => e.on_client_disconnected(ctx),
             Hook::EnterSpace => e.on_enter_space(ctx),
             Hook::LeaveSpace(space) => e.on_leave_space(ctx, space),
+            Hook::EnterSpaceFailed(space) => e.on_enter_space_failed(ctx, space),
             Hook::MigrateOut => e.on_migrate_out(ctx),
             Hook::MigrateIn => e.on_migrate_in(ctx),
             Hook::SpaceInit => e.on_space_init(ctx),

@@ -370,6 +370,7 @@ impl GameService {
                 self.recompute_online();
             }
             Msg::NotifyGameDisconnected { game_id } => {
+                self.world.service_game_down(game_id);
                 self.online_by_disp[usize::from(disp - 1)].remove(&game_id);
                 self.recompute_online();
             }

@@ -20,7 +20,11 @@ pub const TEST_PUBLISH_SUBSCRIBE_SUBJECTS: [&str; 5] =
 
 /// The player entity.
 #[derive(Default, Serialize, Deserialize)]
-pub struct Avatar;
+pub struct Avatar {
+    /// The kind of the space SpaceService last sent it to (to ask again if that space is
+    /// gone).
+    entering_kind: i64,
+}
 
 impl Entity for Avatar {
     fn describe(desc: &mut TypeDesc<Self>) {
@@ -140,6 +144,23 @@ impl Entity for Avatar {
         ctx.set_client_filter_prop("online", "0");
         ctx.set_client_filter_prop("online", "1");
         let kind = ctx.attrs.as_map().get_int("spaceKind");
+        enter_space_kind(ctx, kind);
+    }
+
+    /// The space SpaceService chose is gone (its game died, or it was destroyed): tell the
+    /// service to forget it, and ask for a space of that kind again. (GoWorld's Avatar does
+    /// not hear of it, and its bot times out.)
+    fn on_enter_space_failed(&mut self, ctx: &mut Ctx, space: EntityId) {
+        let kind = self.entering_kind;
+        if kind == 0 {
+            return;
+        }
+        ctx.call_service_shard_key(
+            "SpaceService",
+            &kind.to_string(),
+            "SpaceGone",
+            args![kind, space],
+        );
         enter_space_kind(ctx, kind);
     }
 
@@ -336,7 +357,8 @@ impl Avatar {
     }
 
     /// SpaceService's answer: enter `space` at a random spot in [-400, 400) on X and Z.
-    fn do_enter_space(&mut self, ctx: &mut Ctx, (_kind, space): (i64, EntityId)) {
+    fn do_enter_space(&mut self, ctx: &mut Ctx, (kind, space): (i64, EntityId)) {
+        self.entering_kind = kind;
         let x = ctx.rng().below(800) as f32 - 400.0;
         let z = ctx.rng().below(800) as f32 - 400.0;
         ctx.enter_space(space, Vec3::new(x, 0.0, z));

@@ -46,7 +46,8 @@ impl Entity for SpaceService {
                 "RequestDestroy",
                 Expose::Server,
                 SpaceService::request_destroy,
-            );
+            )
+            .method("SpaceGone", Expose::Server, SpaceService::space_gone);
     }
 }
 
@@ -93,6 +94,13 @@ impl SpaceService {
         self.pending = waiting;
         for (avatar, _) in ready {
             ctx.call(avatar, "DoEnterSpace", args![kind, space]);
+        }
+    }
+
+    /// An Avatar could not enter `space`: it no longer exists (its game died). Forget it.
+    fn space_gone(&mut self, _ctx: &mut Ctx, (kind, space): (i64, EntityId)) {
+        if let Some(spaces) = self.kinds.get_mut(&kind) {
+            spaces.remove(&space);
         }
     }
 

@@ -1,7 +1,7 @@
 //! test_client: N bots in one process behaving like GoWorld's Go bots (reference §6).
 //!
 //! `test_client [-N 1000] [-S 1] [-server 127.0.0.1] [-configfile goworld.ini] [-duration 0]
-//! [-strict] [-nosync] [-things all|goworld|DoX,DoY] [-quiet] [-log info]`
+//! [-strict] [-faults] [-nosync] [-things all|goworld|DoX,DoY] [-quiet] [-log info]`
 //!
 //! Every bot dials a random gate of `1..=desired_gates`, gets its boot entity, logs in as
 //! `test<id>` and, once its Avatar has entered a space, does GoWorld's "things" one at a time
@@ -52,6 +52,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const REPORT: Duration = Duration::from_secs(1);
 /// How long after the start every bot must have connected once.
 const CONNECT_TIMEOUT: Duration = bot::AVATAR_TIMEOUT;
+/// In `-faults` mode, failures this soon after a disconnect are tolerated (a dead game's
+/// services are re-created elsewhere and its bots log in again meanwhile).
+const FAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// Per-bot connection bookkeeping next to the bot's state machine.
 struct Slot {
@@ -82,6 +85,14 @@ struct Fleet {
     disconnects: u64,
     failures: u64,
     first_failure: Option<String>,
+    /// `-faults`: servers are being killed on purpose. A disconnect is counted, not a
+    /// failure, and so is a failure within [`FAULT_GRACE`] of the last disconnect.
+    faults: bool,
+    last_disconnect: Option<Instant>,
+    /// The time of the event being handled.
+    now: Option<Instant>,
+    /// Failures forgiven in `-faults` mode.
+    tolerated: u64,
     stop: bool,
 }
 
@@ -113,11 +124,22 @@ impl Fleet {
             disconnects: 0,
             failures: 0,
             first_failure: None,
+            faults: false,
+            last_disconnect: None,
+            now: None,
+            tolerated: 0,
             stop: false,
         }
     }
 
     fn fail(&mut self, what: String) {
+        let after_fault = self.faults
+            && matches!((self.last_disconnect, self.now), (Some(d), Some(n)) if n < d + FAULT_GRACE);
+        if after_fault {
+            eprintln!("test_client: tolerated (a server went down): {what}");
+            self.tolerated += 1;
+            return;
+        }
         eprintln!("test_client: {what}");
         self.failures += 1;
         if self.strict && !self.stop {
@@ -218,6 +240,7 @@ impl Handler for Fleet {
     }
 
     fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+        self.now = Some(now);
         let Some(&i) = self.by_conn.get(&conn) else {
             return;
         };
@@ -228,7 +251,8 @@ impl Handler for Fleet {
         }
     }
 
-    fn on_close(&mut self, _io: &mut dyn Io, _now: Instant, conn: ConnId, reason: &CloseReason) {
+    fn on_close(&mut self, _io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
+        self.now = Some(now);
         let Some(i) = self.by_conn.remove(&conn) else {
             return;
         };
@@ -241,10 +265,18 @@ impl Handler for Fleet {
         }
         self.disconnects += 1;
         let id = self.slots[i].bot.id;
+        if self.faults {
+            // Expected: count it, forgive what follows for a while; the reactor redials and
+            // the bot starts afresh.
+            self.last_disconnect = Some(now);
+            log::info!("bot test{id} disconnected: {reason}");
+            return;
+        }
         self.fail(format!("bot test{id} disconnected: {reason}"));
     }
 
     fn on_tick(&mut self, io: &mut dyn Io, now: Instant, _wall: SystemTime) {
+        self.now = Some(now);
         self.ensure_started(now);
         if self.connect_deadline.is_some_and(|t| now >= t) {
             self.connect_deadline = None;
@@ -309,9 +341,16 @@ impl Handler for Fleet {
         .min()
     }
 
-    fn on_signal(&mut self, _io: &mut dyn Io, _now: Instant, signal: i32) {
-        if matches!(signal, sig::SIGINT | sig::SIGTERM) {
-            self.stop = true;
+    fn on_signal(&mut self, _io: &mut dyn Io, now: Instant, signal: i32) {
+        match signal {
+            sig::SIGINT | sig::SIGTERM => self.stop = true,
+            // `-faults`: a fault script marks the moment it broke a server that bots may not
+            // see as a disconnect (a dispatcher): failures are forgiven for a while from now.
+            sig::SIGUSR1 if self.faults => {
+                log::info!("fault marked by SIGUSR1");
+                self.last_disconnect = Some(now);
+            }
+            _ => {}
         }
     }
 
@@ -353,6 +392,11 @@ fn main() {
         "the first failure (thing timeout, mismatch, unknown method or entity, no Avatar in a space) exits 1",
     );
     opts.optflag("", "nosync", "disable the random position syncs");
+    opts.optflag(
+        "",
+        "faults",
+        "servers are killed during the run: count disconnects, and tolerate failures for 10 s after one (or after a SIGUSR1)",
+    );
     opts.optopt(
         "",
         "things",
@@ -439,6 +483,7 @@ fn main() {
         slot.bot.set_things(things);
     }
     fleet.strict = m.opt_present("strict");
+    fleet.faults = m.opt_present("faults");
     fleet.quiet = m.opt_present("quiet");
     fleet.duration = (duration > 0).then(|| Duration::from_secs(duration));
     if let Err(e) = reactor.run(&mut fleet) {
@@ -449,6 +494,14 @@ fn main() {
     }
     println!("{}", fleet.summary());
     println!("test_client: things done: {}", fleet.profile.totals());
+    if fleet.faults {
+        println!(
+            "test_client: faults mode: {} disconnects counted, {} failures within {} s of one tolerated",
+            fleet.disconnects,
+            fleet.tolerated,
+            FAULT_GRACE.as_secs()
+        );
+    }
     if let Some(f) = &fleet.first_failure {
         println!("test_client: FAILED (strict): {f}");
         std::process::exit(1);

@@ -66,6 +66,9 @@ pub(crate) struct Services {
     claiming: HashSet<(String, u32)>,
     /// Local shard entities created, waiting for their ID to come back from the registry.
     created: BTreeMap<(String, u32), EntityId>,
+    /// Shard entities that lived on a game that went down: their `/EntityID` keys stay in the
+    /// registry until the new owner registers its own, and must not be called meanwhile.
+    dead: HashSet<EntityId>,
     check_armed: bool,
 }
 
@@ -107,7 +110,25 @@ impl World {
     /// The entity of a shard, if the shard has a live owner and a registered entity.
     pub fn service_entity(&self, name: &str, shard: u32) -> Option<EntityId> {
         self.shard_owner(name, shard)?;
-        EntityId::parse(self.kv(&eid_key(name, shard)))
+        EntityId::parse(self.kv(&eid_key(name, shard))).filter(|e| !self.services.dead.contains(e))
+    }
+
+    /// Game `game` went down (told before its claims are released): the shard entities it
+    /// owned are dead, so calls to those shards wait for their new entities instead of going
+    /// to the dead ones (between a new claim and its `/EntityID`, the old ID is still listed).
+    pub fn service_game_down(&mut self, game: u16) {
+        let owner = format!("game{game}");
+        let mut dead = Vec::new();
+        for (name, &n) in &self.services.defs {
+            for i in 0..n {
+                if self.kv(&owner_key(name, i)) == owner {
+                    if let Some(e) = EntityId::parse(self.kv(&eid_key(name, i))) {
+                        dead.push(e);
+                    }
+                }
+            }
+        }
+        self.services.dead.extend(dead);
     }
 
     /// Number of shards of a service (0 if it is not registered here).

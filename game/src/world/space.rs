@@ -663,6 +663,7 @@ impl World {
         }
         if !self.spaces.contains_key(&space) {
             warn!("{id}: space {space} was destroyed; enter cancelled");
+            self.hook(net, now, id, Hook::EnterSpaceFailed(space));
             return;
         }
         if rec.place.space == space {
@@ -713,6 +714,8 @@ impl World {
                 rec.ty.name()
             );
             rec.entering = None;
+            self.hook(net, now, eid, Hook::EnterSpaceFailed(space));
+            self.run_local_calls(net, now);
             return;
         }
         if game == self.game_id {
