@@ -296,6 +296,9 @@ impl Entity for Traveller {
     fn on_migrate_in(&mut self, ctx: &mut Ctx) {
         log(format!("{}.migrate_in", ctx.id()));
     }
+    fn on_enter_space_failed(&mut self, ctx: &mut Ctx, space: EntityId) {
+        log(format!("{}.enter_space_failed {space}", ctx.id()));
+    }
 }
 
 // ---- the harness ----------------------------------------------------------------------------
@@ -1383,9 +1386,12 @@ fn a_failed_query_cancels_quietly_and_a_destroy_releases_the_held_calls() {
     t.sent();
     t.enter(c, s, 0.0, 0.0);
     assert_eq!(t.sent(), vec![query(None)]);
-    // No game has the space: the enter is over, nothing was held, nothing to release.
+    // No game has the space: the enter is over, nothing was held, nothing to release; game
+    // code hears that the enter failed.
+    t.log();
     t.frame(query(Some(0)));
     assert_eq!(t.sent(), vec![]);
+    assert_eq!(t.log(), [format!("C.enter_space_failed {s}")]);
     assert!(t.g.world().exists(&c));
     // So a new enter is accepted.
     t.enter(c, s, 0.0, 0.0);

@@ -141,11 +141,41 @@ fn services_are_claimed_called_rehomed_and_survive_a_dispatcher_restart() {
         "every shard kept its entity and its game"
     );
 
-    // A game that dies: its shards are claimed and re-created on the live game.
+    // A game that dies: its shards are claimed and re-created on the live game. Calls made
+    // meanwhile wait for the new shard entities (never going to the dead ones, whose IDs
+    // stay in the registry until the new owner registers its own) and all arrive.
     let on_game1 = map.iter().filter(|(_, g, _)| *g == 1).count();
+    let before_on_game2: i64 = map
+        .iter()
+        .filter(|(_, g, _)| *g == 2)
+        .map(|(_, g, id)| tally(&sim, *g, *id))
+        .sum();
     sim.kill("game1");
-    sim.advance(Duration::from_secs(3));
+    // Calls game2 made before it heard of the death went to the dead entities (lost with the
+    // process, or reported by their dispatcher); from the news on, none may be lost.
+    sim.run_until("game2 hears game1 is down", |s| {
+        !s.game(2).online_games().contains(&1)
+    });
+    let mut sent = 0i64;
+    for round in 0..300 {
+        for key in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            sim.with_node::<GameService, _>("game2", |g, io, now| {
+                g.with_game_ctx(io, now, |ctx| {
+                    ctx.call_service_shard_key("Tally", key, "Add", args![1i64, round.to_string()])
+                })
+            });
+            sent += 1;
+        }
+        sim.advance(Duration::from_millis(10));
+    }
+    sim.advance(Duration::from_secs(10));
     let rehomed = shard_map(&sim, &[2]);
+    let after: i64 = rehomed.iter().map(|(_, g, id)| tally(&sim, *g, *id)).sum();
+    assert_eq!(
+        after - before_on_game2,
+        sent,
+        "every call made while the dead game's shards moved arrived once"
+    );
     assert!(rehomed.iter().all(|(_, g, _)| *g == 2));
     let moved = rehomed.iter().zip(&map).filter(|(a, b)| a.2 != b.2).count();
     assert_eq!(
