@@ -9,7 +9,7 @@
 //! starts to its end, as GoWorld's figures are; RSS (VmRSS, and the peak VmHWM) is read at the
 //! end, just before test_client exits. The busy time of the whole machine over the same window
 //! shows how much other processes took. After test_client exits, the run waits (up to 60 s)
-//! until the servers are quiet (at most 5 wake-ups each in 2 s), because the bots' Avatars are
+//! until the servers are quiet (at most 2 × games + 3 wake-ups each in 2 s), because the bots' Avatars are
 //! destroyed and saved when they disconnect. Then it stops the servers and writes test_client's output to
 //! `test_client.out` in the cluster directory.
 //!
@@ -90,10 +90,10 @@ fn wakeups(pid: u32) -> u64 {
         .sum()
 }
 
-/// Waits until the servers are quiet: over two seconds, no server woke more than five times
-/// (each game reports its load to the dispatcher once a second, so while idle a game wakes
-/// at 1 Hz and the dispatcher at 1 Hz per game); up to `max`. Returns when the quiet window began, or None if still busy at `max`.
-fn wait_quiet(pids: &[u32], max: Duration) -> Option<Duration> {
+/// Waits until the servers are quiet: over two seconds, no server woke more than `2 × games
+/// + 3` times (each game reports its load to every dispatcher once a second, so while idle a
+/// game wakes at 1 Hz and a dispatcher at 1 Hz per game); up to `max`. Returns when the quiet window began, or None if still busy at `max`.
+fn wait_quiet(pids: &[u32], games: u64, max: Duration) -> Option<Duration> {
     const WINDOW: usize = 20; // samples, 100 ms apart
     let t0 = Instant::now();
     let mut history: std::collections::VecDeque<Vec<u64>> = std::collections::VecDeque::new();
@@ -104,7 +104,11 @@ fn wait_quiet(pids: &[u32], max: Duration) -> Option<Duration> {
         }
         if history.len() == WINDOW + 1 {
             let (old, new) = (&history[0], &history[WINDOW]);
-            if old.iter().zip(new).all(|(a, b)| b.saturating_sub(*a) <= 5) {
+            if old
+                .iter()
+                .zip(new)
+                .all(|(a, b)| b.saturating_sub(*a) <= 2 * games + 3)
+            {
                 let began = t0
                     .elapsed()
                     .saturating_sub(Duration::from_millis(100 * WINDOW as u64));
@@ -363,7 +367,7 @@ fn main() {
     // The bots' Avatars are destroyed (and saved) when they disconnect: let the game write
     // those saves before it is stopped, and report how long that took.
     let server_pids: Vec<u32> = servers.iter().map(|(_, pid)| *pid).collect();
-    let quiet = wait_quiet(&server_pids, Duration::from_secs(60));
+    let quiet = wait_quiet(&server_pids, u64::from(games), Duration::from_secs(60));
     let codes = cluster.stop_all();
     let _ = std::fs::write(cluster.dir.join("test_client.out"), lines.join("\n") + "\n");
     let errors = cluster.error_lines();
