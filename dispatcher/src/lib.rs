@@ -884,7 +884,27 @@ impl Dispatcher {
             }
             mt::REAL_MIGRATE => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
-                let target = peek_u16(p, 18).ok_or_else(short)?;
+                let mut target = peek_u16(p, 18).ok_or_else(short)?;
+                let up = self
+                    .games
+                    .get(&target)
+                    .is_some_and(|g| g.conn.is_some() || g.frozen_until.is_some_and(|t| now < t));
+                let bounced;
+                let p: &[u8] = if up {
+                    p
+                } else {
+                    // The target died after it was chosen: the entity goes back to the game
+                    // it left (which rebuilds it from the same bytes), rather than into the
+                    // queue of a game that may never return.
+                    warn!(
+                        "REAL_MIGRATE of entity {eid} to game{target}, which is down: sent back to game{game_id}"
+                    );
+                    target = game_id;
+                    let mut b = p.to_vec();
+                    b[18..20].copy_from_slice(&game_id.to_le_bytes());
+                    bounced = b;
+                    &bounced
+                };
                 match self.entities.get_mut(&eid) {
                     Some(info) => {
                         // The entity's own dispatcher: it moves, then its held calls follow.

@@ -767,3 +767,43 @@ fn real_migrate_for_an_entity_of_another_dispatcher_is_relayed() {
     assert_eq!(t.got(conn(2)), vec![mig]);
     assert_eq!(t.d.entity_game(&e), None, "not in this dispatcher's table");
 }
+
+/// A migration whose target game died after it was chosen goes back to the game it left,
+/// with the calls held for it, instead of into the dead game's queue.
+#[test]
+fn real_migrate_to_a_game_that_went_down_goes_back_to_its_source() {
+    let mut t = T::new(2, 0);
+    let e = eid("bouncerbouncer01");
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![]);
+    let req = Msg::MigrateRequest {
+        eid: e,
+        space_id: nil_space_id(2),
+        space_game_id: 2,
+    };
+    t.send(conn(1), req);
+    t.d.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    t.io.sent.clear();
+    t.send(conn(1), call(e, "held"));
+    assert!(t.io.sent.is_empty(), "held while it migrates");
+    t.send(
+        conn(1),
+        Msg::RealMigrate {
+            eid: e,
+            target_game: 2,
+            data: vec![0x80],
+        },
+    );
+    assert_eq!(
+        t.got(conn(1)),
+        vec![
+            Msg::RealMigrate {
+                eid: e,
+                target_game: 1,
+                data: vec![0x80],
+            },
+            call(e, "held")
+        ]
+    );
+    assert_eq!(t.d.entity_game(&e), Some(1));
+}
