@@ -1057,3 +1057,123 @@ fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporti
     );
     assert!(after.contains(&Msg::NotifyCreateEntity { eid: saved }));
 }
+
+/// A service that is never created in the test below (its shard lives "elsewhere").
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Svc;
+
+impl Entity for Svc {
+    fn describe(_desc: &mut TypeDesc<Self>) {}
+}
+
+/// Calls a service, then enters a space on another game, in one handler.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Mover;
+
+impl Entity for Mover {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.method(
+            "Go",
+            crate::entity::Expose::Server,
+            |_: &mut Mover, ctx, (space,): (EntityId,)| {
+                ctx.call_service_any("Svc", "Hit", crate::args![]);
+                ctx.enter_space(space, crate::entity::Vec3::default());
+            },
+        );
+    }
+}
+
+/// An entity whose service call waits here for the service's shard leaves this game only
+/// after that call went out: a call it makes from its next game cannot overtake it.
+#[test]
+fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
+    let now = Instant::now();
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    types.register::<Mover>("Mover").unwrap();
+    types.register_service::<Svc>("Svc", 1).unwrap();
+    let mut g = GameService::new(
+        settings(1, "Account", now),
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    let ack = Msg::SetGameIdAck {
+        disp_id: 1,
+        deployment_ready: false,
+        games: vec![1, 2],
+        rejected: vec![],
+        kvreg: vec![],
+    };
+    g.on_frame(&mut io, now, conn(1), &ack.to_payload());
+    let mut mover = EntityId::default();
+    g.with_game_ctx(&mut io, now, |ctx| {
+        mover = ctx.create_entity_locally("Mover")
+    });
+    io.take();
+    let space = EntityId::parse("spaceonthegame02").unwrap();
+    let frame = |g: &mut GameService, io: &mut MemIo, m: Msg| {
+        g.on_frame(io, now, conn(1), &m.to_payload());
+        io.take()
+            .into_iter()
+            .map(|(_, p)| Msg::decode(&p).unwrap())
+            .collect::<Vec<Msg>>()
+    };
+    let go = Msg::CallEntityMethod {
+        eid: mover,
+        method: "Go".into(),
+        args: crate::args![space],
+    };
+    assert_eq!(
+        frame(&mut g, &mut io, go),
+        vec![Msg::QuerySpaceGameIdForMigrate {
+            space_id: space,
+            eid: mover,
+            game_id: None
+        }],
+        "the service call waits for its shard"
+    );
+    let ack1 = Msg::QuerySpaceGameIdForMigrate {
+        space_id: space,
+        eid: mover,
+        game_id: Some(2),
+    };
+    let req = Msg::MigrateRequest {
+        eid: mover,
+        space_id: space,
+        space_game_id: 2,
+    };
+    assert_eq!(frame(&mut g, &mut io, ack1), vec![req.clone()]);
+    assert_eq!(
+        frame(&mut g, &mut io, req),
+        vec![],
+        "it does not leave while its call waits here"
+    );
+    assert!(g.world().exists(&mover));
+    let svc = EntityId::parse("servicesvcshard0").unwrap();
+    let kv = |key: &str, val: &str| Msg::KvregRegister {
+        key: key.into(),
+        val: val.into(),
+        force: false,
+    };
+    assert_eq!(frame(&mut g, &mut io, kv("Service/Svc#0", "game2")), vec![]);
+    let out = frame(
+        &mut g,
+        &mut io,
+        kv("Service/Svc#0/EntityID", &svc.to_text()),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(
+        out[0],
+        Msg::CallEntityMethod {
+            eid: svc,
+            method: "Hit".into(),
+            args: vec![]
+        }
+    );
+    assert!(matches!(out[1], Msg::RealMigrate { eid, target_game: 2, .. } if eid == mover));
+    assert!(!g.world().exists(&mover));
+}

@@ -241,6 +241,9 @@ pub struct World {
     /// Position syncs from clients this game did not apply (entity gone or not syncing).
     syncs_ignored: u64,
     aoi_events: Vec<crate::aoi::AoiEvent>,
+    /// Migrations acknowledged while service calls were held here: an entity leaves only
+    /// after the calls waiting on this game (perhaps its own) have gone out ahead of it.
+    migrations_waiting: Vec<(EntityId, EntityId, u16)>,
     kvdb: Option<Kvdb>,
     kvdb_waiting: HashMap<u64, (EntityId, Option<KvdbCallback>)>,
     storage: Option<Storage>,
@@ -298,6 +301,7 @@ impl World {
             sync_interval: Duration::from_millis(100),
             syncs_ignored: 0,
             aoi_events: Vec::new(),
+            migrations_waiting: Vec::new(),
             registry,
             game_id,
             clock,

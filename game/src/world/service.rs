@@ -483,6 +483,7 @@ impl World {
                 warn!("{count} calls to {name}.{method} waited {HELD_CALL_TIMEOUT:?} for the service's shards and were dropped");
             }
         }
+        self.resume_waiting_migrations(net, now);
     }
 
     /// The periodic service check (every minute) also expires held calls.

@@ -754,6 +754,13 @@ impl World {
         space: EntityId,
         game: u16,
     ) {
+        if self.held_service_calls() > 0 {
+            // Service calls made here wait for their shards; some may be this entity's, and a
+            // call it makes from its next game must not overtake them. It leaves after them.
+            debug!("{eid}: migration waits for the service calls held here");
+            self.migrations_waiting.push((eid, space, game));
+            return;
+        }
         let Some(rec) = self.entities.get_mut(&eid) else {
             debug!("migrate ack for {eid}, which is no longer here");
             return;
@@ -797,6 +804,16 @@ impl World {
         // What the callbacks queued runs now, as GoWorld's post queue runs after each
         // packet; calls to the entity follow it through its dispatcher, after REAL_MIGRATE.
         self.run_local_calls(net, now);
+    }
+
+    /// Runs the migrations that waited for held service calls, once none are held.
+    pub(crate) fn resume_waiting_migrations(&mut self, net: &mut Net, now: Instant) {
+        if self.held_service_calls() > 0 || self.migrations_waiting.is_empty() {
+            return;
+        }
+        for (eid, space, game) in std::mem::take(&mut self.migrations_waiting) {
+            self.on_migrate_ack(net, now, eid, space, game);
+        }
     }
 
     /// Step 3 arrived here: rebuild the entity, OnAttrsReady, OnMigrateIn, enter its space.
