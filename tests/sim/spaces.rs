@@ -891,3 +891,57 @@ fn a_migrating_players_client_sees_the_old_space_go_before_the_new_one_comes() {
         ["destroy N1", "destroy Z1", "create Z2", "create N2"]
     );
 }
+
+/// Two players on different games enter a space on each other's game at the same moment,
+/// with three dispatchers: both arrive, each exactly once, each client still connected and
+/// shown its new space; their clients' calls meanwhile all arrive, once, in order.
+#[test]
+fn two_players_migrating_into_each_others_games_at_once_both_arrive() {
+    let mut sim = up(3, Duration::from_millis(2));
+    let (c1, a1, g1) = connect(&mut sim);
+    // A second client whose Account lives on the other game.
+    let (c2, a2) = loop {
+        let (c, a, g) = connect(&mut sim);
+        if g != g1 {
+            break (c, a);
+        }
+    };
+    let g2 = 3 - g1;
+    let z1 = on_game(&mut sim, g1, |g| g.create_space_locally(1));
+    let z2 = on_game(&mut sim, g2, |g| g.create_space_locally(2));
+    sim.run_until_idle();
+    let names = Names::new(&[(a1, "A1"), (a2, "A2"), (z1, "Z1"), (z2, "Z2")]);
+    let (seen1, seen2) = (sim.client_messages(c1).len(), sim.client_messages(c2).len());
+    // At once: A1 (on g1) enters Z2 (on g2), A2 (on g2) enters Z1 (on g1); their clients
+    // keep calling them meanwhile.
+    on_game(&mut sim, g1, |g| {
+        g.call(a1, "Enter", args![z2, 1.0f32, 1.0f32])
+    });
+    on_game(&mut sim, g2, |g| {
+        g.call(a2, "Enter", args![z1, 1.0f32, 1.0f32])
+    });
+    for i in 0..20i64 {
+        sim.client_send(c1, &client_call(a1, "Seq", args![i]));
+        sim.client_send(c2, &client_call(a2, "Seq", args![i]));
+        sim.advance(Duration::from_millis(1));
+    }
+    sim.advance(Duration::from_millis(300));
+    assert_eq!(home(&sim, &a1), Some(g2));
+    assert_eq!(home(&sim, &a2), Some(g1));
+    assert_eq!(sim.game(g2).world().space_of(&a1), Some(z2));
+    assert_eq!(sim.game(g1).world().space_of(&a2), Some(z1));
+    for (a, g) in [(a1, g2), (a2, g1)] {
+        let d = dispatcher_for_entity(&a, 3);
+        assert_eq!(sim.dispatcher(d).entity_game(&a), Some(g));
+        let acc = account(&sim, &a);
+        let seq: Vec<i64> = acc.from_client.iter().map(|(i, _)| *i).collect();
+        assert_eq!(
+            seq,
+            (0..20).collect::<Vec<_>>(),
+            "every client call once, in order"
+        );
+    }
+    assert!(!sim.client_closed(c1) && !sim.client_closed(c2));
+    assert_eq!(names.client_lines(&sim, c1, seen1), ["create Z2"]);
+    assert_eq!(names.client_lines(&sim, c2, seen2), ["create Z1"]);
+}
