@@ -945,3 +945,48 @@ fn two_players_migrating_into_each_others_games_at_once_both_arrive() {
     assert_eq!(names.client_lines(&sim, c1, seen1), ["create Z2"]);
     assert_eq!(names.client_lines(&sim, c2, seen2), ["create Z1"]);
 }
+
+/// The entity's dispatcher dies and comes back (empty) at each moment of a migration: the
+/// entity ends up on exactly one game, known there by its dispatcher, its client connected.
+#[test]
+fn a_dispatcher_restarted_mid_migration_leaves_the_entity_in_exactly_one_place() {
+    for kill_after_ms in [0u64, 2, 4, 6, 8, 10, 14, 20] {
+        let mut sim = up(3, Duration::from_millis(2));
+        let (c, a, ga) = connect(&mut sim);
+        let gb = 3 - ga;
+        let zone = on_game(&mut sim, gb, |g| g.create_space_locally(1));
+        sim.run_until_idle();
+        let d = dispatcher_for_entity(&a, 3);
+        on_game(&mut sim, ga, |g| {
+            g.call(a, "Enter", args![zone, 1.0f32, 1.0f32])
+        });
+        sim.advance(Duration::from_millis(kill_after_ms));
+        let name = format!("dispatcher{d}");
+        sim.kill(&name);
+        sim.advance(Duration::from_millis(50));
+        sim.restart_fresh(&name);
+        sim.advance(Duration::from_secs(3));
+        let homes: Vec<u16> = (1..=2)
+            .filter(|&g| sim.game(g).world().exists(&a))
+            .collect();
+        assert_eq!(
+            homes.len(),
+            1,
+            "killed after {kill_after_ms} ms: lives on {homes:?}"
+        );
+        assert_eq!(
+            sim.dispatcher(d).entity_game(&a),
+            Some(homes[0]),
+            "killed after {kill_after_ms} ms: its dispatcher knows where it is"
+        );
+        assert!(!sim.client_closed(c), "killed after {kill_after_ms} ms");
+        // And it still answers its client.
+        sim.client_send(c, &client_call(a, "Seq", args![99i64]));
+        sim.advance(Duration::from_millis(100));
+        let acc = account(&sim, &a);
+        assert!(
+            acc.from_client.iter().any(|(i, _)| *i == 99),
+            "killed after {kill_after_ms} ms: a client call after the restart arrives"
+        );
+    }
+}
