@@ -791,20 +791,7 @@ impl Ctx<'_> {
     }
 
     fn aoi_set(&self, sees: bool) -> Vec<EntityId> {
-        let Some(space) = self.spaces.get(&self.place.space) else {
-            return Vec::new();
-        };
-        let (Some(aoi), Some(slot)) = (
-            space.aoi.as_ref(),
-            space.members.get(&self.id).and_then(|m| m.aoi),
-        ) else {
-            return Vec::new();
-        };
-        if sees {
-            aoi.interested_in(slot).map(|s| aoi.payload(s)).collect()
-        } else {
-            aoi.interested_by(slot).map(|s| aoi.payload(s)).collect()
-        }
+        crate::world::aoi_neighbours(self.spaces, &self.place.space, &self.id, sees)
     }
 
     /// True if entity `id` lives on this game (this entity included).

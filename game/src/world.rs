@@ -34,10 +34,10 @@ use crate::GameClient;
 mod service;
 mod space;
 pub use service::{ShardSel, HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
+pub(crate) use space::{aoi_neighbours, EntityMap, Placement, SpaceMap, SYNC_NEIGHBOURS, SYNC_OWN};
 pub use space::{
     decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
 };
-pub(crate) use space::{EntityMap, Placement, SpaceMap, SYNC_NEIGHBOURS, SYNC_OWN};
 
 /// Refused client calls after which the client is disconnected.
 pub const REFUSED_CALLS_LIMIT: u32 = 20;

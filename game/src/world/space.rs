@@ -135,6 +135,30 @@ pub(crate) struct EnterRequest {
     sent: bool,
 }
 
+/// The entities that entity `id` in `space` sees (`sees`) or that see it; empty unless the
+/// space has AOI and `id` takes part in it.
+pub(crate) fn aoi_neighbours(
+    spaces: &SpaceMap,
+    space: &EntityId,
+    id: &EntityId,
+    sees: bool,
+) -> Vec<EntityId> {
+    let Some(space) = spaces.get(space) else {
+        return Vec::new();
+    };
+    let (Some(aoi), Some(slot)) = (
+        space.aoi.as_ref(),
+        space.members.get(id).and_then(|m| m.aoi),
+    ) else {
+        return Vec::new();
+    };
+    if sees {
+        aoi.interested_in(slot).map(|s| aoi.payload(s)).collect()
+    } else {
+        aoi.interested_by(slot).map(|s| aoi.payload(s)).collect()
+    }
+}
+
 /// The space type used when the game registers none.
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct BasicSpace;
@@ -189,38 +213,14 @@ impl World {
         let Some(rec) = self.entities.get(id) else {
             return Vec::new();
         };
-        let Some(space) = self.spaces.get(&rec.place.space) else {
-            return Vec::new();
-        };
-        let (Some(aoi), Some(slot)) = (
-            space.aoi.as_ref(),
-            space.members.get(id).and_then(|m| m.aoi),
-        ) else {
-            return Vec::new();
-        };
-        if sees {
-            aoi.interested_in(slot).map(|s| aoi.payload(s)).collect()
-        } else {
-            aoi.interested_by(slot).map(|s| aoi.payload(s)).collect()
-        }
+        aoi_neighbours(&self.spaces, &rec.place.space, id, sees)
     }
 
     /// The clients of the entities that see `id`.
     pub(crate) fn watcher_clients(&self, id: &EntityId) -> Vec<GameClient> {
-        let Some(rec) = self.entities.get(id) else {
-            return Vec::new();
-        };
-        let Some(space) = self.spaces.get(&rec.place.space) else {
-            return Vec::new();
-        };
-        let (Some(aoi), Some(slot)) = (
-            space.aoi.as_ref(),
-            space.members.get(id).and_then(|m| m.aoi),
-        ) else {
-            return Vec::new();
-        };
-        aoi.interested_by(slot)
-            .filter_map(|s| self.entities.get(&aoi.payload(s)).and_then(|r| r.client))
+        self.seen_by(id)
+            .iter()
+            .filter_map(|w| self.entities.get(w).and_then(|r| r.client))
             .collect()
     }
 
