@@ -157,14 +157,14 @@ pub struct Dispatcher {
     sync_to_games: BTreeMap<u16, Vec<u8>>,
     /// Position sync records dropped because their entity is not in the routing table.
     sync_dropped_unknown_entity: u64,
-    /// Until every desired game has announced its entities (or the startup hold expires),
-    /// packets for unknown entities wait here instead of being dropped.
-    unknown_hold: Option<(Instant, FastMap<EntityId, Held>)>,
-    /// After start-up: packets for entities not announced yet, each waiting up to
-    /// [`UNKNOWN_ENTITY_GRACE`] for its NOTIFY_CREATE_ENTITY.
-    unknown_grace: FastMap<EntityId, (Instant, Held)>,
+    /// Set until every desired game has announced its entities (or this time passes).
+    startup_until: Option<Instant>,
+    /// Packets for entities not announced yet, waiting for their NOTIFY_CREATE_ENTITY (or a
+    /// SET_GAME_ID listing them): until start-up ends (`None`), or until the time given
+    /// ([`UNKNOWN_ENTITY_GRACE`] after the first packet); then reported, not delivered.
+    unknown: FastMap<EntityId, (Option<Instant>, Held)>,
     /// Packets not delivered because [`UNKNOWN_ENTITY_GRACE_MAX`] entities were waiting.
-    unknown_grace_refused: u64,
+    unknown_refused: u64,
     started: bool,
     games_seen: HashSet<u16>,
     unknown_types_logged: HashSet<u16>,
@@ -254,13 +254,13 @@ impl Dispatcher {
             boot_waiting: VecDeque::new(),
             sync_to_games: BTreeMap::new(),
             sync_dropped_unknown_entity: 0,
-            unknown_hold: None,
+            startup_until: None,
             started: false,
             games_seen: HashSet::new(),
             unknown_types_logged: HashSet::new(),
             next_sweep: None,
-            unknown_grace: FastMap::default(),
-            unknown_grace_refused: 0,
+            unknown: FastMap::default(),
+            unknown_refused: 0,
             stop: false,
         }
     }
@@ -303,7 +303,7 @@ impl Dispatcher {
     fn ensure_started(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
-            self.unknown_hold = Some((now + STARTUP_HOLD, FastMap::default()));
+            self.startup_until = Some(now + STARTUP_HOLD);
         }
     }
 
@@ -384,35 +384,28 @@ impl Dispatcher {
                 self.send_game(io, now, game, payload, &[]);
             }
             None => {
-                if let Some((until, holds)) = &mut self.unknown_hold {
-                    if now < *until {
-                        holds.entry(eid).or_default().push(
-                            || format!("unknown entity {eid}"),
-                            limit,
-                            payload,
-                        );
-                        return;
-                    }
-                }
-                if let Some((_, held)) = self.unknown_grace.get_mut(&eid) {
+                if let Some((_, held)) = self.unknown.get_mut(&eid) {
                     held.push(|| format!("unknown entity {eid}"), limit, payload);
                     return;
                 }
-                if self.unknown_grace.len() >= UNKNOWN_ENTITY_GRACE_MAX {
-                    self.unknown_grace_refused += 1;
-                    if self.unknown_grace_refused.is_power_of_two() {
+                // During start-up every entity of a restarted dispatcher may be unknown, so
+                // only later waits are capped.
+                let starting = self.startup_until.is_some_and(|t| now < t);
+                if !starting && self.unknown.len() >= UNKNOWN_ENTITY_GRACE_MAX {
+                    self.unknown_refused += 1;
+                    if self.unknown_refused.is_power_of_two() {
                         warn!(
                             "entity {eid} is unknown and {UNKNOWN_ENTITY_GRACE_MAX} unknown entities are already waiting; {} not delivered ({} such packets so far)",
                             describe(payload),
-                            self.unknown_grace_refused
+                            self.unknown_refused
                         );
                     }
                     return;
                 }
                 let mut held = Held::default();
                 held.push(|| format!("unknown entity {eid}"), limit, payload);
-                self.unknown_grace
-                    .insert(eid, (now + UNKNOWN_ENTITY_GRACE, held));
+                let until = (!starting).then(|| now + UNKNOWN_ENTITY_GRACE);
+                self.unknown.insert(eid, (until, held));
                 self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
             }
         }
@@ -494,13 +487,7 @@ impl Dispatcher {
             .or_insert(EntityInfo { game, hold: None })
             .game = game;
         self.release_entity(io, now, eid);
-        let unknown = self.unknown_hold.as_mut().and_then(|(_, h)| h.remove(&eid));
-        if let Some(held) = unknown {
-            for p in held.queue {
-                self.send_entity(io, now, eid, &p);
-            }
-        }
-        if let Some((_, held)) = self.unknown_grace.remove(&eid) {
+        if let Some((_, held)) = self.unknown.remove(&eid) {
             for p in held.queue {
                 self.send_entity(io, now, eid, &p);
             }
@@ -679,15 +666,17 @@ impl Dispatcher {
 
     fn end_startup_hold_if_complete(&mut self, io: &mut dyn Io, now: Instant) {
         let all_seen = (1..=self.s.desired_games).all(|g| self.games_seen.contains(&g));
-        let expired = self.unknown_hold.as_ref().is_some_and(|(t, _)| now >= *t);
-        if !(all_seen || expired) {
+        let expired = self.startup_until.is_some_and(|t| now >= t);
+        if !(all_seen || expired) || self.startup_until.take().is_none() {
             return;
         }
-        let Some((_, holds)) = self.unknown_hold.take() else {
-            return;
-        };
-        for (eid, held) in holds {
+        let waited: Vec<EntityId> = (self.unknown.iter())
+            .filter(|(_, (until, _))| until.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for eid in waited {
             // Entities announced since were flushed by set_entity_game; these stayed unknown.
+            let (_, held) = self.unknown.remove(&eid).expect("listed");
             if let Some(first) = held.queue.front() {
                 warn!(
                     "entity {eid} is unknown after every game announced its entities; {} held packets not delivered (first: {})",
@@ -1080,14 +1069,12 @@ impl Dispatcher {
             self.handle_game_gone(io, now, game_id);
         }
         self.end_startup_hold_if_complete(io, now);
-        let gone: Vec<EntityId> = self
-            .unknown_grace
-            .iter()
-            .filter(|(_, (until, _))| now >= *until)
+        let gone: Vec<EntityId> = (self.unknown.iter())
+            .filter(|(_, (until, _))| until.is_some_and(|t| now >= t))
             .map(|(id, _)| *id)
             .collect();
         for eid in gone {
-            let (_, held) = self.unknown_grace.remove(&eid).expect("listed");
+            let (_, held) = self.unknown.remove(&eid).expect("listed");
             if let Some(first) = held.queue.front() {
                 warn!(
                     "entity {eid} is unknown ({} s after its first packet); {} packets not delivered (first: {})",
@@ -1195,8 +1182,8 @@ impl Handler for Dispatcher {
 
     fn next_deadline(&self) -> Option<Instant> {
         // Sweeping matters only while something is held or waiting.
-        let holding = self.unknown_hold.is_some()
-            || !self.unknown_grace.is_empty()
+        let holding = self.startup_until.is_some()
+            || !self.unknown.is_empty()
             || self.games.values().any(|g| g.frozen_until.is_some())
             || !self.held_entities.is_empty();
         if holding {
