@@ -615,7 +615,7 @@ impl Dispatcher {
 
         let notice = Msg::NotifyGameConnected { game_id }.to_payload();
         self.broadcast_games(io, now, game_id, &notice);
-        self.end_startup_hold_if_complete(io, now);
+        self.end_startup_hold_if_complete(now);
         self.flush_boot_waiting(io, now);
         self.check_deployment_ready(io, now);
     }
@@ -664,7 +664,7 @@ impl Dispatcher {
         self.broadcast_games(io, now, 0, &p);
     }
 
-    fn end_startup_hold_if_complete(&mut self, io: &mut dyn Io, now: Instant) {
+    fn end_startup_hold_if_complete(&mut self, now: Instant) {
         let all_seen = (1..=self.s.desired_games).all(|g| self.games_seen.contains(&g));
         let expired = self.startup_until.is_some_and(|t| now >= t);
         if !(all_seen || expired) || self.startup_until.take().is_none() {
@@ -685,7 +685,6 @@ impl Dispatcher {
                 );
             }
         }
-        let _ = io;
     }
 
     // ---- disconnects ---------------------------------------------------------------------
@@ -1068,7 +1067,7 @@ impl Dispatcher {
             g.frozen_until = None;
             self.handle_game_gone(io, now, game_id);
         }
-        self.end_startup_hold_if_complete(io, now);
+        self.end_startup_hold_if_complete(now);
         let gone: Vec<EntityId> = (self.unknown.iter())
             .filter(|(_, (until, _))| until.is_some_and(|t| now >= t))
             .map(|(id, _)| *id)

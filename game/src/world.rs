@@ -383,6 +383,8 @@ impl World {
         f: impl FnOnce(&dyn EntityType, &mut dyn Any, &mut Ctx),
     ) -> bool {
         let mut actions = Vec::new();
+        // The record is taken out while game code runs, so its Ctx can read every other
+        // entity (is_local, type_of, position_of) from the same map; it goes back after.
         let Some(mut rec) = self.entities.remove(&id) else {
             return false;
         };

@@ -288,7 +288,7 @@ impl World {
     /// dispatcher, records `[clientid, eid, x, y, z, yaw]`.
     pub fn flush_syncs(&mut self, net: &mut Net) {
         self.next_sync = None;
-        let dirty = std::mem::take(&mut self.sync_dirty);
+        let mut dirty = std::mem::take(&mut self.sync_dirty);
         let mut per_gate: FastMap<u16, Vec<u8>> = FastMap::default();
         let mut add = |c: GameClient, rec: &[u8]| {
             let p = per_gate.entry(c.gate_id).or_insert_with(|| {
@@ -329,8 +329,9 @@ impl World {
                 }
             }
         }
+        // Keep the list's allocation for the next interval.
+        dirty.clear();
         self.sync_dirty = dirty;
-        self.sync_dirty.clear();
         for (gate, p) in per_gate {
             net.links.send_by_gate(net.io, gate, &p);
         }
