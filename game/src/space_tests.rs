@@ -1480,3 +1480,34 @@ fn face_to_turns_clockwise_from_plus_z_as_goworld_does() {
         );
     }
 }
+
+/// Bad input between games: a REAL_MIGRATE whose data is not a snapshot, and a fence with
+/// arguments that are not `(game, token)`, each get one log line and change nothing else.
+#[test]
+fn unreadable_migration_data_and_malformed_fences_are_reported_and_ignored() {
+    let mut t = G::new();
+    let x = EntityId::parse("garbledgarbled01").unwrap();
+    take_warnings();
+    t.frame(Msg::RealMigrate {
+        eid: x,
+        target_game: 1,
+        data: vec![0x93, 0x01],
+    });
+    assert!(!t.g.world().exists(&x), "nothing is built from garbage");
+    assert_eq!(t.sent(), vec![]);
+    let w = take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("unreadable"), "{w:?}");
+    let c = t.create("Traveller", "C");
+    t.sent();
+    t.frame(Msg::CallEntityMethod {
+        eid: c,
+        method: world::FENCE_METHOD.into(),
+        args: crate::args!["not a game id"],
+    });
+    assert_eq!(t.sent(), vec![]);
+    let w = take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("malformed fence"), "{w:?}");
+    assert!(t.g.world().exists(&c));
+}
