@@ -638,6 +638,10 @@ impl Dispatcher {
             self.peers.remove(&old);
             io.close(old, "replaced by a new connection of the same gate");
         }
+        // On each game's link this comes after any earlier NOTIFY_GATE_DISCONNECTED and
+        // before anything about the new instance's clients.
+        let p = Msg::NotifyGateConnected { gate_id }.to_payload();
+        self.broadcast_games(io, now, 0, &p);
         self.check_deployment_ready(io, now);
     }
 

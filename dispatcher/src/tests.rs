@@ -135,7 +135,13 @@ fn game_handshake_is_acknowledged_and_deployment_becomes_ready() {
     assert!(!t.d.is_deployment_ready());
     t.gate(conn(2), 1);
     assert!(t.d.is_deployment_ready());
-    assert_eq!(t.got(conn(1)), vec![Msg::NotifyDeploymentReady]);
+    assert_eq!(
+        t.got(conn(1)),
+        vec![
+            Msg::NotifyGateConnected { gate_id: 1 },
+            Msg::NotifyDeploymentReady
+        ]
+    );
     // A game that connects later learns readiness from its ack, and the first is told.
     t.game(conn(3), 2, vec![nil_space_id(2)]);
     assert!(
@@ -452,7 +458,8 @@ fn a_frozen_game_gets_its_held_packets_after_it_comes_back() {
     t.game(conn(2), 1, vec![e]);
     let got = t.got(conn(2));
     assert!(matches!(got[0], Msg::SetGameIdAck { .. }));
-    assert!(matches!(&got[1], Msg::CallEntityMethodFromClient { method, .. } if method == "X"));
+    assert_eq!(got[1], Msg::NotifyGateConnected { gate_id: 1 });
+    assert!(matches!(&got[2], Msg::CallEntityMethodFromClient { method, .. } if method == "X"));
 }
 
 #[test]

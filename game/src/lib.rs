@@ -85,6 +85,10 @@ pub struct GameService {
     /// while any dispatcher reports it.
     online_by_disp: Vec<BTreeSet<u16>>,
     online: BTreeSet<u16>,
+    /// Gates each dispatcher reported gone and not back since (index = dispatcher ID - 1). A
+    /// migration carries its client through the client's dispatcher, so a client on a gate
+    /// that dispatcher reported gone belongs to a dead gate instance.
+    gates_down_by_disp: Vec<BTreeSet<u16>>,
     /// Every entity on this game but the nil space.
     world: World,
     /// This process's CPU use in percent of one core, as the shell last measured it.
@@ -114,6 +118,7 @@ impl GameService {
         GameService {
             links: DispatcherLinks::new(n, &format!("game{}", s.game_id)),
             online_by_disp: vec![BTreeSet::new(); usize::from(n.max(1))],
+            gates_down_by_disp: vec![BTreeSet::new(); usize::from(n.max(1))],
             cpu_percent: 0.0,
             next_load_report: None,
             load_reports: false,
@@ -407,11 +412,15 @@ impl GameService {
                     .client_disconnected(&mut net, now, owner_eid, client_id);
             }
             Msg::NotifyGateDisconnected { gate_id } => {
+                self.gates_down_by_disp[usize::from(disp - 1)].insert(gate_id);
                 let mut net = Net {
                     io,
                     links: &mut self.links,
                 };
                 self.world.gate_disconnected(&mut net, now, gate_id);
+            }
+            Msg::NotifyGateConnected { gate_id } => {
+                self.gates_down_by_disp[usize::from(disp - 1)].remove(&gate_id);
             }
             Msg::CallEntityMethod { eid, method, args } => {
                 let mut net = Net {
@@ -513,7 +522,9 @@ impl GameService {
                     io,
                     links: &mut self.links,
                 };
-                self.world.on_real_migrate(&mut net, now, eid, &data);
+                let gates_down = &self.gates_down_by_disp[usize::from(disp - 1)];
+                self.world
+                    .on_real_migrate(&mut net, now, eid, &data, gates_down);
             }
             other => {
                 let t = other.msg_type();

@@ -299,6 +299,9 @@ impl Entity for Traveller {
     fn on_enter_space_failed(&mut self, ctx: &mut Ctx, space: EntityId) {
         log(format!("{}.enter_space_failed {space}", ctx.id()));
     }
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
+        log(format!("{}.client_disconnected", ctx.id()));
+    }
 }
 
 // ---- the harness ----------------------------------------------------------------------------
@@ -1510,4 +1513,72 @@ fn unreadable_migration_data_and_malformed_fences_are_reported_and_ignored() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("malformed fence"), "{w:?}");
     assert!(t.g.world().exists(&c));
+}
+
+/// An entity arriving with a client on a gate its dispatcher reported gone (the gate died
+/// while it travelled) arrives without it: nothing is sent to the dead client, and its
+/// client-disconnected callback runs after it entered its space. Once the gate is back, a
+/// client there travels as usual.
+#[test]
+fn an_entity_whose_clients_gate_died_on_the_way_arrives_without_it() {
+    let mut t = G::new();
+    let r = t.space(1, "R");
+    t.connect("c3", 2);
+    t.log();
+    t.sent();
+    let arrive = |t: &mut G, id: &str, name: &str| {
+        let x = EntityId::parse(id).unwrap();
+        t.name(x, name);
+        let snap = world::Snapshot {
+            id: x,
+            type_name: "Traveller".into(),
+            attrs: crate::attr::Attrs::new().to_bytes(),
+            state: rmp_serde::to_vec_named(&Traveller).unwrap(),
+            client: Some(t.clients["c3"]),
+            timers: vec![],
+            space: r,
+            pos: Vec3::new(5.0, 0.0, 0.0),
+            yaw: 0.0,
+            syncing_from_client: false,
+            sync_flags: 0,
+        };
+        t.frame(Msg::RealMigrate {
+            eid: x,
+            target_game: 1,
+            data: world::encode_snapshot(&snap),
+        });
+        x
+    };
+    t.frame(Msg::NotifyGateDisconnected { gate_id: 2 });
+    let x = arrive(&mut t, "travellertravel1", "X");
+    assert_eq!(
+        t.log(),
+        [
+            "X.attrs_ready",
+            "X.migrate_in",
+            "R.entity_enter X",
+            "X.enter_space R",
+            "X.client_disconnected"
+        ]
+    );
+    assert_eq!(t.g.world().client_of(&x), None);
+    let to_clients: Vec<Msg> = t
+        .sent()
+        .into_iter()
+        .filter(|m| matches!(m, Msg::ToClient { .. }))
+        .collect();
+    assert_eq!(to_clients, vec![], "nothing for the dead client");
+
+    t.frame(Msg::NotifyGateConnected { gate_id: 2 });
+    let y = arrive(&mut t, "travellertravel2", "Y");
+    assert_eq!(
+        t.log(),
+        [
+            "Y.attrs_ready",
+            "Y.migrate_in",
+            "R.entity_enter Y",
+            "Y.enter_space R"
+        ]
+    );
+    assert_eq!(t.g.world().client_of(&y), Some(t.clients["c3"]));
 }

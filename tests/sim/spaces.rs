@@ -990,3 +990,44 @@ fn a_dispatcher_restarted_mid_migration_leaves_the_entity_in_exactly_one_place()
         );
     }
 }
+
+/// The player's gate dies at each moment of its migration: wherever the gate's death is
+/// learnt first, the player arrives without a client (it is not bound to the dead gate) and
+/// its client-disconnected callback runs (the Account destroys itself), so nothing is left
+/// holding the dead client, on either game or in any dispatcher.
+#[test]
+fn a_migration_whose_clients_gate_died_meanwhile_arrives_without_a_client() {
+    for dispatchers in [1u16, 3] {
+        for kill_after_ms in 0u64..=12 {
+            let mut sim = up(dispatchers, Duration::from_millis(2));
+            let (_c, a, ga) = connect(&mut sim);
+            let gb = 3 - ga;
+            let zone = on_game(&mut sim, gb, |g| g.create_space_locally(1));
+            sim.run_until_idle();
+            on_game(&mut sim, ga, |g| {
+                g.call(a, "Enter", args![zone, 1.0f32, 1.0f32])
+            });
+            sim.advance(Duration::from_millis(kill_after_ms));
+            sim.kill("gate1");
+            sim.advance(Duration::from_secs(3));
+            let at = format!("{dispatchers} dispatchers, gate killed after {kill_after_ms} ms");
+            for g in 1..=2 {
+                assert!(
+                    !sim.game(g).world().exists(&a),
+                    "{at}: the Account lives on game{g} with client {:?}",
+                    sim.game(g).world().client_of(&a)
+                );
+                let bound: Vec<EntityId> = sim
+                    .game(g)
+                    .world()
+                    .ids()
+                    .filter(|id| sim.game(g).world().client_of(id).is_some())
+                    .copied()
+                    .collect();
+                assert!(bound.is_empty(), "{at}: game{g} still binds {bound:?}");
+            }
+            let d = dispatcher_for_entity(&a, dispatchers);
+            assert_eq!(sim.dispatcher(d).entity_game(&a), None, "{at}");
+        }
+    }
+}

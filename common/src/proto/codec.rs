@@ -53,6 +53,7 @@ pub fn msg_name(t: u16) -> &'static str {
         mt::NOTIFY_GAME_DISCONNECTED => "MT_NOTIFY_GAME_DISCONNECTED",
         mt::NOTIFY_DEPLOYMENT_READY => "MT_NOTIFY_DEPLOYMENT_READY",
         mt::GAME_LBC_INFO => "MT_GAME_LBC_INFO",
+        mt::NOTIFY_GATE_CONNECTED => "MT_NOTIFY_GATE_CONNECTED",
         mt::GATE_SERVICE_START => "MT_GATE_SERVICE_MSG_TYPE_START",
         mt::REDIRECT_TO_GATEPROXY_START => "MT_REDIRECT_TO_GATEPROXY_MSG_TYPE_START",
         mt::CREATE_ENTITY_ON_CLIENT => "MT_CREATE_ENTITY_ON_CLIENT",
@@ -294,6 +295,7 @@ pub(super) fn msg_type_of(m: &Msg) -> u16 {
         Msg::CallEntityMethodFromClient { .. } => mt::CALL_ENTITY_METHOD_FROM_CLIENT,
         Msg::SyncPositionYawFromClient { .. } => mt::SYNC_POSITION_YAW_FROM_CLIENT,
         Msg::NotifyGateDisconnected { .. } => mt::NOTIFY_GATE_DISCONNECTED,
+        Msg::NotifyGateConnected { .. } => mt::NOTIFY_GATE_CONNECTED,
         Msg::StartFreezeGame => mt::START_FREEZE_GAME,
         Msg::StartFreezeGameAck { .. } => mt::START_FREEZE_GAME_ACK,
         Msg::MigrateRequest { .. } => mt::MIGRATE_REQUEST,
@@ -414,7 +416,9 @@ pub(super) fn encode_msg(m: &Msg, out: &mut Vec<u8>) {
                 put_record(out, r);
             }
         }
-        Msg::NotifyGateDisconnected { gate_id } => put_u16(out, *gate_id),
+        Msg::NotifyGateDisconnected { gate_id } | Msg::NotifyGateConnected { gate_id } => {
+            put_u16(out, *gate_id)
+        }
         Msg::StartFreezeGame | Msg::NotifyDeploymentReady | Msg::HeartbeatFromClient => {}
         Msg::StartFreezeGameAck { disp_id } => put_u16(out, *disp_id),
         Msg::MigrateRequest {
@@ -1049,6 +1053,9 @@ pub(super) fn decode_msg(payload: &[u8]) -> Result<Msg, DecodeError> {
         mt::NOTIFY_DEPLOYMENT_READY => Msg::NotifyDeploymentReady,
         mt::GAME_LBC_INFO => Msg::GameLbcInfo {
             data: r.data("lbcinfo")?,
+        },
+        mt::NOTIFY_GATE_CONNECTED => Msg::NotifyGateConnected {
+            gate_id: r.u16("gateid")?,
         },
         mt::CREATE_ENTITY_ON_CLIENT..=mt::KICK_CLIENT => {
             let (gate_id, client_id) = r.client_header()?;

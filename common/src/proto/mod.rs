@@ -43,6 +43,10 @@ pub mod mt {
     pub const NOTIFY_GAME_DISCONNECTED: u16 = 23;
     pub const NOTIFY_DEPLOYMENT_READY: u16 = 24;
     pub const GAME_LBC_INFO: u16 = 25;
+    /// goworld-rs extension: a dispatcher tells every game that a gate (re)connected, so a
+    /// game can tell a client of a dead gate instance (carried by a migration) from one of
+    /// the gate that came back.
+    pub const NOTIFY_GATE_CONNECTED: u16 = 26;
 
     pub const GATE_SERVICE_START: u16 = 1000;
     pub const REDIRECT_TO_GATEPROXY_START: u16 = 1001;
@@ -107,7 +111,7 @@ pub fn route(t: u16) -> Route {
         mt::SYNC_POSITION_YAW_ON_CLIENTS => Route::SyncOnClients,
         mt::GATE_SERVICE_START..=mt::GATE_SERVICE_STOP => Route::GateService,
         mt::HEARTBEAT_FROM_CLIENT => Route::Heartbeat,
-        mt::SET_GAME_ID..=mt::GAME_LBC_INFO => Route::Internal,
+        mt::SET_GAME_ID..=mt::NOTIFY_GATE_CONNECTED => Route::Internal,
         _ => Route::Unknown,
     }
 }
@@ -213,6 +217,10 @@ pub enum Msg {
         records: Vec<SyncRecord>,
     },
     NotifyGateDisconnected {
+        gate_id: u16,
+    },
+    /// Dispatcher→games: gate `gate_id` completed its handshake (goworld-rs extension, 26).
+    NotifyGateConnected {
         gate_id: u16,
     },
     StartFreezeGame,

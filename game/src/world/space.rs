@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use goworld_common::id::{nil_space_id, EntityId, FastMap};
 use goworld_common::msgpack::Value;
 use goworld_common::proto::{ClientMsg, Msg, SyncRecord};
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 use serde::{Deserialize, Serialize};
 
 use super::{Deferred, Net, Rec, Snapshot, TimerSnapshot, World};
@@ -818,8 +818,18 @@ impl World {
     }
 
     /// Step 3 arrived here: rebuild the entity, OnAttrsReady, OnMigrateIn, enter its space.
-    pub fn on_real_migrate(&mut self, net: &mut Net, now: Instant, eid: EntityId, data: &[u8]) {
-        let snap = match decode_snapshot(eid, data) {
+    /// `gates_down` are the gates the dispatcher that brought it reported gone: a client
+    /// there died while the entity travelled, so it arrives without one and its
+    /// client-disconnected callback runs last.
+    pub fn on_real_migrate(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        eid: EntityId,
+        data: &[u8],
+        gates_down: &std::collections::BTreeSet<u16>,
+    ) {
+        let mut snap = match decode_snapshot(eid, data) {
             Ok(s) => s,
             Err(e) => {
                 error!("REAL_MIGRATE of {eid} is unreadable ({e}); the entity is lost");
@@ -827,6 +837,14 @@ impl World {
             }
         };
         let (space, pos, type_name) = (snap.space, snap.pos, snap.type_name.clone());
+        let lost_client = snap.client.filter(|c| gates_down.contains(&c.gate_id));
+        if let Some(c) = lost_client {
+            info!(
+                "{type_name}<{eid}> arrives without its client {}: gate{} died while it migrated",
+                c.client_id, c.gate_id
+            );
+            snap.client = None;
+        }
         if let Err(e) = self.insert_snapshot(now, snap) {
             error!("REAL_MIGRATE of {type_name}<{eid}>: {e}; the entity is lost");
             return;
@@ -843,6 +861,9 @@ impl World {
             } else {
                 warn!("{type_name}<{eid}> arrived for space {space}, which is gone; it stays in the nil space");
             }
+        }
+        if lost_client.is_some() && self.entities.contains_key(&eid) {
+            self.hook(net, now, eid, Hook::ClientDisconnected);
         }
         self.run_local_calls(net, now);
     }
