@@ -81,26 +81,66 @@ enum Peer {
 #[derive(Debug, Default)]
 struct Held {
     queue: VecDeque<Vec<u8>>,
-    /// Packets refused because the queue was full (reported once per hold, then counted).
-    overflow: u64,
+    /// Packets refused because the queue was full, reported in one line when the hold ends.
+    /// Boxed: almost no hold ever reaches its limit.
+    over: Option<Box<OverLimit>>,
 }
 
+/// What a hold refused past its limit: a count per message kind (type, and method for
+/// calls), the first [`OVER_LIMIT_KINDS`] kinds by name and the rest together.
+#[derive(Debug)]
+struct OverLimit {
+    limit: usize,
+    total: u64,
+    kinds: Vec<(String, u64)>,
+}
+
+/// How many kinds of refused packets a hold names in its report.
+const OVER_LIMIT_KINDS: usize = 8;
+
 impl Held {
-    /// Holds `payload`, or counts it past `limit`. `what` names the holder for the one log
-    /// line; it is a closure so the hot path formats nothing.
-    fn push(&mut self, what: impl Fn() -> String, limit: usize, payload: &[u8]) {
+    /// Holds `payload`, or counts it past `limit`; false when it was refused.
+    fn push(&mut self, limit: usize, payload: &[u8]) -> bool {
         if self.queue.len() < limit {
             self.queue.push_back(payload.to_vec());
-            return;
+            return true;
         }
-        self.overflow += 1;
-        if self.overflow == 1 {
-            warn!(
-                "{}: hold limit of {limit} packets reached; dropping {} and reporting the count when the hold ends",
-                what(),
-                describe(payload)
-            );
+        let over = self.over.get_or_insert_with(|| {
+            Box::new(OverLimit {
+                limit,
+                total: 0,
+                kinds: Vec::new(),
+            })
+        });
+        over.total += 1;
+        let kind = describe(payload);
+        if let Some(k) = over.kinds.iter_mut().find(|(n, _)| *n == kind) {
+            k.1 += 1;
+        } else if over.kinds.len() < OVER_LIMIT_KINDS {
+            over.kinds.push((kind, 1));
         }
+        false
+    }
+
+    /// Packets held and refused.
+    fn total(&self) -> u64 {
+        self.queue.len() as u64 + self.over.as_ref().map_or(0, |o| o.total)
+    }
+
+    /// The refused packets, for the hold's one report line: `None` if nothing was refused.
+    fn over_limit_report(&self) -> Option<String> {
+        let o = self.over.as_ref()?;
+        let named: u64 = o.kinds.iter().map(|(_, n)| n).sum();
+        let mut kinds: Vec<String> = o.kinds.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        if named < o.total {
+            kinds.push(format!("others x{}", o.total - named));
+        }
+        Some(format!(
+            "{} packets over the hold limit of {} were not delivered ({})",
+            o.total,
+            o.limit,
+            kinds.join(", ")
+        ))
     }
 }
 
@@ -157,6 +197,8 @@ pub struct Dispatcher {
     sync_to_games: BTreeMap<u16, Vec<u8>>,
     /// Position sync records dropped because their entity is not in the routing table.
     sync_dropped_unknown_entity: u64,
+    /// Packets refused by a full hold (each hold reports its own in one line when it ends).
+    over_hold_limit: u64,
     /// Set until every desired game has announced its entities (or this time passes).
     startup_until: Option<Instant>,
     /// Packets for entities not announced yet, waiting for their NOTIFY_CREATE_ENTITY (or a
@@ -254,6 +296,7 @@ impl Dispatcher {
             boot_waiting: VecDeque::new(),
             sync_to_games: BTreeMap::new(),
             sync_dropped_unknown_entity: 0,
+            over_hold_limit: 0,
             startup_until: None,
             started: false,
             games_seen: HashSet::new(),
@@ -300,6 +343,17 @@ impl Dispatcher {
         self.sync_dropped_unknown_entity
     }
 
+    /// True while entity `eid`'s calls are held (it is loading or migrating).
+    pub fn is_held(&self, eid: &EntityId) -> bool {
+        self.held_entities.contains(eid)
+    }
+
+    /// How many packets holds refused because they were full (each hold reports its own,
+    /// by kind, in one log line when it ends).
+    pub fn over_hold_limit(&self) -> u64 {
+        self.over_hold_limit
+    }
+
     fn ensure_started(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
@@ -330,12 +384,15 @@ impl Dispatcher {
         match g.conn {
             Some(conn) if !frozen => io.send2(conn, payload, tail),
             _ => {
-                if tail.is_empty() {
-                    g.held.push(|| format!("game{game_id}"), limit, payload);
+                let held = if tail.is_empty() {
+                    g.held.push(limit, payload)
                 } else {
                     let mut p = payload.to_vec();
                     p.extend_from_slice(tail);
-                    g.held.push(|| format!("game{game_id}"), limit, &p);
+                    g.held.push(limit, &p)
+                };
+                if !held {
+                    self.over_hold_limit += 1;
                 }
             }
         }
@@ -371,7 +428,9 @@ impl Dispatcher {
             Some(info) => {
                 if let Some(hold) = &mut info.hold {
                     if now < hold.until {
-                        hold.held.push(|| format!("entity {eid}"), limit, payload);
+                        if !hold.held.push(limit, payload) {
+                            self.over_hold_limit += 1;
+                        }
                         return;
                     }
                     self.release_entity(io, now, eid);
@@ -385,7 +444,9 @@ impl Dispatcher {
             }
             None => {
                 if let Some((_, held)) = self.unknown.get_mut(&eid) {
-                    held.push(|| format!("unknown entity {eid}"), limit, payload);
+                    if !held.push(limit, payload) {
+                        self.over_hold_limit += 1;
+                    }
                     return;
                 }
                 // During start-up every entity of a restarted dispatcher may be unknown, so
@@ -403,7 +464,7 @@ impl Dispatcher {
                     return;
                 }
                 let mut held = Held::default();
-                held.push(|| format!("unknown entity {eid}"), limit, payload);
+                held.push(limit, payload);
                 let until = (!starting).then(|| now + UNKNOWN_ENTITY_GRACE);
                 self.unknown.insert(eid, (until, held));
                 self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
@@ -423,11 +484,8 @@ impl Dispatcher {
         self.held_entities.remove(&eid);
         let EntityHold { held, sync, .. } = *hold;
         let game = info.game;
-        if held.overflow > 0 {
-            warn!(
-                "entity {eid}: hold ended; {} packets were over the hold limit and not delivered",
-                held.overflow
-            );
+        if let Some(report) = held.over_limit_report() {
+            warn!("entity {eid}: hold ended; {report}");
         }
         for p in held.queue {
             self.send_game(io, now, game, &p, &[]);
@@ -488,6 +546,9 @@ impl Dispatcher {
             .game = game;
         self.release_entity(io, now, eid);
         if let Some((_, held)) = self.unknown.remove(&eid) {
+            if let Some(report) = held.over_limit_report() {
+                warn!("entity {eid}: announced after a wait; {report}");
+            }
             for p in held.queue {
                 self.send_entity(io, now, eid, &p);
             }
@@ -600,11 +661,8 @@ impl Dispatcher {
         // Everything held for the game while it was away goes out after the ack, in order,
         // then what was held for the entities it announces.
         let held = std::mem::take(&mut self.games.get_mut(&game_id).expect("inserted").held);
-        if held.overflow > 0 {
-            warn!(
-                "game{game_id}: {} packets were over the game hold limit while it was away and not delivered",
-                held.overflow
-            );
+        if let Some(report) = held.over_limit_report() {
+            warn!("game{game_id}: back after a hold; {report}");
         }
         for p in held.queue {
             io.send(conn, &p);
@@ -684,7 +742,7 @@ impl Dispatcher {
             if let Some(first) = held.queue.front() {
                 warn!(
                     "entity {eid} is unknown after every game announced its entities; {} held packets not delivered (first: {})",
-                    held.queue.len() as u64 + held.overflow,
+                    held.total(),
                     describe(first)
                 );
             }
@@ -709,16 +767,31 @@ impl Dispatcher {
         let before = self.entities.len();
         let held_entities = &mut self.held_entities;
         let mut gone_ids = Vec::new();
+        // Calls held for its entities that were migrating away (or loading there) wait like
+        // calls for an unknown entity: one whose REAL_MIGRATE left before the game died
+        // turns up on its new game and gets them; the others are reported after the grace.
+        let mut orphaned = Vec::new();
         self.entities.retain(|id, e| {
             let keep = e.game != game_id;
             if !keep {
-                if e.hold.is_some() {
+                if let Some(h) = e.hold.take() {
                     held_entities.remove(id);
+                    if h.held.total() > 0 {
+                        orphaned.push((*id, h.held));
+                    }
                 }
                 gone_ids.push(*id);
             }
             keep
         });
+        let held_for_entities: u64 = orphaned.iter().map(|(_, h)| h.total()).sum();
+        for (id, held) in orphaned {
+            self.unknown
+                .insert(id, (Some(now + UNKNOWN_ENTITY_GRACE), held));
+        }
+        if held_for_entities > 0 {
+            self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
+        }
         // Every gate closes the clients whose player lived there (the gate knows owners;
         // each dispatcher lists the entities of its shard).
         if !gone_ids.is_empty() {
@@ -733,14 +806,22 @@ impl Dispatcher {
                 io.send(c, &p);
             }
         }
-        info!(
-            "game{game_id} is down: {} entities removed from the routing table",
-            before - self.entities.len()
-        );
-        if !held.queue.is_empty() || held.overflow > 0 {
+        if held_for_entities > 0 {
+            warn!(
+                "game{game_id} is down: {} entities removed from the routing table; {held_for_entities} calls held for those of them that were migrating wait {} s in case they arrived elsewhere",
+                before - self.entities.len(),
+                UNKNOWN_ENTITY_GRACE.as_secs()
+            );
+        } else {
+            info!(
+                "game{game_id} is down: {} entities removed from the routing table",
+                before - self.entities.len()
+            );
+        }
+        if held.total() > 0 {
             warn!(
                 "game{game_id} is down with {} held packets; they are not delivered",
-                held.queue.len() as u64 + held.overflow
+                held.total()
             );
         }
         let p = Msg::NotifyGameDisconnected { game_id }.to_payload();
@@ -1066,7 +1147,7 @@ impl Dispatcher {
             let g = self.games.get_mut(&game_id).expect("listed");
             warn!(
                 "game{game_id} did not come back within the freeze hold timeout; declaring it dead with {} held packets",
-                g.held.queue.len() as u64 + g.held.overflow
+                g.held.total()
             );
             g.frozen_until = None;
             self.handle_game_gone(io, now, game_id);
@@ -1082,7 +1163,7 @@ impl Dispatcher {
                 warn!(
                     "entity {eid} is unknown ({} s after its first packet); {} packets not delivered (first: {})",
                     UNKNOWN_ENTITY_GRACE.as_secs(),
-                    held.queue.len() as u64 + held.overflow,
+                    held.total(),
                     describe(first)
                 );
             }

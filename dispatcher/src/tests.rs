@@ -297,6 +297,57 @@ fn hold_limit_is_reported_not_silent() {
         t.got(conn(1)),
         vec![call(e, "m0"), call(e, "m1"), call(e, "m2")]
     );
+    assert_eq!(t.d.over_hold_limit(), 2);
+}
+
+#[test]
+fn a_full_hold_reports_what_it_refused_by_kind_in_one_line() {
+    let mut h = Held::default();
+    assert!(h.push(2, &call(eid("aaaaaaaaaaaaaa01"), "keep").to_payload()));
+    assert!(h.push(2, &call(eid("aaaaaaaaaaaaaa01"), "keep").to_payload()));
+    assert_eq!(h.over_limit_report(), None, "nothing refused yet");
+    for i in 0..12 {
+        let method = if i < 3 {
+            "Seq".to_string()
+        } else {
+            format!("m{i}")
+        };
+        assert!(!h.push(2, &call(eid("aaaaaaaaaaaaaa01"), &method).to_payload()));
+    }
+    assert_eq!(h.total(), 14);
+    assert_eq!(
+        h.over_limit_report().unwrap(),
+        "12 packets over the hold limit of 2 were not delivered (MT_CALL_ENTITY_METHOD Seq x3, \
+         MT_CALL_ENTITY_METHOD m3 x1, MT_CALL_ENTITY_METHOD m4 x1, MT_CALL_ENTITY_METHOD m5 x1, \
+         MT_CALL_ENTITY_METHOD m6 x1, MT_CALL_ENTITY_METHOD m7 x1, MT_CALL_ENTITY_METHOD m8 x1, \
+         MT_CALL_ENTITY_METHOD m9 x1, others x2)"
+    );
+}
+
+/// The game an entity was leaving dies before this dispatcher learns where it went (its
+/// REAL_MIGRATE went through another dispatcher): the calls held for it wait, and reach it
+/// on its new game once that game announces it.
+#[test]
+fn calls_held_for_an_entity_whose_old_game_died_reach_it_where_it_turns_up() {
+    let mut t = T::new(2, 0);
+    let e = eid("migrantmigrant04");
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![]);
+    t.send(
+        conn(1),
+        Msg::MigrateRequest {
+            eid: e,
+            space_id: nil_space_id(2),
+            space_game_id: 2,
+        },
+    );
+    t.send(conn(2), call(e, "one"));
+    t.d.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    t.send(conn(2), call(e, "two"));
+    t.io.sent.clear();
+    t.send(conn(2), Msg::NotifyCreateEntity { eid: e });
+    assert_eq!(t.got(conn(2)), vec![call(e, "one"), call(e, "two")]);
+    assert_eq!(t.d.entity_game(&e), Some(2));
 }
 
 #[test]
@@ -813,4 +864,49 @@ fn real_migrate_to_a_game_that_went_down_goes_back_to_its_source() {
         ]
     );
     assert_eq!(t.d.entity_game(&e), Some(1));
+}
+
+/// An entity's hold ends (its REAL_MIGRATE arrives) while its new game is frozen for a hot
+/// swap: the migration and the calls held for the entity join the game's queue behind what
+/// was already queued there, and reach the restored game in that order.
+#[test]
+fn a_hold_ending_while_the_target_game_is_frozen_joins_its_queue_in_order() {
+    let mut t = T::new(2, 0);
+    let (e, f) = (eid("migrantmigrant05"), eid("residentreside01"));
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![f]);
+    t.send(
+        conn(1),
+        Msg::MigrateRequest {
+            eid: e,
+            space_id: nil_space_id(2),
+            space_game_id: 2,
+        },
+    );
+    t.send(conn(1), call(e, "held1"));
+    t.send(conn(2), Msg::StartFreezeGame);
+    t.d.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    t.send(conn(1), call(f, "queued"));
+    t.send(conn(1), call(e, "held2"));
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80],
+    };
+    t.send(conn(1), mig.clone());
+    t.send(conn(1), call(e, "after"));
+    t.io.sent.clear();
+    t.game(conn(3), 2, vec![f]);
+    let got = t.got(conn(3));
+    assert!(matches!(got[0], Msg::SetGameIdAck { .. }));
+    assert_eq!(
+        got[1..],
+        [
+            call(f, "queued"),
+            mig,
+            call(e, "held1"),
+            call(e, "held2"),
+            call(e, "after")
+        ]
+    );
 }

@@ -338,6 +338,8 @@ pub struct Sim {
     types: fn() -> Registry,
     /// Directory of the games' shared storage and KVDB ([`Sim::deployment_with_stores`]).
     stores: Option<PathBuf>,
+    /// `(entity_hold_limit, game_hold_limit)` of the dispatchers the sim builds.
+    hold_limits: (usize, usize),
     next_client: usize,
     tracing: bool,
     trace: Vec<Delivery>,
@@ -367,6 +369,7 @@ impl Sim {
             deployment: (0, 0, 0),
             types: default_types,
             stores: None,
+            hold_limits: (DEFAULT_ENTITY_HOLD_LIMIT, DEFAULT_GAME_HOLD_LIMIT),
             next_client: 1,
             tracing: false,
             trace: Vec::new(),
@@ -448,6 +451,18 @@ impl Sim {
         sim
     }
 
+    /// Gives every dispatcher these hold limits (the config's `entity_hold_limit` and
+    /// `game_hold_limit`), restarts included. Only before the first step: the dispatchers
+    /// built so far are replaced by fresh ones.
+    pub fn set_hold_limits(&mut self, entity: usize, game: usize) {
+        assert_eq!(self.now, self.start, "set_hold_limits before the sim runs");
+        self.hold_limits = (entity, game);
+        for d in 1..=self.deployment.0 {
+            let fresh = self.make_dispatcher(d);
+            *self.node_mut::<Dispatcher>(&format!("dispatcher{d}")) = fresh;
+        }
+    }
+
     /// A fresh dispatcher `id` with this deployment's settings.
     pub fn make_dispatcher(&self, id: u16) -> Dispatcher {
         let (_, games, gates) = self.deployment;
@@ -455,8 +470,8 @@ impl Sim {
             disp_id: id,
             desired_games: games,
             desired_gates: gates,
-            entity_hold_limit: DEFAULT_ENTITY_HOLD_LIMIT,
-            game_hold_limit: DEFAULT_GAME_HOLD_LIMIT,
+            entity_hold_limit: self.hold_limits.0,
+            game_hold_limit: self.hold_limits.1,
             freeze_hold_timeout: Duration::from_secs(DEFAULT_FREEZE_HOLD_TIMEOUT_S),
         })
     }
