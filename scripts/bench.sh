@@ -3,7 +3,8 @@
 # figures: the dispatcher's in-memory routing rate, a real dispatcher's routing rate over
 # loopback TCP, the idle CPU and memory of a 1/1/1 deployment with and without silent
 # clients, test_client's bots against a 1/1/1 deployment (all things, then GoWorld's eight),
-# and the AOI index alone. Takes about 4 minutes after the build. Not part of the test
+# the AOI index alone, and migrations between two games. Takes about 5 minutes after the
+# build. Not part of the test
 # command.
 #
 # Environment: ROUTE_SECS (default 10), IDLE_SECS (default 30), PHASE_SECS (default 10),
@@ -43,3 +44,6 @@ timeout $((BOTS_SECS + 180)) ./target/release/bench_bots -N "$BOTS" -secs "$BOTS
 
 echo "== bench_aoi (the AOI index alone: 1 000, 10 000, 50 000 entities)"
 timeout 300 ./target/release/bench_aoi
+
+echo "== bench_migrate (entities moving between two games: 1, 100, 1 000 of them, 10 s each)"
+timeout 300 ./target/release/bench_migrate -N 1,100,1000 -secs 10

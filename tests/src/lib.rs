@@ -163,6 +163,10 @@ pub struct Cluster {
     pub dispatcher_ports: Vec<u16>,
     pub gate_ports: Vec<u16>,
     pub procs: Vec<Proc>,
+    /// The game program (`test_game` unless a benchmark brings its own).
+    pub game_binary: &'static str,
+    /// Extra environment variables for every process started.
+    pub env: Vec<(String, String)>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -202,14 +206,21 @@ impl Cluster {
             dispatcher_ports,
             gate_ports,
             procs: Vec::new(),
+            game_binary: Kind::Game.binary(),
+            env: Vec::new(),
             _turn: turn,
         }
     }
 
     /// Starts one process and waits for its ready line.
     pub fn start(&mut self, kind: Kind, id: u16) -> Result<&mut Proc, String> {
-        let bin = bin_dir().join(kind.binary());
+        let program = match kind {
+            Kind::Game => self.game_binary,
+            _ => kind.binary(),
+        };
+        let bin = bin_dir().join(program);
         let mut child = Command::new(&bin)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(kind.id_flag())
             .arg(id.to_string())
             .arg("-configfile")
