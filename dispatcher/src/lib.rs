@@ -144,6 +144,25 @@ impl Held {
     }
 }
 
+/// Packets for an entity this dispatcher does not know (yet).
+#[derive(Debug)]
+struct Waiting {
+    /// Reported and dropped at this time; `None` until start-up ends.
+    until: Option<Instant>,
+    held: Held,
+    /// The game that died while the entity was migrating away from it: if the entity does not
+    /// turn up elsewhere before `until`, the gates hear that its game is gone (1503) then.
+    gone_with: Option<u16>,
+}
+
+/// A REAL_MIGRATE on its way to its target game.
+#[derive(Debug)]
+struct InTransit {
+    source: u16,
+    target: u16,
+    payload: Vec<u8>,
+}
+
 /// One position record as the gate sends it: entity ID, x, y, z, yaw.
 type SyncRecord = [u8; proto::SYNC_RECORD_LEN];
 
@@ -158,6 +177,10 @@ struct EntityHold {
     /// events: a newer record replaces an older one, and the survivor goes to the entity's
     /// (possibly new) game after the held calls.
     sync: Option<SyncRecord>,
+    /// The game a migrating entity is going to (MIGRATE_REQUEST's space game): that game may
+    /// claim it (a restored game that took it before it froze) although the table still
+    /// names the game it left.
+    migrating_to: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -204,7 +227,11 @@ pub struct Dispatcher {
     /// Packets for entities not announced yet, waiting for their NOTIFY_CREATE_ENTITY (or a
     /// SET_GAME_ID listing them): until start-up ends (`None`), or until the time given
     /// ([`UNKNOWN_ENTITY_GRACE`] after the first packet); then reported, not delivered.
-    unknown: FastMap<EntityId, (Option<Instant>, Held)>,
+    unknown: FastMap<EntityId, Waiting>,
+    /// REAL_MIGRATEs this dispatcher relayed that their target has not confirmed yet
+    /// (MT_MIGRATE_ARRIVED): if the target dies first, the entity goes back to the game it
+    /// left, rebuilt from the same bytes.
+    in_transit: FastMap<EntityId, InTransit>,
     /// Packets not delivered because [`UNKNOWN_ENTITY_GRACE_MAX`] entities were waiting.
     unknown_refused: u64,
     started: bool,
@@ -303,6 +330,7 @@ impl Dispatcher {
             unknown_types_logged: HashSet::new(),
             next_sweep: None,
             unknown: FastMap::default(),
+            in_transit: FastMap::default(),
             unknown_refused: 0,
             stop: false,
         }
@@ -341,6 +369,11 @@ impl Dispatcher {
     /// not know their entity (not announced, destroyed, or its game is down).
     pub fn sync_dropped_unknown_entity(&self) -> u64 {
         self.sync_dropped_unknown_entity
+    }
+
+    /// REAL_MIGRATEs relayed by this dispatcher that their target has not confirmed yet.
+    pub fn migrations_in_transit(&self) -> usize {
+        self.in_transit.len()
     }
 
     /// True while entity `eid`'s calls are held (it is loading or migrating).
@@ -443,8 +476,8 @@ impl Dispatcher {
                 self.send_game(io, now, game, payload, &[]);
             }
             None => {
-                if let Some((_, held)) = self.unknown.get_mut(&eid) {
-                    if !held.push(limit, payload) {
+                if let Some(w) = self.unknown.get_mut(&eid) {
+                    if !w.held.push(limit, payload) {
                         self.over_hold_limit += 1;
                     }
                     return;
@@ -466,7 +499,14 @@ impl Dispatcher {
                 let mut held = Held::default();
                 held.push(limit, payload);
                 let until = (!starting).then(|| now + UNKNOWN_ENTITY_GRACE);
-                self.unknown.insert(eid, (until, held));
+                self.unknown.insert(
+                    eid,
+                    Waiting {
+                        until,
+                        held,
+                        gone_with: None,
+                    },
+                );
                 self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
             }
         }
@@ -517,13 +557,16 @@ impl Dispatcher {
         }
     }
 
-    fn hold_entity(&mut self, eid: EntityId, until: Instant) {
+    fn hold_entity(&mut self, eid: EntityId, until: Instant, migrating_to: Option<u16>) {
         let info = self.entities.entry(eid).or_insert(EntityInfo {
             game: 0,
             hold: None,
         });
         match &mut info.hold {
-            Some(hold) => hold.until = hold.until.max(until),
+            Some(hold) => {
+                hold.until = hold.until.max(until);
+                hold.migrating_to = migrating_to.or(hold.migrating_to);
+            }
             None => {
                 // A sync still in this tick's batch would reach the game after what started the
                 // hold (a migrating entity is leaving by then): it is kept for the hold instead.
@@ -532,6 +575,7 @@ impl Dispatcher {
                     until,
                     held: Held::default(),
                     sync,
+                    migrating_to,
                 }));
                 self.held_entities.insert(eid);
             }
@@ -545,11 +589,11 @@ impl Dispatcher {
             .or_insert(EntityInfo { game, hold: None })
             .game = game;
         self.release_entity(io, now, eid);
-        if let Some((_, held)) = self.unknown.remove(&eid) {
-            if let Some(report) = held.over_limit_report() {
+        if let Some(w) = self.unknown.remove(&eid) {
+            if let Some(report) = w.held.over_limit_report() {
                 warn!("entity {eid}: announced after a wait; {report}");
             }
-            for p in held.queue {
+            for p in w.held.queue {
                 self.send_entity(io, now, eid, &p);
             }
         }
@@ -640,9 +684,14 @@ impl Dispatcher {
         let mut rejected = Vec::new();
         let mut accepted = Vec::new();
         for eid in entities {
-            match self.entities.get(&eid).map(|e| e.game) {
-                Some(g) if g != 0 && g != game_id => rejected.push(eid),
-                _ => accepted.push(eid),
+            let claimed_elsewhere = self.entities.get(&eid).is_some_and(|e| {
+                let to = e.hold.as_ref().and_then(|h| h.migrating_to);
+                e.game != 0 && e.game != game_id && to != Some(game_id)
+            });
+            if claimed_elsewhere {
+                rejected.push(eid);
+            } else {
+                accepted.push(eid);
             }
         }
         let ack = Msg::SetGameIdAck {
@@ -733,12 +782,12 @@ impl Dispatcher {
             return;
         }
         let waited: Vec<EntityId> = (self.unknown.iter())
-            .filter(|(_, (until, _))| until.is_none())
+            .filter(|(_, w)| w.until.is_none())
             .map(|(id, _)| *id)
             .collect();
         for eid in waited {
             // Entities announced since were flushed by set_entity_game; these stayed unknown.
-            let (_, held) = self.unknown.remove(&eid).expect("listed");
+            let held = self.unknown.remove(&eid).expect("listed").held;
             if let Some(first) = held.queue.front() {
                 warn!(
                     "entity {eid} is unknown after every game announced its entities; {} held packets not delivered (first: {})",
@@ -750,6 +799,50 @@ impl Dispatcher {
     }
 
     // ---- disconnects ---------------------------------------------------------------------
+
+    /// Every gate closes the clients whose player is one of `owners` (they lived on
+    /// `game_id`, which is gone).
+    fn tell_gates_owners_gone(&mut self, io: &mut dyn Io, game_id: u16, owners: Vec<EntityId>) {
+        let p = Msg::ClientOwnersGone { game_id, owners }.to_payload();
+        for &c in self.gates.values() {
+            io.send(c, &p);
+        }
+    }
+
+    /// Game `target` died: the entities this dispatcher sent it that it had not confirmed go
+    /// back to the games they left (rebuilt there from the same bytes), or are reported lost
+    /// when those are gone too.
+    fn return_in_transit_to(&mut self, io: &mut dyn Io, now: Instant, target: u16) {
+        let back: Vec<EntityId> = (self.in_transit.iter())
+            .filter(|(_, t)| t.target == target)
+            .map(|(id, _)| *id)
+            .collect();
+        for eid in back {
+            let mut t = self.in_transit.remove(&eid).expect("listed");
+            if !self.game_is_up(now, t.source) {
+                warn!(
+                    "entity {eid} is lost: game{target} died before taking it and game{}, which it left, is down too",
+                    t.source
+                );
+                continue;
+            }
+            warn!(
+                "game{target} died before taking entity {eid}: sent back to game{}",
+                t.source
+            );
+            t.payload[18..20].copy_from_slice(&t.source.to_le_bytes());
+            t.target = t.source;
+            self.send_game(io, now, t.source, &t.payload, &[]);
+            self.in_transit.insert(eid, t);
+        }
+    }
+
+    /// True while game `id` is connected, or frozen and not yet timed out.
+    fn game_is_up(&self, now: Instant, id: u16) -> bool {
+        self.games
+            .get(&id)
+            .is_some_and(|g| g.conn.is_some() || g.frozen_until.is_some_and(|t| now < t))
+    }
 
     fn handle_game_gone(&mut self, io: &mut dyn Io, now: Instant, game_id: u16) {
         let Some(g) = self.games.get_mut(&game_id) else {
@@ -767,48 +860,46 @@ impl Dispatcher {
         let before = self.entities.len();
         let held_entities = &mut self.held_entities;
         let mut gone_ids = Vec::new();
-        // Calls held for its entities that were migrating away (or loading there) wait like
-        // calls for an unknown entity: one whose REAL_MIGRATE left before the game died
-        // turns up on its new game and gets them; the others are reported after the grace.
+        // Its entities that were migrating away (or loading there) wait like unknown
+        // entities, with the calls held for them: one whose REAL_MIGRATE left before the game
+        // died turns up on its new game and gets them; for the others the gates hear that
+        // they are gone when the wait ends.
         let mut orphaned = Vec::new();
         self.entities.retain(|id, e| {
             let keep = e.game != game_id;
             if !keep {
                 if let Some(h) = e.hold.take() {
                     held_entities.remove(id);
-                    if h.held.total() > 0 {
-                        orphaned.push((*id, h.held));
-                    }
+                    orphaned.push((*id, h.held));
+                } else {
+                    gone_ids.push(*id);
                 }
-                gone_ids.push(*id);
             }
             keep
         });
         let held_for_entities: u64 = orphaned.iter().map(|(_, h)| h.total()).sum();
+        let migrating = orphaned.len();
         for (id, held) in orphaned {
-            self.unknown
-                .insert(id, (Some(now + UNKNOWN_ENTITY_GRACE), held));
+            let w = Waiting {
+                until: Some(now + UNKNOWN_ENTITY_GRACE),
+                held,
+                gone_with: Some(game_id),
+            };
+            self.unknown.insert(id, w);
         }
-        if held_for_entities > 0 {
+        if migrating > 0 {
             self.next_sweep.get_or_insert(now + SWEEP_INTERVAL);
         }
+        self.return_in_transit_to(io, now, game_id);
         // Every gate closes the clients whose player lived there (the gate knows owners;
         // each dispatcher lists the entities of its shard).
         if !gone_ids.is_empty() {
             gone_ids.sort();
-            let p = Msg::ClientOwnersGone {
-                game_id,
-                owners: gone_ids,
-            }
-            .to_payload();
-            let gates: Vec<ConnId> = self.gates.values().copied().collect();
-            for c in gates {
-                io.send(c, &p);
-            }
+            self.tell_gates_owners_gone(io, game_id, gone_ids);
         }
-        if held_for_entities > 0 {
+        if migrating > 0 {
             warn!(
-                "game{game_id} is down: {} entities removed from the routing table; {held_for_entities} calls held for those of them that were migrating wait {} s in case they arrived elsewhere",
+                "game{game_id} is down: {} entities removed from the routing table; {migrating} of them were migrating or loading, and they and the {held_for_entities} calls held for them wait {} s in case they arrived elsewhere",
                 before - self.entities.len(),
                 UNKNOWN_ENTITY_GRACE.as_secs()
             );
@@ -921,7 +1012,7 @@ impl Dispatcher {
                         // its last save in flight (GoWorld drops this load and loses the calls
                         // behind it). Its game answers: a live entity is announced again, a
                         // dying one is loaded back once its save is written.
-                        self.hold_entity(eid, now + LOAD_HOLD);
+                        self.hold_entity(eid, now + LOAD_HOLD, None);
                         self.send_game(io, now, cur, p, &[]);
                         return Ok(());
                     }
@@ -946,24 +1037,21 @@ impl Dispatcher {
                     })
                     .game = target;
                 if t == mt::LOAD_ENTITY_SOMEWHERE {
-                    self.hold_entity(eid, now + LOAD_HOLD);
+                    self.hold_entity(eid, now + LOAD_HOLD, None);
                 }
                 self.send_game(io, now, target, p, &[]);
             }
             mt::MIGRATE_REQUEST => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
-                self.hold_entity(eid, now + MIGRATE_HOLD);
+                let to = peek_u16(p, 34).ok_or_else(short)?;
+                self.hold_entity(eid, now + MIGRATE_HOLD, Some(to));
                 io.send(conn, p);
             }
             mt::REAL_MIGRATE => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
                 let mut target = peek_u16(p, 18).ok_or_else(short)?;
-                let up = self
-                    .games
-                    .get(&target)
-                    .is_some_and(|g| g.conn.is_some() || g.frozen_until.is_some_and(|t| now < t));
                 let bounced;
-                let p: &[u8] = if up {
+                let p: &[u8] = if self.game_is_up(now, target) {
                     p
                 } else {
                     // The target died after it was chosen: the entity goes back to the game
@@ -978,20 +1066,29 @@ impl Dispatcher {
                     bounced = b;
                     &bounced
                 };
-                match self.entities.get_mut(&eid) {
-                    Some(info) => {
-                        // The entity's own dispatcher: it moves, then its held calls follow.
-                        info.game = target;
-                        self.send_game(io, now, target, p, &[]);
-                        self.release_entity(io, now, eid);
-                    }
-                    None => {
-                        // An entity with a client migrates through its client's dispatcher, so
-                        // the client messages its old game sent before it are forwarded before
-                        // anything its new game sends the client. Relay it; the new game then
-                        // announces the entity to its own dispatcher, which releases its calls.
-                        self.send_game(io, now, target, p, &[]);
-                    }
+                // An entity with a client migrates through its client's dispatcher, so the
+                // client messages its old game sent before it are forwarded before anything its
+                // new game sends the client. Either way the new game announces the entity to
+                // its own dispatcher, which then releases its held calls there, and confirms
+                // to this one; until then a copy is kept in case the new game dies.
+                self.in_transit.insert(
+                    eid,
+                    InTransit {
+                        source: game_id,
+                        target,
+                        payload: p.to_vec(),
+                    },
+                );
+                self.send_game(io, now, target, p, &[]);
+            }
+            mt::MIGRATE_ARRIVED => {
+                let eid = peek_id(p, 2).ok_or_else(short)?;
+                if self
+                    .in_transit
+                    .get(&eid)
+                    .is_some_and(|t| t.target == game_id)
+                {
+                    self.in_transit.remove(&eid);
                 }
             }
             mt::CANCEL_MIGRATE => {
@@ -1154,11 +1251,13 @@ impl Dispatcher {
         }
         self.end_startup_hold_if_complete(now);
         let gone: Vec<EntityId> = (self.unknown.iter())
-            .filter(|(_, (until, _))| until.is_some_and(|t| now >= t))
+            .filter(|(_, w)| w.until.is_some_and(|t| now >= t))
             .map(|(id, _)| *id)
             .collect();
         for eid in gone {
-            let (_, held) = self.unknown.remove(&eid).expect("listed");
+            let Waiting {
+                held, gone_with, ..
+            } = self.unknown.remove(&eid).expect("listed");
             if let Some(first) = held.queue.front() {
                 warn!(
                     "entity {eid} is unknown ({} s after its first packet); {} packets not delivered (first: {})",
@@ -1166,6 +1265,10 @@ impl Dispatcher {
                     held.total(),
                     describe(first)
                 );
+            }
+            if let Some(game_id) = gone_with {
+                info!("entity {eid} did not turn up after game{game_id} died while it was migrating; it is gone");
+                self.tell_gates_owners_gone(io, game_id, vec![eid]);
             }
         }
     }

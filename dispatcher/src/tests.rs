@@ -270,8 +270,60 @@ fn migration_holds_calls_and_flushes_them_to_the_target_in_order() {
         data: vec![0x80],
     };
     t.send(conn(1), mig.clone());
-    assert_eq!(t.got(conn(2)), vec![mig, call(e, "one"), call(e, "two")]);
+    // The held calls wait until the new game has the entity (it might die first).
+    assert_eq!(t.got(conn(2)), vec![mig]);
+    assert_eq!(t.d.entity_game(&e), Some(1));
+    assert_eq!(t.d.migrations_in_transit(), 1);
+    t.send(conn(2), Msg::NotifyCreateEntity { eid: e });
+    t.send(conn(2), Msg::MigrateArrived { eid: e });
+    assert_eq!(t.got(conn(2)), vec![call(e, "one"), call(e, "two")]);
     assert_eq!(t.d.entity_game(&e), Some(2));
+    assert_eq!(
+        t.d.migrations_in_transit(),
+        0,
+        "the copy is dropped once taken"
+    );
+}
+
+/// The new game dies after the REAL_MIGRATE was relayed to it but before it confirmed: the
+/// entity goes back to the game it left, from the kept copy, and its held calls follow it
+/// there once that game announces it again.
+#[test]
+fn an_entity_sent_to_a_game_that_dies_before_taking_it_goes_back() {
+    let mut t = T::new(2, 1);
+    let e = eid("migrantmigrant06");
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![]);
+    t.gate(conn(3), 1);
+    t.send(conn(1), migrate_request(e, 2));
+    t.send(conn(1), call(e, "one"));
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80, 0x01],
+    };
+    t.send(conn(1), mig.clone());
+    t.send(conn(1), call(e, "two"));
+    t.io.sent.clear();
+    t.d.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    let back = Msg::RealMigrate {
+        eid: e,
+        target_game: 1,
+        data: vec![0x80, 0x01],
+    };
+    assert_eq!(
+        t.got(conn(1)),
+        vec![back, Msg::NotifyGameDisconnected { game_id: 2 }]
+    );
+    assert!(
+        t.got(conn(3)).is_empty(),
+        "its client is not told anything: it lives on"
+    );
+    t.send(conn(1), Msg::NotifyCreateEntity { eid: e });
+    t.send(conn(1), Msg::MigrateArrived { eid: e });
+    assert_eq!(t.got(conn(1)), vec![call(e, "one"), call(e, "two")]);
+    assert_eq!(t.d.entity_game(&e), Some(1));
+    assert_eq!(t.d.migrations_in_transit(), 0);
 }
 
 #[test]
@@ -650,10 +702,12 @@ fn syncs_during_a_migration_reach_the_new_game_newest_only_after_the_held_calls(
     };
     t.send(conn(1), mig.clone());
     t.tick();
+    assert_eq!(t.raw_got(conn(2)), vec![mig.to_payload()]);
+    t.send(conn(2), Msg::NotifyCreateEntity { eid: e });
+    t.tick();
     assert_eq!(
         t.raw_got(conn(2)),
         vec![
-            mig.to_payload(),
             call(e, "one").to_payload(),
             call(e, "two").to_payload(),
             syncs(vec![rec(e, 5.0)]).to_payload(),
@@ -728,7 +782,10 @@ fn a_sync_still_batched_when_the_hold_starts_goes_to_the_new_game() {
     };
     t.send(conn(1), mig.clone());
     t.tick();
-    assert_eq!(t.got(conn(2)), vec![mig, syncs(vec![rec(e, 2.0)])]);
+    assert_eq!(t.got(conn(2)), vec![mig]);
+    t.send(conn(2), Msg::NotifyCreateEntity { eid: e });
+    t.tick();
+    assert_eq!(t.got(conn(2)), vec![syncs(vec![rec(e, 2.0)])]);
     // When the migrant was the whole batch, the batch goes away with it.
     t.send(conn(3), syncs(vec![rec(e, 3.0)]));
     t.send(conn(2), migrate_request(e, 1));
@@ -854,59 +911,78 @@ fn real_migrate_to_a_game_that_went_down_goes_back_to_its_source() {
     );
     assert_eq!(
         t.got(conn(1)),
-        vec![
-            Msg::RealMigrate {
-                eid: e,
-                target_game: 1,
-                data: vec![0x80],
-            },
-            call(e, "held")
-        ]
+        vec![Msg::RealMigrate {
+            eid: e,
+            target_game: 1,
+            data: vec![0x80],
+        }]
     );
+    t.send(conn(1), Msg::NotifyCreateEntity { eid: e });
+    assert_eq!(t.got(conn(1)), vec![call(e, "held")]);
     assert_eq!(t.d.entity_game(&e), Some(1));
 }
 
-/// An entity's hold ends (its REAL_MIGRATE arrives) while its new game is frozen for a hot
-/// swap: the migration and the calls held for the entity join the game's queue behind what
-/// was already queued there, and reach the restored game in that order.
+/// An entity's hold ends (it expires) while its game is frozen for a hot swap: its held calls
+/// join the game's queue behind what was queued there already, in order, and reach the
+/// restored game after its ack.
 #[test]
-fn a_hold_ending_while_the_target_game_is_frozen_joins_its_queue_in_order() {
+fn a_hold_ending_while_its_game_is_frozen_joins_the_games_queue_in_order() {
     let mut t = T::new(2, 0);
     let (e, f) = (eid("migrantmigrant05"), eid("residentreside01"));
-    t.game(conn(1), 1, vec![e]);
-    t.game(conn(2), 2, vec![f]);
-    t.send(
-        conn(1),
-        Msg::MigrateRequest {
-            eid: e,
-            space_id: nil_space_id(2),
-            space_game_id: 2,
-        },
-    );
-    t.send(conn(1), call(e, "held1"));
-    t.send(conn(2), Msg::StartFreezeGame);
-    t.d.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
-    t.send(conn(1), call(f, "queued"));
-    t.send(conn(1), call(e, "held2"));
-    let mig = Msg::RealMigrate {
-        eid: e,
-        target_game: 2,
-        data: vec![0x80],
-    };
-    t.send(conn(1), mig.clone());
-    t.send(conn(1), call(e, "after"));
+    t.game(conn(1), 1, vec![e, f]);
+    t.game(conn(2), 2, vec![]);
+    t.send(conn(1), migrate_request(e, 1));
+    t.send(conn(2), call(e, "held1"));
+    t.send(conn(1), Msg::StartFreezeGame);
+    t.d.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    t.send(conn(2), call(f, "queued"));
+    t.send(conn(2), call(e, "held2"));
+    t.now += MIGRATE_HOLD + Duration::from_secs(1);
+    t.tick();
+    t.send(conn(2), call(e, "after"));
     t.io.sent.clear();
-    t.game(conn(3), 2, vec![f]);
+    t.game(conn(3), 1, vec![e, f]);
     let got = t.got(conn(3));
     assert!(matches!(got[0], Msg::SetGameIdAck { .. }));
     assert_eq!(
         got[1..],
         [
             call(f, "queued"),
-            mig,
             call(e, "held1"),
             call(e, "held2"),
             call(e, "after")
         ]
+    );
+}
+
+/// An entity migrates into a game that is frozen: the REAL_MIGRATE waits in the game's
+/// queue, the entity's calls wait in its hold, and the restored game gets the migration, then
+/// (once it announces the entity in its handshake) the calls, in order.
+#[test]
+fn a_migration_into_a_frozen_game_reaches_it_after_the_restore_then_its_calls() {
+    let mut t = T::new(2, 0);
+    let (e, f) = (eid("migrantmigrant07"), eid("residentreside02"));
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![f]);
+    t.send(conn(1), migrate_request(e, 2));
+    t.send(conn(1), call(e, "held1"));
+    t.send(conn(2), Msg::StartFreezeGame);
+    t.d.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    t.send(conn(1), call(f, "queued"));
+    let mig = Msg::RealMigrate {
+        eid: e,
+        target_game: 2,
+        data: vec![0x80],
+    };
+    t.send(conn(1), mig.clone());
+    t.send(conn(1), call(e, "held2"));
+    t.io.sent.clear();
+    // The restored game took the migration before it froze its state, so it announces e.
+    t.game(conn(3), 2, vec![e, f]);
+    let got = t.got(conn(3));
+    assert!(matches!(got[0], Msg::SetGameIdAck { .. }));
+    assert_eq!(
+        got[1..],
+        [call(f, "queued"), mig, call(e, "held1"), call(e, "held2")]
     );
 }

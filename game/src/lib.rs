@@ -525,6 +525,9 @@ impl GameService {
                 let gates_down = &self.gates_down_by_disp[usize::from(disp - 1)];
                 self.world
                     .on_real_migrate(&mut net, now, eid, &data, gates_down);
+                // The dispatcher that relayed it keeps a copy until told it was taken.
+                let taken = Msg::MigrateArrived { eid }.to_payload();
+                self.links.send(io, disp, &taken);
             }
             other => {
                 let t = other.msg_type();

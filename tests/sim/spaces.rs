@@ -1083,3 +1083,63 @@ fn calls_past_the_hold_limit_are_counted_and_the_rest_arrive_in_order() {
     );
     assert!(!sim.client_closed(c));
 }
+
+/// The game a player is migrating to dies at each moment of the migration (three
+/// dispatchers): the player lives on at most one game. If the target died before taking it,
+/// it is back on its old game with every call its client made meanwhile, once, in order, and
+/// its client still connected; if it died with the target, its client was closed.
+#[test]
+fn a_migration_whose_target_game_dies_is_rolled_back_or_its_client_closed() {
+    let (mut back, mut lost) = (0, 0);
+    for kill_after_ms in 0u64..=14 {
+        let mut sim = up(3, Duration::from_millis(2));
+        let (c, a, ga) = connect(&mut sim);
+        let gb = 3 - ga;
+        let zone = on_game(&mut sim, gb, |g| g.create_space_locally(1));
+        sim.run_until_idle();
+        on_game(&mut sim, ga, |g| {
+            g.call(a, "Enter", args![zone, 1.0f32, 1.0f32])
+        });
+        const SENT: i64 = 20;
+        let mut i = 0;
+        for ms in 0..25u64 {
+            if ms == kill_after_ms {
+                sim.kill(&format!("game{gb}"));
+            }
+            if i < SENT {
+                sim.client_send(c, &client_call(a, "Seq", args![i]));
+                i += 1;
+            }
+            sim.advance(Duration::from_millis(1));
+        }
+        sim.advance(Duration::from_secs(6));
+        let at = format!("game{gb} killed after {kill_after_ms} ms");
+        if sim.game(ga).world().exists(&a) {
+            back += 1;
+            let d = dispatcher_for_entity(&a, 3);
+            assert_eq!(sim.dispatcher(d).entity_game(&a), Some(ga), "{at}");
+            let seq: Vec<i64> = account(&sim, &a)
+                .from_client
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            assert_eq!(
+                seq,
+                (0..SENT).collect::<Vec<_>>(),
+                "{at}: every call once, in order"
+            );
+            assert!(!sim.client_closed(c), "{at}: its client stays");
+            assert!(sim.game(ga).world().client_of(&a).is_some(), "{at}");
+        } else {
+            lost += 1;
+            assert!(
+                sim.client_closed(c),
+                "{at}: it died with game{gb}, so its client is closed"
+            );
+        }
+    }
+    assert!(
+        back > 0 && lost > 0,
+        "both outcomes seen: {back} back, {lost} lost"
+    );
+}

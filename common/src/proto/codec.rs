@@ -54,6 +54,7 @@ pub fn msg_name(t: u16) -> &'static str {
         mt::NOTIFY_DEPLOYMENT_READY => "MT_NOTIFY_DEPLOYMENT_READY",
         mt::GAME_LBC_INFO => "MT_GAME_LBC_INFO",
         mt::NOTIFY_GATE_CONNECTED => "MT_NOTIFY_GATE_CONNECTED",
+        mt::MIGRATE_ARRIVED => "MT_MIGRATE_ARRIVED",
         mt::GATE_SERVICE_START => "MT_GATE_SERVICE_MSG_TYPE_START",
         mt::REDIRECT_TO_GATEPROXY_START => "MT_REDIRECT_TO_GATEPROXY_MSG_TYPE_START",
         mt::CREATE_ENTITY_ON_CLIENT => "MT_CREATE_ENTITY_ON_CLIENT",
@@ -296,6 +297,7 @@ pub(super) fn msg_type_of(m: &Msg) -> u16 {
         Msg::SyncPositionYawFromClient { .. } => mt::SYNC_POSITION_YAW_FROM_CLIENT,
         Msg::NotifyGateDisconnected { .. } => mt::NOTIFY_GATE_DISCONNECTED,
         Msg::NotifyGateConnected { .. } => mt::NOTIFY_GATE_CONNECTED,
+        Msg::MigrateArrived { .. } => mt::MIGRATE_ARRIVED,
         Msg::StartFreezeGame => mt::START_FREEZE_GAME,
         Msg::StartFreezeGameAck { .. } => mt::START_FREEZE_GAME_ACK,
         Msg::MigrateRequest { .. } => mt::MIGRATE_REQUEST,
@@ -348,7 +350,8 @@ pub(super) fn encode_msg(m: &Msg, out: &mut Vec<u8>) {
         }
         Msg::NotifyCreateEntity { eid }
         | Msg::NotifyDestroyEntity { eid }
-        | Msg::CancelMigrate { eid } => put_id(out, eid),
+        | Msg::CancelMigrate { eid }
+        | Msg::MigrateArrived { eid } => put_id(out, eid),
         Msg::KvregRegister { key, val, force } => {
             put_var(out, key.as_bytes());
             put_var(out, val.as_bytes());
@@ -1057,6 +1060,7 @@ pub(super) fn decode_msg(payload: &[u8]) -> Result<Msg, DecodeError> {
         mt::NOTIFY_GATE_CONNECTED => Msg::NotifyGateConnected {
             gate_id: r.u16("gateid")?,
         },
+        mt::MIGRATE_ARRIVED => Msg::MigrateArrived { eid: r.id("eid")? },
         mt::CREATE_ENTITY_ON_CLIENT..=mt::KICK_CLIENT => {
             let (gate_id, client_id) = r.client_header()?;
             Msg::ToClient {

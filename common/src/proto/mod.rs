@@ -47,6 +47,10 @@ pub mod mt {
     /// game can tell a client of a dead gate instance (carried by a migration) from one of
     /// the gate that came back.
     pub const NOTIFY_GATE_CONNECTED: u16 = 26;
+    /// goworld-rs extension: a game tells the dispatcher that relayed a REAL_MIGRATE to it
+    /// that it took the entity, so the dispatcher can drop the copy it kept in case this game
+    /// died first.
+    pub const MIGRATE_ARRIVED: u16 = 27;
 
     pub const GATE_SERVICE_START: u16 = 1000;
     pub const REDIRECT_TO_GATEPROXY_START: u16 = 1001;
@@ -111,7 +115,7 @@ pub fn route(t: u16) -> Route {
         mt::SYNC_POSITION_YAW_ON_CLIENTS => Route::SyncOnClients,
         mt::GATE_SERVICE_START..=mt::GATE_SERVICE_STOP => Route::GateService,
         mt::HEARTBEAT_FROM_CLIENT => Route::Heartbeat,
-        mt::SET_GAME_ID..=mt::NOTIFY_GATE_CONNECTED => Route::Internal,
+        mt::SET_GAME_ID..=mt::MIGRATE_ARRIVED => Route::Internal,
         _ => Route::Unknown,
     }
 }
@@ -222,6 +226,11 @@ pub enum Msg {
     /// Dispatcher→games: gate `gate_id` completed its handshake (goworld-rs extension, 26).
     NotifyGateConnected {
         gate_id: u16,
+    },
+    /// Game→the dispatcher that relayed a REAL_MIGRATE: the entity was taken (goworld-rs
+    /// extension, 27).
+    MigrateArrived {
+        eid: EntityId,
     },
     StartFreezeGame,
     StartFreezeGameAck {

@@ -859,7 +859,10 @@ impl World {
             if self.spaces.contains_key(&space) {
                 self.space_enter(net, now, eid, space, pos);
             } else {
-                warn!("{type_name}<{eid}> arrived for space {space}, which is gone; it stays in the nil space");
+                // The space was destroyed meanwhile, or its game died and the entity was sent
+                // back here: game code learns the enter did not happen.
+                warn!("{type_name}<{eid}> arrived for space {space}, which is not here; it stays in the nil space");
+                self.hook(net, now, eid, Hook::EnterSpaceFailed(space));
             }
         }
         if lost_client.is_some() && self.entities.contains_key(&eid) {
