@@ -550,6 +550,8 @@ pub(crate) enum Action {
     },
     /// Cancel one of `from`'s timers.
     CancelTimer { from: EntityId, id: TimerId },
+    /// Call a nil-space method on every game.
+    CallNilSpaces { method: String, args: Args },
     /// Call a method on every client whose filter property matches, on every gate.
     CallFilteredClients {
         op: goworld_common::proto::FilterOp,
@@ -1096,6 +1098,16 @@ impl Ctx<'_> {
             from: self.id,
             op: KvdbOp::GetRange(begin.to_string(), end.to_string()),
             then: Some(cb),
+        });
+    }
+
+    /// Calls nil-space method `method` on every game, this one included (GoWorld's
+    /// `CallNilSpaces`, which game code may call anywhere); see
+    /// [`GameCtx::call_nil_spaces`](crate::global::GameCtx::call_nil_spaces).
+    pub fn call_nil_spaces(&mut self, method: &str, args: Args) {
+        self.push(Action::CallNilSpaces {
+            method: method.to_string(),
+            args,
         });
     }
 

@@ -556,6 +556,17 @@ impl World {
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
+                Action::CallNilSpaces { method, args } => {
+                    let m = Msg::CallNilSpaces {
+                        except_game_id: self.game_id,
+                        method: method.clone(),
+                        args: args.clone(),
+                    };
+                    net.links.send_fanout(net.io, &m.to_payload());
+                    self.post(Box::new(move |c: &mut GameCtx| {
+                        c.world.call_nil_space(c.net, c.now, &method, &args)
+                    }));
+                }
                 Action::CallFilteredClients {
                     op,
                     key,

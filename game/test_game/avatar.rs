@@ -60,6 +60,11 @@ impl Entity for Avatar {
             .method("OnGetMails", Expose::Server, Avatar::on_get_mails)
             .method("TestPublish", Expose::OwnClient, Avatar::test_publish)
             .method("OnPublish", Expose::Server, Avatar::on_publish)
+            .method(
+                "Resubscribe",
+                Expose::Server,
+                |_: &mut Avatar, ctx: &mut Ctx, (): ()| subscribe_all(ctx),
+            )
             .method("EnterSpace", Expose::OwnClient, Avatar::enter_space_client)
             .method("DoEnterSpace", Expose::Server, Avatar::do_enter_space)
             .method(
@@ -102,31 +107,7 @@ impl Entity for Avatar {
             "CheckIn",
             args![id, name, level],
         );
-        for subject in TEST_PUBLISH_SUBSCRIBE_SUBJECTS {
-            if subject.ends_with('*') {
-                // GoWorld shards this by the pattern, but a publish by the concrete subject,
-                // so the two rarely meet (pubsub.rs); a prefix subscription goes to every
-                // shard instead. Shard by shard rather than CallServiceAll: a call to all
-                // shards waits until every shard is known, so a publish to a shard known
-                // earlier could overtake it (one shard still has a short window: see
-                // test_publish).
-                for shard in 0..pubsub::SHARDS {
-                    ctx.call_service_shard_index(
-                        pubsub::SERVICE_NAME,
-                        shard,
-                        "Subscribe",
-                        args![id, subject],
-                    );
-                }
-            } else {
-                ctx.call_service_shard_key(
-                    pubsub::SERVICE_NAME,
-                    subject,
-                    "Subscribe",
-                    args![id, subject],
-                );
-            }
-        }
+        subscribe_all(ctx);
     }
 
     /// Checks out of OnlineService and drops every subscription.
@@ -437,4 +418,34 @@ fn enter_space_kind(ctx: &mut Ctx, kind: i64) {
         "EnterSpace",
         args![id, kind],
     );
+}
+
+/// Subscribes the Avatar to [`TEST_PUBLISH_SUBSCRIBE_SUBJECTS`] (on creation, and again when a
+/// PublishSubscribeService shard is re-created after its game died).
+fn subscribe_all(ctx: &mut Ctx) {
+    let id = ctx.id();
+    for subject in TEST_PUBLISH_SUBSCRIBE_SUBJECTS {
+        if subject.ends_with('*') {
+            // GoWorld shards this by the pattern, but a publish by the concrete subject, so
+            // the two rarely meet (pubsub.rs); a prefix subscription goes to every shard
+            // instead. Shard by shard rather than CallServiceAll: a call to all shards waits
+            // until every shard is known, so a publish to a shard known earlier could
+            // overtake it (one shard still has a short window: see test_publish).
+            for shard in 0..pubsub::SHARDS {
+                ctx.call_service_shard_index(
+                    pubsub::SERVICE_NAME,
+                    shard,
+                    "Subscribe",
+                    args![id, subject],
+                );
+            }
+        } else {
+            ctx.call_service_shard_key(
+                pubsub::SERVICE_NAME,
+                subject,
+                "Subscribe",
+                args![id, subject],
+            );
+        }
+    }
 }

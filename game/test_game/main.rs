@@ -42,12 +42,19 @@ fn main() {
                 pubsub::SHARDS,
             )
         });
-    let registered = registered.and_then(|()| {
-        types.nil_space_method(
-            "TestCallNilSpaces",
-            goworld_game::global::nil_space_method(test_call_nil_spaces),
-        )
-    });
+    let registered = registered
+        .and_then(|()| {
+            types.nil_space_method(
+                "TestCallNilSpaces",
+                goworld_game::global::nil_space_method(test_call_nil_spaces),
+            )
+        })
+        .and_then(|()| {
+            types.nil_space_method(
+                pubsub::RESUBSCRIBE,
+                goworld_game::global::nil_space_method(resubscribe_avatars),
+            )
+        });
     types.on_game_ready(|ctx| {
         ctx.add_callback(Duration::from_secs(1), check_server_started);
     });
@@ -67,6 +74,23 @@ fn check_server_started(ctx: &mut GameCtx) {
         );
     } else {
         ctx.add_callback(Duration::from_secs(1), check_server_started);
+    }
+}
+
+/// A PublishSubscribeService shard was (re-)created: every Avatar here subscribes again.
+fn resubscribe_avatars(ctx: &mut GameCtx, (): ()) {
+    let avatars: Vec<_> = (ctx.entity_ids().into_iter())
+        .filter(|id| ctx.type_of(id) == Some("Avatar"))
+        .collect();
+    if !avatars.is_empty() {
+        log::info!(
+            "{} shard created: {} Avatars subscribe again",
+            pubsub::SERVICE_NAME,
+            avatars.len()
+        );
+    }
+    for id in avatars {
+        ctx.call(id, "Resubscribe", goworld_game::args![]);
     }
 }
 

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 pub const SERVICE_NAME: &str = "PublishSubscribeService";
 /// Its shards in test_game.
 pub const SHARDS: u32 = 3;
+/// The nil-space method a new shard calls on every game: its Avatars subscribe again.
+pub const RESUBSCRIBE: &str = "PubSubResubscribe";
 
 /// The service entity (one per shard).
 #[derive(Default, Serialize, Deserialize)]
@@ -61,6 +63,10 @@ impl Entity for PublishSubscribeService {
 
     fn on_created(&mut self, ctx: &mut Ctx) {
         log::info!("Registering {SERVICE_NAME} {} ...", ctx.id());
+        // A shard re-created after its game died starts empty: every game's Avatars
+        // subscribe again (Subscribe is idempotent; at start-up there are none yet).
+        // Beyond GoWorld, whose subscribers stay lost.
+        ctx.call_nil_spaces(RESUBSCRIBE, args![]);
     }
 }
 
