@@ -144,6 +144,31 @@ impl GateService {
         self.links.send_by_entity(io, &owner, &p);
     }
 
+    /// Dispatcher `d` went away after its handshake: what it held for the clients it carries
+    /// (every message to a client takes the client's dispatcher) may be lost, which would
+    /// leave those clients with a wrong view of the world (an entity never created, a
+    /// destroy never seen). They are closed, with one line, so they log in again to a
+    /// consistent state; the other clients are not affected.
+    fn close_clients_of_dispatcher(&mut self, io: &mut dyn Io, d: u16) {
+        let n = self.links.count();
+        let doomed: Vec<ConnId> = (self.clients.iter())
+            .filter(|(_, c)| dispatcher_for_entity(&c.client_id, n) == d)
+            .map(|(conn, _)| *conn)
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        warn!(
+            "gate{}: closing the {} clients dispatcher{d} carried: messages to them may have been lost with it",
+            self.s.gate_id,
+            doomed.len()
+        );
+        let reason = format!("dispatcher{d}, which carried this client's messages, went down");
+        for conn in doomed {
+            io.close(conn, &reason);
+        }
+    }
+
     fn close_client(&mut self, io: &mut dyn Io, conn: ConnId, reason: &str) {
         if let Some(c) = self.clients.get(&conn) {
             warn!(
@@ -469,11 +494,18 @@ impl Handler for GateService {
     }
 
     fn on_close(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, reason: &CloseReason) {
+        let was_ready = self
+            .links
+            .dispatcher_of(conn)
+            .is_some_and(|d| self.links.is_ready(d));
         if let Some(d) = self.links.closed(conn) {
             warn!(
                 "gate{}: lost dispatcher{d} ({reason}); reconnecting",
                 self.s.gate_id
             );
+            if was_ready {
+                self.close_clients_of_dispatcher(io, d);
+            }
             return;
         }
         let Some(c) = self.clients.remove(&conn) else {
