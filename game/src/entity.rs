@@ -83,6 +83,8 @@ pub enum Hook {
     MigrateOut,
     /// [`Entity::on_migrate_in`].
     MigrateIn,
+    /// [`Entity::on_restored`].
+    Restored,
     /// [`Entity::on_space_init`].
     SpaceInit,
     /// [`Entity::on_space_created`].
@@ -174,6 +176,9 @@ pub trait Entity: Any + Default + Serialize + DeserializeOwned {
     /// The entity arrived from another game (after `on_attrs_ready`, before it enters its
     /// target space). `on_created` is not called again.
     fn on_migrate_in(&mut self, _ctx: &mut Ctx) {}
+    /// The entity was brought back by a hot swap (`-restore`), after `on_attrs_ready`, in
+    /// its space, with its client; `on_created` is not called again.
+    fn on_restored(&mut self, _ctx: &mut Ctx) {}
     /// Spaces only: right after the instance is made (GoWorld's `OnSpaceInit`).
     fn on_space_init(&mut self, _ctx: &mut Ctx) {}
     /// Spaces only: the space exists; enable AOI and spawn things here.
@@ -367,6 +372,7 @@ impl<T: Entity> EntityType for TypeImpl<T> {
             Hook::EnterSpaceFailed(space) => e.on_enter_space_failed(ctx, space),
             Hook::MigrateOut => e.on_migrate_out(ctx),
             Hook::MigrateIn => e.on_migrate_in(ctx),
+            Hook::Restored => e.on_restored(ctx),
             Hook::SpaceInit => e.on_space_init(ctx),
             Hook::SpaceCreated => e.on_space_created(ctx),
             Hook::SpaceDestroy => e.on_space_destroy(ctx),

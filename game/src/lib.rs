@@ -157,6 +157,30 @@ impl GameService {
         self.world.restore(&mut net, now, snap)
     }
 
+    /// Everything this game runs, as the freeze file's bytes (see `world::freeze`); the work
+    /// in hand is finished and in-flight EnterSpace requests cancelled first.
+    pub fn freeze(&mut self, io: &mut dyn Io, now: Instant) -> Result<Vec<u8>, String> {
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.freeze(&mut net, now)
+    }
+
+    /// Brings back what [`GameService::freeze`] wrote (a hot swap's `-restore`).
+    pub fn thaw(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<world::Restored, String> {
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.thaw(&mut net, now, bytes)
+    }
+
     /// Runs game-wide code (startup work, tests) with a [`global::GameCtx`].
     pub fn with_game_ctx(
         &mut self,

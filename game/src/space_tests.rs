@@ -278,10 +278,25 @@ impl Entity for Traveller {
                 "Die",
                 Expose::Server,
                 |_: &mut Traveller, ctx: &mut Ctx, (): ()| ctx.destroy(),
+            )
+            .method(
+                "Arm",
+                Expose::Server,
+                |_: &mut Traveller, ctx: &mut Ctx, (ms,): (i64,)| {
+                    ctx.add_timer(
+                        Duration::from_millis(ms as u64),
+                        "Note",
+                        crate::args!["tick"],
+                    );
+                    ctx.attrs.root().set_int("armed", ms);
+                },
             );
     }
     fn on_attrs_ready(&mut self, ctx: &mut Ctx) {
         log(format!("{}.attrs_ready", ctx.id()));
+    }
+    fn on_restored(&mut self, ctx: &mut Ctx) {
+        log(format!("{}.restored", ctx.id()));
     }
     fn on_enter_space(&mut self, ctx: &mut Ctx) {
         log(format!("{}.enter_space {}", ctx.id(), ctx.space_id()));
@@ -1582,4 +1597,145 @@ fn an_entity_whose_clients_gate_died_on_the_way_arrives_without_it() {
         ]
     );
     assert_eq!(t.g.world().client_of(&y), Some(t.clients["c3"]));
+}
+
+/// Everything an entity and a space are, for the hot swap tests: its snapshot (type,
+/// attributes, struct, client, timers' remaining time, space, position, yaw, sync state)
+/// and whom it sees and is seen by.
+fn frozen_view(
+    g: &GameService,
+    now: Instant,
+) -> BTreeMap<EntityId, (world::Snapshot, Vec<EntityId>, Vec<EntityId>)> {
+    g.world()
+        .ids()
+        .map(|id| {
+            let (mut sees, mut seen) = (g.world().sees(id), g.world().seen_by(id));
+            sees.sort();
+            seen.sort();
+            (*id, (g.snapshot(now, id).unwrap(), sees, seen))
+        })
+        .collect()
+}
+
+/// A game frozen and thawed into a new process comes back whole: every entity with its
+/// snapshot (attributes, struct, client, timers' remaining time, space, position, yaw),
+/// spaces with their kind and AOI, and every AOI neighbourhood; no client message is sent
+/// (the clients kept their view); each entity gets on_attrs_ready.
+#[test]
+fn a_frozen_game_comes_back_whole_in_a_new_process() {
+    let mut t = G::new();
+    let r = t.space(1, "R");
+    t.call(r, "LateAoi", crate::args![]);
+    let q = t.space(2, "Q");
+    let a = t.with_client("Mid", "A", "c1", 1);
+    let b = t.with_client("Near", "B", "c2", 2);
+    let f = t.create("Far", "F");
+    let x = t.create("Traveller", "X");
+    t.enter(a, r, 1.0, 2.0);
+    t.enter(b, r, 3.0, 4.0);
+    t.enter(f, r, 500.0, 0.0);
+    t.enter(x, q, 7.0, 7.0);
+    t.call(x, "Arm", crate::args![250i64]);
+    t.now += Duration::from_millis(30);
+    t.log();
+    t.sent();
+    let before = frozen_view(&t.g, t.now);
+    assert!(before[&a].1.contains(&b), "A sees B before the freeze");
+    let bytes = t.g.freeze(&mut t.io, t.now).unwrap();
+
+    let mut t2 = G::new();
+    t2.now = t.now;
+    let got = t2.g.thaw(&mut t2.io, t2.now, &bytes).unwrap();
+    assert_eq!((got.spaces, got.entities, got.enters), (2, before.len(), 0));
+    let after = frozen_view(&t2.g, t2.now);
+    assert_eq!(after, before);
+    assert_eq!(t2.g.world().space_kind(&r), Some(1));
+    let mut members = t2.g.world().space_members(&r);
+    members.sort();
+    let mut want = vec![a, b, f];
+    want.sort();
+    assert_eq!(members, want);
+    let sent = t2.sent();
+    assert!(
+        sent.iter().all(|m| !matches!(m, Msg::ToClient { .. })),
+        "no client messages: {sent:?}"
+    );
+    let x_timers = &after[&x].0.timers;
+    assert_eq!(x_timers.len(), 1);
+    assert_eq!(
+        x_timers[0].remaining,
+        Duration::from_millis(220),
+        "re-armed at its remaining time"
+    );
+    let names = |l: Vec<String>| -> Vec<String> {
+        l.into_iter()
+            .filter(|l| l.starts_with(&x.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        names(t2.log()),
+        [format!("{x}.attrs_ready"), format!("{x}.restored")],
+        "OnAttrsReady then OnRestored; no OnCreated, no OnEnterSpace"
+    );
+    // The timer fires in the new process when it is due.
+    t2.now += Duration::from_millis(220);
+    t2.g.on_tick(&mut t2.io, t2.now, std::time::SystemTime::UNIX_EPOCH);
+    assert!(
+        t2.log().iter().any(|l| l.contains("note tick")),
+        "the timer fired"
+    );
+}
+
+/// A freeze file this binary cannot use is an error that names the problem, and nothing is
+/// restored: a type the binary lacks, another game's file, another format, garbage.
+#[test]
+fn a_freeze_file_that_cannot_be_used_is_an_error_and_restores_nothing() {
+    let mut t = G::new();
+    let r = t.space(1, "R");
+    let x = t.create("Traveller", "X");
+    t.enter(x, r, 1.0, 1.0);
+    let bytes = t.g.freeze(&mut t.io, t.now).unwrap();
+    type Pairs = Vec<(Value, Value)>;
+    let edit = |f: &dyn Fn(&mut Pairs)| {
+        let mut v = goworld_common::msgpack::decode_exact(&bytes).unwrap();
+        let Value::Map(m) = &mut v else { panic!() };
+        f(m);
+        v.to_bytes()
+    };
+    let set = |m: &mut Vec<(Value, Value)>, k: &str, val: Value| {
+        for (key, v) in m.iter_mut() {
+            if key.as_str() == Some(k) {
+                *v = val.clone();
+            }
+        }
+    };
+    let renamed = String::from_utf8_lossy(&bytes)
+        .contains("Traveller")
+        .then(|| {
+            let mut b = bytes.clone();
+            let at = b.windows(9).position(|w| w == b"Traveller").unwrap();
+            b[at..at + 9].copy_from_slice(b"Travelleq");
+            b
+        })
+        .unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("unknown type", renamed, "Travelleq"),
+        (
+            "other game",
+            edit(&|m| set(m, "game", Value::Int(7))),
+            "game7",
+        ),
+        (
+            "other format",
+            edit(&|m| set(m, "format", Value::Int(99))),
+            "format",
+        ),
+        ("garbage", vec![0xc1, 0x00], "not a freeze file"),
+    ];
+    for (what, b, needle) in cases {
+        let mut t2 = G::new();
+        let err = t2.g.thaw(&mut t2.io, t2.now, &b).unwrap_err();
+        assert!(err.contains(needle), "{what}: {err}");
+        assert_eq!(t2.g.world().len(), 0, "{what}: nothing restored");
+    }
 }

@@ -31,8 +31,10 @@ use crate::kvdb::Kvdb;
 use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
 
+mod freeze;
 mod service;
 mod space;
+pub use freeze::{Restored, FREEZE_FORMAT};
 pub use service::{ShardSel, HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
 pub(crate) use space::{aoi_neighbours, EntityMap, Placement, SpaceMap, SYNC_NEIGHBOURS, SYNC_OWN};
 pub use space::{

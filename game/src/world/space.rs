@@ -135,6 +135,13 @@ pub(crate) struct EnterRequest {
     sent: bool,
 }
 
+impl EnterRequest {
+    /// The space and position asked for.
+    pub(crate) fn target(&self) -> (EntityId, Vec3) {
+        (self.space, self.pos)
+    }
+}
+
 /// The entities that entity `id` in `space` sees (`sees`) or that see it; empty unless the
 /// space has AOI and `id` takes part in it.
 pub(crate) fn aoi_neighbours(
@@ -556,6 +563,35 @@ impl World {
         }
         self.hook(net, now, space_id, Hook::EntityEnterSpace(id));
         self.hook(net, now, id, Hook::EnterSpace);
+    }
+
+    /// Puts entity `id` (just restored by a hot swap) into `space_id` at `pos` with no
+    /// callbacks and no client messages: the clients kept their view. Its AOI neighbourhood
+    /// is recomputed from the positions.
+    pub(crate) fn place_quietly(&mut self, id: EntityId, space_id: EntityId, pos: Vec3) {
+        let Some(space) = self.spaces.get(&space_id) else {
+            warn!("{id}: its space {space_id} was not restored; it stays in the nil space");
+            return;
+        };
+        let (aoi_on, dist) = (space.aoi.is_some(), space.aoi_distance);
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        rec.place.space = space_id;
+        rec.place.pos = pos;
+        let ty = rec.ty.clone();
+        let radius = ty.aoi_distance().map(|d| if d > 0.0 { d } else { dist });
+        let space = self.spaces.get_mut(&space_id).expect("checked");
+        space.members.insert(id, Member { ty, aoi: None });
+        if let (true, Some(r)) = (aoi_on, radius) {
+            let mut ev = std::mem::take(&mut self.aoi_events);
+            ev.clear();
+            let aoi = space.aoi.as_mut().expect("checked");
+            let slot = aoi.enter(id, pos.x, pos.z, r, &mut ev);
+            space.members.get_mut(&id).expect("inserted").aoi = Some(slot);
+            ev.clear();
+            self.aoi_events = ev;
+        }
     }
 
     /// Takes entity `id` out of its space (back to the nil space), in GoWorld's order: AOI

@@ -1,0 +1,206 @@
+//! Hot swap: everything a game runs, written by the old binary to `game<N>_freezed.dat` and
+//! brought back by the new one started with `-restore`.
+//!
+//! The file is one msgpack map: `format` ([`FREEZE_FORMAT`]: the layout of the file, never
+//! the game code, so a new binary with changed game code restores it), `game` (the game's
+//! ID), and `entities`, an array of `[ID, snapshot]` with the spaces first. A snapshot is
+//! REAL_MIGRATE's map (type, every attribute, the serde struct, client, position, yaw,
+//! timers with their remaining time, sync state; see `space::encode_snapshot`) for the
+//! entity's current space and position, plus `E`, the EnterSpace it had in flight
+//! (`[space, x, y, z]`), which was cancelled for the freeze and is asked again after the
+//! restore. Spaces are rebuilt from their entities' `_K` (kind) and `_EnableAOI` attributes;
+//! AOI neighbourhoods are recomputed from the positions, without client messages (the
+//! clients kept their view).
+//!
+//! What is not written: game-wide timers and crontab entries (closures: `on_game_ready`
+//! runs again after the restore and sets them up), the service registry (the dispatchers
+//! keep it and send it with their handshake ack), and nothing in flight (local calls are
+//! run, migrations cancelled, before the freeze).
+
+use std::time::Instant;
+
+use goworld_common::id::EntityId;
+use goworld_common::msgpack::{self, Value};
+use log::info;
+
+use super::space::{decode_snapshot, encode_snapshot, SpaceState};
+use super::{Deferred, Net, World};
+use crate::aoi::Aoi;
+use crate::entity::{Hook, Vec3, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE};
+
+/// The freeze file's layout version.
+pub const FREEZE_FORMAT: i64 = 1;
+
+/// What a restore brought back.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// Spaces, the nil space not counted.
+    pub spaces: usize,
+    /// Entities, spaces included.
+    pub entities: usize,
+    /// EnterSpace requests cancelled by the freeze and asked again.
+    pub enters: usize,
+}
+
+impl World {
+    /// Writes everything this game runs as the freeze file's bytes. First the work in hand
+    /// is finished: local calls run, calls waiting behind migration fences are released and
+    /// run, and every EnterSpace in flight is cancelled (its dispatcher releases the calls it
+    /// held; they reach the restored game) and written down to be asked again.
+    pub fn freeze(&mut self, net: &mut Net, now: Instant) -> Result<Vec<u8>, String> {
+        self.run_posted(net, now);
+        let fenced: Vec<EntityId> = self.fenced.keys().copied().collect();
+        for id in fenced {
+            self.unfence(id);
+        }
+        self.run_local_calls(net, now);
+        let mut enters: Vec<(EntityId, EntityId, Vec3)> = Vec::new();
+        let entering: Vec<EntityId> = (self.entities.iter())
+            .filter(|(_, r)| r.entering.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in entering {
+            if let Some(r) = self.entities.get(&id).and_then(|r| r.entering) {
+                let (space, pos) = r.target();
+                enters.push((id, space, pos));
+            }
+            self.cancel_enter(net, id);
+        }
+        self.migrations_waiting.clear();
+
+        let mut ids: Vec<(bool, EntityId)> = (self.entities.iter())
+            .map(|(id, r)| (r.ty.name() != SPACE_TYPE, *id))
+            .collect();
+        ids.sort();
+        let key = |k: &str| Value::Str(k.to_string());
+        let mut list = Vec::with_capacity(ids.len());
+        for (_, id) in ids {
+            let snap = self.snapshot(now, &id)?;
+            let mut v =
+                msgpack::decode_exact(&encode_snapshot(&snap)).map_err(|e| format!("{id}: {e}"))?;
+            if let (Some((_, space, pos)), Value::Map(m)) =
+                (enters.iter().find(|(e, _, _)| *e == id), &mut v)
+            {
+                let f = |x: f32| Value::Float(f64::from(x));
+                m.push((
+                    key("E"),
+                    Value::Array(vec![
+                        Value::Str(space.to_text()),
+                        f(pos.x),
+                        f(pos.y),
+                        f(pos.z),
+                    ]),
+                ));
+            }
+            list.push(Value::Array(vec![Value::Str(id.to_text()), v]));
+        }
+        let file = Value::Map(vec![
+            (key("format"), Value::Int(FREEZE_FORMAT)),
+            (key("game"), Value::Int(i64::from(self.game_id))),
+            (key("entities"), Value::Array(list)),
+        ]);
+        Ok(file.to_bytes())
+    }
+
+    /// Brings back a frozen game from the freeze file's bytes, before the game connects:
+    /// spaces, entities (struct, attributes, client bound quietly, timers at their remaining
+    /// time), space membership and AOI; then `on_attrs_ready` and `on_restored` for each
+    /// (spaces first), and the cancelled EnterSpace requests are asked again. Nothing is
+    /// changed if the file cannot be read or names a type this binary lacks.
+    pub fn thaw(&mut self, net: &mut Net, now: Instant, bytes: &[u8]) -> Result<Restored, String> {
+        let file = msgpack::decode_exact(bytes).map_err(|e| format!("not a freeze file: {e}"))?;
+        match file.map_get("format").and_then(Value::as_i64) {
+            Some(FREEZE_FORMAT) => {}
+            other => {
+                return Err(format!(
+                    "freeze file format {other:?}, this binary reads {FREEZE_FORMAT}"
+                ))
+            }
+        }
+        let game = file.map_get("game").and_then(Value::as_i64);
+        if game != Some(i64::from(self.game_id)) {
+            return Err(format!(
+                "the freeze file is game{}'s, this is game{}",
+                game.unwrap_or(0),
+                self.game_id
+            ));
+        }
+        let list = file
+            .map_get("entities")
+            .and_then(Value::as_array)
+            .ok_or("no entities list")?;
+        let mut snaps = Vec::with_capacity(list.len());
+        let mut enters = Vec::new();
+        for item in list {
+            let pair = item
+                .as_array()
+                .filter(|p| p.len() == 2)
+                .ok_or("bad entry")?;
+            let id = pair[0]
+                .as_str()
+                .and_then(EntityId::parse)
+                .ok_or("bad entity ID")?;
+            let snap =
+                decode_snapshot(id, &pair[1].to_bytes()).map_err(|e| format!("{id}: {e}"))?;
+            if !self.registry.has(&snap.type_name) {
+                return Err(format!(
+                    "entity {id} is of type {}, which this binary does not register",
+                    snap.type_name
+                ));
+            }
+            if let Some(e) = pair[1].map_get("E").and_then(Value::as_array) {
+                let num = |i: usize| e.get(i).and_then(Value::as_f64).unwrap_or(0.0) as f32;
+                if let Some(space) = e.first().and_then(Value::as_str).and_then(EntityId::parse) {
+                    enters.push((id, space, Vec3::new(num(1), num(2), num(3))));
+                }
+            }
+            snaps.push(snap);
+        }
+        let nil = self.nil_space();
+        let mut restored = Restored {
+            enters: enters.len(),
+            ..Restored::default()
+        };
+        let mut placed = Vec::new();
+        let mut order = Vec::with_capacity(snaps.len());
+        for snap in snaps {
+            let (id, space, pos) = (snap.id, snap.space, snap.pos);
+            let is_space = snap.type_name == SPACE_TYPE;
+            self.insert_snapshot(now, snap)
+                .map_err(|e| format!("{id}: {e}"))?;
+            if is_space {
+                let rec = &self.entities[&id];
+                let attrs = rec.attrs.as_map();
+                let mut st = SpaceState::new(attrs.get_int(SPACE_KIND_ATTR));
+                let d = attrs.get_float(SPACE_AOI_ATTR) as f32;
+                if d > 0.0 {
+                    st.aoi = Some(Aoi::new(d));
+                    st.aoi_distance = d;
+                }
+                self.spaces.insert(id, st);
+                restored.spaces += 1;
+            } else if space != nil {
+                placed.push((id, space, pos));
+            }
+            order.push(id);
+        }
+        for (id, space, pos) in placed {
+            self.place_quietly(id, space, pos);
+        }
+        restored.entities = order.len();
+        for id in order {
+            self.hook(net, now, id, Hook::AttrsReady);
+            self.hook(net, now, id, Hook::Restored);
+        }
+        for (id, space, pos) in enters {
+            self.local_calls
+                .push_back(Deferred::Enter { id, space, pos });
+        }
+        self.run_local_calls(net, now);
+        info!(
+            "game{}: restored {} entities ({} spaces); {} EnterSpace requests asked again",
+            self.game_id, restored.entities, restored.spaces, restored.enters
+        );
+        Ok(restored)
+    }
+}
