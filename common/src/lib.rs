@@ -34,7 +34,7 @@ pub mod timers;
 
 /// The internal protocol version carried by SET_GAME_ID and SET_GATE_ID. A dispatcher refuses
 /// a game or gate that speaks another version, with a log line naming both.
-pub const INTERNAL_PROTOCOL_VERSION: u16 = 4;
+pub const INTERNAL_PROTOCOL_VERSION: u16 = 5;
 
 /// GoWorld's supervisor tags, printed verbatim once a process is ready.
 pub fn ready_line(kind: &str) -> String {

@@ -1104,6 +1104,23 @@ impl Dispatcher {
                 let except = peek_u16(p, 2).ok_or_else(short)?;
                 self.broadcast_games(io, now, except, p);
             }
+            mt::FREEZE_CANCELLED => {
+                // The game is still connected (it sent this): what was held goes out now, in
+                // order, and it is not held any more.
+                let g = self.games.get_mut(&game_id).expect("peer is a known game");
+                g.frozen_until = None;
+                let held = std::mem::take(&mut g.held);
+                warn!(
+                    "game{game_id} cancelled its freeze: delivering the {} packets held for it",
+                    held.total()
+                );
+                if let Some(report) = held.over_limit_report() {
+                    warn!("game{game_id}: freeze hold ended; {report}");
+                }
+                for p in held.queue {
+                    io.send(conn, &p);
+                }
+            }
             mt::START_FREEZE_GAME => {
                 let g = self.games.get_mut(&game_id).expect("peer is a known game");
                 g.frozen_until = Some(now + self.s.freeze_hold_timeout);

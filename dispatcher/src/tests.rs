@@ -986,3 +986,23 @@ fn a_migration_into_a_frozen_game_reaches_it_after_the_restore_then_its_calls() 
         [call(f, "queued"), mig, call(e, "held1"), call(e, "held2")]
     );
 }
+
+/// A game whose freeze failed says so: the dispatcher delivers what it held for it, in
+/// order, and then sends straight to it again.
+#[test]
+fn a_cancelled_freeze_delivers_what_was_held_and_stops_holding() {
+    let mut t = T::new(2, 0);
+    let (e, f) = (eid("frozenfrozenfr02"), eid("otherotherothe01"));
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![f]);
+    t.io.sent.clear();
+    t.send(conn(1), Msg::StartFreezeGame);
+    assert_eq!(t.got(conn(1)), vec![Msg::StartFreezeGameAck { disp_id: 1 }]);
+    t.send(conn(2), call(e, "one"));
+    t.send(conn(2), call(e, "two"));
+    assert!(t.got(conn(1)).is_empty(), "held while the game freezes");
+    t.send(conn(1), Msg::FreezeCancelled);
+    assert_eq!(t.got(conn(1)), vec![call(e, "one"), call(e, "two")]);
+    t.send(conn(2), call(e, "three"));
+    assert_eq!(t.got(conn(1)), vec![call(e, "three")]);
+}

@@ -83,6 +83,8 @@ pub enum Hook {
     MigrateOut,
     /// [`Entity::on_migrate_in`].
     MigrateIn,
+    /// [`Entity::on_freeze`].
+    Freeze,
     /// [`Entity::on_restored`].
     Restored,
     /// [`Entity::on_space_init`].
@@ -176,6 +178,10 @@ pub trait Entity: Any + Default + Serialize + DeserializeOwned {
     /// The entity arrived from another game (after `on_attrs_ready`, before it enters its
     /// target space). `on_created` is not called again.
     fn on_migrate_in(&mut self, _ctx: &mut Ctx) {}
+    /// The game is freezing for a hot swap: the entity is about to be written down (its
+    /// struct and attributes as they are after this). A panic here abandons the freeze; the
+    /// game keeps running.
+    fn on_freeze(&mut self, _ctx: &mut Ctx) {}
     /// The entity was brought back by a hot swap (`-restore`), after `on_attrs_ready`, in
     /// its space, with its client; `on_created` is not called again.
     fn on_restored(&mut self, _ctx: &mut Ctx) {}
@@ -372,6 +378,7 @@ impl<T: Entity> EntityType for TypeImpl<T> {
             Hook::EnterSpaceFailed(space) => e.on_enter_space_failed(ctx, space),
             Hook::MigrateOut => e.on_migrate_out(ctx),
             Hook::MigrateIn => e.on_migrate_in(ctx),
+            Hook::Freeze => e.on_freeze(ctx),
             Hook::Restored => e.on_restored(ctx),
             Hook::SpaceInit => e.on_space_init(ctx),
             Hook::SpaceCreated => e.on_space_created(ctx),

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{nil_space_id, ClientId, EntityId, IdGen, WallClock};
@@ -75,6 +75,28 @@ pub enum GameEvent {
     Ready,
     /// A dispatcher reported the deployment ready (once per process).
     DeploymentReady,
+    /// The game froze for a hot swap: the shell writes these bytes to the freeze file, then
+    /// calls [`GameService::freeze_written`] (the game stops) or
+    /// [`GameService::freeze_write_failed`] (it resumes).
+    Frozen(Vec<u8>),
+}
+
+/// How long a freezing game waits for every dispatcher to hold its packets.
+pub const FREEZE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a freezing game waits for storage and the KVDB to answer what is in flight.
+pub const FREEZE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a game is in a hot swap's freeze.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Freeze {
+    /// Not freezing.
+    Running,
+    /// START_FREEZE_GAME sent to every dispatcher; these have acknowledged.
+    WaitingAcks { acks: BTreeSet<u16>, until: Instant },
+    /// The state went to the shell as [`GameEvent::Frozen`]; waiting for it to be written.
+    Writing,
+    /// The write failed (at `at`): resume on the next tick, with this reason.
+    Failed { why: String, at: Instant },
 }
 
 /// The game's state machine.
@@ -101,6 +123,7 @@ pub struct GameService {
     ready_reported: bool,
     events: Vec<GameEvent>,
     unknown_types_logged: BTreeSet<u16>,
+    freeze: Freeze,
     stop: bool,
 }
 
@@ -129,6 +152,7 @@ impl GameService {
             ready_reported: false,
             events: Vec::new(),
             unknown_types_logged: BTreeSet::new(),
+            freeze: Freeze::Running,
             stop: false,
         }
     }
@@ -541,6 +565,7 @@ impl GameService {
                 self.world
                     .on_migrate_ack(&mut net, now, eid, space_id, space_game_id);
             }
+            Msg::StartFreezeGameAck { .. } => self.on_freeze_ack(io, now, disp),
             Msg::RealMigrate { eid, data, .. } => {
                 let mut net = Net {
                     io,
@@ -619,6 +644,21 @@ impl Handler for GameService {
     }
 
     fn on_tick(&mut self, io: &mut dyn Io, now: Instant, _wall: SystemTime) {
+        match &self.freeze {
+            Freeze::WaitingAcks { acks, until } if now >= *until => {
+                let why = format!(
+                    "only {} of {} dispatchers acknowledged within {FREEZE_ACK_TIMEOUT:?}",
+                    acks.len(),
+                    self.links.count()
+                );
+                self.freeze_failed(io, now, &why);
+            }
+            Freeze::Failed { why, .. } => {
+                let why = why.clone();
+                self.freeze_failed(io, now, &why);
+            }
+            _ => {}
+        }
         let mut net = Net {
             io,
             links: &mut self.links,
@@ -647,10 +687,15 @@ impl Handler for GameService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.world.next_deadline(), self.next_load_report) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let freeze = match &self.freeze {
+            Freeze::WaitingAcks { until, .. } => Some(*until),
+            Freeze::Failed { at, .. } => Some(*at),
+            _ => None,
+        };
+        [self.world.next_deadline(), self.next_load_report, freeze]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
@@ -665,16 +710,108 @@ impl Handler for GameService {
                     .destroy_all(&mut net, now, std::time::Duration::from_secs(10));
                 self.stop = true;
             }
-            sig::SIGUSR1 | sig::SIGHUP => warn!(
-                "game{}: hot swap (freeze on signal {signal}) is not built yet; still running",
-                self.s.game_id
-            ),
+            sig::SIGUSR1 | sig::SIGHUP => self.start_freeze(io, now, signal),
             _ => debug!("signal {signal} ignored"),
         }
     }
 
     fn should_stop(&self) -> bool {
         self.stop
+    }
+}
+
+impl GameService {
+    /// SIGUSR1 or SIGHUP: every dispatcher is asked to hold this game's packets; once all
+    /// have acknowledged, the game freezes (see [`GameService::freeze`]).
+    fn start_freeze(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
+        let id = self.s.game_id;
+        if self.freeze != Freeze::Running {
+            info!("game{id}: signal {signal}: already freezing");
+            return;
+        }
+        if !self.links.all_ready() {
+            warn!("game{id}: signal {signal}: cannot freeze before every dispatcher has accepted this game; still running");
+            return;
+        }
+        info!(
+            "game{id}: signal {signal}: freezing; asking {} dispatchers to hold this game's packets",
+            self.links.count()
+        );
+        self.freeze = Freeze::WaitingAcks {
+            acks: BTreeSet::new(),
+            until: now + FREEZE_ACK_TIMEOUT,
+        };
+        self.links.broadcast(io, &Msg::StartFreezeGame.to_payload());
+    }
+
+    /// A dispatcher holds this game's packets now; when every one does, the game freezes:
+    /// storage and KVDB drained, the state handed to the shell as [`GameEvent::Frozen`].
+    fn on_freeze_ack(&mut self, io: &mut dyn Io, now: Instant, disp: u16) {
+        let Freeze::WaitingAcks { acks, .. } = &mut self.freeze else {
+            debug!("dispatcher{disp}: freeze acknowledged, but this game is not freezing");
+            return;
+        };
+        acks.insert(disp);
+        if acks.len() < usize::from(self.links.count()) {
+            return;
+        }
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        let frozen = self
+            .world
+            .drain_for_freeze(&mut net, now, FREEZE_DRAIN_TIMEOUT)
+            .and_then(|()| self.world.freeze(&mut net, now));
+        match frozen {
+            Ok(bytes) => {
+                info!(
+                    "game{}: frozen: {} entities, {} bytes",
+                    self.s.game_id,
+                    self.world.len(),
+                    bytes.len()
+                );
+                self.freeze = Freeze::Writing;
+                self.events.push(GameEvent::Frozen(bytes));
+            }
+            Err(why) => self.freeze_failed(io, now, &why),
+        }
+    }
+
+    /// The shell wrote the freeze file: the game stops (its output is flushed first).
+    pub fn freeze_written(&mut self) {
+        if self.freeze == Freeze::Writing {
+            self.stop = true;
+        }
+    }
+
+    /// The shell could not write the freeze file (at `now`): the game resumes on its next
+    /// tick, which is due at once.
+    pub fn freeze_write_failed(&mut self, now: Instant, why: String) {
+        if self.freeze == Freeze::Writing {
+            self.freeze = Freeze::Failed { why, at: now };
+        }
+    }
+
+    /// The freeze failed: the game keeps running, the dispatchers deliver what they held,
+    /// and the EnterSpace requests the freeze cancelled are asked again.
+    fn freeze_failed(&mut self, io: &mut dyn Io, now: Instant, why: &str) {
+        warn!(
+            "game{}: freeze failed ({why}); still running, and the dispatchers deliver what they held",
+            self.s.game_id
+        );
+        self.freeze = Freeze::Running;
+        self.links.broadcast(io, &Msg::FreezeCancelled.to_payload());
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.unfreeze(&mut net, now);
+    }
+
+    /// True while a freeze is in progress (from the signal until the game stops or resumes).
+    pub fn is_freezing(&self) -> bool {
+        self.freeze != Freeze::Running
     }
 }
 

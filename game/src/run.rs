@@ -2,6 +2,7 @@
 //! A game program's `main` calls [`main`]; everything interesting is in [`GameService`].
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use goworld_common::id::{IdGen, WallClock};
@@ -44,11 +45,6 @@ pub fn main(program: &str, types: Registry) {
             cfg.boot_entity
         ));
     }
-    if args.restore {
-        log::warn!(
-            "game{id}: -restore given, but hot swap restore is not built yet; starting fresh"
-        );
-    }
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
         ..ReactorConfig::default()
@@ -81,6 +77,10 @@ pub fn main(program: &str, types: Registry) {
         cfg.position_sync_interval_ms.max(5),
     ));
     service.enable_load_reports();
+    let freeze_file = freeze_file_name(id);
+    if args.restore {
+        restore(&mut service, id, &freeze_file);
+    }
     let mut cpu = (Instant::now(), process_cpu_ticks());
     let mut handler = AfterTick {
         inner: service,
@@ -96,11 +96,33 @@ pub fn main(program: &str, types: Registry) {
                 cpu = (now, ticks);
             }
             for ev in game.take_events() {
-                // Deployment readiness is in the log already; the ready line goes to stdout too.
-                if ev == GameEvent::Ready {
-                    let addrs: Vec<(&str, SocketAddr)> =
-                        dispatchers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
-                    process::print_ready("GAME", &addrs);
+                match ev {
+                    // Deployment readiness is in the log already; the ready line goes to
+                    // stdout too. A restored game's file is retired once every dispatcher
+                    // has accepted it, so a stray -restore cannot bring old state back.
+                    GameEvent::Ready => {
+                        if args.restore {
+                            retire_freeze_file(id, &freeze_file);
+                        }
+                        let addrs: Vec<(&str, SocketAddr)> =
+                            dispatchers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+                        process::print_ready("GAME", &addrs);
+                    }
+                    GameEvent::Frozen(bytes) => match write_freeze_file(&freeze_file, &bytes) {
+                        Ok(()) => {
+                            log::info!(
+                                "game{id}: state written to {} ({} bytes); exiting",
+                                freeze_file.display(),
+                                bytes.len()
+                            );
+                            game.freeze_written();
+                        }
+                        Err(e) => game.freeze_write_failed(
+                            Instant::now(),
+                            format!("cannot write {}: {e}", freeze_file.display()),
+                        ),
+                    },
+                    GameEvent::DeploymentReady => {}
                 }
             }
         },
@@ -109,6 +131,76 @@ pub fn main(program: &str, types: Registry) {
         process::fail(&format!("game{id}: reactor stopped: {e}"));
     }
     log::info!("game{id} stopped");
+}
+
+/// The freeze file of game `id`, in the working directory (as GoWorld's).
+fn freeze_file_name(id: u16) -> PathBuf {
+    PathBuf::from(format!("game{id}_freezed.dat"))
+}
+
+/// `-restore`: brings back what the frozen game wrote, before connecting. A missing or
+/// unreadable file, or one this binary cannot use, is an error: the process exits non-zero
+/// and the file stays.
+fn restore(service: &mut GameService, id: u16, path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| {
+        process::fail(&format!(
+            "game{id}: -restore: cannot read {}: {e}",
+            path.display()
+        ))
+    });
+    // Not connected yet: whatever restored game code sends waits in the dispatcher links.
+    let mut io = goworld_common::testio::MemIo::new();
+    let started = Instant::now();
+    match service.thaw(&mut io, started, &bytes) {
+        Ok(r) => log::info!(
+            "game{id}: restored from {} in {:.1} ms: {} entities, {} spaces",
+            path.display(),
+            started.elapsed().as_secs_f64() * 1000.0,
+            r.entities,
+            r.spaces
+        ),
+        Err(e) => process::fail(&format!(
+            "game{id}: -restore: {}: {e} (the file is kept)",
+            path.display()
+        )),
+    }
+    debug_assert!(io.sent.is_empty(), "nothing leaves before the links are up");
+}
+
+/// Renames the freeze file `<name>.restored` once the restored game is accepted.
+fn retire_freeze_file(id: u16, path: &Path) {
+    let mut done = path.as_os_str().to_owned();
+    done.push(".restored");
+    match std::fs::rename(path, &done) {
+        Ok(()) => log::info!(
+            "game{id}: every dispatcher accepted the restored game; {} renamed {}",
+            path.display(),
+            Path::new(&done).display()
+        ),
+        Err(e) => log::warn!(
+            "game{id}: cannot rename {} after the restore: {e}",
+            path.display()
+        ),
+    }
+}
+
+/// Writes the freeze file safely: a temporary file, fsync, rename over the name, and an
+/// fsync of the directory, so a crash leaves either the old file or the whole new one.
+fn write_freeze_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat).

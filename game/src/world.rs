@@ -272,6 +272,10 @@ pub struct World {
     /// Refused calls per client; a client that keeps making them is disconnected.
     refused: HashMap<ClientId, u32>,
     unknown_logged: HashSet<String>,
+    /// Panics caught in game code (a freeze is abandoned if `on_freeze` panics).
+    panics: u64,
+    /// EnterSpace requests the last freeze cancelled, asked again if the freeze fails.
+    freeze_cancelled_enters: Vec<(EntityId, EntityId, crate::entity::Vec3)>,
 }
 
 impl World {
@@ -331,6 +335,8 @@ impl World {
             refused_logged: HashSet::new(),
             refused: HashMap::new(),
             unknown_logged: HashSet::new(),
+            panics: 0,
+            freeze_cancelled_enters: Vec::new(),
         }
     }
 
@@ -422,6 +428,7 @@ impl World {
             };
             let obj = &mut *rec.obj;
             if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
+                self.panics += 1;
                 // The panic hook has logged the message and location.
                 error!(
                     "game code panicked in {}<{id}> {what}; the entity keeps running",

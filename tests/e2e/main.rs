@@ -347,3 +347,67 @@ fn login_creates_an_avatar_and_a_returning_user_gets_the_same_one() {
     }
     assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
 }
+
+/// Hot swap under bots: 1 dispatcher, 2 games, 1 gate, 40 strict bots for 16 s; 5 s in,
+/// game1 gets SIGUSR1, writes `game1_freezed.dat` and exits 0, and is started again with
+/// `-restore`. The bots see no failure and no disconnect, the restored game renames the file
+/// `.restored`, and no server log has an error line.
+#[test]
+fn a_game_frozen_and_restored_under_bots_loses_nothing() {
+    let mut c = Cluster::new("hotswap", 1, 2, 1, "");
+    c.start_all(1, 2, 1).unwrap();
+    for game in 1..=2 {
+        c.wait_log(
+            Kind::Game,
+            game,
+            "CallNilSpaces works in game",
+            1,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    }
+    let bots = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
+        .args([
+            "-N",
+            "40",
+            "-duration",
+            "16",
+            "-strict",
+            "-quiet",
+            "-log",
+            "warn",
+            "-configfile",
+        ])
+        .arg(&c.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let game1 = c.proc(Kind::Game, 1);
+    game1.signal("USR1");
+    assert_eq!(
+        game1.wait_exit(Duration::from_secs(15)).unwrap(),
+        Some(0),
+        "the frozen game exits 0"
+    );
+    let file = c.dir.join("game1_freezed.dat");
+    assert!(file.exists(), "the freeze file is written");
+    c.start_with(Kind::Game, 1, &["-restore"]).unwrap();
+    c.wait_log(Kind::Game, 1, "renamed", 1, Duration::from_secs(10))
+        .unwrap();
+    assert!(!file.exists());
+    assert!(c.dir.join("game1_freezed.dat.restored").exists());
+    let out = bots.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "test_client failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(", failures 0, disconnects 0"), "{stdout}");
+    for (kind, id, code) in c.stop_all() {
+        assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+    }
+    assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
+}

@@ -214,6 +214,11 @@ impl Cluster {
 
     /// Starts one process and waits for its ready line.
     pub fn start(&mut self, kind: Kind, id: u16) -> Result<&mut Proc, String> {
+        self.start_with(kind, id, &[])
+    }
+
+    /// [`Cluster::start`] with extra command-line arguments (`-restore`).
+    pub fn start_with(&mut self, kind: Kind, id: u16, extra: &[&str]) -> Result<&mut Proc, String> {
         let program = match kind {
             Kind::Game => self.game_binary,
             _ => kind.binary(),
@@ -225,6 +230,7 @@ impl Cluster {
             .arg(id.to_string())
             .arg("-configfile")
             .arg(&self.config)
+            .args(extra)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -55,6 +55,7 @@ pub fn msg_name(t: u16) -> &'static str {
         mt::GAME_LBC_INFO => "MT_GAME_LBC_INFO",
         mt::NOTIFY_GATE_CONNECTED => "MT_NOTIFY_GATE_CONNECTED",
         mt::MIGRATE_ARRIVED => "MT_MIGRATE_ARRIVED",
+        mt::FREEZE_CANCELLED => "MT_FREEZE_CANCELLED",
         mt::GATE_SERVICE_START => "MT_GATE_SERVICE_MSG_TYPE_START",
         mt::REDIRECT_TO_GATEPROXY_START => "MT_REDIRECT_TO_GATEPROXY_MSG_TYPE_START",
         mt::CREATE_ENTITY_ON_CLIENT => "MT_CREATE_ENTITY_ON_CLIENT",
@@ -299,6 +300,7 @@ pub(super) fn msg_type_of(m: &Msg) -> u16 {
         Msg::NotifyGateConnected { .. } => mt::NOTIFY_GATE_CONNECTED,
         Msg::MigrateArrived { .. } => mt::MIGRATE_ARRIVED,
         Msg::StartFreezeGame => mt::START_FREEZE_GAME,
+        Msg::FreezeCancelled => mt::FREEZE_CANCELLED,
         Msg::StartFreezeGameAck { .. } => mt::START_FREEZE_GAME_ACK,
         Msg::MigrateRequest { .. } => mt::MIGRATE_REQUEST,
         Msg::RealMigrate { .. } => mt::REAL_MIGRATE,
@@ -422,7 +424,10 @@ pub(super) fn encode_msg(m: &Msg, out: &mut Vec<u8>) {
         Msg::NotifyGateDisconnected { gate_id } | Msg::NotifyGateConnected { gate_id } => {
             put_u16(out, *gate_id)
         }
-        Msg::StartFreezeGame | Msg::NotifyDeploymentReady | Msg::HeartbeatFromClient => {}
+        Msg::StartFreezeGame
+        | Msg::FreezeCancelled
+        | Msg::NotifyDeploymentReady
+        | Msg::HeartbeatFromClient => {}
         Msg::StartFreezeGameAck { disp_id } => put_u16(out, *disp_id),
         Msg::MigrateRequest {
             eid,
@@ -1000,6 +1005,7 @@ pub(super) fn decode_msg(payload: &[u8]) -> Result<Msg, DecodeError> {
             gate_id: r.u16("gateid")?,
         },
         mt::START_FREEZE_GAME => Msg::StartFreezeGame,
+        mt::FREEZE_CANCELLED => Msg::FreezeCancelled,
         mt::START_FREEZE_GAME_ACK => Msg::StartFreezeGameAck {
             disp_id: r.u16("dispid")?,
         },

@@ -645,6 +645,7 @@ fn round_trip_uncaptured_messages() {
     round_trip(Msg::NotifyGateDisconnected { gate_id: 3 }, "0d000300");
     round_trip(Msg::NotifyGateConnected { gate_id: 3 }, "1a000300");
     round_trip(Msg::MigrateArrived { eid: e }, &format!("1b00{eh}"));
+    round_trip(Msg::FreezeCancelled, "1c00");
     round_trip(Msg::StartFreezeGame, "0e00");
     round_trip(Msg::StartFreezeGameAck { disp_id: 2 }, "0f000200");
     round_trip(Msg::CancelMigrate { eid: e }, &format!("1300{eh}"));
@@ -881,15 +882,15 @@ fn bad_utf8_in_strings_is_an_error() {
 #[test]
 fn unknown_types_and_wrong_direction_are_errors() {
     for t in [
-        0u16, 28, 999, 1000, 1001, 1014, 1499, 1500, 1504, 1999, 2000, 2002, 65535,
+        0u16, 29, 999, 1000, 1001, 1014, 1499, 1500, 1504, 1999, 2000, 2002, 65535,
     ] {
         let e = Msg::decode(&t.to_le_bytes()).unwrap_err();
         assert_eq!(e.kind(), &DecodeErrorKind::UnknownType, "type {t}");
         assert_eq!(e.msg_type(), t);
     }
     assert_eq!(
-        Msg::decode(&[28, 0]).unwrap_err().to_string(),
-        "unknown(28): unknown message type"
+        Msg::decode(&[29, 0]).unwrap_err().to_string(),
+        "unknown(29): unknown message type"
     );
     assert_eq!(
         Msg::decode(&[1]).unwrap_err().to_string(),
@@ -964,8 +965,8 @@ fn route_boundaries() {
         (0, Route::Unknown),
         (1, Route::Internal),
         (25, Route::Internal),
-        (27, Route::Internal),
-        (28, Route::Unknown),
+        (28, Route::Internal),
+        (29, Route::Unknown),
         (999, Route::Unknown),
         (1000, Route::GateService),
         (1001, Route::ToClient),
@@ -992,7 +993,8 @@ fn names_follow_goworld() {
     assert_eq!(msg_name(2001), "MT_HEARTBEAT_FROM_CLIENT");
     assert_eq!(msg_name(26), "MT_NOTIFY_GATE_CONNECTED");
     assert_eq!(msg_name(27), "MT_MIGRATE_ARRIVED");
-    assert_eq!(msg_name(28), "unknown");
+    assert_eq!(msg_name(28), "MT_FREEZE_CANCELLED");
+    assert_eq!(msg_name(29), "unknown");
     // Every type the decoder accepts has a name.
     for t in 0..=u16::MAX {
         let ok = Msg::decode(&t.to_le_bytes()).map_err(|e| e.kind().clone());

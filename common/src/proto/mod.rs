@@ -51,6 +51,9 @@ pub mod mt {
     /// that it took the entity, so the dispatcher can drop the copy it kept in case this game
     /// died first.
     pub const MIGRATE_ARRIVED: u16 = 27;
+    /// goworld-rs extension: a game's freeze failed after the dispatchers started holding its
+    /// packets; they deliver what they held and stop holding.
+    pub const FREEZE_CANCELLED: u16 = 28;
 
     pub const GATE_SERVICE_START: u16 = 1000;
     pub const REDIRECT_TO_GATEPROXY_START: u16 = 1001;
@@ -115,7 +118,7 @@ pub fn route(t: u16) -> Route {
         mt::SYNC_POSITION_YAW_ON_CLIENTS => Route::SyncOnClients,
         mt::GATE_SERVICE_START..=mt::GATE_SERVICE_STOP => Route::GateService,
         mt::HEARTBEAT_FROM_CLIENT => Route::Heartbeat,
-        mt::SET_GAME_ID..=mt::MIGRATE_ARRIVED => Route::Internal,
+        mt::SET_GAME_ID..=mt::FREEZE_CANCELLED => Route::Internal,
         _ => Route::Unknown,
     }
 }
@@ -233,6 +236,8 @@ pub enum Msg {
         eid: EntityId,
     },
     StartFreezeGame,
+    /// Game→dispatchers: the freeze failed; deliver what was held (goworld-rs extension, 28).
+    FreezeCancelled,
     StartFreezeGameAck {
         disp_id: u16,
     },

@@ -17,7 +17,7 @@
 //! keep it and send it with their handshake ack), and nothing in flight (local calls are
 //! run, migrations cancelled, before the freeze).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use goworld_common::id::EntityId;
 use goworld_common::msgpack::{self, Value};
@@ -43,11 +43,55 @@ pub struct Restored {
 }
 
 impl World {
-    /// Writes everything this game runs as the freeze file's bytes. First the work in hand
-    /// is finished: local calls run, calls waiting behind migration fences are released and
-    /// run, and every EnterSpace in flight is cancelled (its dispatcher releases the calls it
-    /// held; they reach the restored game) and written down to be asked again.
+    /// Waits (up to `timeout`) until storage and the KVDB have answered everything asked of
+    /// them, running what their answers start, so nothing in flight is lost with the process.
+    pub fn drain_for_freeze(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        for _ in 0..10 {
+            if let Some(s) = self.storage.as_mut() {
+                s.drain(timeout)
+                    .map_err(|n| format!("{n} storage requests still pending after {timeout:?}"))?;
+            }
+            self.on_storage_results(net, now);
+            if let Some(k) = self.kvdb.as_mut() {
+                k.drain(timeout)
+                    .map_err(|n| format!("{n} KVDB requests still pending after {timeout:?}"))?;
+            }
+            self.on_kvdb_results(net, now);
+            self.run_local_calls(net, now);
+            let busy = self.storage.as_ref().is_some_and(|s| s.pending() > 0)
+                || self.kvdb.as_ref().is_some_and(|k| k.pending() > 0)
+                || !self.storage_waiting.is_empty()
+                || !self.kvdb_waiting.is_empty();
+            if !busy {
+                return Ok(());
+            }
+        }
+        Err("storage and KVDB answers keep starting new requests".into())
+    }
+
+    /// Writes everything this game runs as the freeze file's bytes. First every entity's
+    /// `on_freeze` runs (a panic there abandons the freeze, changing nothing else), then the
+    /// work in hand is finished: local calls run, calls waiting behind migration fences are
+    /// released and run, and every EnterSpace in flight is cancelled (its dispatcher releases
+    /// the calls it held; they reach the restored game) and written down to be asked again
+    /// (or asked again at once by [`World::unfreeze`] if the freeze fails later).
     pub fn freeze(&mut self, net: &mut Net, now: Instant) -> Result<Vec<u8>, String> {
+        let panics = self.panics;
+        let all: Vec<EntityId> = self.entities.keys().copied().collect();
+        for id in all {
+            self.hook(net, now, id, Hook::Freeze);
+        }
+        if self.panics != panics {
+            return Err(format!(
+                "on_freeze panicked {} times (logged above)",
+                self.panics - panics
+            ));
+        }
         self.run_posted(net, now);
         let fenced: Vec<EntityId> = self.fenced.keys().copied().collect();
         for id in fenced {
@@ -67,6 +111,7 @@ impl World {
             self.cancel_enter(net, id);
         }
         self.migrations_waiting.clear();
+        self.freeze_cancelled_enters = enters.clone();
 
         let mut ids: Vec<(bool, EntityId)> = (self.entities.iter())
             .map(|(id, r)| (r.ty.name() != SPACE_TYPE, *id))
@@ -100,6 +145,16 @@ impl World {
             (key("entities"), Value::Array(list)),
         ]);
         Ok(file.to_bytes())
+    }
+
+    /// The freeze failed after [`World::freeze`]: the EnterSpace requests it cancelled are
+    /// asked again.
+    pub fn unfreeze(&mut self, net: &mut Net, now: Instant) {
+        for (id, space, pos) in std::mem::take(&mut self.freeze_cancelled_enters) {
+            self.local_calls
+                .push_back(Deferred::Enter { id, space, pos });
+        }
+        self.run_local_calls(net, now);
     }
 
     /// Brings back a frozen game from the freeze file's bytes, before the game connects:
