@@ -1143,3 +1143,146 @@ fn a_migration_whose_target_game_dies_is_rolled_back_or_its_client_closed() {
         "both outcomes seen: {back} back, {lost} lost"
     );
 }
+
+// ---- hot swap -------------------------------------------------------------------------------
+
+/// A player's game is hot-swapped while its client keeps calling it (three dispatchers):
+/// every call arrives exactly once, in order, half of them after the restore; the client
+/// never notices beyond the pause; the player keeps its attributes, struct, timers, space
+/// and client; the restored game is the only one with it.
+#[test]
+fn a_hot_swapped_game_gets_every_call_made_during_the_swap_once_in_order() {
+    let mut sim = up(3, Duration::from_millis(2));
+    let (c, a, ga) = connect(&mut sim);
+    let zone = on_game(&mut sim, ga, |g| g.create_space_locally(1));
+    on_game(&mut sim, ga, |g| {
+        g.call(a, "Prime", args![]);
+        g.call(a, "Enter", args![zone, 4.0f32, 5.0f32])
+    });
+    sim.run_until_idle();
+    let before = sim.game(ga).snapshot(sim.now(), &a).unwrap();
+    const SENT: i64 = 40;
+    for i in 0..SENT / 2 {
+        sim.client_send(c, &client_call(a, "Seq", args![i]));
+        sim.advance(Duration::from_millis(1));
+    }
+    let frozen = sim.freeze_game(ga, false);
+    assert!(!sim.is_running(&format!("game{ga}")));
+    for i in SENT / 2..SENT {
+        sim.client_send(c, &client_call(a, "Seq", args![i]));
+        sim.advance(Duration::from_millis(1));
+    }
+    sim.advance(Duration::from_millis(200));
+    sim.restore_game(ga, &frozen);
+    sim.advance(Duration::from_secs(1));
+    let seq: Vec<i64> = account(&sim, &a)
+        .from_client
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(
+        seq,
+        (0..SENT).collect::<Vec<_>>(),
+        "every call once, in order"
+    );
+    assert!(!sim.client_closed(c));
+    let after = sim.game(ga).snapshot(sim.now(), &a).unwrap();
+    assert_eq!(
+        (
+            after.client,
+            after.space,
+            after.pos,
+            after.yaw,
+            after.syncing_from_client
+        ),
+        (
+            before.client,
+            before.space,
+            before.pos,
+            before.yaw,
+            before.syncing_from_client
+        )
+    );
+    assert_eq!(account(&sim, &a).label, "primed", "its struct came back");
+    assert_eq!(
+        after.timers.len(),
+        before.timers.len(),
+        "its timers came back"
+    );
+    assert_eq!(int_attr(&sim, &a, "hp"), 7);
+    let d = dispatcher_for_entity(&a, 3);
+    assert_eq!(sim.dispatcher(d).entity_game(&a), Some(ga));
+    assert_eq!(home(&sim, &a), Some(ga));
+    // Its repeating timer keeps ticking in the new process.
+    let ticks = int_attr(&sim, &a, "ticks");
+    sim.advance(Duration::from_secs(3));
+    assert!(
+        int_attr(&sim, &a, "ticks") >= ticks + 2,
+        "the timer runs after the restore"
+    );
+}
+
+/// A freeze whose file cannot be written: the game keeps running and the calls its
+/// dispatchers held meanwhile are delivered once, in order.
+#[test]
+fn a_failed_freeze_resumes_and_delivers_every_held_call() {
+    let mut sim = up(3, Duration::from_millis(2));
+    let (c, a, ga) = connect(&mut sim);
+    for i in 0..10i64 {
+        sim.client_send(c, &client_call(a, "Seq", args![i]));
+        sim.advance(Duration::from_millis(1));
+    }
+    let _ = sim.freeze_game(ga, true);
+    for i in 10..20i64 {
+        sim.client_send(c, &client_call(a, "Seq", args![i]));
+        sim.advance(Duration::from_millis(1));
+    }
+    sim.advance(Duration::from_millis(500));
+    assert!(sim.is_running(&format!("game{ga}")));
+    assert!(!sim.game(ga).is_freezing());
+    let seq: Vec<i64> = account(&sim, &a)
+        .from_client
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(seq, (0..20).collect::<Vec<_>>());
+    assert!(!sim.client_closed(c));
+}
+
+/// The player's game is hot-swapped at each moment of the player's migration to the other
+/// game: it ends up on exactly one game, known there by its dispatcher, its client still
+/// connected and served.
+#[test]
+fn an_entity_migrating_at_freeze_time_ends_up_in_exactly_one_place() {
+    for freeze_after_ms in [0u64, 1, 2, 3, 4, 5, 6, 8, 10, 14] {
+        let mut sim = up(3, Duration::from_millis(2));
+        let (c, a, ga) = connect(&mut sim);
+        let gb = 3 - ga;
+        let zone = on_game(&mut sim, gb, |g| g.create_space_locally(1));
+        sim.run_until_idle();
+        on_game(&mut sim, ga, |g| {
+            g.call(a, "Enter", args![zone, 1.0f32, 1.0f32])
+        });
+        sim.advance(Duration::from_millis(freeze_after_ms));
+        let frozen = sim.freeze_game(ga, false);
+        sim.advance(Duration::from_millis(100));
+        sim.restore_game(ga, &frozen);
+        sim.advance(Duration::from_secs(2));
+        let at = format!("frozen after {freeze_after_ms} ms");
+        let homes: Vec<u16> = (1..=2)
+            .filter(|&g| sim.game(g).world().exists(&a))
+            .collect();
+        assert_eq!(homes.len(), 1, "{at}: lives on {homes:?}");
+        let d = dispatcher_for_entity(&a, 3);
+        assert_eq!(sim.dispatcher(d).entity_game(&a), Some(homes[0]), "{at}");
+        assert!(!sim.client_closed(c), "{at}");
+        sim.client_send(c, &client_call(a, "Seq", args![99i64]));
+        sim.advance(Duration::from_millis(100));
+        assert!(
+            account(&sim, &a).from_client.iter().any(|(i, _)| *i == 99),
+            "{at}: a client call after the swap arrives"
+        );
+        // The enter was asked again after the restore, or had completed: it is in the zone.
+        assert_eq!(sim.game(gb).world().space_of(&a), Some(zone), "{at}");
+    }
+}

@@ -487,12 +487,17 @@ impl Sim {
     /// A fresh game `id` in its `incarnation`-th run (pid `100 + id + 1000 * (incarnation -
     /// 1)`, so a restarted game never reuses its earlier entity IDs).
     fn make_game(&self, id: u16, incarnation: u32) -> GameService {
+        self.make_game_with(id, incarnation, false)
+    }
+
+    /// [`Sim::make_game`] for a process started with `-restore` or not.
+    fn make_game_with(&self, id: u16, incarnation: u32, restore: bool) -> GameService {
         let s = goworld_game::Settings {
             game_id: id,
             desired_dispatchers: self.deployment.0,
             ban_boot_entity: false,
             boot_entity: BOOT_ENTITY.to_string(),
-            restore: false,
+            restore,
             clock: self.wall_clock(),
         };
         let pid = 100 + id + 1000 * (incarnation as u16 - 1);
@@ -1241,6 +1246,57 @@ impl Sim {
             );
         }
         true
+    }
+
+    /// The first half of a hot swap of game `g`, as its binary does it: SIGUSR1, then the
+    /// sim runs until the game hands over its frozen state (as the shell would write it to
+    /// the freeze file) and stops. Returns the freeze file's bytes. With `fail_write`, the
+    /// write is reported failed instead and the game keeps running (returns the bytes that
+    /// were not written).
+    pub fn freeze_game(&mut self, g: u16, fail_write: bool) -> Vec<u8> {
+        let name = format!("game{g}");
+        self.signal(&name, goworld_common::sig::SIGUSR1);
+        let mut frozen = None;
+        let deadline = self.now + Duration::from_secs(30);
+        while frozen.is_none() {
+            assert!(
+                self.now < deadline,
+                "sim: {name} did not freeze within 30 s"
+            );
+            let events = self.node_mut::<GameService>(&name).take_events();
+            frozen = events.into_iter().find_map(|e| match e {
+                goworld_game::GameEvent::Frozen(b) => Some(b),
+                _ => None,
+            });
+            if frozen.is_none() {
+                self.advance(Duration::from_millis(1));
+            }
+        }
+        let now = self.now;
+        let game = self.node_mut::<GameService>(&name);
+        if fail_write {
+            game.freeze_write_failed(now, "the sim's disk is full".into());
+        } else {
+            game.freeze_written();
+            // It stops at its next callback, as the reactor stops after the tick.
+            let n = self.idx(&name);
+            self.kill_idx(n);
+        }
+        frozen.unwrap()
+    }
+
+    /// The second half of a hot swap: a new process of game `g` (started with `-restore`)
+    /// thaws `frozen` before it connects, then dials every dispatcher.
+    pub fn restore_game(&mut self, g: u16, frozen: &[u8]) {
+        let name = format!("game{g}");
+        let n = self.idx(&name);
+        let incarnation = self.nodes[n].incarnation + 1;
+        let mut game = self.make_game_with(g, incarnation, true);
+        let mut io = goworld_common::testio::MemIo::new();
+        game.thaw(&mut io, self.now, frozen)
+            .unwrap_or_else(|e| panic!("sim: restore of {name}: {e}"));
+        assert!(io.sent.is_empty(), "sim: {name} sent before connecting");
+        self.restart(&name, game);
     }
 
     /// Delivers `signal` (libc's number, see `goworld_common::sig`) to node `name`.

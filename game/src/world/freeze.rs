@@ -24,7 +24,7 @@ use goworld_common::msgpack::{self, Value};
 use log::info;
 
 use super::space::{decode_snapshot, encode_snapshot, SpaceState};
-use super::{Deferred, Net, World};
+use super::{Net, World};
 use crate::aoi::Aoi;
 use crate::entity::{Hook, Vec3, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE};
 
@@ -151,8 +151,7 @@ impl World {
     /// asked again.
     pub fn unfreeze(&mut self, net: &mut Net, now: Instant) {
         for (id, space, pos) in std::mem::take(&mut self.freeze_cancelled_enters) {
-            self.local_calls
-                .push_back(Deferred::Enter { id, space, pos });
+            self.enter_space(net, now, id, space, pos);
         }
         self.run_local_calls(net, now);
     }
@@ -248,8 +247,7 @@ impl World {
             self.hook(net, now, id, Hook::Restored);
         }
         for (id, space, pos) in enters {
-            self.local_calls
-                .push_back(Deferred::Enter { id, space, pos });
+            self.enter_space(net, now, id, space, pos);
         }
         self.run_local_calls(net, now);
         info!(
