@@ -56,6 +56,13 @@ fn main() {
             )
         });
     types.on_game_ready(|ctx| {
+        // The swap script rebuilds the binary with a new tag, so a restored game visibly
+        // runs other code than the one that froze.
+        log::info!(
+            "test_game build {} ready on game{}",
+            option_env!("GOWORLD_BUILD_TAG").unwrap_or("dev"),
+            ctx.game_id()
+        );
         ctx.add_callback(Duration::from_secs(1), check_server_started);
     });
     if let Err(e) = registered {
