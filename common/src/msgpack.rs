@@ -96,6 +96,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let _ = rmp::encode::write_str(out, s);
 }
 
+/// Appends a binary (bin8/bin16/bin32).
+pub fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
+    let _ = rmp::encode::write_bin(out, b);
+}
+
 /// Appends an array header (fixarray/array16/array32); the caller then writes `len` values.
 pub fn write_array_len(out: &mut Vec<u8>, len: u32) {
     let _ = rmp::encode::write_array_len(out, len);

@@ -3,12 +3,12 @@
 //!
 //! The file is one msgpack map: `format` ([`FREEZE_FORMAT`]: the layout of the file, never
 //! the game code, so a new binary with changed game code restores it), `game` (the game's
-//! ID), and `entities`, an array of `[ID, snapshot]` with the spaces first. A snapshot is
-//! REAL_MIGRATE's map (type, every attribute, the serde struct, client, position, yaw,
-//! timers with their remaining time, sync state; see `space::encode_snapshot`) for the
-//! entity's current space and position, plus `E`, the EnterSpace it had in flight
-//! (`[space, x, y, z]`), which was cancelled for the freeze and is asked again after the
-//! restore. Spaces are rebuilt from their entities' `_K` (kind) and `_EnableAOI` attributes;
+//! ID), and `entities`, an array of `[ID, snapshot, enter]` with the spaces first. A
+//! snapshot is REAL_MIGRATE's map as bytes (type, every attribute, the serde struct, client,
+//! position, yaw, timers with their remaining time, sync state; see `space::encode_snapshot`)
+//! for the entity's current space and position; `enter` is nil or the EnterSpace it had in
+//! flight (`[space, x, y, z]`), which was cancelled for the freeze and is asked again after
+//! the restore. Spaces are rebuilt from their entities' `_K` (kind) and `_EnableAOI` attributes;
 //! AOI neighbourhoods are recomputed from the positions, without client messages (the
 //! clients kept their view).
 //!
@@ -117,34 +117,36 @@ impl World {
             .map(|(id, r)| (r.ty.name() != SPACE_TYPE, *id))
             .collect();
         ids.sort();
-        let key = |k: &str| Value::Str(k.to_string());
-        let mut list = Vec::with_capacity(ids.len());
+        // Written as it goes (no value tree): each entry is [ID, snapshot bytes, E or nil].
+        let mut out = Vec::with_capacity(64 + ids.len() * 256);
+        msgpack::write_map_len(&mut out, 3);
+        msgpack::write_str(&mut out, "format");
+        msgpack::write_int(&mut out, FREEZE_FORMAT);
+        msgpack::write_str(&mut out, "game");
+        msgpack::write_int(&mut out, i64::from(self.game_id));
+        msgpack::write_str(&mut out, "entities");
+        msgpack::write_array_len(&mut out, ids.len() as u32);
+        let enters: std::collections::HashMap<EntityId, (EntityId, Vec3)> = enters
+            .into_iter()
+            .map(|(id, space, pos)| (id, (space, pos)))
+            .collect();
         for (_, id) in ids {
             let snap = self.snapshot(now, &id)?;
-            let mut v =
-                msgpack::decode_exact(&encode_snapshot(&snap)).map_err(|e| format!("{id}: {e}"))?;
-            if let (Some((_, space, pos)), Value::Map(m)) =
-                (enters.iter().find(|(e, _, _)| *e == id), &mut v)
-            {
-                let f = |x: f32| Value::Float(f64::from(x));
-                m.push((
-                    key("E"),
-                    Value::Array(vec![
-                        Value::Str(space.to_text()),
-                        f(pos.x),
-                        f(pos.y),
-                        f(pos.z),
-                    ]),
-                ));
+            msgpack::write_array_len(&mut out, 3);
+            msgpack::write_str(&mut out, &id.to_text());
+            msgpack::write_bin(&mut out, &encode_snapshot(&snap));
+            match enters.get(&id) {
+                Some((space, pos)) => {
+                    msgpack::write_array_len(&mut out, 4);
+                    msgpack::write_str(&mut out, &space.to_text());
+                    for x in [pos.x, pos.y, pos.z] {
+                        msgpack::write_float(&mut out, f64::from(x));
+                    }
+                }
+                None => msgpack::write_nil(&mut out),
             }
-            list.push(Value::Array(vec![Value::Str(id.to_text()), v]));
         }
-        let file = Value::Map(vec![
-            (key("format"), Value::Int(FREEZE_FORMAT)),
-            (key("game"), Value::Int(i64::from(self.game_id))),
-            (key("entities"), Value::Array(list)),
-        ]);
-        Ok(file.to_bytes())
+        Ok(out)
     }
 
     /// The freeze failed after [`World::freeze`]: the EnterSpace requests it cancelled are
@@ -186,23 +188,25 @@ impl World {
         let mut snaps = Vec::with_capacity(list.len());
         let mut enters = Vec::new();
         for item in list {
-            let pair = item
+            let entry = item
                 .as_array()
-                .filter(|p| p.len() == 2)
+                .filter(|p| p.len() == 3)
                 .ok_or("bad entry")?;
-            let id = pair[0]
+            let id = entry[0]
                 .as_str()
                 .and_then(EntityId::parse)
                 .ok_or("bad entity ID")?;
-            let snap =
-                decode_snapshot(id, &pair[1].to_bytes()).map_err(|e| format!("{id}: {e}"))?;
+            let Value::Bin(bytes) = &entry[1] else {
+                return Err(format!("{id}: its snapshot is not bytes"));
+            };
+            let snap = decode_snapshot(id, bytes).map_err(|e| format!("{id}: {e}"))?;
             if !self.registry.has(&snap.type_name) {
                 return Err(format!(
                     "entity {id} is of type {}, which this binary does not register",
                     snap.type_name
                 ));
             }
-            if let Some(e) = pair[1].map_get("E").and_then(Value::as_array) {
+            if let Some(e) = entry[2].as_array() {
                 let num = |i: usize| e.get(i).and_then(Value::as_f64).unwrap_or(0.0) as f32;
                 if let Some(space) = e.first().and_then(Value::as_str).and_then(EntityId::parse) {
                     enters.push((id, space, Vec3::new(num(1), num(2), num(3))));
