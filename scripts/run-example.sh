@@ -2,6 +2,10 @@
 # Builds and runs the example server: one dispatcher, one game (test_game) and one gate, with
 # embedded file storage (no database). Ctrl-C stops all three cleanly.
 # Config: run/goworld.ini (copied from conf/goworld.ini.sample on first run); logs in run/.
+#
+# Hot swap: `kill -USR1 $(cat run/example.pid)` makes this script rebuild the binaries, send
+# SIGUSR1 to the game (it writes run/game1_freezed.dat and exits) and start the new
+# test_game with -restore; connected clients see only a pause.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins
@@ -29,10 +33,31 @@ stop() {
     kill -TERM "${pids[i]}" 2>/dev/null || true
     wait "${pids[i]}" 2>/dev/null || true
   done
+  rm -f example.pid
   echo "stopped"
   exit 0
 }
 trap stop INT TERM
+
+swap() {
+  echo "hot swap: rebuilding..."
+  if ! (cd .. && cargo build --release --workspace --bins -q); then
+    echo "hot swap: build failed; the game keeps running" >&2
+    return
+  fi
+  local game=${pids[1]}
+  echo "hot swap: freezing game1 (pid $game)"
+  kill -USR1 "$game"
+  if ! wait "$game"; then
+    echo "hot swap: game1 did not exit 0; see run/game1.log" >&2
+    stop
+  fi
+  setsid "$bin/test_game" -gid 1 -configfile goworld.ini -restore >game1.out 2>&1 & pids[1]=$!
+  wait_ready GAME game1.out "${pids[1]}" || stop
+  echo "hot swap: game1 restored (pid ${pids[1]})"
+}
+trap swap USR1
+echo $$ > example.pid
 
 setsid "$bin/dispatcher" -dispid 1 -configfile goworld.ini >dispatcher1.out 2>&1 & pids+=($!)
 wait_ready DISPATCHER dispatcher1.out "${pids[-1]}" || stop
