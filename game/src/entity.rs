@@ -346,9 +346,19 @@ impl<T: Entity> EntityType for TypeImpl<T> {
         rmp_serde::to_vec_named(e).map_err(|e| format!("{}: cannot serialize: {e}", self.0.name))
     }
     fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String> {
-        let e: T = rmp_serde::from_slice(bytes)
-            .map_err(|e| format!("{}: cannot deserialize: {e}", self.0.name))?;
-        Ok(Box::new(e))
+        let err = match rmp_serde::from_slice::<T>(bytes) {
+            Ok(e) => return Ok(Box::new(e)),
+            Err(e) => e,
+        };
+        // Written by a binary whose struct lacked fields this one has (a hot swap to new
+        // code): the missing fields take their values from `Default`, then it is read again.
+        let with_defaults = rmp_serde::to_vec_named(&T::default())
+            .ok()
+            .and_then(|d| fill_missing_fields(bytes, &d));
+        match with_defaults.map(|b| rmp_serde::from_slice::<T>(&b)) {
+            Some(Ok(e)) => Ok(Box::new(e)),
+            _ => Err(format!("{}: cannot deserialize: {err}", self.0.name)),
+        }
     }
     fn expose(&self, method: &str) -> Option<Expose> {
         self.0.methods.get(method).map(|(e, _)| *e)
@@ -387,6 +397,49 @@ impl<T: Entity> EntityType for TypeImpl<T> {
             Hook::EntityLeaveSpace(id) => e.on_entity_leave_space(ctx, id),
         }
     }
+}
+
+/// The fields of a msgpack map with string keys, each with its value's bytes.
+fn map_fields(buf: &[u8]) -> Option<Vec<(String, &[u8])>> {
+    let (n, mut pos) = match *buf.first()? {
+        b @ 0x80..=0x8f => (usize::from(b & 0x0f), 1),
+        0xde => (
+            usize::from(u16::from_be_bytes([*buf.get(1)?, *buf.get(2)?])),
+            3,
+        ),
+        0xdf => (
+            u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize,
+            5,
+        ),
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (k, used) = goworld_common::msgpack::decode(buf.get(pos..)?).ok()?;
+        pos += used;
+        let (_, used) = goworld_common::msgpack::decode(buf.get(pos..)?).ok()?;
+        out.push((k.as_str()?.to_string(), buf.get(pos..pos + used)?));
+        pos += used;
+    }
+    (pos == buf.len()).then_some(out)
+}
+
+/// `stored` (a struct written as a map) with every field of `defaults` it lacks added.
+fn fill_missing_fields(stored: &[u8], defaults: &[u8]) -> Option<Vec<u8>> {
+    let have = map_fields(stored)?;
+    let mut all = have.clone();
+    for (k, v) in map_fields(defaults)? {
+        if !have.iter().any(|(h, _)| *h == k) {
+            all.push((k, v));
+        }
+    }
+    let mut out = Vec::with_capacity(stored.len() + defaults.len());
+    goworld_common::msgpack::write_map_len(&mut out, all.len() as u32);
+    for (k, v) in all {
+        goworld_common::msgpack::write_str(&mut out, &k);
+        out.extend_from_slice(v);
+    }
+    Some(out)
 }
 
 /// The entity types of a game.

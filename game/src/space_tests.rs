@@ -1694,6 +1694,7 @@ fn a_freeze_file_that_cannot_be_used_is_an_error_and_restores_nothing() {
     let r = t.space(1, "R");
     let x = t.create("Traveller", "X");
     t.enter(x, r, 1.0, 1.0);
+    t.call(x, "Arm", crate::args![100i64]);
     let bytes = t.g.freeze(&mut t.io, t.now).unwrap();
     type Pairs = Vec<(Value, Value)>;
     let edit = |f: &dyn Fn(&mut Pairs)| {
@@ -1718,8 +1719,12 @@ fn a_freeze_file_that_cannot_be_used_is_an_error_and_restores_nothing() {
             b
         })
         .unwrap();
+    let mut no_method = bytes.clone();
+    let at = no_method.windows(4).position(|w| w == b"Note").unwrap();
+    no_method[at..at + 4].copy_from_slice(b"Nope");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("unknown type", renamed, "Travelleq"),
+        ("unknown timer method", no_method, "Nope"),
         (
             "other game",
             edit(&|m| set(m, "game", Value::Int(7))),
@@ -1738,4 +1743,49 @@ fn a_freeze_file_that_cannot_be_used_is_an_error_and_restores_nothing() {
         assert!(err.contains(needle), "{what}: {err}");
         assert_eq!(t2.g.world().len(), 0, "{what}: nothing restored");
     }
+}
+
+/// A struct written by an older binary, without a field the new one has: the field takes its
+/// `Default` value and the others keep theirs (fields the new struct dropped are ignored).
+#[test]
+fn state_written_without_a_new_field_takes_its_default() {
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct Old {
+        kept: i64,
+        dropped: String,
+    }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct New {
+        kept: i64,
+        added: String,
+    }
+    impl Default for New {
+        fn default() -> New {
+            New {
+                kept: 0,
+                added: "fresh".into(),
+            }
+        }
+    }
+    impl Entity for New {
+        fn describe(_: &mut TypeDesc<Self>) {}
+    }
+    let mut types = Registry::new();
+    types.register::<New>("Thing").unwrap();
+    let old = rmp_serde::to_vec_named(&Old {
+        kept: 42,
+        dropped: "gone".into(),
+    })
+    .unwrap();
+    let obj = types.get("Thing").unwrap().decode_state(&old).unwrap();
+    let new = obj.downcast_ref::<New>().unwrap();
+    assert_eq!((new.kept, new.added.as_str()), (42, "fresh"));
+    // Garbage is still an error naming the type.
+    let err = types
+        .get("Thing")
+        .unwrap()
+        .decode_state(&[0x93, 1, 2, 3])
+        .err()
+        .unwrap();
+    assert!(err.contains("Thing"), "{err}");
 }

@@ -200,10 +200,16 @@ impl World {
                 return Err(format!("{id}: its snapshot is not bytes"));
             };
             let snap = decode_snapshot(id, bytes).map_err(|e| format!("{id}: {e}"))?;
-            if !self.registry.has(&snap.type_name) {
+            let Some(ty) = self.registry.get(&snap.type_name) else {
                 return Err(format!(
                     "entity {id} is of type {}, which this binary does not register",
                     snap.type_name
+                ));
+            };
+            if let Some(t) = snap.timers.iter().find(|t| ty.expose(&t.method).is_none()) {
+                return Err(format!(
+                    "entity {id} ({}) has a timer calling {}, which this binary's {} does not define",
+                    snap.type_name, t.method, snap.type_name
                 ));
             }
             if let Some(e) = entry[2].as_array() {
