@@ -45,5 +45,8 @@ timeout $((BOTS_SECS + 180)) ./target/release/bench_bots -N "$BOTS" -secs "$BOTS
 echo "== bench_aoi (the AOI index alone: 1 000, 10 000, 50 000 entities)"
 timeout 300 ./target/release/bench_aoi
 
+echo "== bench_freeze (hot swap: freeze, file, restore of 1 000, 10 000, 100 000 entities)"
+timeout 300 ./target/release/bench_freeze -N 1000,10000,100000
+
 echo "== bench_migrate (entities moving between two games: 1, 100, 1 000 of them, 10 s each)"
 timeout 300 ./target/release/bench_migrate -N 1,100,1000 -secs 10

@@ -411,3 +411,44 @@ fn a_game_frozen_and_restored_under_bots_loses_nothing() {
     }
     assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
 }
+
+/// Players outlive their game process: after SIGTERM (which saves every persistent entity
+/// before exit 0) and after kill -9 (everything saved before is intact), a returning user
+/// gets the same Avatar back, loaded by a new game process.
+#[test]
+fn players_come_back_from_storage_after_sigterm_and_after_kill_9() {
+    let mut c = Cluster::new("durable", 1, 1, 1, "[game1]\nsave_interval=1\n");
+    c.start_all(1, 1, 1).unwrap();
+    let login_as = |c: &Cluster, user: &str| {
+        let mut client = RawClient::connect(gate_addr(c, 0)).unwrap();
+        let account = boot_entity_id(&mut client);
+        let (_, avatar) = login(&mut client, account, user);
+        (client, avatar)
+    };
+
+    // SIGTERM with the player still connected: its Avatar is saved on the way out.
+    let (_alice, avatar) = login_as(&c, "alice");
+    let p = c.proc(Kind::Game, 1);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(15)).unwrap(), Some(0));
+    c.start(Kind::Game, 1).unwrap();
+    let (_again, avatar2) = login_as(&c, "alice");
+    assert_eq!(
+        avatar, avatar2,
+        "alice's Avatar was saved by the SIGTERM stop"
+    );
+
+    // kill -9 after a periodic save (every second here): the save is intact and loads.
+    let (_bob, bob_avatar) = login_as(&c, "bob");
+    std::thread::sleep(Duration::from_millis(2500));
+    let p = c.proc(Kind::Game, 1);
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+    c.start(Kind::Game, 1).unwrap();
+    let (_bob_again, bob_avatar2) = login_as(&c, "bob");
+    assert_eq!(bob_avatar, bob_avatar2, "bob's Avatar survived the kill -9");
+    for (kind, id, code) in c.stop_all() {
+        assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+    }
+    assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
+}
