@@ -319,6 +319,17 @@ impl Entity for Traveller {
     }
 }
 
+/// An entity whose `on_freeze` panics.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Fragile;
+
+impl Entity for Fragile {
+    fn describe(_: &mut TypeDesc<Self>) {}
+    fn on_freeze(&mut self, _: &mut Ctx) {
+        panic!("Fragile cannot be frozen");
+    }
+}
+
 // ---- the harness ----------------------------------------------------------------------------
 
 const T0_UNIX: u32 = 1_700_000_000;
@@ -347,6 +358,7 @@ impl G {
         types.register::<Near>("Near").unwrap();
         types.register::<Mid>("Mid").unwrap();
         types.register::<Traveller>("Traveller").unwrap();
+        types.register::<Fragile>("Fragile").unwrap();
         types.register_space::<Room>().unwrap();
         let s = Settings {
             game_id: 1,
@@ -1788,4 +1800,27 @@ fn state_written_without_a_new_field_takes_its_default() {
         .err()
         .unwrap();
     assert!(err.contains("Thing"), "{err}");
+}
+
+/// A panic in `on_freeze` abandons the freeze: it is an error, nothing is cancelled or
+/// written, and the game runs on (an enter in flight is not cancelled).
+#[test]
+fn a_panic_in_on_freeze_abandons_the_freeze() {
+    let mut t = G::new();
+    let r = t.space(1, "R");
+    let f = t.create("Fragile", "F");
+    let x = t.create("Traveller", "X");
+    t.enter(x, r, 1.0, 1.0);
+    t.sent();
+    let err = t.g.freeze(&mut t.io, t.now).unwrap_err();
+    assert!(err.contains("on_freeze panicked 1 times"), "{err}");
+    assert!(t.g.world().exists(&f) && t.g.world().exists(&x));
+    assert_eq!(t.g.world().space_of(&x), Some(r));
+    assert!(
+        t.sent()
+            .iter()
+            .all(|m| !matches!(m, Msg::CancelMigrate { .. })),
+        "nothing cancelled"
+    );
+    take_warnings();
 }

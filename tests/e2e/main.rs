@@ -452,3 +452,47 @@ fn players_come_back_from_storage_after_sigterm_and_after_kill_9() {
     }
     assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
 }
+
+/// `-restore` without a usable freeze file is a clear error and exit 2, and a corrupt file is
+/// kept for whoever investigates.
+#[test]
+fn restore_without_a_usable_freeze_file_fails_clearly_and_keeps_the_file() {
+    let mut c = Cluster::new("restore-errors", 1, 1, 1, "");
+    c.start_all(1, 1, 1).unwrap();
+    let p = c.proc(Kind::Game, 1);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(15)).unwrap(), Some(0));
+
+    assert!(c.start_with(Kind::Game, 1, &["-restore"]).is_err());
+    let code = c
+        .proc(Kind::Game, 1)
+        .wait_exit(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(code, Some(2));
+    assert!(
+        c.log(Kind::Game, 1)
+            .contains("-restore: cannot read game1_freezed.dat"),
+        "{}",
+        c.log(Kind::Game, 1)
+    );
+
+    let file = c.dir.join("game1_freezed.dat");
+    std::fs::write(&file, b"\x93not a freeze file").unwrap();
+    assert!(c.start_with(Kind::Game, 1, &["-restore"]).is_err());
+    let code = c
+        .proc(Kind::Game, 1)
+        .wait_exit(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(code, Some(2));
+    assert!(
+        c.log(Kind::Game, 1).contains("not a freeze file"),
+        "{}",
+        c.log(Kind::Game, 1)
+    );
+    assert!(file.exists(), "the file is kept");
+    for (kind, id, code) in c.stop_all() {
+        if kind != Kind::Game {
+            assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+        }
+    }
+}
