@@ -262,3 +262,44 @@ fn filtered_calls_reach_each_matching_client_once_with_three_dispatchers() {
         );
     }
 }
+
+/// A game holding service shards is hot-swapped while both games keep calling the shards:
+/// the shards come back as the same entities with their state, no game re-creates or
+/// re-claims them, and every call made during the swap is counted once.
+#[test]
+fn service_shards_survive_a_hot_swap_with_their_state_and_calls() {
+    let mut sim = Sim::deployment_with_types(3, 2, 1, types);
+    sim.run_until_idle();
+    sim.advance(Duration::from_secs(3));
+    let map = shard_map(&sim, &[1, 2]);
+    let g = map[0].1;
+    let call_all = |sim: &mut Sim, from: &str, k: i64| {
+        sim.with_node::<GameService, _>(from, |g, io, now| {
+            g.with_game_ctx(io, now, |ctx| {
+                for key in ["alice", "bob", "carol", "dave", "eve", "frank"] {
+                    ctx.call_service_shard_key("Tally", key, "Add", args![k, key])
+                }
+            })
+        });
+    };
+    call_all(&mut sim, "game1", 1);
+    call_all(&mut sim, "game2", 1);
+    sim.advance(Duration::from_millis(50));
+    let frozen = sim.freeze_game(g, false);
+    let other = format!("game{}", 3 - g);
+    call_all(&mut sim, &other, 10);
+    sim.advance(Duration::from_millis(300));
+    sim.restore_game(g, &frozen);
+    sim.advance(Duration::from_secs(3));
+    call_all(&mut sim, "game1", 100);
+    call_all(&mut sim, "game2", 100);
+    sim.advance(Duration::from_millis(300));
+    let after = shard_map(&sim, &[1, 2]);
+    assert_eq!(after, map, "the same shard entities, where they were");
+    let total: i64 = after.iter().map(|(_, g, id)| tally(&sim, *g, *id)).sum();
+    assert_eq!(
+        total,
+        6 * (1 + 1 + 10 + 100 + 100),
+        "every call counted once"
+    );
+}
