@@ -230,8 +230,14 @@ impl World {
         for snap in snaps {
             let (id, space, pos) = (snap.id, snap.space, snap.pos);
             let is_space = snap.type_name == SPACE_TYPE;
-            self.insert_snapshot(now, snap)
-                .map_err(|e| format!("{id}: {e}"))?;
+            if let Err(e) = self.insert_snapshot(now, snap) {
+                // Nothing half-restored: what was built goes again.
+                for done in &order {
+                    self.remove_quietly(done);
+                    self.spaces.remove(done);
+                }
+                return Err(format!("{id}: {e}"));
+            }
             if is_space {
                 let rec = &self.entities[&id];
                 let attrs = rec.attrs.as_map();

@@ -1082,9 +1082,11 @@ pub fn decode_snapshot(id: EntityId, b: &[u8]) -> Result<Snapshot, String> {
             .ok_or_else(|| "bad ID".to_string())
     };
     let type_name = get("T")?.as_str().ok_or("T is not a string")?.to_string();
-    let attrs = MapAttr::from_value(get("A")?)
-        .map(|m| Attrs::from_map(m).to_bytes())
-        .map_err(|e| format!("A: {e}"))?;
+    // Kept as bytes; the attribute values are checked when the entity is built from them.
+    let attrs = match get("A")? {
+        a @ Value::Map(_) => a.to_bytes(),
+        _ => return Err("A: not a map".into()),
+    };
     let state = match get("S")? {
         Value::Bin(b) => b.clone(),
         _ => return Err("S is not bytes".into()),
