@@ -1006,3 +1006,33 @@ fn a_cancelled_freeze_delivers_what_was_held_and_stops_holding() {
     t.send(conn(2), call(e, "three"));
     assert_eq!(t.got(conn(1)), vec![call(e, "three")]);
 }
+
+/// A frozen game that does not come back within `freeze_hold_timeout` is declared dead (one
+/// line counts what was held): its entities leave the routing table and the other games are
+/// told; it is not left holding packets forever.
+#[test]
+fn a_frozen_game_that_never_comes_back_is_declared_dead_after_the_timeout() {
+    let mut t = T::new(2, 0);
+    let (e, f) = (eid("frozenfrozenfr03"), eid("otherotherothe02"));
+    t.game(conn(1), 1, vec![e]);
+    t.game(conn(2), 2, vec![f]);
+    t.send(conn(1), Msg::StartFreezeGame);
+    t.d.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    t.send(conn(2), call(e, "held"));
+    t.io.sent.clear();
+    t.now += Duration::from_secs(299);
+    t.tick();
+    assert_eq!(
+        t.d.entity_game(&e),
+        Some(1),
+        "still waiting for the restore"
+    );
+    assert!(t.got(conn(2)).is_empty());
+    t.now += Duration::from_secs(2);
+    t.tick();
+    assert_eq!(t.d.entity_game(&e), None, "its entities are forgotten");
+    assert_eq!(
+        t.got(conn(2)),
+        vec![Msg::NotifyGameDisconnected { game_id: 1 }]
+    );
+}
