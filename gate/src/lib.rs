@@ -151,21 +151,34 @@ impl GateService {
     /// consistent state; the other clients are not affected.
     fn close_clients_of_dispatcher(&mut self, io: &mut dyn Io, d: u16) {
         let n = self.links.count();
-        let doomed: Vec<ConnId> = (self.clients.iter())
-            .filter(|(_, c)| dispatcher_for_entity(&c.client_id, n) == d)
-            .map(|(conn, _)| *conn)
-            .collect();
-        if doomed.is_empty() {
-            return;
-        }
-        warn!(
-            "gate{}: closing the {} clients dispatcher{d} carried: messages to them may have been lost with it",
-            self.s.gate_id,
-            doomed.len()
+        let what = format!(
+            "the clients dispatcher{d} carried: messages to them may have been lost with it"
         );
         let reason = format!("dispatcher{d}, which carried this client's messages, went down");
-        for conn in doomed {
-            io.close(conn, &reason);
+        self.close_clients_where(io, &what, &reason, |c| {
+            dispatcher_for_entity(&c.client_id, n) == d
+        });
+    }
+
+    /// Closes every client `doomed` picks, with one warn line (`what`) if there are any, and
+    /// `reason` as each connection's close reason.
+    fn close_clients_where(
+        &mut self,
+        io: &mut dyn Io,
+        what: &str,
+        reason: &str,
+        doomed: impl Fn(&ClientProxy) -> bool,
+    ) {
+        let conns: Vec<ConnId> = (self.clients.iter())
+            .filter(|(_, c)| doomed(c))
+            .map(|(conn, _)| *conn)
+            .collect();
+        if conns.is_empty() {
+            return;
+        }
+        warn!("gate{}: closing {} {what}", self.s.gate_id, conns.len());
+        for conn in conns {
+            io.close(conn, reason);
         }
     }
 
@@ -386,23 +399,11 @@ impl GateService {
                     unreachable!("decoded by type")
                 };
                 let gone: std::collections::HashSet<EntityId> = owners.into_iter().collect();
-                let doomed: Vec<ConnId> = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| gone.contains(&c.owner))
-                    .map(|(conn, _)| *conn)
-                    .collect();
-                if !doomed.is_empty() {
-                    warn!(
-                        "gate{}: game{game_id} went down; closing {} clients whose player lived there (dispatcher{disp}'s share)",
-                        self.s.gate_id,
-                        doomed.len()
-                    );
-                }
+                let what = format!(
+                    "clients whose player lived on game{game_id}, which went down (dispatcher{disp}'s share)"
+                );
                 let reason = format!("its player's game{game_id} went down");
-                for conn in doomed {
-                    io.close(conn, &reason);
-                }
+                self.close_clients_where(io, &what, &reason, |c| gone.contains(&c.owner));
             }
             _ => {
                 if self.unknown_types_logged.insert(t) {

@@ -16,6 +16,37 @@ use std::time::{Duration, Instant};
 
 use goworld_common::frame::FrameDecoder;
 
+/// Upper bounds of the migration latency buckets `bench_migrate_game` logs and
+/// `bench_migrate` reads, in microseconds (the last one takes the rest).
+pub const MIGRATE_LATENCY_BUCKETS_US: [u64; 26] = [
+    100,
+    200,
+    300,
+    400,
+    500,
+    750,
+    1_000,
+    1_500,
+    2_000,
+    3_000,
+    4_000,
+    5_000,
+    7_500,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    50_000,
+    75_000,
+    100_000,
+    150_000,
+    200_000,
+    300_000,
+    500_000,
+    1_000_000,
+    u64::MAX,
+];
+
 /// Where the release binaries are.
 pub fn bin_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

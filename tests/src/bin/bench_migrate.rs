@@ -19,35 +19,7 @@ use std::time::Duration;
 use goworld_tests::procfs::{clk_tck, cpu_ticks, flag};
 use goworld_tests::{Cluster, Kind};
 
-/// Upper bounds of `bench_migrate_game`'s latency buckets, in microseconds.
-const BUCKETS_US: [u64; 26] = [
-    100,
-    200,
-    300,
-    400,
-    500,
-    750,
-    1_000,
-    1_500,
-    2_000,
-    3_000,
-    4_000,
-    5_000,
-    7_500,
-    10_000,
-    15_000,
-    20_000,
-    30_000,
-    50_000,
-    75_000,
-    100_000,
-    150_000,
-    200_000,
-    300_000,
-    500_000,
-    1_000_000,
-    u64::MAX,
-];
+use goworld_tests::MIGRATE_LATENCY_BUCKETS_US as BUCKETS_US;
 
 /// One cumulative line of a game.
 #[derive(Debug, Clone, Default)]

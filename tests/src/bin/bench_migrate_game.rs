@@ -16,35 +16,7 @@ use goworld_common::id::nil_space_id;
 use goworld_game::entity::{Ctx, Entity, Expose, Registry, TypeDesc, Vec3};
 use serde::{Deserialize, Serialize};
 
-/// Upper bounds of the latency buckets, in microseconds (the last one takes the rest).
-const BUCKETS_US: [u64; 26] = [
-    100,
-    200,
-    300,
-    400,
-    500,
-    750,
-    1_000,
-    1_500,
-    2_000,
-    3_000,
-    4_000,
-    5_000,
-    7_500,
-    10_000,
-    15_000,
-    20_000,
-    30_000,
-    50_000,
-    75_000,
-    100_000,
-    150_000,
-    200_000,
-    300_000,
-    500_000,
-    1_000_000,
-    u64::MAX,
-];
+use goworld_tests::MIGRATE_LATENCY_BUCKETS_US as BUCKETS_US;
 
 #[derive(Default)]
 struct Stats {

@@ -129,7 +129,11 @@ fn main() {
             ok = false;
         }
         let closing: usize = (1..=3)
-            .map(|t| c.log(Kind::Gate, t).matches("went down; closing").count())
+            .map(|t| {
+                c.log(Kind::Gate, t)
+                    .matches("clients whose player lived on game")
+                    .count()
+            })
             .sum();
         println!("fault_bots: gates reported closing the dead game's clients {closing} times");
         if closing == 0 {
