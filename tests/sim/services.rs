@@ -303,3 +303,29 @@ fn service_shards_survive_a_hot_swap_with_their_state_and_calls() {
         "every call counted once"
     );
 }
+
+/// A freeze while service calls wait for their shards is refused (they are not in the freeze
+/// file, so they would be lost): the game keeps running and the calls are delivered.
+#[test]
+fn a_freeze_with_service_calls_waiting_for_their_shards_is_refused() {
+    let mut sim = Sim::deployment_with_types(3, 2, 1, types);
+    sim.run_until_idle();
+    sim.with_node::<GameService, _>("game2", |g, io, now| {
+        g.with_game_ctx(io, now, |ctx| {
+            ctx.call_service_shard_key("Tally", "early", "Add", args![7i64, "early"])
+        })
+    });
+    assert_eq!(sim.game(2).world().held_service_calls(), 1);
+    sim.signal("game2", goworld_common::sig::SIGUSR1);
+    sim.advance(Duration::from_millis(50));
+    assert!(!sim.game(2).is_freezing(), "refused, still running");
+    assert!(sim.is_running("game2"));
+    sim.advance(Duration::from_secs(3));
+    let map = shard_map(&sim, &[1, 2]);
+    let early = map[shard_by_key("early", SHARDS) as usize];
+    assert_eq!(
+        tally(&sim, early.1, early.2),
+        7,
+        "the held call was delivered"
+    );
+}

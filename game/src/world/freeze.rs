@@ -81,6 +81,14 @@ impl World {
     /// the calls it held; they reach the restored game) and written down to be asked again
     /// (or asked again at once by [`World::unfreeze`] if the freeze fails later).
     pub fn freeze(&mut self, net: &mut Net, now: Instant) -> Result<Vec<u8>, String> {
+        // Calls waiting for a service shard no game has announced yet are not written down:
+        // rather than lose them, the freeze is refused until they have gone out.
+        let held = self.held_service_calls();
+        if held > 0 {
+            return Err(format!(
+                "{held} service calls are waiting for their shards; try again once they are known"
+            ));
+        }
         let panics = self.panics;
         let all: Vec<EntityId> = self.entities.keys().copied().collect();
         for id in all {
