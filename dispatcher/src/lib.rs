@@ -259,6 +259,11 @@ fn describe(payload: &[u8]) -> String {
     name.to_string()
 }
 
+/// Rewrites the targetGame of a REAL_MIGRATE payload (type, EntityID, then u16 targetGame).
+fn set_real_migrate_target(payload: &mut [u8], game: u16) {
+    payload[18..20].copy_from_slice(&game.to_le_bytes());
+}
+
 /// Removes `eid`'s records from the pending sync batch for `game`; returns the newest.
 fn take_batched_sync(
     batches: &mut BTreeMap<u16, Vec<u8>>,
@@ -428,6 +433,19 @@ impl Dispatcher {
                     self.over_hold_limit += 1;
                 }
             }
+        }
+    }
+
+    /// Sends what was held for game `game_id` (frozen or away) on `conn`, in order, with one
+    /// line for what its hold refused.
+    fn flush_game_held(&mut self, io: &mut dyn Io, game_id: u16, conn: ConnId) {
+        let g = self.games.get_mut(&game_id).expect("known game");
+        let held = std::mem::take(&mut g.held);
+        if let Some(report) = held.over_limit_report() {
+            warn!("game{game_id}: hold ended; {report}");
+        }
+        for p in held.queue {
+            io.send(conn, &p);
         }
     }
 
@@ -709,13 +727,7 @@ impl Dispatcher {
 
         // Everything held for the game while it was away goes out after the ack, in order,
         // then what was held for the entities it announces.
-        let held = std::mem::take(&mut self.games.get_mut(&game_id).expect("inserted").held);
-        if let Some(report) = held.over_limit_report() {
-            warn!("game{game_id}: back after a hold; {report}");
-        }
-        for p in held.queue {
-            io.send(conn, &p);
-        }
+        self.flush_game_held(io, game_id, conn);
         for eid in accepted {
             self.set_entity_game(io, now, eid, game_id);
         }
@@ -830,7 +842,7 @@ impl Dispatcher {
                 "game{target} died before taking entity {eid}: sent back to game{}",
                 t.source
             );
-            t.payload[18..20].copy_from_slice(&t.source.to_le_bytes());
+            set_real_migrate_target(&mut t.payload, t.source);
             t.target = t.source;
             self.send_game(io, now, t.source, &t.payload, &[]);
             self.in_transit.insert(eid, t);
@@ -1050,10 +1062,8 @@ impl Dispatcher {
             mt::REAL_MIGRATE => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
                 let mut target = peek_u16(p, 18).ok_or_else(short)?;
-                let bounced;
-                let p: &[u8] = if self.game_is_up(now, target) {
-                    p
-                } else {
+                let mut payload = p.to_vec();
+                if !self.game_is_up(now, target) {
                     // The target died after it was chosen: the entity goes back to the game
                     // it left (which rebuilds it from the same bytes), rather than into the
                     // queue of a game that may never return.
@@ -1061,25 +1071,22 @@ impl Dispatcher {
                         "REAL_MIGRATE of entity {eid} to game{target}, which is down: sent back to game{game_id}"
                     );
                     target = game_id;
-                    let mut b = p.to_vec();
-                    b[18..20].copy_from_slice(&game_id.to_le_bytes());
-                    bounced = b;
-                    &bounced
-                };
+                    set_real_migrate_target(&mut payload, target);
+                }
                 // An entity with a client migrates through its client's dispatcher, so the
                 // client messages its old game sent before it are forwarded before anything its
                 // new game sends the client. Either way the new game announces the entity to
                 // its own dispatcher, which then releases its held calls there, and confirms
                 // to this one; until then a copy is kept in case the new game dies.
+                self.send_game(io, now, target, &payload, &[]);
                 self.in_transit.insert(
                     eid,
                     InTransit {
                         source: game_id,
                         target,
-                        payload: p.to_vec(),
+                        payload,
                     },
                 );
-                self.send_game(io, now, target, p, &[]);
             }
             mt::MIGRATE_ARRIVED => {
                 let eid = peek_id(p, 2).ok_or_else(short)?;
@@ -1109,17 +1116,11 @@ impl Dispatcher {
                 // order, and it is not held any more.
                 let g = self.games.get_mut(&game_id).expect("peer is a known game");
                 g.frozen_until = None;
-                let held = std::mem::take(&mut g.held);
                 warn!(
                     "game{game_id} cancelled its freeze: delivering the {} packets held for it",
-                    held.total()
+                    g.held.total()
                 );
-                if let Some(report) = held.over_limit_report() {
-                    warn!("game{game_id}: freeze hold ended; {report}");
-                }
-                for p in held.queue {
-                    io.send(conn, &p);
-                }
+                self.flush_game_held(io, game_id, conn);
             }
             mt::START_FREEZE_GAME => {
                 let g = self.games.get_mut(&game_id).expect("peer is a known game");

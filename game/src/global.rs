@@ -154,16 +154,8 @@ impl GameCtx<'_, '_, '_> {
     /// after the current work, the others through one dispatcher that fans it out, so each
     /// game runs it once.
     pub fn call_nil_spaces(&mut self, method: &str, args: Args) {
-        let m = Msg::CallNilSpaces {
-            except_game_id: self.game_id(),
-            method: method.to_string(),
-            args: args.clone(),
-        };
-        self.net.links.send_fanout(self.net.io, &m.to_payload());
-        let method = method.to_string();
-        self.world.post(Box::new(move |c: &mut GameCtx| {
-            c.world.call_nil_space(c.net, c.now, &method, &args)
-        }));
+        self.world
+            .call_nil_spaces(self.net, method.to_string(), args);
     }
 
     /// Calls `method` on every client whose filter property `key` compares to `val` by

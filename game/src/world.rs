@@ -565,17 +565,7 @@ impl World {
                     }
                 }
                 Action::Kvdb { from, op, then } => self.kvdb_request(net, now, from, op, then),
-                Action::CallNilSpaces { method, args } => {
-                    let m = Msg::CallNilSpaces {
-                        except_game_id: self.game_id,
-                        method: method.clone(),
-                        args: args.clone(),
-                    };
-                    net.links.send_fanout(net.io, &m.to_payload());
-                    self.post(Box::new(move |c: &mut GameCtx| {
-                        c.world.call_nil_space(c.net, c.now, &method, &args)
-                    }));
-                }
+                Action::CallNilSpaces { method, args } => self.call_nil_spaces(net, method, args),
                 Action::CallFilteredClients {
                     op,
                     key,
@@ -902,6 +892,21 @@ impl World {
         };
         self.storage_waiting.insert(self.next_token, job);
         true
+    }
+
+    /// Calls nil-space method `method` on every game (GoWorld's `CallNilSpaces`): this one
+    /// after the current work, the others through one dispatcher that fans it out, so each
+    /// game runs it once.
+    pub(crate) fn call_nil_spaces(&mut self, net: &mut Net, method: String, args: Args) {
+        let m = Msg::CallNilSpaces {
+            except_game_id: self.game_id,
+            method: method.clone(),
+            args: args.clone(),
+        };
+        net.links.send_fanout(net.io, &m.to_payload());
+        self.post(Box::new(move |c: &mut GameCtx| {
+            c.world.call_nil_space(c.net, c.now, &method, &args)
+        }));
     }
 
     /// This game asks its dispatcher to load entity `id`. If `id` was destroyed here and its
