@@ -448,7 +448,8 @@ pub struct Registry {
     types: HashMap<String, Rc<dyn EntityType>>,
     pub(crate) ready_hooks: Vec<crate::global::ReadyFn>,
     pub(crate) services: BTreeMap<String, u32>,
-    pub(crate) nil_methods: HashMap<String, crate::global::NilSpaceFn>,
+    /// Shared, so a method runs while it stays registered (a call to it from inside it finds it).
+    pub(crate) nil_methods: HashMap<String, Rc<crate::global::NilSpaceFn>>,
 }
 
 impl Registry {
@@ -539,7 +540,11 @@ impl Registry {
         name: &str,
         f: crate::global::NilSpaceFn,
     ) -> Result<(), String> {
-        if self.nil_methods.insert(name.to_string(), f).is_some() {
+        if self
+            .nil_methods
+            .insert(name.to_string(), Rc::new(f))
+            .is_some()
+        {
             return Err(format!("nil-space method {name} is defined twice"));
         }
         Ok(())

@@ -1177,3 +1177,104 @@ fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
     assert!(matches!(out[1], Msg::RealMigrate { eid, target_game: 2, .. } if eid == mover));
     assert!(!g.world().exists(&mover));
 }
+
+thread_local! {
+    /// Nil-space calls counted by the test below (nil-space methods are plain functions).
+    static NIL_CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Queues `n` local calls to itself in one method, each of which queues nothing.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Fanner;
+
+impl Entity for Fanner {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("n", &[])
+            .attr("order", &[])
+            .method("Fan", crate::entity::Expose::Server, Fanner::fan)
+            .method("Add", crate::entity::Expose::Server, Fanner::add);
+    }
+}
+
+impl Fanner {
+    fn fan(&mut self, ctx: &mut Ctx, (n,): (i64,)) {
+        let me = ctx.id();
+        for i in 0..n {
+            ctx.call(me, "Add", crate::args![i]);
+        }
+    }
+    fn add(&mut self, ctx: &mut Ctx, (i,): (i64,)) {
+        let n = ctx.attrs.as_map().get_int("n");
+        // Calls run in the order they were queued: the i-th call sees i calls before it.
+        if i == n {
+            ctx.attrs.root().set_int("n", n + 1);
+        } else {
+            ctx.attrs.root().set_int("order", 1);
+        }
+    }
+}
+
+/// Regression: each queued local call used to run one stack frame deeper than the one before
+/// it (`run_local_calls` → `call` → `run_call` → `run_local_calls`), so a game with thousands
+/// of queued calls in one tick (5 000 logins) overflowed its stack and aborted. This test
+/// runs on a thread with a small stack, where the old code overflowed at a few thousand.
+#[test]
+fn a_hundred_thousand_queued_local_calls_run_in_order_on_a_small_stack() {
+    const CALLS: i64 = 100_000;
+    let handle = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(|| {
+            let t0 = Instant::now();
+            let mut types = Registry::new();
+            types.register::<Fanner>("Fanner").unwrap();
+            types
+                .nil_space_method(
+                    "Count",
+                    crate::global::nil_space_method(|_ctx, (): ()| {
+                        NIL_CALLS.with(|c| c.set(c.get() + 1))
+                    }),
+                )
+                .unwrap();
+            types.on_game_ready(move |ctx| {
+                let id = ctx.create_entity_locally("Fanner");
+                ctx.call(id, "Fan", crate::args![CALLS]);
+                // Each queues posted work that runs a nil-space method, which runs global
+                // code, which drains posted work again: the same shape of recursion.
+                for _ in 0..20_000 {
+                    ctx.call_nil_spaces("Count", vec![]);
+                }
+            });
+            let mut g = GameService::new(
+                settings(1, "Fanner", t0),
+                IdGen::new([1, 2, 3], 1),
+                types,
+                (None, None),
+                Rng::new(1),
+            );
+            let mut io = MemIo::new();
+            g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+            g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+            g.on_frame(
+                &mut io,
+                t0,
+                conn(1),
+                &Msg::NotifyDeploymentReady.to_payload(),
+            );
+            let w = g.world();
+            let id = *w
+                .ids()
+                .find(|id| w.type_of(id) == Some("Fanner"))
+                .expect("the hook created it");
+            let attrs = w.attrs(&id).unwrap().as_map();
+            (
+                attrs.get_int("n"),
+                attrs.get_int("order"),
+                NIL_CALLS.with(|c| c.get()),
+            )
+        })
+        .unwrap();
+    let (n, out_of_order, posted) = handle.join().expect("no stack overflow");
+    assert_eq!(n, CALLS, "every queued call ran");
+    assert_eq!(out_of_order, 0, "in the order they were queued");
+    assert_eq!(posted, 20_000, "every nil-space call ran");
+}

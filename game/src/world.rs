@@ -228,6 +228,10 @@ pub struct World {
     rng: Rng,
     entities: EntityMap,
     local_calls: VecDeque<Deferred>,
+    /// A loop is draining `local_calls` (or `posted`): a nested drain returns at once and
+    /// leaves the rest to it, so the stack does not grow with the queue.
+    draining_local: bool,
+    draining_posted: bool,
     /// Entities that arrived by migration while calls this game sent them through their
     /// dispatcher may still be on the way: calls made here wait, in order, until the fence
     /// (token) sent after those comes back (see `space::FENCE_METHOD`).
@@ -315,6 +319,8 @@ impl World {
             rng,
             entities: FastMap::default(),
             local_calls: VecDeque::new(),
+            draining_local: false,
+            draining_posted: false,
             fenced: FastMap::default(),
             next_fence: 0,
             kvdb,
@@ -1298,8 +1304,15 @@ impl World {
         }
     }
 
-    /// Runs queued local calls until none are left (calls made by calls run too).
+    /// Runs queued local calls until none are left (calls made by calls run too), in order.
+    ///
+    /// One loop drains the queue: a call that ends in `run_local_calls` again (every call
+    /// does) returns at once and leaves the queue to the loop below it, so thousands of queued
+    /// calls cost one stack frame, not one each.
     pub fn run_local_calls(&mut self, net: &mut Net, now: Instant) {
+        if std::mem::replace(&mut self.draining_local, true) {
+            return;
+        }
         while let Some(d) = self.local_calls.pop_front() {
             match d {
                 Deferred::Call(c) => {
@@ -1321,6 +1334,7 @@ impl World {
                 Deferred::Enter { id, space, pos } => self.enter_local(net, now, id, space, pos),
             }
         }
+        self.draining_local = false;
     }
 
     /// The game stops: every entity is destroyed (which saves persistent ones), and the
@@ -1424,8 +1438,12 @@ impl World {
         self.posted.push_back(f);
     }
 
-    /// Runs posted work until none is left (work that posts more runs too).
+    /// Runs posted work until none is left, in order; like [`World::run_local_calls`], one
+    /// loop drains it and a nested call returns at once.
     pub fn run_posted(&mut self, net: &mut Net, now: Instant) {
+        if std::mem::replace(&mut self.draining_posted, true) {
+            return;
+        }
         while let Some(f) = self.posted.pop_front() {
             let mut ctx = GameCtx {
                 world: self,
@@ -1436,6 +1454,7 @@ impl World {
                 error!("game code panicked in posted work; the game keeps running");
             }
         }
+        self.draining_posted = false;
     }
 
     /// Games online, as the game service last saw them.
@@ -1463,7 +1482,7 @@ impl World {
 
     /// CALL_NIL_SPACES arrived: runs the nil-space method here.
     pub fn call_nil_space(&mut self, net: &mut Net, now: Instant, method: &str, args: &Args) {
-        let Some(f) = self.registry.nil_methods.remove(method) else {
+        let Some(f) = self.registry.nil_methods.get(method).cloned() else {
             if self.unknown_logged.insert(format!("nil space.{method}")) {
                 warn!("the nil space has no method {method} (dropped; reported once)");
             }
@@ -1474,7 +1493,6 @@ impl World {
         if let Err(e) = outcome {
             warn!("nil space.{method}: {e}; call dropped");
         }
-        self.registry.nil_methods.insert(method.to_string(), f);
     }
 
     /// Takes a snapshot of entity `id` at time `now` (the entity stays here).
