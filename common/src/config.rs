@@ -145,6 +145,9 @@ pub struct GateConfig {
     pub max_client_frame: u32,
     /// Pending output after which a client is disconnected (4 MiB).
     pub client_output_limit: usize,
+    /// `client_flush_interval_ms` (50): the shortest time between two writes to one client;
+    /// a client not written to for that long gets its output at once (goworld-rs only).
+    pub client_flush_interval_ms: u64,
 }
 
 /// The whole file.
@@ -184,6 +187,8 @@ impl std::error::Error for ConfigError {}
 pub const DEFAULT_MAX_PEER_FRAME: u32 = 32 * 1024 * 1024;
 /// Default `max_client_frame`: the largest payload accepted from a client.
 pub const DEFAULT_MAX_CLIENT_FRAME: u32 = 65536;
+/// Default `client_flush_interval_ms`.
+pub const DEFAULT_CLIENT_FLUSH_INTERVAL_MS: u64 = 50;
 /// Default `client_output_limit`: pending bytes after which a client is disconnected (4 MiB).
 pub const DEFAULT_CLIENT_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 /// Default `entity_hold_limit`.
@@ -580,6 +585,7 @@ struct GateB {
     position_sync_interval_ms: u64,
     max_client_frame: u32,
     client_output_limit: usize,
+    client_flush_interval_ms: u64,
 }
 
 impl GateB {
@@ -596,6 +602,7 @@ impl GateB {
             position_sync_interval_ms: 100,
             max_client_frame: DEFAULT_MAX_CLIENT_FRAME,
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
+            client_flush_interval_ms: DEFAULT_CLIENT_FLUSH_INTERVAL_MS,
         }
     }
 
@@ -616,6 +623,7 @@ impl GateB {
             "position_sync_interval_ms" => self.position_sync_interval_ms = kv.uint()?,
             "max_client_frame" => self.max_client_frame = kv.positive()?,
             "client_output_limit" => self.client_output_limit = kv.positive()?,
+            "client_flush_interval_ms" => self.client_flush_interval_ms = kv.uint()?,
             _ => {
                 if !self.common.apply(kv)? {
                     return Err(kv.unknown());
@@ -650,6 +658,7 @@ impl GateB {
             position_sync_interval_ms: self.position_sync_interval_ms,
             max_client_frame: self.max_client_frame,
             client_output_limit: self.client_output_limit,
+            client_flush_interval_ms: self.client_flush_interval_ms,
         })
     }
 }
@@ -956,6 +965,7 @@ mod tests {
             position_sync_interval_ms: 100,
             max_client_frame: 65536,
             client_output_limit: 4194304,
+            client_flush_interval_ms: 50,
         }
     }
 

@@ -31,7 +31,13 @@ struct Link {
 pub struct DispatcherLinks {
     links: Vec<Link>,
     owner: String,
+    /// Where [`DispatcherLinks::send_msg_by_entity`] encodes, reused so a message costs no
+    /// allocation of its own.
+    scratch: Vec<u8>,
 }
+
+/// A scratch buffer that grew past this (one huge message) is not kept.
+const SCRATCH_KEEP: usize = 64 << 10;
 
 impl DispatcherLinks {
     /// Links to `n` dispatchers for the component named `owner` (for log lines).
@@ -39,6 +45,7 @@ impl DispatcherLinks {
         DispatcherLinks {
             links: (0..n.max(1)).map(|_| Link::default()).collect(),
             owner: owner.to_string(),
+            scratch: Vec::new(),
         }
     }
 
@@ -144,6 +151,17 @@ impl DispatcherLinks {
     pub fn send_by_entity(&mut self, io: &mut dyn Io, eid: &EntityId, payload: &[u8]) {
         let d = dispatcher_for_entity(eid, self.count());
         self.send(io, d, payload);
+    }
+
+    /// Encodes `msg` and sends it to the dispatcher that carries entity `eid`.
+    pub fn send_msg_by_entity(&mut self, io: &mut dyn Io, eid: &EntityId, msg: &crate::proto::Msg) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        msg.encode(&mut buf);
+        self.send_by_entity(io, eid, &buf);
+        if buf.capacity() <= SCRATCH_KEEP {
+            self.scratch = buf;
+        }
     }
 
     /// Sends to the dispatcher that carries gate `gate_id`'s position syncs.

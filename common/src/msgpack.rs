@@ -93,7 +93,34 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
 
 /// Appends a string as fixstr/str8/str16/str32, whichever is smallest.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let _ = rmp::encode::write_str(out, s);
+    write_str_bytes(out, s.as_bytes());
+}
+
+/// [`write_str`] for bytes the caller knows to be UTF-8. One reservation, then the header
+/// and the bytes (rmp's writer grows the vector once per piece).
+pub fn write_str_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    out.reserve(
+        n + match n {
+            0..=31 => 1,
+            32..=0xff => 2,
+            0x100..=0xffff => 3,
+            _ => 5,
+        },
+    );
+    match n {
+        0..=31 => out.push(0xa0 | n as u8),
+        32..=0xff => out.extend_from_slice(&[0xd9, n as u8]),
+        0x100..=0xffff => {
+            out.push(0xda);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdb);
+            out.extend_from_slice(&len32(n).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(b);
 }
 
 /// Appends a binary (bin8/bin16/bin32).
@@ -273,6 +300,27 @@ pub fn decode(buf: &[u8]) -> Result<(Value, usize), Error> {
 }
 
 /// Decodes exactly one value that fills all of `buf`; leftover bytes are [`Error::Trailing`].
+/// The bytes of `buf` if it is exactly one msgpack string (any of its four forms), without
+/// checking that they are UTF-8; `None` for anything else. A fast path for decoders that
+/// would otherwise build a [`Value`] only to take the string out of it.
+pub fn str_exact(buf: &[u8]) -> Option<&[u8]> {
+    let (&marker, rest) = buf.split_first()?;
+    let (len, rest) = match marker {
+        0xa0..=0xbf => (usize::from(marker & 0x1f), rest),
+        0xd9 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0xda => (
+            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            rest.get(2..)?,
+        ),
+        0xdb => (
+            u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize,
+            rest.get(4..)?,
+        ),
+        _ => return None,
+    };
+    (rest.len() == len).then_some(rest)
+}
+
 pub fn decode_exact(buf: &[u8]) -> Result<Value, Error> {
     let (v, n) = decode(buf)?;
     if n == buf.len() {
@@ -653,5 +701,27 @@ mod tests {
         assert_eq!(decode(&deep_maps), Err(Error::TooDeep));
         let huge = vec![0x91; 1_000_000];
         assert_eq!(decode(&huge), Err(Error::TooDeep));
+    }
+
+    #[test]
+    fn strings_encode_as_rmp_does_and_str_exact_reads_them_back() {
+        for n in [0usize, 1, 31, 32, 255, 256, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(n);
+            let mut ours = Vec::new();
+            write_str(&mut ours, &text);
+            let mut theirs = Vec::new();
+            rmp::encode::write_str(&mut theirs, &text).unwrap();
+            assert_eq!(ours, theirs, "length {n}");
+            assert_eq!(str_exact(&ours), Some(text.as_bytes()), "length {n}");
+            assert_eq!(decode_exact(&ours), Ok(Value::Str(text.clone())));
+            // Anything but exactly one string is not one.
+            let mut longer = ours.clone();
+            longer.push(0xc0);
+            assert_eq!(str_exact(&longer), None);
+            assert_eq!(str_exact(&ours[..ours.len() - 1]), None, "length {n} cut");
+        }
+        assert_eq!(str_exact(&[0xc0]), None);
+        assert_eq!(str_exact(&[]), None);
+        assert_eq!(str_exact(&[0xd3, 0, 0, 0, 0, 0, 0, 0, 1]), None);
     }
 }

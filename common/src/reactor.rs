@@ -240,14 +240,17 @@ pub struct ReactorConfig {
     /// default so tests and embedded uses do not take over process-wide signals; the server
     /// binaries turn it on.
     pub signals: bool,
-    /// How long output for a client link may wait to be written together with more (zero:
-    /// written every loop iteration). A gate fanning a message out to many clients otherwise
-    /// pays one `write` per client per message; a few milliseconds batch them, like GoWorld's
-    /// 1-10 ms send batching but bounded. Output over [`CLIENT_FLUSH_BYTES`] goes at once.
-    pub client_flush_delay: Duration,
+    /// The shortest time between two writes to one client link (zero: every loop iteration
+    /// that queued output writes it). Output for a client that was not written to for this
+    /// long goes out in the same iteration, so a quiet client waits for nothing; a busy one
+    /// gets everything queued in the meantime in one `write` once the interval has passed.
+    /// A gate that fans chat out to thousands of clients otherwise pays one `write` (and the
+    /// loopback receive path behind it) per client per message. Output over
+    /// [`CLIENT_FLUSH_BYTES`] goes at once.
+    pub client_flush_interval: Duration,
 }
 
-/// Pending client output at which a delayed client link is written at once.
+/// Pending client output at which a client link is written at once, whatever its interval.
 pub const CLIENT_FLUSH_BYTES: usize = 16 << 10;
 
 impl Default for ReactorConfig {
@@ -257,7 +260,7 @@ impl Default for ReactorConfig {
             low_watermark: 4 << 20,
             read_budget: 256 << 10,
             signals: false,
-            client_flush_delay: Duration::ZERO,
+            client_flush_interval: Duration::ZERO,
         }
     }
 }
@@ -302,10 +305,13 @@ struct Conn {
     out_pos: usize,
     /// WRITABLE is registered (only while a write would block).
     writable_interest: bool,
-    /// Listed in `Conns::flush`.
+    /// Listed in `Conns::flush`: written this iteration.
     queued_flush: bool,
-    /// For a delayed client link: when its oldest unwritten output must be written.
+    /// A client link waiting for its flush interval: written at this time (listed in
+    /// `Conns::delayed` with it).
     flush_by: Option<Instant>,
+    /// When output was last written (client links with a flush interval).
+    last_write: Option<Instant>,
     /// Listed in `Reactor::ready` (read budget ran out with data left).
     queued_ready: bool,
     /// Listed in `Reactor::deferred` (readable while reads were paused).
@@ -325,17 +331,20 @@ impl Conn {
 /// The connection table; this is the [`Io`] handed to the handler.
 struct Conns {
     slab: Slab<Conn>,
-    /// Connections with output queued this iteration.
+    /// Connections with output to write this iteration.
     flush: Vec<ConnId>,
+    /// Client links waiting for their flush interval, by time; an entry whose connection's
+    /// `flush_by` no longer matches is stale and skipped.
+    delayed: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, ConnId)>>,
     /// Connections marked for teardown.
     closing: Vec<ConnId>,
     /// Server links above the high watermark (until they drain below the low one).
     congested: usize,
     high_watermark: usize,
     stats: ReactorStats,
-    /// The reactor's current time, for stamping delayed client output.
+    /// The reactor's current time, for client flush intervals.
     now: Instant,
-    client_flush_delay: Duration,
+    client_flush_interval: Duration,
 }
 
 impl Conns {
@@ -380,17 +389,33 @@ impl Io for Conns {
         if c.closing.is_some() || c.connecting {
             return;
         }
-        if c.flush_by.is_none() && c.pending() == 0 && !self.client_flush_delay.is_zero() {
-            if let LinkKind::Client { .. } = c.opts.kind {
-                c.flush_by = Some(self.now + self.client_flush_delay);
+        write_frame2(&mut c.out, head, tail);
+        let pending = c.pending();
+        if !c.queued_flush && c.flush_by.is_none() {
+            // A client link written to less than an interval ago waits for the rest of it.
+            let due = match c.opts.kind {
+                LinkKind::Client { .. } if !self.client_flush_interval.is_zero() => c
+                    .last_write
+                    .map(|t| t + self.client_flush_interval)
+                    .filter(|t| *t > self.now),
+                _ => None,
+            };
+            match due {
+                Some(t) => {
+                    c.flush_by = Some(t);
+                    self.delayed.push(std::cmp::Reverse((t, conn)));
+                }
+                None => {
+                    c.queued_flush = true;
+                    self.flush.push(conn);
+                }
             }
         }
-        write_frame2(&mut c.out, head, tail);
-        if !c.queued_flush {
+        if c.flush_by.is_some() && pending >= CLIENT_FLUSH_BYTES {
+            c.flush_by = None;
             c.queued_flush = true;
             self.flush.push(conn);
         }
-        let pending = c.pending();
         match c.opts.kind {
             LinkKind::Client { output_limit } if pending > output_limit => {
                 c.closing = Some(CloseReason::OutputLimit {
@@ -497,7 +522,8 @@ impl Reactor {
                 high_watermark: cfg.high_watermark,
                 stats: ReactorStats::default(),
                 now: Instant::now(),
-                client_flush_delay: cfg.client_flush_delay,
+                client_flush_interval: cfg.client_flush_interval,
+                delayed: std::collections::BinaryHeap::new(),
             },
             cfg,
             listeners: Vec::new(),
@@ -652,9 +678,9 @@ impl Reactor {
     /// Zero while work is queued; otherwise until the earliest handler, dial or accept-pause
     /// deadline; `None` (sleep until an event) when there is none.
     fn poll_timeout(&self, handler: &dyn Handler, now: Instant) -> Option<Duration> {
-        let delayed = self.delayed_flush_deadline();
+        let delayed = self.conns.delayed.peek().map(|e| e.0 .0);
         let busy = !self.ready.is_empty()
-            || (!self.conns.flush.is_empty() && delayed.is_none())
+            || !self.conns.flush.is_empty()
             || !self.conns.closing.is_empty()
             || (self.conns.congested == 0 && !self.deferred.is_empty());
         if busy {
@@ -733,6 +759,7 @@ impl Reactor {
             writable_interest: connecting,
             queued_flush: false,
             flush_by: None,
+            last_write: None,
             queued_ready: false,
             deferred: false,
             congested: false,
@@ -1014,40 +1041,34 @@ impl Reactor {
         }
     }
 
-    /// Writes the output queued this iteration (and after writable events).
+    /// Writes the output queued this iteration (and after writable events), and the client
+    /// links whose flush interval has passed.
     fn flush_all(&mut self, now: Instant) {
-        let mut later = Vec::new();
+        while let Some(&std::cmp::Reverse((t, id))) = self.conns.delayed.peek() {
+            if t > now {
+                break;
+            }
+            self.conns.delayed.pop();
+            if let Some(c) = self.conns.get_mut(id).filter(|c| c.flush_by == Some(t)) {
+                c.flush_by = None;
+                if !c.queued_flush {
+                    c.queued_flush = true;
+                    self.conns.flush.push(id);
+                }
+            }
+        }
         for id in std::mem::take(&mut self.conns.flush) {
             let Some(c) = self.conns.get_mut(id) else {
                 continue;
             };
-            // A delayed client link waits for more output, up to its deadline or size.
-            if c.flush_by.is_some_and(|t| now < t)
-                && c.pending() < CLIENT_FLUSH_BYTES
-                && c.closing.is_none()
-            {
-                later.push(id);
-                continue;
-            }
             c.queued_flush = false;
             c.flush_by = None;
             // Closing connections are flushed by teardown.
             if c.closing.is_none() && !c.connecting {
+                c.last_write = Some(now);
                 self.flush_conn(id);
             }
         }
-        self.conns.flush.extend(later);
-    }
-
-    /// The earliest delayed client flush, if every queued flush is a delayed one; `None`
-    /// when some output must be written at once (or nothing is queued).
-    fn delayed_flush_deadline(&self) -> Option<Instant> {
-        let mut earliest: Option<Instant> = None;
-        for id in &self.conns.flush {
-            let t = self.conns.get(*id).and_then(|c| c.flush_by)?;
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
-        }
-        earliest
     }
 
     /// Writes until drained or `WouldBlock`, and keeps WRITABLE interest and congestion in
@@ -1836,14 +1857,15 @@ mod tests {
     }
 
     #[test]
-    fn delayed_client_output_is_batched_and_still_arrives_without_more_traffic() {
+    fn client_output_waits_for_the_flush_interval_only_after_a_write() {
+        let interval = Duration::from_millis(40);
         let mut r = Reactor::new(ReactorConfig {
-            client_flush_delay: Duration::from_millis(40),
+            client_flush_interval: interval,
             ..ReactorConfig::default()
         })
         .unwrap();
         let addr = listen(&mut r, 1, client_opts(1 << 20));
-        // Each frame in is answered with three frames out: with the delay they go together.
+        // Each frame in is answered with three frames out.
         let run = Running::start(
             r,
             Box::new(|io, conn, p, _| {
@@ -1853,22 +1875,38 @@ mod tests {
             }),
         );
         let mut c = connect(addr);
-        send_frame(&mut c, b"ping").unwrap();
+        // Nothing was written to this client yet: the answer goes at once.
         let sent = Instant::now();
+        send_frame(&mut c, b"ping").unwrap();
         for _ in 0..3 {
             assert_eq!(read_frame(&mut c).unwrap(), b"ping");
         }
-        // Nothing else happened, yet the output came: the poll woke for the delayed flush.
-        let waited = sent.elapsed();
+        let first = Instant::now();
+        assert!(
+            first - sent < Duration::from_millis(30),
+            "a quiet client waited {:?}",
+            first - sent
+        );
+        // Written to just now: the next answers wait for the rest of the interval, together,
+        // and arrive without more traffic (the poll wakes for them).
+        send_frame(&mut c, b"pong").unwrap();
+        send_frame(&mut c, b"pang").unwrap();
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(read_frame(&mut c).unwrap());
+        }
+        assert_eq!(got[0], b"pong");
+        assert_eq!(got[5], b"pang");
+        let waited = first.elapsed();
         assert!(
             waited >= Duration::from_millis(30),
-            "written after {waited:?}, before the delay"
+            "written {waited:?} after the last write, inside the interval"
         );
         assert!(
             waited < Duration::from_secs(2),
             "written only after {waited:?}"
         );
         let r = run.stop();
-        assert_eq!(r.stats().writes, 1, "three frames, one write");
+        assert_eq!(r.stats().writes, 2, "nine frames, two writes");
     }
 }

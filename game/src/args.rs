@@ -76,8 +76,7 @@ pub trait FromArg: Sized + Default {
     /// Converts one raw argument; the error says what the argument was. The default decodes
     /// the msgpack value and calls [`from_value`](FromArg::from_value).
     fn from_raw(raw: &[u8]) -> Result<Self, String> {
-        let v = msgpack::decode_exact(raw).map_err(|e| format!("undecodable msgpack ({e})"))?;
-        Self::from_value(&v).ok_or_else(|| kind(&v))
+        from_raw_value(raw)
     }
 }
 
@@ -130,6 +129,13 @@ impl FromArg for String {
             _ => None,
         }
     }
+    fn from_raw(raw: &[u8]) -> Result<Self, String> {
+        // The common case, a string, in one allocation (and no Value).
+        match msgpack::str_exact(raw).map(std::str::from_utf8) {
+            Some(Ok(s)) => Ok(s.to_owned()),
+            _ => from_raw_value(raw),
+        }
+    }
 }
 
 impl FromArg for EntityId {
@@ -142,6 +148,19 @@ impl FromArg for EntityId {
             _ => None,
         }
     }
+    fn from_raw(raw: &[u8]) -> Result<Self, String> {
+        match msgpack::str_exact(raw).map(std::str::from_utf8) {
+            Some(Ok("")) => Ok(EntityId::NONE),
+            Some(Ok(s)) => EntityId::parse(s).ok_or_else(|| "a string".to_string()),
+            _ => from_raw_value(raw),
+        }
+    }
+}
+
+/// [`FromArg::from_raw`]'s general path: decode the value, then convert it.
+fn from_raw_value<T: FromArg>(raw: &[u8]) -> Result<T, String> {
+    let v = msgpack::decode_exact(raw).map_err(|e| format!("undecodable msgpack ({e})"))?;
+    T::from_value(&v).ok_or_else(|| kind(&v))
 }
 
 impl FromArg for Value {
@@ -254,9 +273,13 @@ tuple_from_args!(6; A 0, B 1, C 2, D 3, E 4, F 5);
 pub trait ToArg {
     /// Appends this value's msgpack encoding.
     fn write_arg(&self, out: &mut Vec<u8>);
+    /// About how many bytes [`ToArg::write_arg`] appends (a capacity hint, not a promise).
+    fn size_hint(&self) -> usize {
+        9
+    }
     /// This value as one raw argument.
     fn to_arg(&self) -> Vec<u8> {
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(self.size_hint());
         self.write_arg(&mut v);
         v
     }
@@ -295,17 +318,31 @@ impl ToArg for str {
     fn write_arg(&self, out: &mut Vec<u8>) {
         msgpack::write_str(out, self);
     }
+    fn size_hint(&self) -> usize {
+        5 + self.len()
+    }
 }
 
 impl ToArg for String {
     fn write_arg(&self, out: &mut Vec<u8>) {
         msgpack::write_str(out, self);
     }
+    fn size_hint(&self) -> usize {
+        5 + self.len()
+    }
 }
 
 impl ToArg for EntityId {
     fn write_arg(&self, out: &mut Vec<u8>) {
-        msgpack::write_str(out, &self.to_text());
+        let b = self.as_bytes();
+        if b.is_ascii() {
+            msgpack::write_str_bytes(out, b);
+        } else {
+            msgpack::write_str(out, &self.to_text());
+        }
+    }
+    fn size_hint(&self) -> usize {
+        17
     }
 }
 
@@ -333,6 +370,9 @@ impl<T: ToArg> ToArg for Vec<T> {
 impl<T: ToArg + ?Sized> ToArg for &T {
     fn write_arg(&self, out: &mut Vec<u8>) {
         (**self).write_arg(out);
+    }
+    fn size_hint(&self) -> usize {
+        (**self).size_hint()
     }
 }
 

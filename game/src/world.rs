@@ -44,6 +44,10 @@ pub use space::{
 /// Refused client calls after which the client is disconnected.
 pub const REFUSED_CALLS_LIMIT: u32 = 20;
 
+/// An action list that grew past this many entries (game code that called thousands of
+/// entities at once) is freed instead of kept for reuse.
+const ACTION_LIST_KEEP: usize = 64;
+
 /// Where the world's output goes: the reactor's `Io` and the links to the dispatchers.
 pub struct Net<'a> {
     /// The reactor (or a test's in-memory `Io`).
@@ -58,17 +62,17 @@ impl Net<'_> {
     /// owner changes (GoWorld routes by the owner entity, and a GiveClientTo to an entity on
     /// another dispatcher can let the new owner's creates overtake the old owner's calls).
     fn send_client(&mut self, client: GameClient, msg: ClientMsg) {
-        let p = Msg::ToClient {
+        let m = Msg::ToClient {
             gate_id: client.gate_id,
             client_id: client.client_id,
             msg,
-        }
-        .to_payload();
-        self.links.send_by_entity(self.io, &client.client_id, &p);
+        };
+        self.links
+            .send_msg_by_entity(self.io, &client.client_id, &m);
     }
 
     fn by_entity(&mut self, eid: EntityId, msg: Msg) {
-        self.links.send_by_entity(self.io, &eid, &msg.to_payload());
+        self.links.send_msg_by_entity(self.io, &eid, &msg);
     }
 }
 
@@ -228,6 +232,8 @@ pub struct World {
     rng: Rng,
     entities: EntityMap,
     local_calls: VecDeque<Deferred>,
+    /// Empty action lists to reuse (one per level of nesting in use at most).
+    action_lists: Vec<Vec<Action>>,
     /// A loop is draining `local_calls` (or `posted`): a nested drain returns at once and
     /// leaves the rest to it, so the stack does not grow with the queue.
     draining_local: bool,
@@ -319,6 +325,7 @@ impl World {
             rng,
             entities: FastMap::default(),
             local_calls: VecDeque::new(),
+            action_lists: Vec::new(),
             draining_local: false,
             draining_posted: false,
             fenced: FastMap::default(),
@@ -396,7 +403,8 @@ impl World {
         what: &str,
         f: impl FnOnce(&dyn EntityType, &mut dyn Any, &mut Ctx),
     ) -> bool {
-        let mut actions = Vec::new();
+        // Action lists are reused: a call that queues one action costs no allocation for it.
+        let mut actions = self.action_lists.pop().unwrap_or_default();
         // The record is taken out while game code runs, so its Ctx can read every other
         // entity (is_local, type_of, position_of) from the same map; it goes back after.
         let Some(mut rec) = self.entities.remove(&id) else {
@@ -448,7 +456,10 @@ impl World {
         if dirty {
             self.queue_sync(now, id);
         }
-        self.run_actions(net, now, actions);
+        self.run_actions(net, now, &mut actions);
+        if actions.capacity() <= ACTION_LIST_KEEP {
+            self.action_lists.push(actions);
+        }
         true
     }
 
@@ -483,8 +494,8 @@ impl World {
         }
     }
 
-    fn run_actions(&mut self, net: &mut Net, now: Instant, actions: Vec<Action>) {
-        for a in actions {
+    fn run_actions(&mut self, net: &mut Net, now: Instant, actions: &mut Vec<Action>) {
+        for a in actions.drain(..) {
             match a {
                 Action::AttrChanges { from, changes } => self.send_attr_changes(net, from, changes),
                 Action::Call { to, method, args } => {

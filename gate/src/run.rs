@@ -31,6 +31,7 @@ pub fn main() {
     };
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
+        client_flush_interval: Duration::from_millis(cfg.client_flush_interval_ms),
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("gate{id}: cannot start the reactor: {e}")));

@@ -407,9 +407,25 @@ impl Msg {
 
     /// The payload as a new vector.
     pub fn to_payload(&self) -> Vec<u8> {
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(self.size_hint());
         self.encode(&mut v);
         v
+    }
+
+    /// About how long the payload is (a capacity hint: the common messages, the ones carrying
+    /// arguments, get one allocation instead of a vector grown piece by piece).
+    fn size_hint(&self) -> usize {
+        let args_len = |a: &Args| a.iter().map(|x| 4 + x.len()).sum::<usize>();
+        128 + match self {
+            Msg::CallEntityMethod { method, args, .. }
+            | Msg::CallEntityMethodFromClient { method, args, .. }
+            | Msg::CallNilSpaces { method, args, .. } => method.len() + args_len(args),
+            Msg::ToClient {
+                msg: ClientMsg::CallEntityMethodOnClient { method, args, .. },
+                ..
+            } => method.len() + args_len(args),
+            _ => 0,
+        }
     }
 
     /// Decodes one payload from a server link. Every byte must be consumed.
