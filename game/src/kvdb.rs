@@ -37,10 +37,26 @@
 //!   removes its temporary file and returns the value now stored, which is complete because
 //!   it was fsynced before it got its name. A plain `put` racing with it simply overwrites.
 //!   (Check-then-write would let two processes both see "missing" and both "win".)
+//!
+//! # Ranges without listing the directory
+//!
+//! Each process keeps the keys it knows in an ordered set, built from one directory listing
+//! when it opens the directory. A writer that creates a key appends the key's file name and a
+//! newline to `.keys` in the directory (one `write` with `O_APPEND`, so lines from several
+//! processes never interleave) *before* it creates the key's file; `get_range` first reads
+//! the lines appended since its last look (usually none: one `read`) and then walks the set.
+//! A line whose file does not exist (yet, or because its writer failed) is skipped when the
+//! values are read, exactly as a listing would skip it. So a range costs the keys it returns,
+//! not every key in the directory (a listing of 20 000 mails per `GetMails` was the KVDB's
+//! largest cost with thousands of bots). The file grows by one line per key ever created
+//! (about twice the key's length); it is only a hint for running processes: each process
+//! rebuilds its set from the directory when it starts (so a key file put there by other means
+//! than a KVDB is seen by ranges after a restart).
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -227,7 +243,19 @@ impl Kvdb {
 /// share between processes.
 pub struct FilesystemKvdb {
     dir: PathBuf,
+    /// Every key known to exist (or being created), in byte order.
+    keys: BTreeSet<String>,
+    /// `.keys`, opened for reading and appending.
+    journal: fs::File,
+    /// How much of `.keys` has been read into `keys`.
+    journal_read: u64,
+    /// Bytes of `.keys` read but not yet a whole line (another writer's append in progress).
+    partial: Vec<u8>,
 }
+
+/// The journal of created keys (see the module docs); not a key file (those start with `k`)
+/// nor a temporary one.
+const JOURNAL: &str = ".keys";
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -276,10 +304,96 @@ fn read_value(path: &Path) -> Result<Option<String>, String> {
 }
 
 impl FilesystemKvdb {
-    /// A KVDB in `dir`, which is created (with parents) if missing.
+    /// A KVDB in `dir`, which is created (with parents) if missing. Lists the directory once.
     pub fn new(dir: PathBuf) -> io::Result<FilesystemKvdb> {
         fs::create_dir_all(&dir)?;
-        Ok(FilesystemKvdb { dir })
+        let journal = fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(dir.join(JOURNAL))?;
+        // Lines appended from here on are read later; keys created before are in the listing
+        // (their line was appended before their file was made).
+        let journal_read = journal.metadata()?.len();
+        let mut keys = BTreeSet::new();
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if let Some(key) = key_of_name(entry.file_name().as_encoded_bytes()) {
+                keys.insert(key);
+            }
+        }
+        Ok(FilesystemKvdb {
+            dir,
+            keys,
+            journal,
+            journal_read,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Reads the keys other processes created since the last look.
+    fn catch_up(&mut self) -> Result<(), String> {
+        let mut fresh = Vec::new();
+        self.journal
+            .seek(io::SeekFrom::Start(self.journal_read))
+            .and_then(|_| self.journal.read_to_end(&mut fresh))
+            .map_err(|e| format!("reading {JOURNAL}: {e}"))?;
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.journal_read += fresh.len() as u64;
+        self.partial.extend_from_slice(&fresh);
+        let whole = self
+            .partial
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        for line in self.partial[..whole].split(|&b| b == b'\n') {
+            if let Some(key) = key_of_name(line) {
+                self.keys.insert(key);
+            }
+        }
+        self.partial.drain(..whole);
+        Ok(())
+    }
+
+    /// Records that `key` (file `name`) is about to be created, unless it is known already.
+    fn note_key(&mut self, key: &str, name: &str) -> Result<(), String> {
+        if !self.keys.contains(key) {
+            // Perhaps another process created it: then it needs no second line.
+            self.catch_up()?;
+        }
+        if self.keys.contains(key) {
+            return Ok(());
+        }
+        let mut line = Vec::with_capacity(name.len() + 1);
+        line.extend_from_slice(name.as_bytes());
+        line.push(b'\n');
+        // One write: with O_APPEND the line lands whole at the end, whoever else appends.
+        self.journal
+            .write_all(&line)
+            .map_err(|e| format!("appending to {JOURNAL}: {e}"))?;
+        self.keys.insert(key.to_string());
+        Ok(())
+    }
+}
+
+/// The key of a key file's name, if it is one and its key is UTF-8 (others are skipped, once
+/// logged).
+fn key_of_name(name: &[u8]) -> Option<String> {
+    if is_temp_name(name) {
+        return None;
+    }
+    let key = key_of_file_name(name)?;
+    match String::from_utf8(key) {
+        Ok(k) => Some(k),
+        Err(_) => {
+            warn!(
+                "kvdb: skipping {:?}, whose key is not UTF-8",
+                String::from_utf8_lossy(name)
+            );
+            None
+        }
     }
 }
 
@@ -290,15 +404,18 @@ impl KvdbBackend for FilesystemKvdb {
 
     fn put(&mut self, key: &str, val: &str) -> Result<(), String> {
         let name = key_file_name(key)?;
+        self.note_key(key, &name)?;
         write_atomic(&self.dir, OsStr::new(&name), val.as_bytes()).map_err(|e| e.to_string())
     }
 
     fn get_or_put(&mut self, key: &str, val: &str) -> Result<Option<String>, String> {
-        let target = self.dir.join(key_file_name(key)?);
+        let name = key_file_name(key)?;
+        let target = self.dir.join(&name);
         // Fast path for the common "already set" case; the link below decides races.
         if let Some(v) = read_value(&target)? {
             return Ok(Some(v));
         }
+        self.note_key(key, &name)?;
         let tmp = write_temp(&self.dir, val.as_bytes()).map_err(|e| e.to_string())?;
         let linked = fs::hard_link(&tmp, &target);
         // The temporary name is no longer needed either way (on success the value lives on
@@ -324,36 +441,17 @@ impl KvdbBackend for FilesystemKvdb {
         if begin >= end {
             return Ok(Vec::new());
         }
-        let mut keys = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|e| e.to_string())? {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let name = entry.file_name();
-            let name = name.as_encoded_bytes();
-            if is_temp_name(name) {
-                continue;
-            }
-            let Some(key) = key_of_file_name(name) else {
-                continue;
-            };
-            let Ok(key) = String::from_utf8(key) else {
-                warn!(
-                    "kvdb: skipping {:?}, whose key is not UTF-8",
-                    String::from_utf8_lossy(name)
-                );
-                continue;
-            };
-            // `str` compares by bytes, which is the order the range is defined in.
-            if begin <= key.as_str() && key.as_str() < end {
-                keys.push(key);
-            }
-        }
-        keys.sort();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            // Names were listed a moment ago and keys are never deleted, so a missing file
-            // only means another tool removed it: leave it out.
-            if let Some(v) = read_value(&self.dir.join(key_file_name(&key)?))? {
-                out.push((key, v));
+        self.catch_up()?;
+        let mut out = Vec::new();
+        // `str` compares by bytes, which is the order the range is defined in.
+        for key in self.keys.range::<str, _>((
+            std::ops::Bound::Included(begin),
+            std::ops::Bound::Excluded(end),
+        )) {
+            // A known key without a file is being created (or its writer failed): leave it
+            // out, as a listing would.
+            if let Some(v) = read_value(&self.dir.join(key_file_name(key)?))? {
+                out.push((key.clone(), v));
             }
         }
         Ok(out)
@@ -469,6 +567,55 @@ mod tests {
         assert_eq!(key_of_file_name(b"kABCD"), None);
         assert_eq!(key_of_file_name(b"k0"), None);
         assert_eq!(next_larger_key("ab"), "ab\0");
+    }
+
+    #[test]
+    fn a_range_sees_keys_another_process_created_after_it_opened() {
+        let d = TempDir::new("kvdb-journal");
+        // Two backends on one directory: two game processes sharing the KVDB.
+        let mut a = FilesystemKvdb::new(d.0.clone()).unwrap();
+        a.put("mail$1", "old").unwrap();
+        let mut b = FilesystemKvdb::new(d.0.clone()).unwrap();
+        a.put("mail$2", "x").unwrap();
+        assert_eq!(a.get_or_put("mail$3", "y").unwrap(), None);
+        a.put("mail$2", "x2").unwrap(); // not a new key: no second line
+        let range = b.get_range("mail$", "mail%").unwrap();
+        assert_eq!(
+            range,
+            vec![
+                ("mail$1".to_string(), "old".to_string()),
+                ("mail$2".to_string(), "x2".to_string()),
+                ("mail$3".to_string(), "y".to_string()),
+            ]
+        );
+        let journal = fs::read_to_string(d.0.join(JOURNAL)).unwrap();
+        assert_eq!(
+            journal.lines().count(),
+            3,
+            "one line per created key: {journal:?}"
+        );
+        // A line whose file is not there yet (its writer is between the two steps) is left
+        // out, and half a line waits for the rest of it.
+        let name = key_file_name("mail$4").unwrap();
+        let mut j = fs::OpenOptions::new()
+            .append(true)
+            .open(d.0.join(JOURNAL))
+            .unwrap();
+        j.write_all(&name.as_bytes()[..5]).unwrap();
+        assert_eq!(b.get_range("mail$", "mail%").unwrap().len(), 3);
+        j.write_all(&name.as_bytes()[5..]).unwrap();
+        j.write_all(b"\n").unwrap();
+        assert_eq!(
+            b.get_range("mail$", "mail%").unwrap().len(),
+            3,
+            "no file yet"
+        );
+        fs::write(d.0.join(&name), "z").unwrap();
+        let range = b.get_range("mail$", "mail%").unwrap();
+        assert_eq!(range.last(), Some(&("mail$4".to_string(), "z".to_string())));
+        // A new process builds its set from the directory.
+        let mut c = FilesystemKvdb::new(d.0.clone()).unwrap();
+        assert_eq!(c.get_range("", "\u{10ffff}").unwrap().len(), 4);
     }
 
     #[test]
