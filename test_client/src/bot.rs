@@ -407,6 +407,9 @@ impl Bot {
     /// Handles one gate→client payload; returns the payloads to send.
     pub fn on_frame(&mut self, now: Instant, payload: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
+        if self.is_others_chatter(payload) {
+            return out;
+        }
         let msg = match ServerMsg::decode(payload) {
             Ok(m) => m,
             Err(e) => {
@@ -465,7 +468,8 @@ impl Bot {
             }
             ServerMsg::CallFiltered { method, args, .. } => match self.player {
                 Some(p) => self.call_method(now, rng, &p, &method, &args, &mut out),
-                None => log::warn!(
+                // World chat reaches clients still logging in (GoWorld's client logs it).
+                None => log::debug!(
                     "bot test{}: filtered call {method} while there is no player",
                     self.id
                 ),
@@ -479,6 +483,28 @@ impl Bot {
             }
         }
         out
+    }
+
+    /// True for a chat line (`OnSay`) or a published message (`OnTestPublish`) that another
+    /// client's Avatar caused, to an entity this bot knows: every client gets those (N² a
+    /// second with world chat), and nothing about them is checked but their shape, which
+    /// [`wire::peek_call`] does without decoding them. Anything else (including a malformed
+    /// one) goes through the full decode.
+    fn is_others_chatter(&self, payload: &[u8]) -> bool {
+        let Some(call) = wire::peek_call(payload) else {
+            return false;
+        };
+        let Some(player) = self.player else {
+            return false;
+        };
+        let shaped = match (call.method, call.nargs) {
+            (b"OnSay", 4) => call.eid.is_none() || call.eid == Some(player),
+            (b"OnTestPublish", 3) => call.eid.is_some_and(|e| self.entities.contains_key(&e)),
+            _ => false,
+        };
+        shaped
+            && goworld_common::msgpack::str_exact(call.first_arg)
+                .is_some_and(|sender| sender != player.0.as_slice())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -584,6 +584,58 @@ fn run_thing(
 }
 
 #[test]
+fn others_chat_is_read_in_place_and_a_malformed_line_is_still_reported() {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(7);
+    let mut bot = logged_in(t0, &mut rng);
+    let other = "awVBNWhsgjH2AAAZ";
+    let say = filtered(
+        "OnSay",
+        &[s(other), s("无名"), s("world"), s("this is a message")],
+    );
+    let peeked = wire::peek_call(&say).expect("a well-formed 1501");
+    assert_eq!(
+        (peeked.eid, peeked.method, peeked.nargs),
+        (None, &b"OnSay"[..], 4)
+    );
+    let content = format!("{other}: hello npc, this is a test publish message");
+    let publish = call(AVATAR, "OnTestPublish", &[s(other), s("npc"), s(&content)]);
+    let peeked = wire::peek_call(&publish).expect("a well-formed 1009");
+    assert_eq!(
+        peeked.eid.map(|e| e.0.to_vec()),
+        Some(AVATAR.as_bytes().to_vec())
+    );
+    assert_eq!(
+        goworld_common::msgpack::str_exact(peeked.first_arg),
+        Some(other.as_bytes())
+    );
+    // Others' lines change nothing and fail nothing.
+    assert!(feed(&mut bot, t0, &mut rng, &[say.clone(), publish.clone()]).is_empty());
+    assert!(failures(&mut bot).is_empty());
+    // Cut short or with a byte too many, the shape check fails and the full decode reports it.
+    for bad in [&say[..say.len() - 1], &publish[..publish.len() - 3]] {
+        assert!(wire::peek_call(bad).is_none());
+        bot.on_frame(t0, bad, &mut rng);
+        let f = failures(&mut bot);
+        assert!(f.len() == 1 && f[0].contains("bad message"), "{f:?}");
+    }
+    let mut longer = say.clone();
+    longer.push(0);
+    assert!(wire::peek_call(&longer).is_none());
+    // An argument that is not msgpack, in another client's line: not read in place (its first
+    // argument is no string), so it is decoded and reported.
+    let mut broken = filtered("OnSay", &[]);
+    broken.truncate(broken.len() - 2);
+    broken.extend(4u16.to_le_bytes());
+    for a in [&[0xc1u8][..], &[0xa1, b'x'], &[0xa1, b'y'], &[0xa1, b'z']] {
+        broken.extend((a.len() as u32).to_le_bytes());
+        broken.extend_from_slice(a);
+    }
+    bot.on_frame(t0, &broken, &mut rng);
+    assert_eq!(failures(&mut bot).len(), 1);
+}
+
+#[test]
 fn say_things_complete_on_their_own_on_say() {
     let t0 = Instant::now();
     let mut rng = Rng::new(7);

@@ -23,8 +23,8 @@
 //! the others then go ahead (GoWorld would wait for ever). Differences from GoWorld: `-ws` and `-kcp` are rejected (not
 //! built); `-server` defaults to 127.0.0.1; logs go to stderr only (no `test_client.log`), and
 //! there is no pprof server; a reconnect after a disconnect (the reactor redials) starts the
-//! bot afresh; each bot heartbeats (2001) once a second, which GoWorld's TCP bots do not (the
-//! gate ignores heartbeats).
+//! bot afresh; each bot heartbeats (2001) after a second in which it sent nothing else, which
+//! GoWorld's TCP bots do not (a gate with `heartbeat_check_interval` counts any message).
 
 mod attrs;
 mod bot;
@@ -61,6 +61,8 @@ struct Slot {
     bot: Bot,
     conn: Option<ConnId>,
     ever_connected: bool,
+    /// When this bot last sent anything (a heartbeat is due only after a second of silence).
+    last_sent: Option<Instant>,
 }
 
 /// The reactor handler: all bots, the barrier, the profile and the counters.
@@ -104,6 +106,7 @@ impl Fleet {
                     bot: Bot::new(first_id + i as u64, n, sync),
                     conn: None,
                     ever_connected: false,
+                    last_sent: None,
                 })
                 .collect(),
             by_conn: HashMap::new(),
@@ -153,6 +156,9 @@ impl Fleet {
         if let Some(c) = self.slots[i].conn {
             for p in &out {
                 io.send(c, p);
+            }
+            if !out.is_empty() {
+                self.slots[i].last_sent = self.now;
             }
         }
         for e in self.slots[i].bot.take_events() {
@@ -310,9 +316,12 @@ impl Handler for Fleet {
         if self.next_heartbeat.is_some_and(|t| now >= t) {
             self.next_heartbeat = Some(now + HEARTBEAT);
             let hb = wire::heartbeat();
-            for s in &self.slots {
+            for s in &mut self.slots {
                 if let Some(c) = s.conn {
-                    io.send(c, &hb);
+                    if s.last_sent.is_none_or(|t| now >= t + HEARTBEAT) {
+                        io.send(c, &hb);
+                        s.last_sent = Some(now);
+                    }
                 }
             }
         }

@@ -204,7 +204,12 @@ impl<'a> Reader<'a> {
     /// `Args`: u16 count, then each argument as `Data`.
     fn args(&mut self) -> Result<Vec<Value>, String> {
         let n = self.u16("args count")?;
-        (0..n).map(|i| self.data(&format!("arg{i}"))).collect()
+        (0..n)
+            .map(|i| {
+                let b = self.var_bytes("an argument")?;
+                msgpack::decode_exact(b).map_err(|e| format!("arg{i}: {e}"))
+            })
+            .collect()
     }
 
     fn path(&mut self) -> Result<Vec<PathKey>, String> {
@@ -224,6 +229,59 @@ impl<'a> Reader<'a> {
     fn left(&self) -> usize {
         self.buf.len() - self.pos
     }
+}
+
+/// A call to a client method, read in place: what a bot needs to tell whether a chat line or
+/// a published message is its own, without decoding (and allocating) the rest. With world
+/// chat every client gets every line, so this runs for N² messages a second.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PeekedCall<'a> {
+    /// The target entity (1009); `None` for a filtered call (1501), which goes to the player.
+    pub eid: Option<Eid>,
+    pub method: &'a [u8],
+    /// How many arguments, and the first one's raw msgpack (empty if there is none).
+    pub nargs: u16,
+    pub first_arg: &'a [u8],
+}
+
+/// Reads a 1009 CALL_ENTITY_METHOD_ON_CLIENT or 1501 CALL_FILTERED_CLIENTS payload in place,
+/// checking that its fields and arguments fill it exactly (the arguments' msgpack is not
+/// decoded); `None` for other types or a malformed payload, which [`ServerMsg::decode`]
+/// then reports.
+pub fn peek_call(payload: &[u8]) -> Option<PeekedCall<'_>> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let t = r.u16("msgtype").ok()?;
+    let eid = match t {
+        mt::CALL_ENTITY_METHOD_ON_CLIENT => {
+            r.take(2 + 16, "gateid and clientid").ok()?;
+            Some(r.eid("eid").ok()?)
+        }
+        mt::CALL_FILTERED_CLIENTS => {
+            r.u8("op").ok()?;
+            r.var_bytes("key").ok()?;
+            r.var_bytes("val").ok()?;
+            None
+        }
+        _ => return None,
+    };
+    let method = r.var_bytes("method").ok()?;
+    let nargs = r.u16("args count").ok()?;
+    let mut first_arg: &[u8] = &[];
+    for i in 0..nargs {
+        let a = r.var_bytes("an argument").ok()?;
+        if i == 0 {
+            first_arg = a;
+        }
+    }
+    (r.left() == 0).then_some(PeekedCall {
+        eid,
+        method,
+        nargs,
+        first_arg,
+    })
 }
 
 /// Reads an attribute path: msgpack nil (root) or an array of strings (map keys) and int64
