@@ -33,12 +33,16 @@
 //!   `panic`/`fatal` as `error`.
 //! * Bad values are errors (GoWorld's `MustInt`/`MustBool` silently fall back to the
 //!   default), and the limits goworld-rs adds (`max_peer_frame`, `max_client_frame`,
-//!   `client_output_limit`, the dispatcher hold limits) must be > 0.
+//!   `client_output_limit`, the dispatcher hold limits) must be > 0. The client rate limits
+//!   (`client_msg_rate_limit`, `client_byte_rate_limit`) take 0 for "no limit", and a byte
+//!   rate limit must let one largest frame through.
+//! * `heartbeat_check_interval` is enforced when > 0 (GoWorld reads it and never checks it),
+//!   and may be at most a day ([`MAX_HEARTBEAT_CHECK_INTERVAL`]).
 //! * Keys before the first section are an error (GoWorld ignores its `DEFAULT` section).
 //! * Sections of dispatchers above `desired_dispatchers` are ignored as in GoWorld, but their
 //!   keys are still checked.
 //! * Accepted but unused: `http_addr` (no pprof/websocket server), `gomaxprocs`,
-//!   `heartbeat_check_interval`, `[debug] debug`, `start_nodes_*`, `rsa_key`,
+//!   `[debug] debug`, `start_nodes_*`, `rsa_key`,
 //!   `rsa_certificate`, `url`, `db`, `collection`.
 
 use std::collections::BTreeMap;
@@ -137,7 +141,8 @@ pub struct GateConfig {
     pub rsa_key: PathBuf,
     /// `rsa_certificate` (rsa.crt), resolved against the config file's directory; unused.
     pub rsa_certificate: PathBuf,
-    /// `heartbeat_check_interval` (0 s): accepted, not enforced (as in GoWorld).
+    /// `heartbeat_check_interval` (0 s = off, as in GoWorld, which never enforces it): a
+    /// client that sends nothing for this many seconds is closed.
     pub heartbeat_check_interval: u64,
     /// `position_sync_interval_ms` (100): client → server position batching period.
     pub position_sync_interval_ms: u64,
@@ -148,6 +153,12 @@ pub struct GateConfig {
     /// `client_flush_interval_ms` (50): the shortest time between two writes to one client;
     /// a client not written to for that long gets its output at once (goworld-rs only).
     pub client_flush_interval_ms: u64,
+    /// `client_msg_rate_limit` (200): messages per second one client may send, with a burst
+    /// of one second's worth; past it the client is closed. 0: no limit.
+    pub client_msg_rate_limit: u32,
+    /// `client_byte_rate_limit` (262144): bytes per second (payload plus the 4-byte header)
+    /// one client may send, with a burst of one second's worth. 0: no limit.
+    pub client_byte_rate_limit: u32,
 }
 
 /// The whole file.
@@ -191,6 +202,14 @@ pub const DEFAULT_MAX_CLIENT_FRAME: u32 = 65536;
 pub const DEFAULT_CLIENT_FLUSH_INTERVAL_MS: u64 = 50;
 /// Default `client_output_limit`: pending bytes after which a client is disconnected (4 MiB).
 pub const DEFAULT_CLIENT_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+/// Default `client_msg_rate_limit`: messages per second from one client (about 30 times what
+/// a GoWorld bot sends).
+pub const DEFAULT_CLIENT_MSG_RATE_LIMIT: u32 = 200;
+/// Default `client_byte_rate_limit`: bytes per second from one client (256 KiB: four frames of
+/// `max_client_frame`, about 100 times what a GoWorld bot sends).
+pub const DEFAULT_CLIENT_BYTE_RATE_LIMIT: u32 = 256 * 1024;
+/// Largest `heartbeat_check_interval` accepted, in seconds (a day).
+pub const MAX_HEARTBEAT_CHECK_INTERVAL: u64 = 86_400;
 /// Default `entity_hold_limit`.
 pub const DEFAULT_ENTITY_HOLD_LIMIT: usize = 100_000;
 /// Default `game_hold_limit`.
@@ -586,6 +605,8 @@ struct GateB {
     max_client_frame: u32,
     client_output_limit: usize,
     client_flush_interval_ms: u64,
+    client_msg_rate_limit: u32,
+    client_byte_rate_limit: u32,
 }
 
 impl GateB {
@@ -603,6 +624,8 @@ impl GateB {
             max_client_frame: DEFAULT_MAX_CLIENT_FRAME,
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             client_flush_interval_ms: DEFAULT_CLIENT_FLUSH_INTERVAL_MS,
+            client_msg_rate_limit: DEFAULT_CLIENT_MSG_RATE_LIMIT,
+            client_byte_rate_limit: DEFAULT_CLIENT_BYTE_RATE_LIMIT,
         }
     }
 
@@ -619,11 +642,20 @@ impl GateB {
             "encrypt_connection" => self.encrypt_connection = on(kv)?,
             "rsa_key" => self.rsa_key = kv.string(),
             "rsa_certificate" => self.rsa_certificate = kv.string(),
-            "heartbeat_check_interval" => self.heartbeat_check_interval = kv.uint()?,
+            "heartbeat_check_interval" => {
+                self.heartbeat_check_interval = kv.uint()?;
+                if self.heartbeat_check_interval > MAX_HEARTBEAT_CHECK_INTERVAL {
+                    return Err(kv.bad(&format!(
+                        "at most {MAX_HEARTBEAT_CHECK_INTERVAL} seconds (a day); 0 turns the check off"
+                    )));
+                }
+            }
             "position_sync_interval_ms" => self.position_sync_interval_ms = kv.uint()?,
             "max_client_frame" => self.max_client_frame = kv.positive()?,
             "client_output_limit" => self.client_output_limit = kv.positive()?,
             "client_flush_interval_ms" => self.client_flush_interval_ms = kv.uint()?,
+            "client_msg_rate_limit" => self.client_msg_rate_limit = kv.uint()?,
+            "client_byte_rate_limit" => self.client_byte_rate_limit = kv.uint()?,
             _ => {
                 if !self.common.apply(kv)? {
                     return Err(kv.unknown());
@@ -646,6 +678,17 @@ impl GateB {
                  (gate{id}; set encrypt_connection=0)"
             ));
         }
+        // A frame is charged whole: a byte budget below one largest frame would close every
+        // client that sends one.
+        let largest = u64::from(self.max_client_frame) + 4;
+        if self.client_byte_rate_limit != 0 && u64::from(self.client_byte_rate_limit) < largest {
+            return Err(format!(
+                "[gate{id}] client_byte_rate_limit = {} is below one largest client frame \
+                 (max_client_frame = {} plus the 4-byte header): raise it to at least {largest}, \
+                 or set 0 for no limit",
+                self.client_byte_rate_limit, self.max_client_frame
+            ));
+        }
         Ok(GateConfig {
             listen_addr: self.listen_addr.clone(),
             common: self.common.build("gate", id, base),
@@ -659,6 +702,8 @@ impl GateB {
             max_client_frame: self.max_client_frame,
             client_output_limit: self.client_output_limit,
             client_flush_interval_ms: self.client_flush_interval_ms,
+            client_msg_rate_limit: self.client_msg_rate_limit,
+            client_byte_rate_limit: self.client_byte_rate_limit,
         })
     }
 }
@@ -966,6 +1011,8 @@ mod tests {
             max_client_frame: 65536,
             client_output_limit: 4194304,
             client_flush_interval_ms: 50,
+            client_msg_rate_limit: 200,
+            client_byte_rate_limit: 262144,
         }
     }
 
@@ -1067,6 +1114,8 @@ mod tests {
             "heartbeat_check_interval",
             "max_client_frame",
             "client_output_limit",
+            "client_msg_rate_limit",
+            "client_byte_rate_limit",
         ] {
             assert!(
                 sample.contains(&format!("\n{key} =")) || sample.contains(&format!(";{key} =")),
@@ -1303,6 +1352,58 @@ mod tests {
                 "{MINIMAL}[gate_common]\nencrypt_connection=1\n[gate1]\nencrypt_connection=0\n"
             ),
             |_| {},
+        );
+    }
+
+    #[test]
+    fn gate_heartbeat_and_rate_limits() {
+        // Set in [gate_common], overridden per gate; 0 turns a limit (or the check) off.
+        let ini = "[deployment]\ndesired_dispatchers=1\ndesired_games=1\ndesired_gates=2\n\
+            [gate_common]\nheartbeat_check_interval=30\nclient_msg_rate_limit=50\n\
+            client_byte_rate_limit=100000\n\
+            [gate2]\nheartbeat_check_interval=0\nclient_msg_rate_limit=0\nclient_byte_rate_limit=0\n";
+        check(ini, |c| {
+            let mut t1 = gate(1);
+            t1.heartbeat_check_interval = 30;
+            t1.client_msg_rate_limit = 50;
+            t1.client_byte_rate_limit = 100000;
+            let mut t2 = gate(2);
+            t2.client_msg_rate_limit = 0;
+            t2.client_byte_rate_limit = 0;
+            c.deployment.desired_gates = 2;
+            c.gates = [(1, t1), (2, t2)].into();
+        });
+        // A day at most.
+        check(
+            &format!("{MINIMAL}[gate1]\nheartbeat_check_interval=86400\n"),
+            |c| c.gates.get_mut(&1).unwrap().heartbeat_check_interval = 86400,
+        );
+        check_err(
+            &format!("{MINIMAL}[gate1]\nheartbeat_check_interval=86401\n"),
+            &[
+                "[gate1] heartbeat_check_interval = '86401'",
+                "at most 86400 seconds",
+            ],
+        );
+        check_err(
+            &format!("{MINIMAL}[gate_common]\nclient_msg_rate_limit=-1\n"),
+            &["[gate_common] client_msg_rate_limit = '-1'"],
+        );
+        // One largest frame (payload plus header) must fit in the byte budget.
+        check(
+            &format!("{MINIMAL}[gate1]\nmax_client_frame=1000\nclient_byte_rate_limit=1004\n"),
+            |c| {
+                let g = c.gates.get_mut(&1).unwrap();
+                g.max_client_frame = 1000;
+                g.client_byte_rate_limit = 1004;
+            },
+        );
+        check_err(
+            &format!("{MINIMAL}[gate_common]\nclient_byte_rate_limit=65539\n"),
+            &[
+                "[gate1] client_byte_rate_limit = 65539 is below one largest client frame",
+                "at least 65540",
+            ],
         );
     }
 

@@ -11,6 +11,10 @@
 //! [`FilterIndex`], fans 1501 out verbatim to each matching client once (found by range
 //! queries, not a scan), and regroups 1502 per client.
 //!
+//! Beyond GoWorld, a client silent for `heartbeat_check_interval` (when set) or sending more
+//! than its message or byte rate limit is closed with one log line and counted
+//! ([`GateService::closed_by_limits`]); the [`limits`] module decides.
+//!
 //! A pure state machine behind the reactor's [`Handler`]: no sockets, no clock.
 
 use std::collections::{BTreeSet, HashMap};
@@ -27,9 +31,12 @@ use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
 pub mod filter;
+pub mod limits;
 pub mod run;
 
 pub use filter::{filter_matches, FilterIndex};
+pub use limits::{ClientLimits, ClosedByLimits};
+use limits::{Limiter, Verdict};
 
 /// What the gate needs to know.
 #[derive(Debug, Clone)]
@@ -40,6 +47,8 @@ pub struct Settings {
     pub position_sync_interval: Duration,
     /// Wall time at start, for stamping client and boot entity IDs.
     pub clock: WallClock,
+    /// Heartbeat check and flood limits per client.
+    pub limits: ClientLimits,
 }
 
 /// Events the gate reports to its shell.
@@ -80,6 +89,8 @@ pub struct GateService {
     ready_reported: bool,
     events: Vec<GateEvent>,
     unknown_types_logged: BTreeSet<u16>,
+    /// Heartbeats and flood limits of the clients.
+    limiter: Limiter,
     stop: bool,
 }
 
@@ -90,6 +101,7 @@ impl GateService {
     /// A gate with no connections yet; `ids` generates client and boot entity IDs.
     pub fn new(s: Settings, ids: IdGen) -> GateService {
         let n = s.desired_dispatchers.max(1);
+        let limiter = Limiter::new(s.limits);
         GateService {
             links: DispatcherLinks::new(n, &format!("gate{}", s.gate_id)),
             sync_out: vec![Vec::new(); usize::from(n)],
@@ -104,6 +116,7 @@ impl GateService {
             ready_reported: false,
             events: Vec::new(),
             unknown_types_logged: BTreeSet::new(),
+            limiter,
             stop: false,
         }
     }
@@ -122,6 +135,12 @@ impl GateService {
     /// client's owner (beyond GoWorld: a client moves only its own player entity).
     pub fn sync_dropped_not_owner(&self) -> u64 {
         self.sync_dropped_not_owner
+    }
+
+    /// How many clients were closed for silence (`heartbeat_check_interval`) or for going over
+    /// `client_msg_rate_limit` or `client_byte_rate_limit` (beyond GoWorld).
+    pub fn closed_by_limits(&self) -> ClosedByLimits {
+        self.limiter.closed()
     }
 
     /// Takes the events reported since the last call.
@@ -470,6 +489,7 @@ impl Handler for GateService {
                 );
                 self.by_id.insert(client_id, conn);
                 self.filters.add_client(conn);
+                self.limiter.opened(conn, now);
                 if self.links.all_ready() {
                     self.announce(io, conn);
                 } else {
@@ -488,6 +508,11 @@ impl Handler for GateService {
                 );
             }
             return;
+        }
+        match self.limiter.frame(conn, now, payload.len()) {
+            Verdict::Pass => {}
+            Verdict::Closing => return,
+            Verdict::Close(reason) => return self.close_client(io, conn, &reason),
         }
         if let Err(reason) = self.handle_client_packet(io, now, conn, payload) {
             self.close_client(io, conn, &reason);
@@ -514,6 +539,7 @@ impl Handler for GateService {
         };
         self.by_id.remove(&c.client_id);
         self.filters.remove_client(conn);
+        self.limiter.closed_conn(conn);
         self.waiting.retain(|w| *w != conn);
         match reason {
             CloseReason::FrameTooLarge { .. } | CloseReason::OutputLimit { .. } => {
@@ -546,10 +572,25 @@ impl Handler for GateService {
         if self.next_sync_flush.is_some_and(|t| now >= t) {
             self.flush_syncs(io);
         }
+        if self.limiter.next_deadline().is_some_and(|t| now >= t) {
+            for (conn, reason) in self.limiter.silent(now) {
+                if let Some(c) = self.clients.get(&conn) {
+                    // An ordinary event (a dead mobile link), not a misbehaving client.
+                    info!(
+                        "gate{}: client {} ({}) closed: {reason}",
+                        self.s.gate_id, c.client_id, c.peer
+                    );
+                }
+                io.close(conn, &reason);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.next_sync_flush
+        match (self.next_sync_flush, self.limiter.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn on_signal(&mut self, io: &mut dyn Io, _now: Instant, signal: i32) {

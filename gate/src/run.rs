@@ -7,7 +7,7 @@ use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
 use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
 
-use crate::{GateEvent, GateService, Settings, CLIENT_LISTENER};
+use crate::{ClientLimits, GateEvent, GateService, Settings, CLIENT_LISTENER};
 
 /// Runs a gate process: `gate -gid N [-configfile goworld.ini] [-log level]`.
 pub fn main() {
@@ -28,7 +28,9 @@ pub fn main() {
             at: Instant::now(),
             unix_secs: process::unix_secs(SystemTime::now()),
         },
+        limits: ClientLimits::from_config(cfg),
     };
+    log::info!("gate{id}: client limits: {}", settings.limits);
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
         client_flush_interval: Duration::from_millis(cfg.client_flush_interval_ms),

@@ -24,6 +24,9 @@ struct T {
 
 impl T {
     fn new() -> T {
+        T::with_limits(ClientLimits::default())
+    }
+    fn with_limits(limits: ClientLimits) -> T {
         let now = Instant::now();
         let s = Settings {
             gate_id: 1,
@@ -33,6 +36,7 @@ impl T {
                 at: now,
                 unix_secs: 1_700_000_000,
             },
+            limits,
         };
         T {
             g: GateService::new(s, IdGen::new([7, 7, 7], 1)),
@@ -664,4 +668,302 @@ fn filtered_calls_skip_closed_and_cleared_clients_and_never_repeat() {
     // A message for the departed client changes nothing.
     set_prop(&mut t, c2, "level", "5");
     assert!(filtered_call(&mut t, FilterOp::Eq, "level", "5").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Heartbeats and flood limits.
+
+const HEARTBEAT: [u8; 2] = mt::HEARTBEAT_FROM_CLIENT.to_le_bytes();
+
+fn limits(heartbeat_s: u64, msgs_per_sec: u32, bytes_per_sec: u32) -> ClientLimits {
+    ClientLimits {
+        heartbeat: (heartbeat_s > 0).then(|| Duration::from_secs(heartbeat_s)),
+        msgs_per_sec,
+        bytes_per_sec,
+    }
+}
+
+/// A gate with `l`, its dispatcher up.
+fn gate_with(l: ClientLimits) -> T {
+    let mut t = T::with_limits(l);
+    t.dispatcher_up();
+    t.io.take();
+    t
+}
+
+/// Advances the clock to `to` as the reactor would: a tick at every deadline the gate asks
+/// for on the way, then one at `to`. Returns how many deadline ticks there were.
+fn run_to(t: &mut T, to: Instant) -> usize {
+    let mut woken = 0;
+    while let Some(d) = t.g.next_deadline().filter(|d| *d <= to) {
+        assert!(d >= t.now, "a deadline in the past");
+        t.now = d;
+        t.g.on_tick(&mut t.io, d, SystemTime::UNIX_EPOCH);
+        woken += 1;
+    }
+    t.now = to;
+    t.g.on_tick(&mut t.io, to, SystemTime::UNIX_EPOCH);
+    woken
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn closed(t: &T) -> Vec<ConnId> {
+    t.io.closed.iter().map(|(c, _)| *c).collect()
+}
+
+/// A client call to `eid` whose payload is exactly `len` bytes (one bin16 argument).
+fn call_of_len(eid: EntityId, len: usize) -> Vec<u8> {
+    let call = |arg: Vec<u8>| {
+        Msg::CallEntityMethodFromClient {
+            eid,
+            method: "M".into(),
+            args: vec![arg],
+            client_id: None,
+        }
+        .to_payload()
+    };
+    let pad = len - call(vec![0xc5, 0, 0]).len();
+    let mut arg = vec![0xc5];
+    arg.extend_from_slice(&(pad as u16).to_be_bytes());
+    arg.resize(3 + pad, 0);
+    let p = call(arg);
+    assert_eq!(p.len(), len);
+    p
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_heartbeat_interval_and_not_before() {
+    let mut t = gate_with(limits(30, 0, 0));
+    let start = t.now;
+    let (cid, boot) = t.client(conn(1));
+    run_to(&mut t, start + secs(29.9));
+    assert!(t.io.closed.is_empty(), "not before 30 s of silence");
+    // Closed at the first check at or after 30 s, at most CHECK_GAP late.
+    run_to(&mut t, start + secs(30.0) + limits::CHECK_GAP);
+    assert_eq!(closed(&t), vec![conn(1)]);
+    let reason = t.io.closed[0].1.clone();
+    assert!(
+        reason.starts_with("no message for 30.")
+            && reason.contains("heartbeat_check_interval = 30 s"),
+        "{reason}"
+    );
+    assert_eq!(t.g.closed_by_limits().heartbeat, 1);
+    // The reactor reports the close; the owner hears of it and the gate goes idle.
+    t.g.on_close(
+        &mut t.io,
+        t.now,
+        conn(1),
+        &CloseReason::Local(reason.clone()),
+    );
+    let sent = t.io.take();
+    assert_eq!(
+        Msg::decode(&sent[0].1).unwrap(),
+        Msg::NotifyClientDisconnected {
+            owner_eid: boot,
+            client_id: cid
+        }
+    );
+    assert_eq!(
+        t.g.next_deadline(),
+        None,
+        "no clients: nothing to wake up for"
+    );
+    assert_eq!(
+        t.g.closed_by_limits(),
+        ClosedByLimits {
+            heartbeat: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn clients_that_keep_sending_any_frame_type_stay() {
+    let mut t = gate_with(limits(2, 200, 256 * 1024));
+    let start = t.now;
+    let (_, e1) = t.client(conn(1)); // heartbeats every 1.9 s
+    let (_, e2) = t.client(conn(2)); // position syncs of its owner every 100 ms
+    let (_, e3) = t.client(conn(3)); // calls every 1.5 s
+    t.client(conn(4)); // position syncs of another entity (dropped) every 1.9 s
+    t.client(conn(5)); // silent: closed, so the check is really on
+    for step in 1..=600u32 {
+        let at = start + Duration::from_millis(100) * step;
+        run_to(&mut t, at);
+        if step % 19 == 0 {
+            t.g.on_frame(&mut t.io, at, conn(1), &HEARTBEAT);
+            t.g.on_frame(&mut t.io, at, conn(4), &sync_up(e1, 1.0));
+        }
+        t.g.on_frame(&mut t.io, at, conn(2), &sync_up(e2, 1.0));
+        if step % 15 == 0 {
+            let call = call_of_len(e3, 40);
+            t.g.on_frame(&mut t.io, at, conn(3), &call);
+        }
+    }
+    assert_eq!(closed(&t), vec![conn(5)], "{:?}", t.io.closed);
+    assert_eq!(t.g.closed_by_limits().heartbeat, 1);
+}
+
+#[test]
+fn the_heartbeat_check_wakes_the_gate_at_most_once_a_second() {
+    // 50 clients, each heartbeating once a second at its own phase (20 ms apart): each one's
+    // check comes due at another time, but they are looked at together.
+    let mut t = gate_with(limits(2, 200, 256 * 1024));
+    let start = t.now;
+    for i in 0..50u32 {
+        t.now = start + Duration::from_millis(20) * i;
+        t.client(conn(i + 1));
+    }
+    let mut woken = 0;
+    for step in 50..3050u32 {
+        let at = start + Duration::from_millis(20) * step;
+        woken += run_to(&mut t, at);
+        t.g.on_frame(&mut t.io, at, conn(step % 50 + 1), &HEARTBEAT);
+    }
+    assert!(t.io.closed.is_empty(), "{:?}", t.io.closed);
+    assert!((50..=61).contains(&woken), "woken {woken} times in 60 s");
+}
+
+#[test]
+fn the_heartbeat_check_is_off_with_0() {
+    let mut t = gate_with(limits(0, 200, 256 * 1024));
+    let start = t.now;
+    t.client(conn(1));
+    assert_eq!(t.g.next_deadline(), None, "nothing to wake up for");
+    run_to(&mut t, start + Duration::from_secs(3600));
+    assert!(t.io.closed.is_empty());
+    assert_eq!(t.g.closed_by_limits(), ClosedByLimits::default());
+}
+
+#[test]
+fn an_idle_gate_with_the_heartbeat_check_on_does_not_wake_up() {
+    let mut t = gate_with(limits(5, 200, 256 * 1024));
+    assert_eq!(t.g.next_deadline(), None);
+    t.client(conn(1));
+    assert_eq!(t.g.next_deadline(), Some(t.now + Duration::from_secs(5)));
+    t.g.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    assert_eq!(t.g.next_deadline(), None);
+}
+
+#[test]
+fn a_client_past_the_message_rate_is_closed_and_one_under_it_is_not() {
+    let mut t = gate_with(limits(0, 200, 0));
+    let start = t.now;
+    t.client(conn(1)); // 190 messages/s for 10 s, after a burst of 200 at once
+    t.client(conn(2)); // 250 messages/s
+    for _ in 0..200 {
+        t.g.on_frame(&mut t.io, start, conn(1), &HEARTBEAT);
+    }
+    let mut closed_at = None;
+    for i in 1..=2500u32 {
+        let at = start + Duration::from_micros(4000) * i;
+        if closed_at.is_none() && !t.io.closed.is_empty() {
+            closed_at = Some(at - start);
+        }
+        t.g.on_frame(&mut t.io, at, conn(2), &HEARTBEAT);
+    }
+    for i in 1..=1900u32 {
+        let at = start + Duration::from_secs(1) + Duration::from_micros(5264) * i;
+        t.g.on_frame(&mut t.io, at, conn(1), &HEARTBEAT);
+    }
+    assert_eq!(closed(&t), vec![conn(2)], "{:?}", t.io.closed);
+    // The bucket holds 200 and drains at 50/s net: empty after about 4 s. The rate is
+    // measured from the first message (at 4 ms) to the one that overdrew it.
+    let closed_at = closed_at.unwrap();
+    assert!(
+        closed_at > secs(3.9) && closed_at < secs(4.1),
+        "{closed_at:?}"
+    );
+    assert_eq!(
+        t.io.closed[0].1,
+        "sent 997 messages in 3.984 s (250/s), over client_msg_rate_limit = 200 messages/s (burst 200)"
+    );
+    assert_eq!(
+        t.g.closed_by_limits(),
+        ClosedByLimits {
+            msg_rate: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn a_burst_past_one_seconds_worth_closes_before_the_frame_is_forwarded() {
+    let mut t = gate_with(limits(0, 10, 0));
+    let (_, boot) = t.client(conn(1));
+    let call = call_of_len(boot, 40);
+    for _ in 0..10 {
+        t.g.on_frame(&mut t.io, t.now, conn(1), &call);
+    }
+    assert_eq!(t.io.take().len(), 10, "ten calls forwarded");
+    t.g.on_frame(&mut t.io, t.now, conn(1), &call);
+    assert!(t.io.sent.is_empty(), "the eleventh is not");
+    assert_eq!(
+        t.io.closed,
+        vec![(
+            conn(1),
+            "sent 11 messages in under 1 ms, over client_msg_rate_limit = 10 messages/s (burst 10)"
+                .to_string()
+        )]
+    );
+    // What the client sent before the reactor closed it is skipped, and counted once.
+    t.g.on_frame(&mut t.io, t.now, conn(1), &call);
+    assert!(t.io.sent.is_empty());
+    assert_eq!(t.io.closed.len(), 1);
+    assert_eq!(t.g.closed_by_limits().msg_rate, 1);
+}
+
+#[test]
+fn a_client_past_the_byte_rate_is_closed_and_one_under_it_is_not() {
+    let mut t = gate_with(limits(0, 200, 10_000));
+    let start = t.now;
+    let (_, e1) = t.client(conn(1));
+    let (_, e2) = t.client(conn(2));
+    // 996-byte payloads: 1000 bytes a frame with the header.
+    let (c1, c2) = (call_of_len(e1, 996), call_of_len(e2, 996));
+    for i in 0..200u32 {
+        // 9 frames a second: 9 000 bytes/s.
+        t.g.on_frame(
+            &mut t.io,
+            start + Duration::from_millis(111) * i,
+            conn(1),
+            &c1,
+        );
+    }
+    for i in 0..200u32 {
+        // 12 frames a second: 12 000 bytes/s, 2 000 bytes/s more than the bucket refills.
+        t.g.on_frame(
+            &mut t.io,
+            start + Duration::from_micros(83_333) * i,
+            conn(2),
+            &c2,
+        );
+    }
+    assert_eq!(closed(&t), vec![conn(2)], "{:?}", t.io.closed);
+    let reason = &t.io.closed[0].1;
+    assert!(
+        reason.contains("bytes in ")
+            && reason.contains("over client_byte_rate_limit = 10000 bytes/s (burst 10000)"),
+        "{reason}"
+    );
+    assert_eq!(
+        t.g.closed_by_limits(),
+        ClosedByLimits {
+            byte_rate: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn flood_limits_are_off_with_0() {
+    let mut t = gate_with(limits(0, 0, 0));
+    t.client(conn(1));
+    for _ in 0..100_000 {
+        t.g.on_frame(&mut t.io, t.now, conn(1), &HEARTBEAT);
+    }
+    assert!(t.io.closed.is_empty());
+    assert_eq!(t.g.closed_by_limits(), ClosedByLimits::default());
 }

@@ -2,6 +2,7 @@
 //! 127.0.0.1, one cluster at a time. Build them first (`cargo build --release`); the
 //! README's test command does.
 
+mod gate_limits;
 mod tutorial;
 
 use std::net::SocketAddr;

@@ -531,6 +531,7 @@ impl Sim {
             desired_dispatchers: self.deployment.0,
             position_sync_interval: POSITION_SYNC_INTERVAL,
             clock: self.wall_clock(),
+            limits: goworld_gate::ClientLimits::default(),
         };
         let pid = 200 + id + 1000 * (incarnation as u16 - 1);
         GateService::new(s, IdGen::new([1, 2, 3], pid))
