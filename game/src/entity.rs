@@ -205,7 +205,8 @@ pub struct TypeDesc<T> {
     persistent: bool,
     aoi_distance: Option<f32>,
     attrs: BTreeMap<String, AttrFlags>,
-    methods: HashMap<String, (Expose, MethodFn<T>)>,
+    /// By name; looked up for every call, so with the fast hasher rather than SipHash.
+    methods: goworld_common::id::FastMap<String, (Expose, MethodFn<T>)>,
     errors: Vec<String>,
 }
 
@@ -216,7 +217,7 @@ impl<T: Entity> TypeDesc<T> {
             persistent: false,
             aoi_distance: None,
             attrs: BTreeMap::new(),
-            methods: HashMap::new(),
+            methods: Default::default(),
             errors: Vec::new(),
         }
     }
