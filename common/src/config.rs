@@ -153,6 +153,9 @@ pub struct GateConfig {
     /// `client_flush_interval_ms` (50): the shortest time between two writes to one client;
     /// a client not written to for that long gets its output at once (goworld-rs only).
     pub client_flush_interval_ms: u64,
+    /// `client_output_budget` (64 MiB): bytes queued for all clients together past which the
+    /// gate stops reading until they drain (goworld-rs only).
+    pub client_output_budget: usize,
     /// `client_msg_rate_limit` (200): messages per second one client may send, with a burst
     /// of one second's worth; past it the client is closed. 0: no limit.
     pub client_msg_rate_limit: u32,
@@ -198,6 +201,8 @@ impl std::error::Error for ConfigError {}
 pub const DEFAULT_MAX_PEER_FRAME: u32 = 32 * 1024 * 1024;
 /// Default `max_client_frame`: the largest payload accepted from a client.
 pub const DEFAULT_MAX_CLIENT_FRAME: u32 = 65536;
+/// Default `client_output_budget` (64 MiB).
+pub const DEFAULT_CLIENT_OUTPUT_BUDGET: usize = 64 << 20;
 /// Default `client_flush_interval_ms`.
 pub const DEFAULT_CLIENT_FLUSH_INTERVAL_MS: u64 = 50;
 /// Default `client_output_limit`: pending bytes after which a client is disconnected (4 MiB).
@@ -605,6 +610,7 @@ struct GateB {
     max_client_frame: u32,
     client_output_limit: usize,
     client_flush_interval_ms: u64,
+    client_output_budget: usize,
     client_msg_rate_limit: u32,
     client_byte_rate_limit: u32,
 }
@@ -624,6 +630,7 @@ impl GateB {
             max_client_frame: DEFAULT_MAX_CLIENT_FRAME,
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             client_flush_interval_ms: DEFAULT_CLIENT_FLUSH_INTERVAL_MS,
+            client_output_budget: DEFAULT_CLIENT_OUTPUT_BUDGET,
             client_msg_rate_limit: DEFAULT_CLIENT_MSG_RATE_LIMIT,
             client_byte_rate_limit: DEFAULT_CLIENT_BYTE_RATE_LIMIT,
         }
@@ -654,6 +661,7 @@ impl GateB {
             "max_client_frame" => self.max_client_frame = kv.positive()?,
             "client_output_limit" => self.client_output_limit = kv.positive()?,
             "client_flush_interval_ms" => self.client_flush_interval_ms = kv.uint()?,
+            "client_output_budget" => self.client_output_budget = kv.positive()?,
             "client_msg_rate_limit" => self.client_msg_rate_limit = kv.uint()?,
             "client_byte_rate_limit" => self.client_byte_rate_limit = kv.uint()?,
             _ => {
@@ -702,6 +710,7 @@ impl GateB {
             max_client_frame: self.max_client_frame,
             client_output_limit: self.client_output_limit,
             client_flush_interval_ms: self.client_flush_interval_ms,
+            client_output_budget: self.client_output_budget,
             client_msg_rate_limit: self.client_msg_rate_limit,
             client_byte_rate_limit: self.client_byte_rate_limit,
         })
@@ -1011,6 +1020,7 @@ mod tests {
             max_client_frame: 65536,
             client_output_limit: 4194304,
             client_flush_interval_ms: 50,
+            client_output_budget: 64 << 20,
             client_msg_rate_limit: 200,
             client_byte_rate_limit: 262144,
         }

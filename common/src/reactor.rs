@@ -236,6 +236,18 @@ pub struct ReactorConfig {
     pub low_watermark: usize,
     /// Bytes read from one connection per loop iteration before others get their turn.
     pub read_budget: usize,
+    /// Keep reading from a congested server link itself (only the others pause). A hub (the
+    /// dispatcher) needs this: if it stopped reading a game whose link it is congested on,
+    /// and that game stopped reading it, neither would move. A leaf (game, gate) turns it
+    /// off, so that what it reads cannot keep growing the output it cannot send: it then
+    /// dispatches no further frame, not even one already read, until the link drains (its
+    /// hub, which keeps reading, drains it). Default true.
+    pub read_while_congested: bool,
+    /// Total pending output of all client links above which the reactor counts as congested
+    /// (reads pause as for a congested server link) until it falls below half of it, so a
+    /// gate whose clients cannot keep up holds back its dispatchers instead of buffering
+    /// without bound (each client is also closed past its own `output_limit`). Zero: none.
+    pub client_output_budget: usize,
     /// Deliver SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to [`Handler::on_signal`]. Off by
     /// default so tests and embedded uses do not take over process-wide signals; the server
     /// binaries turn it on.
@@ -259,6 +271,8 @@ impl Default for ReactorConfig {
             high_watermark: 16 << 20,
             low_watermark: 4 << 20,
             read_budget: 256 << 10,
+            read_while_congested: true,
+            client_output_budget: 0,
             signals: false,
             client_flush_interval: Duration::ZERO,
         }
@@ -338,8 +352,14 @@ struct Conns {
     delayed: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, ConnId)>>,
     /// Connections marked for teardown.
     closing: Vec<ConnId>,
-    /// Server links above the high watermark (until they drain below the low one).
+    /// Server links above the high watermark (until they drain below the low one), plus one
+    /// while all client links together are over the client output budget.
     congested: usize,
+    /// Pending output of all client links, and the budget over which that counts as
+    /// congestion (see [`ReactorConfig::client_output_budget`]).
+    client_pending: usize,
+    client_budget: usize,
+    clients_congested: bool,
     high_watermark: usize,
     stats: ReactorStats,
     /// The reactor's current time, for client flush intervals.
@@ -356,6 +376,14 @@ impl Conns {
         self.slab
             .get_mut(id.slot as usize)
             .filter(|c| c.gen == id.gen)
+    }
+
+    /// Ends the client output congestion once pending client output is below half the budget.
+    fn clients_drained(&mut self) {
+        if self.clients_congested && self.client_pending < self.client_budget / 2 {
+            self.clients_congested = false;
+            self.congested -= 1;
+        }
     }
 
     /// Marks `id` for teardown; the first reason wins.
@@ -391,6 +419,24 @@ impl Io for Conns {
         }
         write_frame2(&mut c.out, head, tail);
         let pending = c.pending();
+        if let LinkKind::Client { .. } = c.opts.kind {
+            self.client_pending += 4 + head.len() + tail.len();
+            if self.client_budget > 0
+                && !self.clients_congested
+                && self.client_pending > self.client_budget
+            {
+                self.clients_congested = true;
+                if self.congested == 0 {
+                    self.stats.read_pauses += 1;
+                    log::info!(
+                        "{} bytes pending for clients, over the budget of {}; pausing reads until they drain",
+                        self.client_pending,
+                        self.client_budget
+                    );
+                }
+                self.congested += 1;
+            }
+        }
         if !c.queued_flush && c.flush_by.is_none() {
             // A client link written to less than an interval ago waits for the rest of it.
             let due = match c.opts.kind {
@@ -519,6 +565,9 @@ impl Reactor {
                 flush: Vec::new(),
                 closing: Vec::new(),
                 congested: 0,
+                client_pending: 0,
+                client_budget: cfg.client_output_budget,
+                clients_congested: false,
                 high_watermark: cfg.high_watermark,
                 stats: ReactorStats::default(),
                 now: Instant::now(),
@@ -957,64 +1006,75 @@ impl Reactor {
         self.read_conn(id, handler, now);
     }
 
-    /// Reads and dispatches until `WouldBlock`, the read budget, a pause or a close.
+    /// True if reads from connection `slot` must wait for congestion to clear: reads from
+    /// every connection pause while anything is congested, except (with
+    /// [`ReactorConfig::read_while_congested`]) from a congested server link itself.
+    fn must_pause(&self, slot: usize) -> bool {
+        self.conns.congested > 0
+            && !(self.cfg.read_while_congested && self.conns.slab[slot].congested)
+    }
+
+    /// Dispatches the frames already read, then reads and dispatches until `WouldBlock`, the
+    /// read budget, a pause or a close. A pause stops between two frames: the rest stay in
+    /// the decoder and are dispatched first when the connection is read again.
     fn read_conn(&mut self, id: ConnId, handler: &mut dyn Handler, now: Instant) {
         let slot = id.slot as usize;
-        let paused = self.conns.congested > 0;
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
         if c.closing.is_some() || c.connecting {
             return;
         }
-        if paused && !c.congested {
+        if self.must_pause(slot) {
+            let c = &mut self.conns.slab[slot];
             if !c.deferred {
                 c.deferred = true;
                 self.deferred.push(id);
             }
             return;
         }
+        let c = &mut self.conns.slab[slot];
         let Some(mut dec) = c.decoder.take() else {
             return;
         };
         let mut budget = self.cfg.read_budget.max(1);
         let (mut requeue, mut defer) = (false, false);
         'read: loop {
+            loop {
+                match dec.next_frame() {
+                    Ok(Some(payload)) => {
+                        self.conns.stats.frames_in += 1;
+                        handler.on_frame(&mut self.conns, now, id, payload);
+                        if self.conns.slab[slot].closing.is_some() {
+                            break 'read;
+                        }
+                        if self.must_pause(slot) {
+                            defer = true;
+                            break 'read;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge { len, max }) => {
+                        self.conns
+                            .mark_close(id, CloseReason::FrameTooLarge { len, max });
+                        break 'read;
+                    }
+                }
+            }
+            if budget == 0 {
+                requeue = true;
+                break;
+            }
             let c = &mut self.conns.slab[slot];
             match dec.read_from(&mut c.stream) {
+                // Every frame before EOF has been dispatched (the loop above ran first).
                 Ok(0) => {
-                    // Every frame before EOF has been dispatched after its read.
                     self.conns.mark_close(id, CloseReason::PeerClosed);
                     break;
                 }
                 Ok(n) => {
                     self.conns.stats.bytes_in += n as u64;
                     budget = budget.saturating_sub(n);
-                    loop {
-                        match dec.next_frame() {
-                            Ok(Some(payload)) => {
-                                self.conns.stats.frames_in += 1;
-                                handler.on_frame(&mut self.conns, now, id, payload);
-                                if self.conns.slab[slot].closing.is_some() {
-                                    break 'read;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(FrameError::TooLarge { len, max }) => {
-                                self.conns
-                                    .mark_close(id, CloseReason::FrameTooLarge { len, max });
-                                break 'read;
-                            }
-                        }
-                    }
-                    if self.conns.congested > 0 && !self.conns.slab[slot].congested {
-                        defer = true;
-                        break;
-                    }
-                    if budget == 0 {
-                        requeue = true;
-                        break;
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1079,6 +1139,7 @@ impl Reactor {
             stats,
             congested,
             closing,
+            client_pending,
             ..
         } = &mut self.conns;
         let Some(c) = slab.get_mut(id.slot as usize).filter(|c| c.gen == id.gen) else {
@@ -1086,7 +1147,12 @@ impl Reactor {
         };
         let token = Token(id.slot as usize);
         let registry = self.poll.registry();
-        let result = match write_out(c, stats) {
+        let before = c.pending();
+        let written = write_out(c, stats);
+        if let LinkKind::Client { .. } = c.opts.kind {
+            *client_pending -= before - c.pending();
+        }
+        let result = match written {
             Ok(true) if c.writable_interest => {
                 c.writable_interest = false;
                 registry.reregister(&mut c.stream, token, Interest::READABLE)
@@ -1121,6 +1187,7 @@ impl Reactor {
             c.congested = false;
             *congested -= 1;
         }
+        self.conns.clients_drained();
     }
 
     /// Tears down every marked connection, including ones marked by `on_close` handlers.
@@ -1144,6 +1211,11 @@ impl Reactor {
             .unwrap_or_else(|| CloseReason::Local("closed".into()));
         if c.congested {
             self.conns.congested -= 1;
+        }
+        if let LinkKind::Client { .. } = c.opts.kind {
+            // Whatever the last write below manages, this output is no longer pending here.
+            self.conns.client_pending -= c.pending();
+            self.conns.clients_drained();
         }
         // Output for a peer that stopped reading, or on a broken socket, is not worth a try.
         let flush = matches!(
@@ -1675,6 +1747,100 @@ mod tests {
         let st = r.stats();
         assert!(st.read_pauses >= 1, "{st:?}");
         assert_eq!(st.closed, 0);
+    }
+
+    /// A peer that sends `frames` frames of `len` bytes and reads nothing until they are all
+    /// sent, against a reactor that answers each frame with four copies (to `target`: the
+    /// same connection, or the first one opened). Returns the most output the reactor had
+    /// pending for the target, after reading all the answers in order from `reader`.
+    fn pending_peak(cfg: ReactorConfig, opts: LinkOpts, to_self: bool) -> (usize, ReactorStats) {
+        const FRAMES: u32 = 32;
+        const LEN: usize = 256 << 10;
+        let mut r = Reactor::new(cfg).unwrap();
+        let addr = listen(&mut r, 1, opts);
+        let run = Running::start(
+            r,
+            Box::new(move |io, conn, p, seen| {
+                let target = if to_self { conn } else { seen.opens[0].0 };
+                if to_self || conn != target {
+                    for _ in 0..4 {
+                        io.send(target, p);
+                    }
+                    seen.max_pending = seen.max_pending.max(io.pending(target));
+                }
+            }),
+        );
+        let mut reader = connect(addr);
+        run.wait_for("open reader", |s| s.opens.len() == 1);
+        let mut producer = if to_self {
+            reader.try_clone().unwrap()
+        } else {
+            connect(addr)
+        };
+        let writer = std::thread::spawn(move || {
+            for i in 0..FRAMES {
+                send_frame(&mut producer, &numbered(i, LEN)).unwrap();
+            }
+            producer
+        });
+        // Give the reactor time to read whatever it will read while nobody reads its output.
+        std::thread::sleep(Duration::from_millis(300));
+        for i in 0..FRAMES {
+            for _ in 0..4 {
+                assert!(
+                    read_frame(&mut reader).unwrap() == numbered(i, LEN),
+                    "frame {i}"
+                );
+            }
+        }
+        let _producer = writer.join().unwrap();
+        let peak = run.seen().max_pending;
+        let r = run.stop();
+        (peak, r.stats())
+    }
+
+    #[test]
+    fn a_leaf_stops_dispatching_from_its_own_congested_link_until_it_drains() {
+        let cfg = |read_while_congested| ReactorConfig {
+            high_watermark: 1 << 20,
+            low_watermark: 256 << 10,
+            read_while_congested,
+            ..ReactorConfig::default()
+        };
+        let opts = LinkOpts {
+            kind: LinkKind::Server,
+            max_frame: 1 << 20,
+        };
+        // A leaf: at most the watermark plus one frame's answers, however much it was sent.
+        let (peak, st) = pending_peak(cfg(false), opts, true);
+        assert!(
+            peak <= (1 << 20) + 4 * ((256 << 10) + 4),
+            "pending reached {peak}"
+        );
+        assert!(st.read_pauses >= 1, "{st:?}");
+        // A hub keeps reading the link it is congested on, so the answers pile up.
+        let (peak, _) = pending_peak(cfg(true), opts, true);
+        assert!(peak > 4 << 20, "a hub's pending output only reached {peak}");
+    }
+
+    #[test]
+    fn client_output_over_the_budget_pauses_reads_until_it_drains() {
+        let cfg = |budget| ReactorConfig {
+            client_output_budget: budget,
+            ..ReactorConfig::default()
+        };
+        let (peak, st) = pending_peak(cfg(1 << 20), client_opts(64 << 20), false);
+        assert!(
+            peak <= (1 << 20) + 4 * ((256 << 10) + 4),
+            "pending reached {peak}"
+        );
+        assert!(st.read_pauses >= 1, "{st:?}");
+        assert_eq!(st.closed, 0);
+        let (peak, _) = pending_peak(cfg(0), client_opts(64 << 20), false);
+        assert!(
+            peak > 4 << 20,
+            "without a budget pending output only reached {peak}"
+        );
     }
 
     #[test]

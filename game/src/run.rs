@@ -47,6 +47,9 @@ pub fn main(program: &str, types: Registry) {
     }
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
+        // A leaf: a call that fans out to thousands of clients may not keep adding output
+        // the dispatcher cannot take yet; its hub keeps reading it, so it drains.
+        read_while_congested: false,
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("game{id}: cannot start the reactor: {e}")));

@@ -34,6 +34,9 @@ pub fn main() {
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
         client_flush_interval: Duration::from_millis(cfg.client_flush_interval_ms),
+        // A leaf: what it reads may not keep growing output it cannot send.
+        read_while_congested: false,
+        client_output_budget: cfg.client_output_budget,
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("gate{id}: cannot start the reactor: {e}")));
