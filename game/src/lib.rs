@@ -242,6 +242,12 @@ impl GameService {
         self.world.set_save_interval(d);
     }
 
+    /// Sets how many refused calls disconnect a client (`refused_calls_limit`; default 20;
+    /// 0: never).
+    pub fn set_refused_calls_limit(&mut self, limit: u32) {
+        self.world.set_refused_calls_limit(limit);
+    }
+
     /// The game's ID.
     pub fn game_id(&self) -> u16 {
         self.s.game_id
