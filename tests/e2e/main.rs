@@ -2,6 +2,7 @@
 //! 127.0.0.1, one cluster at a time. Build them first (`cargo build --release`); the
 //! README's test command does.
 
+mod abuse;
 mod tutorial;
 
 use std::net::SocketAddr;
