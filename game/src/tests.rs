@@ -1423,3 +1423,42 @@ fn refused_calls_of_every_kind_count_toward_the_limit_and_cost_a_few_lines() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(g.world().server_call_problems_unlogged(), 4);
 }
+
+/// A dispatcher sending what a game cannot use (unknown types, malformed packets, packets
+/// not for a game) costs a few lines per window, then one summary.
+#[test]
+fn packets_a_game_skips_cost_a_few_lines_per_dispatcher_and_window() {
+    use goworld_common::testlog;
+    testlog::capture();
+    let mut io = MemIo::new();
+    let mut g = game(1, 1);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    testlog::take();
+    for i in 0..30u16 {
+        let p: Vec<u8> = match i % 3 {
+            0 => (4000 + i).to_le_bytes().to_vec(),
+            1 => vec![6, 0, 1],
+            _ => Msg::SetGateId {
+                gate_id: 1,
+                version: None,
+            }
+            .to_payload(),
+        };
+        g.on_frame(&mut io, now, conn(1), &p);
+    }
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(
+        lines.len(),
+        goworld_common::peerlog::FULL_LINES as usize,
+        "{lines:#?}"
+    );
+    let due = g.next_deadline().expect("a summary is owed");
+    g.on_tick(&mut io, due, SystemTime::UNIX_EPOCH);
+    let lines = testlog::take_at(log::Level::Warn);
+    assert!(
+        lines.iter().any(|l| l.contains("27 more not logged")),
+        "{lines:#?}"
+    );
+}
