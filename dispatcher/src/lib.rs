@@ -254,6 +254,16 @@ fn describe(payload: &[u8]) -> String {
     name.to_string()
 }
 
+/// Ends connection `conn`'s log window if it is over, with its summary line.
+fn roll_peer_log(conn: ConnId, log: &mut WindowLog, now: Instant) {
+    if let Some(summary) = log.roll(now) {
+        warn!(
+            "connection {conn}: refused packets in the last {} s: {summary}",
+            LOG_WINDOW.as_secs()
+        );
+    }
+}
+
 /// Rewrites the targetGame of a REAL_MIGRATE payload (type, EntityID, then u16 targetGame).
 fn set_real_migrate_target(payload: &mut [u8], game: u16) {
     payload[18..20].copy_from_slice(&game.to_le_bytes());
@@ -438,12 +448,7 @@ impl Dispatcher {
         let log = (self.peer_logs)
             .entry(conn)
             .or_insert_with(|| WindowLog::new(LOG_WINDOW));
-        if let Some(summary) = log.roll(now) {
-            warn!(
-                "connection {conn}: refused packets in the last {} s: {summary}",
-                LOG_WINDOW.as_secs()
-            );
-        }
+        roll_peer_log(conn, log, now);
         if log.note(now, kind) {
             warn!("{}", line());
         }
@@ -453,12 +458,7 @@ impl Dispatcher {
     fn roll_logs(&mut self, now: Instant) {
         self.roll_entity_log(now);
         for (conn, log) in self.peer_logs.iter_mut() {
-            if let Some(summary) = log.roll(now) {
-                warn!(
-                    "connection {conn}: refused packets in the last {} s: {summary}",
-                    LOG_WINDOW.as_secs()
-                );
-            }
+            roll_peer_log(*conn, log, now);
         }
     }
 

@@ -413,15 +413,10 @@ impl GameService {
     }
 
     /// Logs a packet from dispatcher `disp` that was skipped (a misbehaving peer, or an
-    /// engine bug): a few lines per dispatcher and window, counted after that.
+    /// engine bug): a few lines per dispatcher and window, counted after that (on_tick sums
+    /// them up when the window ends).
     fn dispatcher_problem(&mut self, now: Instant, disp: u16, line: impl FnOnce() -> String) {
         let log = &mut self.dispatcher_logs[usize::from(disp - 1)];
-        if let Some(summary) = log.roll(now) {
-            warn!(
-                "dispatcher{disp}: packets skipped in the last {} s: {summary}",
-                DISPATCHER_LOG_WINDOW.as_secs()
-            );
-        }
         if log.note(now, "skipped packet") {
             warn!("{}", line());
         }

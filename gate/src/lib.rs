@@ -515,14 +515,8 @@ impl Handler for GateService {
     fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
         if let Some(disp) = self.links.dispatcher_of(conn) {
             if let Err(reason) = self.handle_dispatcher_packet(io, disp, payload) {
+                // A few in full per window; on_tick sums up the rest when the window ends.
                 let log = &mut self.dispatcher_logs[usize::from(disp - 1)];
-                if let Some(summary) = log.roll(now) {
-                    warn!(
-                        "gate{}: bad packets from dispatcher{disp} skipped in the last {} s: {summary}",
-                        self.s.gate_id,
-                        LOG_WINDOW.as_secs()
-                    );
-                }
                 if log.note(now, "bad packet") {
                     warn!(
                         "gate{}: bad packet from dispatcher{disp} skipped: {reason}",
