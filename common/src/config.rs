@@ -122,6 +122,9 @@ pub struct GameConfig {
     pub position_sync_interval_ms: u64,
     /// `ban_boot_entity` (false): never place boot entities on this game.
     pub ban_boot_entity: bool,
+    /// `refused_calls_limit` (20): refused calls (methods a client may not call, unknown
+    /// methods, arguments that do not fit) after which a client is disconnected; 0: never.
+    pub refused_calls_limit: u32,
 }
 
 /// `[gateN]` after merging `[gate_common]`.
@@ -221,6 +224,8 @@ pub const DEFAULT_ENTITY_HOLD_LIMIT: usize = 100_000;
 pub const DEFAULT_GAME_HOLD_LIMIT: usize = 1_000_000;
 /// Default `freeze_hold_timeout_s`.
 pub const DEFAULT_FREEZE_HOLD_TIMEOUT_S: u64 = 300;
+/// Default `refused_calls_limit`.
+pub const DEFAULT_REFUSED_CALLS_LIMIT: u32 = 20;
 /// Default `log_level` (GoWorld: debug).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -549,6 +554,7 @@ struct GameB {
     gomaxprocs: u32,
     position_sync_interval_ms: u64,
     ban_boot_entity: bool,
+    refused_calls_limit: u32,
 }
 
 impl GameB {
@@ -560,6 +566,7 @@ impl GameB {
             gomaxprocs: 0,
             position_sync_interval_ms: 100,
             ban_boot_entity: false,
+            refused_calls_limit: DEFAULT_REFUSED_CALLS_LIMIT,
         }
     }
 
@@ -570,6 +577,7 @@ impl GameB {
             "gomaxprocs" => self.gomaxprocs = kv.uint()?,
             "position_sync_interval_ms" => self.position_sync_interval_ms = kv.uint()?,
             "ban_boot_entity" => self.ban_boot_entity = kv.boolean()?,
+            "refused_calls_limit" => self.refused_calls_limit = kv.uint()?,
             _ => {
                 if !self.common.apply(kv)? {
                     return Err(kv.unknown());
@@ -590,6 +598,7 @@ impl GameB {
             gomaxprocs: self.gomaxprocs,
             position_sync_interval_ms: self.position_sync_interval_ms,
             ban_boot_entity: self.ban_boot_entity,
+            refused_calls_limit: self.refused_calls_limit,
         })
     }
 }
@@ -1003,6 +1012,7 @@ mod tests {
             gomaxprocs: 0,
             position_sync_interval_ms: 100,
             ban_boot_entity: false,
+            refused_calls_limit: 20,
         }
     }
 
@@ -1117,6 +1127,7 @@ mod tests {
             "gomaxprocs",
             "position_sync_interval_ms",
             "ban_boot_entity",
+            "refused_calls_limit",
             "compress_connection",
             "encrypt_connection",
             "rsa_key",
@@ -1163,7 +1174,7 @@ mod tests {
             [dispatcher3]\nlisten_addr=ignored\n\
             [game_common]\nboot_entity=Account\nlog_file=logs/games.log\n\
             [game2]\nboot_entity=Avatar\nban_boot_entity=1\n\
-            [game5]\nsave_interval=0\n\
+            [game5]\nsave_interval=0\nrefused_calls_limit=0\n\
             [gate_common]\nmax_client_frame=1000\n\
             [gate1]\nlisten_addr=127.0.0.1:14001\nlog_file=\nclient_output_limit=77\n";
         check(ini, |c| {
@@ -1188,6 +1199,7 @@ mod tests {
             g[1].boot_entity = "Avatar".into();
             g[1].ban_boot_entity = true;
             g[2].save_interval = 0;
+            g[2].refused_calls_limit = 0;
             let [g1, g2, g5] = g;
             c.games = [(1, g1), (2, g2), (5, g5)].into();
             let mut t1 = gate(1);

@@ -10,9 +10,12 @@
 //! * [`process`]: start-up shared by the binaries (flags, config, logging, ready line).
 //! * [`args`]: Go-style command-line flags (`-gid 1`, `-configfile=x`).
 //! * [`logging`]: log set-up (file and/or stderr) and io-error wording.
+//! * [`peerlog`]: bounded logging of what a remote peer can repeat (first lines in full, the
+//!   rest counted and summarised).
 //! * [`rng`]: a seeded random source that component logic takes as an input.
 //! * [`timers`]: a deadline-ordered timer queue that component logic owns.
 //! * [`testio`]: an in-memory `Io` for component tests.
+//! * [`testlog`]: log capture for component tests.
 //! * [`reactor`]: the single-threaded mio event loop; the only code that owns sockets.
 //!
 //! **Architecture Invariant:** nothing here but [`reactor`] (and the thin `logging` set-up)
@@ -25,11 +28,13 @@ pub mod frame;
 pub mod id;
 pub mod logging;
 pub mod msgpack;
+pub mod peerlog;
 pub mod process;
 pub mod proto;
 pub mod reactor;
 pub mod rng;
 pub mod testio;
+pub mod testlog;
 pub mod timers;
 
 /// The internal protocol version carried by SET_GAME_ID and SET_GATE_ID. A dispatcher refuses

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::config::DispatcherConfig;
 use goworld_common::id::{EntityId, FastMap, FastSet};
+use goworld_common::peerlog::{KindCounts, WindowLog};
 use goworld_common::proto::{self, mt, peek_id, peek_type, peek_u16, Msg, Route};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
@@ -37,6 +38,9 @@ pub const UNKNOWN_ENTITY_GRACE: Duration = Duration::from_secs(5);
 pub const UNKNOWN_ENTITY_GRACE_MAX: usize = 100_000;
 /// How often expired holds are swept when no traffic releases them.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// The window of [`WindowLog`]s: a peer (or the entity table) gets a few lines in full per
+/// window, and one summary of the rest.
+const LOG_WINDOW: Duration = Duration::from_secs(60);
 
 /// What the dispatcher needs to know about its deployment and limits.
 #[derive(Debug, Clone)]
@@ -87,16 +91,12 @@ struct Held {
 }
 
 /// What a hold refused past its limit: a count per message kind (type, and method for
-/// calls), the first [`OVER_LIMIT_KINDS`] kinds by name and the rest together.
+/// calls).
 #[derive(Debug)]
 struct OverLimit {
     limit: usize,
-    total: u64,
-    kinds: Vec<(String, u64)>,
+    kinds: KindCounts,
 }
-
-/// How many kinds of refused packets a hold names in its report.
-const OVER_LIMIT_KINDS: usize = 8;
 
 impl Held {
     /// Holds `payload`, or counts it past `limit`; false when it was refused.
@@ -108,38 +108,26 @@ impl Held {
         let over = self.over.get_or_insert_with(|| {
             Box::new(OverLimit {
                 limit,
-                total: 0,
-                kinds: Vec::new(),
+                kinds: KindCounts::default(),
             })
         });
-        over.total += 1;
-        let kind = describe(payload);
-        if let Some(k) = over.kinds.iter_mut().find(|(n, _)| *n == kind) {
-            k.1 += 1;
-        } else if over.kinds.len() < OVER_LIMIT_KINDS {
-            over.kinds.push((kind, 1));
-        }
+        over.kinds.add(&describe(payload));
         false
     }
 
     /// Packets held and refused.
     fn total(&self) -> u64 {
-        self.queue.len() as u64 + self.over.as_ref().map_or(0, |o| o.total)
+        self.queue.len() as u64 + self.over.as_ref().map_or(0, |o| o.kinds.total())
     }
 
     /// The refused packets, for the hold's one report line: `None` if nothing was refused.
     fn over_limit_report(&self) -> Option<String> {
         let o = self.over.as_ref()?;
-        let named: u64 = o.kinds.iter().map(|(_, n)| n).sum();
-        let mut kinds: Vec<String> = o.kinds.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-        if named < o.total {
-            kinds.push(format!("others x{}", o.total - named));
-        }
         Some(format!(
             "{} packets over the hold limit of {} were not delivered ({})",
-            o.total,
+            o.kinds.total(),
             o.limit,
-            kinds.join(", ")
+            o.kinds
         ))
     }
 }
@@ -234,9 +222,16 @@ pub struct Dispatcher {
     in_transit: FastMap<EntityId, InTransit>,
     /// Packets not delivered because [`UNKNOWN_ENTITY_GRACE_MAX`] entities were waiting.
     unknown_refused: u64,
+    /// NOTIFY_CLIENT_DISCONNECTED notices whose entity never turned up (it was destroyed
+    /// before the notice arrived): expected, not delivered, counted.
+    disconnects_for_gone_entities: u64,
+    /// Packets for entities that never turned up, or whose hold expired, reported a few per
+    /// window: clients calling made-up IDs must not cost a line each.
+    entity_log: WindowLog,
+    /// Refused (not fatal) packets per game or gate connection, a few lines per window.
+    peer_logs: FastMap<ConnId, WindowLog>,
     started: bool,
     games_seen: HashSet<u16>,
-    unknown_types_logged: HashSet<u16>,
     next_sweep: Option<Instant>,
     stop: bool,
 }
@@ -257,6 +252,16 @@ fn describe(payload: &[u8]) -> String {
         }
     }
     name.to_string()
+}
+
+/// Ends connection `conn`'s log window if it is over, with its summary line.
+fn roll_peer_log(conn: ConnId, log: &mut WindowLog, now: Instant) {
+    if let Some(summary) = log.roll(now) {
+        warn!(
+            "connection {conn}: refused packets in the last {} s: {summary}",
+            LOG_WINDOW.as_secs()
+        );
+    }
 }
 
 /// Rewrites the targetGame of a REAL_MIGRATE payload (type, EntityID, then u16 targetGame).
@@ -332,7 +337,9 @@ impl Dispatcher {
             startup_until: None,
             started: false,
             games_seen: HashSet::new(),
-            unknown_types_logged: HashSet::new(),
+            disconnects_for_gone_entities: 0,
+            entity_log: WindowLog::new(LOG_WINDOW),
+            peer_logs: FastMap::default(),
             next_sweep: None,
             unknown: FastMap::default(),
             in_transit: FastMap::default(),
@@ -392,6 +399,75 @@ impl Dispatcher {
         self.over_hold_limit
     }
 
+    /// How many NOTIFY_CLIENT_DISCONNECTED notices were not delivered because their entity
+    /// never turned up: it was destroyed before the notice arrived (a client that left while
+    /// its player entity changed gets one notice for the old owner and one for the new).
+    pub fn disconnects_for_gone_entities(&self) -> u64 {
+        self.disconnects_for_gone_entities
+    }
+
+    /// Entities this dispatcher holds packets for while it waits for their announcement.
+    pub fn unknown_entities_waiting(&self) -> usize {
+        self.unknown.len()
+    }
+
+    /// Logs (at `level`) a packet this dispatcher did not deliver to an entity, in full a few
+    /// times per [`LOG_WINDOW`] and counted by `kind` after that: clients calling made-up IDs,
+    /// or a game asking for holds it never ends, must not cost a line per packet.
+    fn entity_problem(
+        &mut self,
+        now: Instant,
+        level: log::Level,
+        kind: &str,
+        line: impl FnOnce() -> String,
+    ) {
+        self.roll_entity_log(now);
+        if self.entity_log.note(now, kind) {
+            log::log!(level, "{}", line());
+        }
+    }
+
+    fn roll_entity_log(&mut self, now: Instant) {
+        if let Some(summary) = self.entity_log.roll(now) {
+            warn!(
+                "packets for unknown or held entities not delivered in the last {} s: {summary}",
+                LOG_WINDOW.as_secs()
+            );
+        }
+    }
+
+    /// Logs a packet a game or gate sent that was refused without closing the connection,
+    /// a few lines per connection and [`LOG_WINDOW`], counted by `kind` after that.
+    fn peer_problem(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: &str,
+        line: impl FnOnce() -> String,
+    ) {
+        let log = (self.peer_logs)
+            .entry(conn)
+            .or_insert_with(|| WindowLog::new(LOG_WINDOW));
+        roll_peer_log(conn, log, now);
+        if log.note(now, kind) {
+            warn!("{}", line());
+        }
+    }
+
+    /// Summarises the windows of the entity and peer logs that are over.
+    fn roll_logs(&mut self, now: Instant) {
+        self.roll_entity_log(now);
+        for (conn, log) in self.peer_logs.iter_mut() {
+            roll_peer_log(*conn, log, now);
+        }
+    }
+
+    /// The earliest time a log window owes its summary.
+    fn log_summary_due(&self) -> Option<Instant> {
+        let peers = self.peer_logs.values().filter_map(WindowLog::summary_due);
+        peers.chain(self.entity_log.summary_due()).min()
+    }
+
     fn ensure_started(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
@@ -412,10 +488,12 @@ impl Dispatcher {
     ) {
         let limit = self.s.game_hold_limit;
         let Some(g) = self.games.get_mut(&game_id) else {
-            warn!(
-                "game{game_id} is unknown; {} not delivered",
-                describe(payload)
-            );
+            self.entity_problem(now, log::Level::Warn, "game unknown", || {
+                format!(
+                    "game{game_id} is unknown; {} not delivered",
+                    describe(payload)
+                )
+            });
             return;
         };
         let frozen = g.frozen_until.is_some_and(|t| now < t);
@@ -649,13 +727,30 @@ impl Dispatcher {
     }
 
     fn flush_boot_waiting(&mut self, io: &mut dyn Io, now: Instant) {
+        let held = self.boot_waiting.len();
         while !self.boot_waiting.is_empty() {
             let Some(game) = self.choose_boot_game() else {
                 return;
             };
             let (p, gate) = self.boot_waiting.pop_front().expect("not empty");
-            self.send_game(io, now, game, &p, &gate.to_le_bytes());
+            self.send_boot(io, now, game, &p, gate);
         }
+        if held > 0 {
+            info!("{held} held client-connected notices delivered");
+        }
+    }
+
+    /// Sends a client-connected notice (checked to be whole) to `game`, which creates the
+    /// boot entity. The entity is routed to that game from now on, before the game announces
+    /// it: the client's calls and its disconnect notice then follow the notice on the same
+    /// link, instead of waiting for the announcement (or, for a client that left at once,
+    /// for an entity already destroyed).
+    fn send_boot(&mut self, io: &mut dyn Io, now: Instant, game: u16, p: &[u8], gate: u16) {
+        let boot = peek_id(p, 2 + 16).expect("NOTIFY_CLIENT_CONNECTED length checked");
+        self.entities
+            .entry(boot)
+            .or_insert(EntityInfo { game, hold: None });
+        self.send_game(io, now, game, p, &gate.to_le_bytes());
     }
 
     // ---- handshakes ----------------------------------------------------------------------
@@ -800,14 +895,32 @@ impl Dispatcher {
         for eid in waited {
             // Entities announced since were flushed by set_entity_game; these stayed unknown.
             let held = self.unknown.remove(&eid).expect("listed").held;
-            if let Some(first) = held.queue.front() {
-                warn!(
-                    "entity {eid} is unknown after every game announced its entities; {} held packets not delivered (first: {})",
-                    held.total(),
-                    describe(first)
-                );
-            }
+            self.unknown_expired(now, eid, held, "after every game announced its entities");
         }
+    }
+
+    /// The packets held for `eid`, which never turned up, are not delivered. Disconnect
+    /// notices alone are expected (the entity was destroyed before its notice arrived): they
+    /// are counted and logged at debug. Anything else is reported, a few lines per window.
+    fn unknown_expired(&mut self, now: Instant, eid: EntityId, held: Held, when: &str) {
+        let Some(first) = held.queue.front() else {
+            return;
+        };
+        let notices_only = held.over.is_none()
+            && (held.queue.iter()).all(|p| peek_type(p) == Some(mt::NOTIFY_CLIENT_DISCONNECTED));
+        if notices_only {
+            self.disconnects_for_gone_entities += held.total();
+            debug!("entity {eid} is gone ({when}): its client's disconnect notice was for an entity already destroyed");
+            return;
+        }
+        let kind = format!("unknown entity: {}", describe(first));
+        self.entity_problem(now, log::Level::Warn, &kind, || {
+            format!(
+                "entity {eid} is unknown ({when}); {} packets not delivered (first: {})",
+                held.total(),
+                describe(first)
+            )
+        });
     }
 
     // ---- disconnects ---------------------------------------------------------------------
@@ -953,10 +1066,10 @@ impl Dispatcher {
 
     // ---- packet handling -----------------------------------------------------------------
 
-    fn log_unknown_type(&mut self, conn: ConnId, t: u16) {
-        if self.unknown_types_logged.insert(t) {
-            warn!("connection {conn}: unknown message type {t} skipped (logged once per type)");
-        }
+    fn log_unknown_type(&mut self, now: Instant, conn: ConnId, t: u16) {
+        self.peer_problem(now, conn, "unknown message type", || {
+            format!("connection {conn}: unknown message type {t} skipped")
+        });
     }
 
     /// Handles one packet from a game.
@@ -1013,7 +1126,9 @@ impl Dispatcher {
                     if let Some(info) = known {
                         let cur = info.game;
                         if want != 0 && want != cur {
-                            warn!("load of entity {eid} on game{want} refused: it is already on game{cur}");
+                            self.peer_problem(now, conn, "load refused", || {
+                                format!("load of entity {eid} on game{want} refused: it is already on game{cur}")
+                            });
                             return Ok(());
                         }
                         if info.hold.is_some() {
@@ -1035,10 +1150,12 @@ impl Dispatcher {
                     Some(want)
                 };
                 let Some(target) = target.filter(|g| self.games.contains_key(g)) else {
-                    warn!(
-                        "{} of entity {eid}: no game to place it on (asked for game{want})",
-                        proto::msg_name(t)
-                    );
+                    self.peer_problem(now, conn, "no game to place an entity on", || {
+                        format!(
+                            "{} of entity {eid}: no game to place it on (asked for game{want})",
+                            proto::msg_name(t)
+                        )
+                    });
                     return Ok(());
                 };
                 self.entities
@@ -1157,7 +1274,7 @@ impl Dispatcher {
                 let gate = peek_u16(p, 2).ok_or_else(short)?;
                 self.send_gate(io, gate, p);
             }
-            _ => self.log_unknown_type(conn, t),
+            _ => self.log_unknown_type(now, conn, t),
         }
         Ok(())
     }
@@ -1179,9 +1296,11 @@ impl Dispatcher {
                     return Err(short());
                 }
                 match self.choose_boot_game() {
-                    Some(game) => self.send_game(io, now, game, p, &gate_id.to_le_bytes()),
+                    Some(game) => self.send_boot(io, now, game, p, gate_id),
                     None => {
-                        info!("no game takes boot entities yet; holding a client-connected notice from gate{gate_id}");
+                        if self.boot_waiting.is_empty() {
+                            info!("no game takes boot entities yet; holding client-connected notices until one does");
+                        }
                         self.boot_waiting.push_back((p.to_vec(), gate_id));
                     }
                 }
@@ -1222,7 +1341,7 @@ impl Dispatcher {
                     }
                 }
             }
-            _ => self.log_unknown_type(conn, t),
+            _ => self.log_unknown_type(now, conn, t),
         }
         Ok(())
     }
@@ -1249,7 +1368,9 @@ impl Dispatcher {
             .copied()
             .collect();
         for eid in expired {
-            info!("entity {eid}: hold expired; releasing its held calls");
+            self.entity_problem(now, log::Level::Info, "hold expired", || {
+                format!("entity {eid}: hold expired; releasing its held calls")
+            });
             self.release_entity(io, now, eid);
         }
         let dead: Vec<u16> = self
@@ -1267,6 +1388,7 @@ impl Dispatcher {
             g.frozen_until = None;
             self.handle_game_gone(io, now, game_id);
         }
+        self.roll_logs(now);
         self.end_startup_hold_if_complete(now);
         let gone: Vec<EntityId> = (self.unknown.iter())
             .filter(|(_, w)| w.until.is_some_and(|t| now >= t))
@@ -1276,14 +1398,11 @@ impl Dispatcher {
             let Waiting {
                 held, gone_with, ..
             } = self.unknown.remove(&eid).expect("listed");
-            if let Some(first) = held.queue.front() {
-                warn!(
-                    "entity {eid} is unknown ({} s after its first packet); {} packets not delivered (first: {})",
-                    UNKNOWN_ENTITY_GRACE.as_secs(),
-                    held.total(),
-                    describe(first)
-                );
-            }
+            let when = format!(
+                "{} s after its first packet",
+                UNKNOWN_ENTITY_GRACE.as_secs()
+            );
+            self.unknown_expired(now, eid, held, &when);
             if let Some(game_id) = gone_with {
                 info!("entity {eid} did not turn up after game{game_id} died while it was migrating; it is gone");
                 self.tell_gates_owners_gone(io, game_id, vec![eid]);
@@ -1354,6 +1473,13 @@ impl Handler for Dispatcher {
     }
 
     fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
+        if let Some(summary) = self
+            .peer_logs
+            .remove(&conn)
+            .and_then(|mut l| l.take_summary())
+        {
+            warn!("connection {conn}: refused packets since the last report: {summary}");
+        }
         match self.peers.remove(&conn) {
             Some(Peer::Game(g)) => {
                 info!("game{g} disconnected ({conn}): {reason}");
@@ -1390,7 +1516,8 @@ impl Handler for Dispatcher {
         let holding = self.startup_until.is_some()
             || !self.unknown.is_empty()
             || self.games.values().any(|g| g.frozen_until.is_some())
-            || !self.held_entities.is_empty();
+            || !self.held_entities.is_empty()
+            || self.log_summary_due().is_some();
         if holding {
             self.next_sweep
         } else {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{nil_space_id, ClientId, EntityId, IdGen, WallClock};
+use goworld_common::peerlog::WindowLog;
 use goworld_common::proto::{self, Msg};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::rng::Rng;
@@ -81,6 +82,9 @@ pub enum GameEvent {
     Frozen(Vec<u8>),
 }
 
+/// The window of the per-dispatcher logs of skipped packets.
+const DISPATCHER_LOG_WINDOW: Duration = Duration::from_secs(60);
+
 /// How long a freezing game waits for every dispatcher to hold its packets.
 pub const FREEZE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a freezing game waits for storage and the KVDB to answer what is in flight.
@@ -122,7 +126,9 @@ pub struct GameService {
     deployment_ready: bool,
     ready_reported: bool,
     events: Vec<GameEvent>,
-    unknown_types_logged: BTreeSet<u16>,
+    /// Packets from each dispatcher that were skipped (index = dispatcher ID - 1): a few
+    /// lines per window, counted after that.
+    dispatcher_logs: Vec<WindowLog>,
     freeze: Freeze,
     stop: bool,
 }
@@ -151,7 +157,7 @@ impl GameService {
             deployment_ready: false,
             ready_reported: false,
             events: Vec::new(),
-            unknown_types_logged: BTreeSet::new(),
+            dispatcher_logs: vec![WindowLog::new(DISPATCHER_LOG_WINDOW); usize::from(n.max(1))],
             freeze: Freeze::Running,
             stop: false,
         }
@@ -240,6 +246,12 @@ impl GameService {
     /// Sets how often persistent entities are saved (`save_interval`; default 300 s).
     pub fn set_save_interval(&mut self, d: std::time::Duration) {
         self.world.set_save_interval(d);
+    }
+
+    /// Sets how many refused calls disconnect a client (`refused_calls_limit`; default 20;
+    /// 0: never).
+    pub fn set_refused_calls_limit(&mut self, limit: u32) {
+        self.world.set_refused_calls_limit(limit);
     }
 
     /// The game's ID.
@@ -400,6 +412,16 @@ impl GameService {
         }
     }
 
+    /// Logs a packet from dispatcher `disp` that was skipped (a misbehaving peer, or an
+    /// engine bug): a few lines per dispatcher and window, counted after that (on_tick sums
+    /// them up when the window ends).
+    fn dispatcher_problem(&mut self, now: Instant, disp: u16, line: impl FnOnce() -> String) {
+        let log = &mut self.dispatcher_logs[usize::from(disp - 1)];
+        if log.note(now, "skipped packet") {
+            warn!("{}", line());
+        }
+    }
+
     fn handle(&mut self, io: &mut dyn Io, now: Instant, disp: u16, conn: ConnId, msg: Msg) {
         match msg {
             Msg::SetGameIdAck {
@@ -509,7 +531,9 @@ impl GameService {
                     match attr::Attrs::from_bytes(&attrs) {
                         Ok(a) => Some(a),
                         Err(e) => {
-                            warn!("create {type_name}<{eid}>: bad attributes ({e}); created without them");
+                            self.dispatcher_problem(now, disp, || {
+                                format!("create {type_name}<{eid}>: bad attributes ({e}); created without them")
+                            });
                             None
                         }
                     }
@@ -580,12 +604,12 @@ impl GameService {
             }
             other => {
                 let t = other.msg_type();
-                if self.unknown_types_logged.insert(t) {
-                    warn!(
-                        "connection {conn}: {} is not handled by this game yet (logged once per type)",
+                self.dispatcher_problem(now, disp, || {
+                    format!(
+                        "connection {conn}: {} is not handled by a game; skipped",
                         proto::msg_name(t)
-                    );
-                }
+                    )
+                });
             }
         }
     }
@@ -621,13 +645,13 @@ impl Handler for GameService {
             Ok(msg) => self.handle(io, now, disp, conn, msg),
             Err(e) => {
                 let t = proto::peek_type(payload).unwrap_or(0);
-                if proto::route(t) == proto::Route::Unknown {
-                    if self.unknown_types_logged.insert(t) {
-                        warn!("dispatcher{disp}: unknown message type {t} skipped (logged once per type)");
+                self.dispatcher_problem(now, disp, || {
+                    if proto::route(t) == proto::Route::Unknown {
+                        format!("dispatcher{disp}: unknown message type {t} skipped")
+                    } else {
+                        format!("dispatcher{disp}: malformed packet skipped: {e}")
                     }
-                } else {
-                    warn!("dispatcher{disp}: malformed packet skipped: {e}");
-                }
+                });
             }
         }
     }
@@ -638,12 +662,24 @@ impl Handler for GameService {
                 "game{}: lost dispatcher{d} ({reason}); reconnecting",
                 self.s.game_id
             );
+            if let Some(summary) = self.dispatcher_logs[usize::from(d - 1)].take_summary() {
+                warn!("dispatcher{d}: packets skipped since the last report: {summary}");
+            }
             self.online_by_disp[usize::from(d - 1)].clear();
             self.recompute_online();
         }
     }
 
     fn on_tick(&mut self, io: &mut dyn Io, now: Instant, _wall: SystemTime) {
+        for (i, log) in self.dispatcher_logs.iter_mut().enumerate() {
+            if let Some(summary) = log.roll(now) {
+                warn!(
+                    "dispatcher{}: packets skipped in the last {} s: {summary}",
+                    i + 1,
+                    DISPATCHER_LOG_WINDOW.as_secs()
+                );
+            }
+        }
         match &self.freeze {
             Freeze::WaitingAcks { acks, until } if now >= *until => {
                 let why = format!(
@@ -692,9 +728,14 @@ impl Handler for GameService {
             Freeze::Failed { at, .. } => Some(*at),
             _ => None,
         };
+        let logs = self
+            .dispatcher_logs
+            .iter()
+            .filter_map(WindowLog::summary_due);
         [self.world.next_deadline(), self.next_load_report, freeze]
             .into_iter()
             .flatten()
+            .chain(logs)
             .min()
     }
 

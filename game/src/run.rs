@@ -76,6 +76,7 @@ pub fn main(program: &str, types: Registry) {
         Rng::from_entropy(),
     );
     service.set_save_interval(std::time::Duration::from_secs(cfg.save_interval));
+    service.set_refused_calls_limit(cfg.refused_calls_limit);
     service.set_position_sync_interval(std::time::Duration::from_millis(
         cfg.position_sync_interval_ms.max(5),
     ));

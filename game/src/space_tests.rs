@@ -22,38 +22,18 @@ use goworld_common::testio::MemIo;
 
 thread_local! {
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    static WARNINGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 fn log(line: String) {
     LOG.with(|l| l.borrow_mut().push(line));
 }
 
-/// Keeps the warnings of this thread's test (each test runs on its own thread).
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            WARNINGS.with(|w| w.borrow_mut().push(r.args().to_string()));
-        }
-    }
-    fn flush(&self) {}
-}
-
 fn capture_warnings() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        log::set_logger(&Capture).expect("no other logger in the game's unit tests");
-        log::set_max_level(log::LevelFilter::Warn);
-    });
+    goworld_common::testlog::capture();
 }
 
 fn take_warnings() -> Vec<String> {
-    WARNINGS.with(|w| std::mem::take(&mut *w.borrow_mut()))
+    goworld_common::testlog::take_at(log::Level::Warn)
 }
 
 // ---- entity types ---------------------------------------------------------------------------

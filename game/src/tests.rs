@@ -1278,3 +1278,187 @@ fn a_hundred_thousand_queued_local_calls_run_in_order_on_a_small_stack() {
     assert_eq!(out_of_order, 0, "in the order they were queued");
     assert_eq!(posted, 20_000, "every nil-space call ran");
 }
+
+/// Every kind of refused client call (unknown method, server-only method, another client's
+/// method, arguments that do not fit) counts toward the limit, whatever the method name;
+/// each client gets its first few logged in full and one summary when it goes, so a client
+/// that varies its calls cannot flood the log. A server's failing call is a bug, logged once
+/// per type and method.
+#[test]
+fn refused_calls_of_every_kind_count_toward_the_limit_and_cost_a_few_lines() {
+    use goworld_common::peerlog::FULL_LINES;
+    use goworld_common::testlog;
+    testlog::capture();
+    let t0 = Instant::now();
+    let s = settings(1, "Exposed", t0);
+    let mut types = Registry::new();
+    types.register::<Exposed>("Exposed").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    g.set_refused_calls_limit(10);
+    let mut io = MemIo::new();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let owner = EntityId::parse("ownerclientcli01").unwrap();
+    let other = EntityId::parse("otherclientcli02").unwrap();
+    let id = EntityId::parse("exposedexposed01").unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: owner,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    io.take();
+    testlog::take();
+    let from_client = |m: &str, args: Vec<Vec<u8>>, c: EntityId| {
+        Msg::CallEntityMethodFromClient {
+            eid: id,
+            method: m.into(),
+            args,
+            client_id: Some(c),
+        }
+        .to_payload()
+    };
+    let kicks = |io: &mut MemIo| {
+        (io.take().into_iter())
+            .filter(|(_, p)| {
+                matches!(
+                    Msg::decode(p),
+                    Ok(Msg::ToClient {
+                        msg: ClientMsg::KickClient { .. },
+                        ..
+                    })
+                )
+            })
+            .count()
+    };
+    let bad = |i: usize| match i % 4 {
+        0 => from_client(&format!("Made{i}Up"), vec![], owner),
+        1 => from_client("Server", vec![], owner),
+        2 => from_client("Own", vec![vec![0x01]], owner),
+        _ => from_client("All", vec![vec![0x80], vec![0x02]], owner),
+    };
+    for i in 0..9 {
+        g.on_frame(&mut io, t0, conn(1), &bad(i));
+    }
+    assert_eq!(
+        kicks(&mut io),
+        0,
+        "under the limit: refused, not disconnected"
+    );
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(lines.len(), FULL_LINES as usize, "{lines:#?}");
+    assert!(lines[0].contains("Made0Up") && lines[0].contains("no such method"));
+    assert!(lines[1].contains("server-only"), "{lines:#?}");
+    assert!(lines[2].contains("argument"), "{lines:#?}");
+    g.on_frame(&mut io, t0, conn(1), &bad(9));
+    assert_eq!(kicks(&mut io), 1, "the tenth refusal disconnects it");
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("disconnecting"), "{lines:#?}");
+    // Calls still on the way are counted quietly; no second kick.
+    for i in 10..40 {
+        g.on_frame(&mut io, t0, conn(1), &bad(i));
+    }
+    assert_eq!(kicks(&mut io), 0);
+    assert!(testlog::take_at(log::Level::Warn).is_empty());
+    // Its calls that are allowed still run.
+    g.on_frame(&mut io, t0, conn(1), &from_client("Own", vec![], owner));
+    assert_eq!(g.world().attrs(&id).unwrap().as_map().get_int("own"), 1);
+    // It goes: one line sums up what was not logged, and its record goes with it.
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientDisconnected {
+            owner_eid: id,
+            client_id: owner,
+        }
+        .to_payload(),
+    );
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("37 more not logged") && lines[0].contains("bad arguments x"),
+        "{lines:#?}"
+    );
+
+    // A client whose player is not here (it calls another client's method) cannot be
+    // disconnected from here; its record is summed up and dropped by the periodic sweep.
+    for _ in 0..25 {
+        g.on_frame(&mut io, t0, conn(1), &from_client("Own", vec![], other));
+    }
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(lines.len(), FULL_LINES as usize + 1, "{lines:#?}");
+    assert!(lines[3].contains("stays connected"), "{lines:#?}");
+    let mut now = t0;
+    while testlog::take_at(log::Level::Warn).is_empty() {
+        now = g.next_deadline().expect("the sweep is armed");
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        assert!(now < t0 + Duration::from_secs(120), "no sweep");
+    }
+    assert!(now >= t0 + Duration::from_secs(60));
+    assert_eq!(g.next_deadline(), None, "no record left, no sweep");
+
+    // A server calling with bad arguments is a bug, not abuse: logged once per method.
+    for _ in 0..5 {
+        let p = Msg::CallEntityMethod {
+            eid: id,
+            method: "Own".into(),
+            args: vec![vec![0x01]],
+        };
+        g.on_frame(&mut io, now, conn(1), &p.to_payload());
+    }
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(g.world().server_call_problems_unlogged(), 4);
+}
+
+/// A dispatcher sending what a game cannot use (unknown types, malformed packets, packets
+/// not for a game) costs a few lines per window, then one summary.
+#[test]
+fn packets_a_game_skips_cost_a_few_lines_per_dispatcher_and_window() {
+    use goworld_common::testlog;
+    testlog::capture();
+    let mut io = MemIo::new();
+    let mut g = game(1, 1);
+    let now = Instant::now();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    testlog::take();
+    for i in 0..30u16 {
+        let p: Vec<u8> = match i % 3 {
+            0 => (4000 + i).to_le_bytes().to_vec(),
+            1 => vec![6, 0, 1],
+            _ => Msg::SetGateId {
+                gate_id: 1,
+                version: None,
+            }
+            .to_payload(),
+        };
+        g.on_frame(&mut io, now, conn(1), &p);
+    }
+    let lines = testlog::take_at(log::Level::Warn);
+    assert_eq!(
+        lines.len(),
+        goworld_common::peerlog::FULL_LINES as usize,
+        "{lines:#?}"
+    );
+    let due = g.next_deadline().expect("a summary is owed");
+    g.on_tick(&mut io, due, SystemTime::UNIX_EPOCH);
+    let lines = testlog::take_at(log::Level::Warn);
+    assert!(
+        lines.iter().any(|l| l.contains("27 more not logged")),
+        "{lines:#?}"
+    );
+}

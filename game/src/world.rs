@@ -32,6 +32,7 @@ use crate::storage::{Storage, StorageOutput};
 use crate::GameClient;
 
 mod freeze;
+mod refusals;
 mod service;
 mod space;
 pub use freeze::{Restored, FREEZE_FORMAT};
@@ -41,8 +42,9 @@ pub use space::{
     decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
 };
 
-/// Refused client calls after which the client is disconnected.
-pub const REFUSED_CALLS_LIMIT: u32 = 20;
+/// Refused client calls after which the client is disconnected, unless `refused_calls_limit`
+/// in `[game_common]` says otherwise ([`World::set_refused_calls_limit`]).
+pub const REFUSED_CALLS_LIMIT: u32 = goworld_common::config::DEFAULT_REFUSED_CALLS_LIMIT;
 
 /// An action list that grew past this many entries (game code that called thousands of
 /// entities at once) is freed instead of kept for reuse.
@@ -131,6 +133,9 @@ enum TimerJob {
     ClaimShard { name: String, shard: u32 },
     /// The minute's crontab check, at unix second `at`.
     Cron { at: i64 },
+    /// Summarise and drop the refusal records of clients not bound here; re-arms itself
+    /// while records remain.
+    RefusalSweep,
     /// A global timer or callback.
     Global {
         f: GlobalFn,
@@ -277,11 +282,9 @@ pub struct World {
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
     next_token: u64,
-    /// (client, type, method) already reported for a refused client call.
-    refused_logged: HashSet<(ClientId, String, String)>,
-    /// Refused calls per client; a client that keeps making them is disconnected.
-    refused: HashMap<ClientId, u32>,
-    unknown_logged: HashSet<String>,
+    /// Refused client calls (per client: a few logged, the rest counted, a limit that
+    /// disconnects) and failing server calls (logged once per type and method).
+    refusals: refusals::Refusals,
     /// Panics caught in game code (a freeze is abandoned if `on_freeze` panics).
     panics: u64,
     /// EnterSpace requests the last freeze cancelled, asked again if the freeze fails.
@@ -345,9 +348,7 @@ impl World {
             cron_armed: false,
             save_interval: Duration::from_secs(300),
             next_token: 0,
-            refused_logged: HashSet::new(),
-            refused: HashMap::new(),
-            unknown_logged: HashSet::new(),
+            refusals: refusals::Refusals::new(REFUSED_CALLS_LIMIT),
             panics: 0,
             freeze_cancelled_enters: Vec::new(),
         }
@@ -843,6 +844,7 @@ impl World {
                     }
                 }
                 TimerJob::FenceTimeout { id, token } => self.fence_timeout(net, now, id, token),
+                TimerJob::RefusalSweep => self.sweep_refusals(now),
                 TimerJob::Save(id) => {
                     if self.save(id, false) {
                         self.timers
@@ -1044,8 +1046,9 @@ impl World {
                 self.timers.cancel(q);
             }
         }
-        if self.client_of(&id).is_some() {
+        if let Some(client) = self.client_of(&id) {
             self.set_client(net, now, id, None);
+            self.refusals.client_gone(client.client_id);
         }
         let saving = self.save(id, true);
         self.entities.remove(&id);
@@ -1146,6 +1149,10 @@ impl World {
     ) {
         if self.create(net, now, boot_type, boot, None) {
             self.set_client(net, now, boot, Some(client));
+        } else if !self.entities.contains_key(&boot) {
+            // Its dispatcher routes the boot entity here since it sent the notice: tell it
+            // there is none, so it does not keep routing there.
+            net.by_entity(boot, Msg::NotifyDestroyEntity { eid: boot });
         }
         self.run_local_calls(net, now);
     }
@@ -1167,6 +1174,7 @@ impl World {
             return;
         }
         rec.client = None;
+        self.refusals.client_gone(client_id);
         self.hook(net, now, owner, Hook::ClientDisconnected);
         self.run_local_calls(net, now);
     }
@@ -1242,29 +1250,42 @@ impl World {
         caller: Caller,
     ) {
         let Some(rec) = self.entities.get(&to) else {
-            if self.unknown_logged.insert(method.to_string()) {
-                warn!("call {method} to entity {to}, which is not on this game (dropped; reported once per method)");
+            match caller {
+                // It was here a moment ago (its dispatcher routed the call here): not counted
+                // against the client.
+                Caller::Client(cid) => {
+                    self.refusals.client(cid, "entity not here", false, || {
+                        format!("client {cid} called {method} on entity {to}, which is not on this game; dropped")
+                    });
+                    self.arm_refusal_sweep(now);
+                }
+                Caller::Server => {
+                    if self
+                        .refusals
+                        .server_once(format!("{method} to an entity not here"))
+                    {
+                        warn!("call {method} to entity {to}, which is not on this game (dropped; reported once per method)");
+                    }
+                }
             }
             return;
         };
         let ty = rec.ty.clone();
         if let Caller::Client(cid) = caller {
-            let allowed = match ty.expose(method) {
-                Some(Expose::AllClients) => true,
-                Some(Expose::OwnClient) => rec.client.map(|c| c.client_id) == Some(cid),
-                Some(Expose::Server) | None => false,
+            let why = match ty.expose(method) {
+                Some(Expose::AllClients) => None,
+                Some(Expose::OwnClient) if rec.client.map(|c| c.client_id) == Some(cid) => None,
+                Some(Expose::OwnClient) => Some("another client's method"),
+                Some(Expose::Server) => Some("a server-only method"),
+                None => Some("no such method"),
             };
-            if !allowed {
-                self.refuse_client(net, cid);
-                if self
-                    .refused_logged
-                    .insert((cid, ty.name().to_string(), method.to_string()))
-                {
-                    warn!(
-                        "client {cid} may not call {}.{method} on {to} (no such client method); dropped, reported once per client and method",
+            if let Some(why) = why {
+                self.refuse_client(net, now, cid, why, || {
+                    format!(
+                        "client {cid} may not call {}.{method} on {to} ({why}); dropped",
                         ty.name()
-                    );
-                }
+                    )
+                });
                 return;
             }
         }
@@ -1276,8 +1297,8 @@ impl World {
             Ok(()) => {}
             Err(CallError::NoMethod) => {
                 if self
-                    .unknown_logged
-                    .insert(format!("{}.{method}", ty.name()))
+                    .refusals
+                    .server_once(format!("{}.{method}: no method", ty.name()))
                 {
                     warn!(
                         "{}<{to}> has no method {method} (dropped; reported once)",
@@ -1286,33 +1307,87 @@ impl World {
                 }
             }
             Err(CallError::Forbidden) => {}
-            Err(CallError::BadArgs(e)) => warn!("{}<{to}>.{method}: {e}; call dropped", ty.name()),
+            Err(CallError::BadArgs(e)) => match caller {
+                Caller::Client(cid) => self.refuse_client(net, now, cid, "bad arguments", || {
+                    format!(
+                        "client {cid}: {}<{to}>.{method}: {e}; call dropped",
+                        ty.name()
+                    )
+                }),
+                Caller::Server => {
+                    if self
+                        .refusals
+                        .server_once(format!("{}.{method}: bad arguments", ty.name()))
+                    {
+                        warn!("{}<{to}>.{method}: {e}; call dropped (reported once per type and method)", ty.name());
+                    }
+                }
+            },
         }
         self.run_local_calls(net, now);
     }
 
-    /// Counts a refused client call; a client past [`REFUSED_CALLS_LIMIT`] is disconnected by
-    /// its gate (if one of this game's entities owns it, so its gate is known).
-    fn refuse_client(&mut self, net: &mut Net, cid: ClientId) {
-        let n = self.refused.entry(cid).or_insert(0);
-        *n += 1;
-        if *n != REFUSED_CALLS_LIMIT {
+    /// Records a refused client call (`line` is logged while the client's budget lasts, see
+    /// [`refusals`]); the refusal that reaches the limit has the client disconnected by its
+    /// gate (if one of this game's entities owns it, so its gate is known).
+    fn refuse_client(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        cid: ClientId,
+        kind: &str,
+        line: impl FnOnce() -> String,
+    ) {
+        let at_limit = self.refusals.client(cid, kind, true, line);
+        self.arm_refusal_sweep(now);
+        if !at_limit {
             return;
         }
+        let limit = self.refusals.limit;
         let bound = self
             .entities
             .values()
             .find_map(|r| r.client.filter(|c| c.client_id == cid));
         match bound {
             Some(client) => {
-                warn!("client {cid} made {REFUSED_CALLS_LIMIT} calls it may not make; disconnecting it");
-                let reason = format!("{REFUSED_CALLS_LIMIT} calls it may not make");
+                warn!("client {cid} made {limit} calls it may not make; disconnecting it");
+                let reason = format!("{limit} calls it may not make");
                 net.send_client(client, ClientMsg::KickClient { reason });
             }
             None => warn!(
-                "client {cid} made {REFUSED_CALLS_LIMIT} calls it may not make; its gate is not known here, so it stays connected"
+                "client {cid} made {limit} calls it may not make; its gate is not known here, so it stays connected"
             ),
         }
+    }
+
+    /// Arms the sweep of refusal records of clients not bound here, if it is not armed.
+    fn arm_refusal_sweep(&mut self, now: Instant) {
+        if !std::mem::replace(&mut self.refusals.sweep_armed, true) {
+            self.timers
+                .add(now + refusals::REFUSAL_SWEEP, TimerJob::RefusalSweep);
+        }
+    }
+
+    /// The sweep: records of clients no entity here is bound to are summarised and dropped.
+    fn sweep_refusals(&mut self, now: Instant) {
+        let bound: HashSet<ClientId> = (self.entities.values())
+            .filter_map(|r| r.client.map(|c| c.client_id))
+            .collect();
+        self.refusals.sweep_armed = false;
+        if self.refusals.sweep(&bound) {
+            self.arm_refusal_sweep(now);
+        }
+    }
+
+    /// Sets how many refused calls disconnect a client (`refused_calls_limit`; 0: never).
+    pub fn set_refused_calls_limit(&mut self, limit: u32) {
+        self.refusals.limit = limit;
+    }
+
+    /// Calls from servers that failed (no such method, bad arguments, entity not here) and
+    /// were not logged, because the same type and method was reported already.
+    pub fn server_call_problems_unlogged(&self) -> u64 {
+        self.refusals.server_unlogged()
     }
 
     /// Runs queued local calls until none are left (calls made by calls run too), in order.
@@ -1494,7 +1569,10 @@ impl World {
     /// CALL_NIL_SPACES arrived: runs the nil-space method here.
     pub fn call_nil_space(&mut self, net: &mut Net, now: Instant, method: &str, args: &Args) {
         let Some(f) = self.registry.nil_methods.get(method).cloned() else {
-            if self.unknown_logged.insert(format!("nil space.{method}")) {
+            if self
+                .refusals
+                .server_once(format!("nil space.{method}: no method"))
+            {
                 warn!("the nil space has no method {method} (dropped; reported once)");
             }
             return;
@@ -1502,7 +1580,12 @@ impl World {
         let mut outcome = Ok(());
         self.run_global(net, now, method, |ctx| outcome = f(ctx, args));
         if let Err(e) = outcome {
-            warn!("nil space.{method}: {e}; call dropped");
+            if self
+                .refusals
+                .server_once(format!("nil space.{method}: bad arguments"))
+            {
+                warn!("nil space.{method}: {e}; call dropped (reported once per method)");
+            }
         }
     }
 
@@ -1571,6 +1654,9 @@ impl World {
         let Some(mut rec) = self.entities.remove(id) else {
             return false;
         };
+        if let Some(client) = rec.client {
+            self.refusals.client_gone(client.client_id);
+        }
         self.unfence(*id);
         for (_, q) in rec.timers.drain() {
             self.timers.cancel(q);

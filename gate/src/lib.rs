@@ -17,12 +17,13 @@
 //!
 //! A pure state machine behind the reactor's [`Handler`]: no sockets, no clock.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId, IdGen, WallClock};
+use goworld_common::peerlog::WindowLog;
 use goworld_common::proto::{
     self, mt, peek_client_header, peek_id, peek_type, ClientMsg, Msg, Route,
 };
@@ -68,6 +69,9 @@ struct ClientProxy {
     announced: bool,
     /// A position sync for an entity other than `owner` was dropped (and logged once).
     sent_foreign_sync: bool,
+    /// A player entity for this client has arrived (1002 with isPlayer): `owner` is bound
+    /// to it on its game. Until then `owner` is the boot entity the game is creating.
+    bound: bool,
 }
 
 /// The gate's state machine.
@@ -88,11 +92,26 @@ pub struct GateService {
     sync_dropped_not_owner: u64,
     ready_reported: bool,
     events: Vec<GateEvent>,
-    unknown_types_logged: BTreeSet<u16>,
     /// Heartbeats and flood limits of the clients.
     limiter: Limiter,
+    /// Refused packets from each dispatcher (index = dispatcher ID - 1), a few lines per
+    /// window and counted after that.
+    dispatcher_logs: Vec<WindowLog>,
+    /// Clients that left before their boot entity's player create arrived, with that boot
+    /// entity, which was told on close: when the create arrives it needs no second notice.
+    /// Entries live for the time a create is in flight; at most [`DEPARTED_UNBOUND_MAX`].
+    departed_unbound: HashMap<ClientId, EntityId>,
+    /// Clients accepted since start.
+    served: u64,
     stop: bool,
 }
+
+/// Most clients remembered in `departed_unbound`. When it is full it is cleared: a client
+/// forgotten there costs only a second disconnect notice, which its dispatcher counts.
+const DEPARTED_UNBOUND_MAX: usize = 4096;
+
+/// The window of the per-dispatcher logs of refused packets.
+const LOG_WINDOW: Duration = Duration::from_secs(60);
 
 /// Listener tag for client connections.
 pub const CLIENT_LISTENER: u32 = 0;
@@ -115,8 +134,10 @@ impl GateService {
             sync_dropped_not_owner: 0,
             ready_reported: false,
             events: Vec::new(),
-            unknown_types_logged: BTreeSet::new(),
             limiter,
+            dispatcher_logs: vec![WindowLog::new(LOG_WINDOW); usize::from(n)],
+            departed_unbound: HashMap::new(),
+            served: 0,
             stop: false,
         }
     }
@@ -352,9 +373,18 @@ impl GateService {
                             let eid = peek_id(p, proto::CLIENT_HEADER_LEN + 3)
                                 .ok_or("CREATE_ENTITY_ON_CLIENT too short")?;
                             match conn.and_then(|c| self.clients.get_mut(&c)) {
-                                Some(c) => c.owner = eid,
+                                Some(c) => {
+                                    c.owner = eid;
+                                    c.bound = true;
+                                }
+                                None if self.departed_unbound.get(&client_id) == Some(&eid) => {
+                                    // The boot entity of a client that left at once: it was
+                                    // told when the client left.
+                                    self.departed_unbound.remove(&client_id);
+                                }
                                 None => {
                                     // The client left before its player arrived: tell the new owner.
+                                    self.departed_unbound.remove(&client_id);
                                     let n = Msg::NotifyClientDisconnected {
                                         owner_eid: eid,
                                         client_id,
@@ -425,9 +455,10 @@ impl GateService {
                 self.close_clients_where(io, &what, &reason, |c| gone.contains(&c.owner));
             }
             _ => {
-                if self.unknown_types_logged.insert(t) {
-                    warn!("dispatcher{disp}: message type {t} ({}) is not for a gate; skipped (logged once per type)", proto::msg_name(t));
-                }
+                return Err(format!(
+                    "message type {t} ({}) is not for a gate",
+                    proto::msg_name(t)
+                ))
             }
         }
         Ok(())
@@ -485,8 +516,10 @@ impl Handler for GateService {
                         peer,
                         announced: false,
                         sent_foreign_sync: false,
+                        bound: false,
                     },
                 );
+                self.served += 1;
                 self.by_id.insert(client_id, conn);
                 self.filters.add_client(conn);
                 self.limiter.opened(conn, now);
@@ -502,10 +535,14 @@ impl Handler for GateService {
     fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
         if let Some(disp) = self.links.dispatcher_of(conn) {
             if let Err(reason) = self.handle_dispatcher_packet(io, disp, payload) {
-                warn!(
-                    "gate{}: bad packet from dispatcher{disp} skipped: {reason}",
-                    self.s.gate_id
-                );
+                // A few in full per window; on_tick sums up the rest when the window ends.
+                let log = &mut self.dispatcher_logs[usize::from(disp - 1)];
+                if log.note(now, "bad packet") {
+                    warn!(
+                        "gate{}: bad packet from dispatcher{disp} skipped: {reason}",
+                        self.s.gate_id
+                    );
+                }
             }
             return;
         }
@@ -529,6 +566,12 @@ impl Handler for GateService {
                 "gate{}: lost dispatcher{d} ({reason}); reconnecting",
                 self.s.gate_id
             );
+            if let Some(summary) = self.dispatcher_logs[usize::from(d - 1)].take_summary() {
+                warn!(
+                    "gate{}: bad packets from dispatcher{d} skipped since the last report: {summary}",
+                    self.s.gate_id
+                );
+            }
             if was_ready {
                 self.close_clients_of_dispatcher(io, d);
             }
@@ -548,12 +591,10 @@ impl Handler for GateService {
                     self.s.gate_id, c.client_id, c.peer
                 )
             }
-            // Closes the gate asked for were logged with their reason when asked.
-            CloseReason::Local(_) => debug!(
-                "gate{}: client {} ({}) closed",
-                self.s.gate_id, c.client_id, c.peer
-            ),
-            _ => info!(
+            // Closes the gate asked for were logged with their reason when asked. A client
+            // leaving is ordinary (and one that connects and leaves at a high rate must not
+            // cost a line each): debug.
+            _ => debug!(
                 "gate{}: client {} ({}) left: {reason}",
                 self.s.gate_id, c.client_id, c.peer
             ),
@@ -565,6 +606,19 @@ impl Handler for GateService {
             }
             .to_payload();
             self.links.send_by_entity(io, &c.owner, &p);
+            if !c.bound {
+                // Its boot entity's create is still on the way here, and would otherwise be
+                // taken for a new owner to tell (see handle_dispatcher_packet).
+                if self.departed_unbound.len() >= DEPARTED_UNBOUND_MAX {
+                    debug!(
+                        "gate{}: forgetting {} clients that left before their boot entity arrived",
+                        self.s.gate_id,
+                        self.departed_unbound.len()
+                    );
+                    self.departed_unbound.clear();
+                }
+                self.departed_unbound.insert(c.client_id, c.owner);
+            }
         }
     }
 
@@ -584,22 +638,36 @@ impl Handler for GateService {
                 io.close(conn, &reason);
             }
         }
+        for (i, log) in self.dispatcher_logs.iter_mut().enumerate() {
+            if let Some(summary) = log.roll(now) {
+                warn!(
+                    "gate{}: bad packets from dispatcher{} skipped in the last {} s: {summary}",
+                    self.s.gate_id,
+                    i + 1,
+                    LOG_WINDOW.as_secs()
+                );
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.next_sync_flush, self.limiter.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let logs = self
+            .dispatcher_logs
+            .iter()
+            .filter_map(WindowLog::summary_due);
+        logs.chain(self.next_sync_flush)
+            .chain(self.limiter.next_deadline())
+            .min()
     }
 
     fn on_signal(&mut self, io: &mut dyn Io, _now: Instant, signal: i32) {
         match signal {
             sig::SIGINT | sig::SIGTERM => {
                 info!(
-                    "gate{}: signal {signal}, closing {} clients and stopping",
+                    "gate{}: signal {signal}, closing {} clients and stopping ({} clients served since start)",
                     self.s.gate_id,
-                    self.clients.len()
+                    self.clients.len(),
+                    self.served
                 );
                 let conns: Vec<ConnId> = self.clients.keys().copied().collect();
                 for c in conns {

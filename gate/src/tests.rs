@@ -967,3 +967,91 @@ fn flood_limits_are_off_with_0() {
     assert!(t.io.closed.is_empty());
     assert_eq!(t.g.closed_by_limits(), ClosedByLimits::default());
 }
+// ---- departures and bounded logging ---------------------------------------------------------
+
+/// Disconnect notices the gate sent to the dispatcher, as (owner, client).
+fn disconnect_notices(t: &mut T) -> Vec<(EntityId, ClientId)> {
+    let sent = std::mem::take(&mut t.io.sent);
+    sent.into_iter()
+        .filter(|(c, _)| *c == DISP)
+        .filter_map(|(_, p)| match Msg::decode(&p) {
+            Ok(Msg::NotifyClientDisconnected {
+                owner_eid,
+                client_id,
+            }) => Some((owner_eid, client_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A client that connects and leaves at once: its boot entity is told when it leaves, and
+/// its creation, which reaches the gate after that, is not taken for a new owner to tell
+/// again (the second notice used to wait 5 s at the dispatcher for an entity already
+/// destroyed, and then be reported). A player that does change after the client left is told.
+#[test]
+fn a_client_that_leaves_before_its_boot_entity_arrives_is_announced_gone_once() {
+    goworld_common::testlog::capture();
+    let mut t = T::new();
+    t.dispatcher_up();
+    goworld_common::testlog::take();
+    let (cid, boot) = t.client(conn(1));
+    t.g.on_close(&mut t.io, t.now, conn(1), &CloseReason::PeerClosed);
+    assert_eq!(disconnect_notices(&mut t), vec![(boot, cid)]);
+    create_on_client(&mut t, cid, boot, true);
+    assert_eq!(disconnect_notices(&mut t), vec![], "told once");
+    assert!(t.g.departed_unbound.is_empty(), "forgotten once it arrived");
+    // The boot entity gave the client to an Avatar before it heard: the Avatar is told.
+    let avatar = EntityId::parse("avataravatarav02").unwrap();
+    create_on_client(&mut t, cid, avatar, true);
+    assert_eq!(disconnect_notices(&mut t), vec![(avatar, cid)]);
+
+    // A client whose player had arrived is not remembered when it leaves.
+    let (cid2, boot2) = t.client(conn(2));
+    create_on_client(&mut t, cid2, boot2, true);
+    t.io.take();
+    t.g.on_close(&mut t.io, t.now, conn(2), &CloseReason::PeerClosed);
+    assert_eq!(disconnect_notices(&mut t), vec![(boot2, cid2)]);
+    assert!(t.g.departed_unbound.is_empty());
+    // Clients leaving is ordinary: nothing at info or above.
+    let lines = goworld_common::testlog::take();
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+/// A churn of clients that leave before their boot entity arrives cannot grow the gate:
+/// the record of them is bounded.
+#[test]
+fn clients_leaving_before_their_boot_entity_are_remembered_in_bounded_space() {
+    let mut t = T::new();
+    t.dispatcher_up();
+    for i in 0..(DEPARTED_UNBOUND_MAX + 10) as u32 {
+        // Slots from 1000: slot 100 is the dispatcher's.
+        t.client(conn(i + 1000));
+        t.g.on_close(&mut t.io, t.now, conn(i + 1000), &CloseReason::PeerClosed);
+    }
+    assert!(t.g.departed_unbound.len() <= DEPARTED_UNBOUND_MAX);
+    assert_eq!(t.g.client_count(), 0);
+}
+
+/// A dispatcher sending what a gate cannot use costs a few lines per window, then a summary.
+#[test]
+fn bad_packets_from_a_dispatcher_cost_a_few_lines_per_window() {
+    goworld_common::testlog::capture();
+    let mut t = T::new();
+    t.dispatcher_up();
+    goworld_common::testlog::take();
+    for i in 0..40u16 {
+        t.g.on_frame(&mut t.io, t.now, DISP, &(3000 + i).to_le_bytes());
+    }
+    let w = goworld_common::testlog::take_at(log::Level::Warn);
+    assert_eq!(
+        w.len(),
+        goworld_common::peerlog::FULL_LINES as usize,
+        "{w:#?}"
+    );
+    let due = t.g.next_deadline().expect("a summary is owed");
+    t.g.on_tick(&mut t.io, due, SystemTime::UNIX_EPOCH);
+    let w = goworld_common::testlog::take_at(log::Level::Warn);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].contains("37 more not logged"), "{w:#?}");
+    assert_eq!(t.g.next_deadline(), None);
+}
