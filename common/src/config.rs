@@ -159,6 +159,9 @@ pub struct GateConfig {
     /// `client_output_budget` (64 MiB): bytes queued for all clients together past which the
     /// gate stops reading until they drain (goworld-rs only).
     pub client_output_budget: usize,
+    /// `client_write_budget` (20000): writes per second to all clients together past which
+    /// the gate writes to each busy client less often (goworld-rs only; 0: no budget).
+    pub client_write_budget: u64,
     /// `client_msg_rate_limit` (200): messages per second one client may send, with a burst
     /// of one second's worth; past it the client is closed. 0: no limit.
     pub client_msg_rate_limit: u32,
@@ -204,6 +207,8 @@ impl std::error::Error for ConfigError {}
 pub const DEFAULT_MAX_PEER_FRAME: u32 = 32 * 1024 * 1024;
 /// Default `max_client_frame`: the largest payload accepted from a client.
 pub const DEFAULT_MAX_CLIENT_FRAME: u32 = 65536;
+/// Default `client_write_budget` (writes per second).
+pub const DEFAULT_CLIENT_WRITE_BUDGET: u64 = 20_000;
 /// Default `client_output_budget` (64 MiB).
 pub const DEFAULT_CLIENT_OUTPUT_BUDGET: usize = 64 << 20;
 /// Default `client_flush_interval_ms`.
@@ -620,6 +625,7 @@ struct GateB {
     client_output_limit: usize,
     client_flush_interval_ms: u64,
     client_output_budget: usize,
+    client_write_budget: u64,
     client_msg_rate_limit: u32,
     client_byte_rate_limit: u32,
 }
@@ -640,6 +646,7 @@ impl GateB {
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             client_flush_interval_ms: DEFAULT_CLIENT_FLUSH_INTERVAL_MS,
             client_output_budget: DEFAULT_CLIENT_OUTPUT_BUDGET,
+            client_write_budget: DEFAULT_CLIENT_WRITE_BUDGET,
             client_msg_rate_limit: DEFAULT_CLIENT_MSG_RATE_LIMIT,
             client_byte_rate_limit: DEFAULT_CLIENT_BYTE_RATE_LIMIT,
         }
@@ -671,6 +678,7 @@ impl GateB {
             "client_output_limit" => self.client_output_limit = kv.positive()?,
             "client_flush_interval_ms" => self.client_flush_interval_ms = kv.uint()?,
             "client_output_budget" => self.client_output_budget = kv.positive()?,
+            "client_write_budget" => self.client_write_budget = kv.uint()?,
             "client_msg_rate_limit" => self.client_msg_rate_limit = kv.uint()?,
             "client_byte_rate_limit" => self.client_byte_rate_limit = kv.uint()?,
             _ => {
@@ -720,6 +728,7 @@ impl GateB {
             client_output_limit: self.client_output_limit,
             client_flush_interval_ms: self.client_flush_interval_ms,
             client_output_budget: self.client_output_budget,
+            client_write_budget: self.client_write_budget,
             client_msg_rate_limit: self.client_msg_rate_limit,
             client_byte_rate_limit: self.client_byte_rate_limit,
         })
@@ -1031,6 +1040,7 @@ mod tests {
             client_output_limit: 4194304,
             client_flush_interval_ms: 50,
             client_output_budget: 64 << 20,
+            client_write_budget: 20000,
             client_msg_rate_limit: 200,
             client_byte_rate_limit: 262144,
         }

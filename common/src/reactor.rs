@@ -260,7 +260,19 @@ pub struct ReactorConfig {
     /// loopback receive path behind it) per client per message. Output over
     /// [`CLIENT_FLUSH_BYTES`] goes at once.
     pub client_flush_interval: Duration,
+    /// Writes per second to all client links together that the reactor aims to stay under
+    /// (zero: none). Once a second, if the last second's writes were over it, the interval
+    /// between two writes to one client grows (at most doubling, up to
+    /// [`MAX_CLIENT_FLUSH_INTERVAL`]) so that busy clients are written to less often; when
+    /// they fall back under it, the interval shrinks back towards `client_flush_interval`.
+    /// Each `write` to a client costs the gate (and on loopback the receiving side too) a
+    /// few microseconds whatever its size, so with world chat to thousands of clients this
+    /// keeps the gate's cost bounded by trading latency for it.
+    pub client_write_budget: u64,
 }
+
+/// The longest the interval between two writes to one client grows to under load.
+pub const MAX_CLIENT_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Pending client output at which a client link is written at once, whatever its interval.
 pub const CLIENT_FLUSH_BYTES: usize = 16 << 10;
@@ -275,6 +287,7 @@ impl Default for ReactorConfig {
             client_output_budget: 0,
             signals: false,
             client_flush_interval: Duration::ZERO,
+            client_write_budget: 0,
         }
     }
 }
@@ -298,6 +311,11 @@ pub struct ReactorStats {
     pub read_pauses: u64,
     /// Times accepting was paused because file descriptors ran out.
     pub emfile_backoffs: u64,
+    /// Writes to client links.
+    pub client_writes: u64,
+    /// The interval between two writes to one client now (see
+    /// [`ReactorConfig::client_write_budget`]), in microseconds.
+    pub client_flush_interval_us: u64,
 }
 
 /// One connection's state. Input and output live side by side, but the decoder is taken out
@@ -364,7 +382,13 @@ struct Conns {
     stats: ReactorStats,
     /// The reactor's current time, for client flush intervals.
     now: Instant,
+    /// The interval between two writes to one client now, and what it comes back to.
     client_flush_interval: Duration,
+    base_client_flush_interval: Duration,
+    client_write_budget: u64,
+    /// Client writes counted since `budget_window` began.
+    window_writes: u64,
+    budget_window: Instant,
 }
 
 impl Conns {
@@ -376,6 +400,48 @@ impl Conns {
         self.slab
             .get_mut(id.slot as usize)
             .filter(|c| c.gen == id.gen)
+    }
+
+    /// Once a second, moves the client flush interval towards what keeps client writes under
+    /// their budget (see [`ReactorConfig::client_write_budget`]).
+    fn adapt_client_interval(&mut self, now: Instant) {
+        if self.client_write_budget == 0 {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.budget_window);
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let writes = self.stats.client_writes - self.window_writes;
+        self.window_writes = self.stats.client_writes;
+        self.budget_window = now;
+        let rate = writes as f64 / elapsed.as_secs_f64();
+        let budget = self.client_write_budget as f64;
+        // Busy clients are written once per interval, so writes scale with 1 / interval: over
+        // the budget, grow the interval to fit; well under it (a band, so it does not swing
+        // back and forth at the budget), shrink it so that writes would reach 3/4 of it.
+        let current = self.client_flush_interval.max(Duration::from_millis(1));
+        let wanted = if rate > budget {
+            current.mul_f64(rate / budget)
+        } else if rate < budget * 0.6 {
+            current.mul_f64(rate / (budget * 0.75))
+        } else {
+            current
+        };
+        let mut next = wanted.clamp(current / 2, current * 2);
+        if next < Duration::from_millis(1) {
+            next = Duration::ZERO;
+        }
+        let next = next.clamp(self.base_client_flush_interval, MAX_CLIENT_FLUSH_INTERVAL);
+        if next != self.client_flush_interval {
+            log::debug!(
+                "{rate:.0} client writes/s against a budget of {}: client flush interval {:?} -> {next:?}",
+                self.client_write_budget,
+                self.client_flush_interval
+            );
+            self.client_flush_interval = next;
+        }
+        self.stats.client_flush_interval_us = self.client_flush_interval.as_micros() as u64;
     }
 
     /// Ends the client output congestion once pending client output is below half the budget.
@@ -572,6 +638,10 @@ impl Reactor {
                 stats: ReactorStats::default(),
                 now: Instant::now(),
                 client_flush_interval: cfg.client_flush_interval,
+                base_client_flush_interval: cfg.client_flush_interval,
+                client_write_budget: cfg.client_write_budget,
+                window_writes: 0,
+                budget_window: Instant::now(),
                 delayed: std::collections::BinaryHeap::new(),
             },
             cfg,
@@ -1129,6 +1199,7 @@ impl Reactor {
                 self.flush_conn(id);
             }
         }
+        self.conns.adapt_client_interval(now);
     }
 
     /// Writes until drained or `WouldBlock`, and keeps WRITABLE interest and congestion in
@@ -1151,6 +1222,7 @@ impl Reactor {
         let written = write_out(c, stats);
         if let LinkKind::Client { .. } = c.opts.kind {
             *client_pending -= before - c.pending();
+            stats.client_writes += 1;
         }
         let result = match written {
             Ok(true) if c.writable_interest => {
@@ -2020,6 +2092,53 @@ mod tests {
         assert!(!kind_text(&other).contains("error"));
         let odd = io::Error::from_raw_os_error(71); // EPROTO
         assert!(!kind_text(&odd).contains("os error"), "{}", kind_text(&odd));
+    }
+
+    #[test]
+    fn the_client_flush_interval_follows_the_write_budget() {
+        let base = Duration::from_millis(50);
+        let mut r = Reactor::new(ReactorConfig {
+            client_flush_interval: base,
+            client_write_budget: 1000,
+            ..ReactorConfig::default()
+        })
+        .unwrap();
+        let c = &mut r.conns;
+        let t0 = c.budget_window;
+        let mut t = t0;
+        // One second at `rate` writes: the interval after it.
+        let mut second = |c: &mut Conns, rate: u64| {
+            t += Duration::from_secs(1);
+            c.stats.client_writes += rate;
+            c.adapt_client_interval(t);
+            c.client_flush_interval.as_millis() as u64
+        };
+        // 5 000 clients written every 50 ms would be 100 000 writes/s: the interval doubles
+        // each second until their writes fit (5 000 clients / 1 000 writes/s = 5 s, capped).
+        assert_eq!(second(c, 100_000), 100);
+        assert_eq!(second(c, 50_000), 200);
+        assert_eq!(second(c, 25_000), 400);
+        assert_eq!(
+            second(c, 12_500),
+            MAX_CLIENT_FLUSH_INTERVAL.as_millis() as u64
+        );
+        assert_eq!(
+            second(c, 10_000),
+            MAX_CLIENT_FLUSH_INTERVAL.as_millis() as u64
+        );
+        // 200 busy clients: 400 writes/s at 500 ms, under the band: it shrinks to fit.
+        assert_eq!(second(c, 400), 266);
+        // Near the budget it stays put.
+        assert_eq!(second(c, 700), 266);
+        // Quiet: back to the configured interval, never below it.
+        assert_eq!(second(c, 0), 133);
+        assert_eq!(second(c, 0), 66);
+        assert_eq!(second(c, 0), 50);
+        assert_eq!(second(c, 0), 50);
+        // Less than a second since the last look: nothing changes.
+        c.stats.client_writes += 1_000_000;
+        c.adapt_client_interval(t + Duration::from_millis(500));
+        assert_eq!(c.client_flush_interval, base);
     }
 
     #[test]

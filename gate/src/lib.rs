@@ -17,12 +17,11 @@
 //!
 //! A pure state machine behind the reactor's [`Handler`]: no sockets, no clock.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
-use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId, IdGen, WallClock};
+use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId, FastMap, IdGen, WallClock};
 use goworld_common::peerlog::WindowLog;
 use goworld_common::proto::{
     self, mt, peek_client_header, peek_id, peek_type, ClientMsg, Msg, Route,
@@ -79,8 +78,8 @@ pub struct GateService {
     s: Settings,
     links: DispatcherLinks,
     ids: IdGen,
-    clients: HashMap<ConnId, ClientProxy>,
-    by_id: HashMap<ClientId, ConnId>,
+    clients: FastMap<ConnId, ClientProxy>,
+    by_id: FastMap<ClientId, ConnId>,
     /// Every client's filter properties (1010/1011), indexed for 1501.
     filters: FilterIndex,
     /// Clients accepted before the gate was ready, in order.
@@ -100,7 +99,7 @@ pub struct GateService {
     /// Clients that left before their boot entity's player create arrived, with that boot
     /// entity, which was told on close: when the create arrives it needs no second notice.
     /// Entries live for the time a create is in flight; at most [`DEPARTED_UNBOUND_MAX`].
-    departed_unbound: HashMap<ClientId, EntityId>,
+    departed_unbound: FastMap<ClientId, EntityId>,
     /// Clients accepted since start.
     served: u64,
     stop: bool,
@@ -126,8 +125,8 @@ impl GateService {
             sync_out: vec![Vec::new(); usize::from(n)],
             s,
             ids,
-            clients: HashMap::new(),
-            by_id: HashMap::new(),
+            clients: FastMap::default(),
+            by_id: FastMap::default(),
             filters: FilterIndex::new(),
             waiting: Vec::new(),
             next_sync_flush: None,
@@ -136,7 +135,7 @@ impl GateService {
             events: Vec::new(),
             limiter,
             dispatcher_logs: vec![WindowLog::new(LOG_WINDOW); usize::from(n)],
-            departed_unbound: HashMap::new(),
+            departed_unbound: FastMap::default(),
             served: 0,
             stop: false,
         }
@@ -425,7 +424,7 @@ impl GateService {
                         "SYNC_POSITION_YAW_ON_CLIENTS is not a whole number of records".into(),
                     );
                 }
-                let mut per_client: HashMap<ConnId, Vec<u8>> = HashMap::new();
+                let mut per_client: FastMap<ConnId, Vec<u8>> = FastMap::default();
                 for rec in body.chunks_exact(proto::SYNC_CLIENT_RECORD_LEN) {
                     let cid = EntityId::from_slice(&rec[..16]).expect("16 bytes");
                     if let Some(&conn) = self.by_id.get(&cid) {

@@ -37,6 +37,7 @@ pub fn main() {
         // A leaf: what it reads may not keep growing output it cannot send.
         read_while_congested: false,
         client_output_budget: cfg.client_output_budget,
+        client_write_budget: cfg.client_write_budget,
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("gate{id}: cannot start the reactor: {e}")));

@@ -14,7 +14,7 @@
 //! `test_client.out` in the cluster directory.
 //!
 //! Build the release binaries first, then:
-//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-dispatchers 1] [-gates 1] [-nostrict] [-goworld]`
+//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-dispatchers 1] [-gates 1] [-nostrict] [-goworld] [-ini 'extra config lines']`
 //! (`-goworld`: only GoWorld's eight things, without our mail and publish ones).
 //!
 //! Exits 1 if test_client failed (non-zero exit, or failures or disconnects in its summary) or
@@ -226,7 +226,13 @@ fn main() {
         }
     }
 
-    let mut cluster = Cluster::new("bench-bots", dispatchers, games, gates, "");
+    // `-ini '[gate_common]\nclient_flush_interval_ms=100'`: extra config lines (`\n` for new lines).
+    let extra = std::env::args()
+        .skip_while(|a| a.trim_start_matches('-') != "ini")
+        .nth(1)
+        .unwrap_or_default()
+        .replace("\\n", "\n");
+    let mut cluster = Cluster::new("bench-bots", dispatchers, games, gates, &extra);
     cluster
         .start_all(dispatchers, games, gates)
         .unwrap_or_else(|e| panic!("{e}"));
