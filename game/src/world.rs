@@ -46,9 +46,12 @@ pub use space::{
 /// in `[game_common]` says otherwise ([`World::set_refused_calls_limit`]).
 pub const REFUSED_CALLS_LIMIT: u32 = goworld_common::config::DEFAULT_REFUSED_CALLS_LIMIT;
 
-/// An action list that grew past this many entries (game code that called thousands of
-/// entities at once) is freed instead of kept for reuse.
-const ACTION_LIST_KEEP: usize = 64;
+/// An action list that grew past this many entries is freed instead of kept for reuse. Game
+/// code that calls every subscriber of a service (thousands) in one method fills one this
+/// big; growing it anew each time (copying it at every doubling, then freeing a block big
+/// enough to make the allocator consolidate) was a tenth of a busy game's time. Lists are
+/// kept one per level of nesting in use, so this bounds what stays allocated to a few MB.
+const ACTION_LIST_KEEP: usize = 16 << 10;
 
 /// Where the world's output goes: the reactor's `Io` and the links to the dispatchers.
 pub struct Net<'a> {
