@@ -575,6 +575,12 @@ pub(crate) enum Action {
         method: String,
         args: Args,
     },
+    /// Call `method` on each entity of `to`, with the same arguments (built once).
+    CallMany {
+        to: Vec<EntityId>,
+        method: String,
+        args: Args,
+    },
     /// Call a method on the client of entity `from`.
     CallClient {
         from: EntityId,
@@ -995,6 +1001,20 @@ impl Ctx<'_> {
     /// Calls `method` on entity `to` with `args` (build them with [`args!`](crate::args!)).
     pub fn call(&mut self, to: EntityId, method: &str, args: Args) {
         self.push(Action::Call {
+            to,
+            method: method.to_string(),
+            args,
+        });
+    }
+
+    /// Calls `method` on every entity of `to` with the same `args`, in that order: what a
+    /// service does to reach all its subscribers. Like [`Ctx::call`] once per entity, but the
+    /// method and arguments are built and kept once for all of them.
+    pub fn call_many(&mut self, to: Vec<EntityId>, method: &str, args: Args) {
+        if to.is_empty() {
+            return;
+        }
+        self.push(Action::CallMany {
             to,
             method: method.to_string(),
             args,

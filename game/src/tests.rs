@@ -1462,3 +1462,89 @@ fn packets_a_game_skips_cost_a_few_lines_per_dispatcher_and_window() {
         "{lines:#?}"
     );
 }
+
+/// Calls `Add(i)` on each of its `targets` with one `call_many`.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Caster {
+    targets: Vec<EntityId>,
+}
+
+impl Entity for Caster {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.method("Cast", crate::entity::Expose::Server, Caster::cast)
+            .method("Target", crate::entity::Expose::Server, Caster::target);
+    }
+}
+
+impl Caster {
+    fn target(&mut self, _ctx: &mut Ctx, (id,): (EntityId,)) {
+        self.targets.push(id);
+    }
+    fn cast(&mut self, ctx: &mut Ctx, (k,): (i64,)) {
+        ctx.call_many(self.targets.clone(), "Add", crate::args![k]);
+    }
+}
+
+#[test]
+fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispatcher() {
+    let t0 = Instant::now();
+    let mut types = Registry::new();
+    types.register::<Caster>("Caster").unwrap();
+    types.register::<Counter>("Counter").unwrap();
+    let mut g = GameService::new(
+        settings(1, "Counter", t0),
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let (caster, a, b) = (
+        EntityId::parse("castercastercas1").unwrap(),
+        EntityId::parse("counterAcounter1").unwrap(),
+        EntityId::parse("counterBcounter1").unwrap(),
+    );
+    let remote = EntityId::parse("elsewhereelsewh1").unwrap();
+    for (id, ty) in [(caster, "Caster"), (a, "Counter"), (b, "Counter")] {
+        let m = Msg::CreateEntitySomewhere {
+            game_id: 1,
+            eid: id,
+            type_name: ty.into(),
+            attrs: vec![0x80],
+        };
+        g.on_frame(&mut io, t0, conn(1), &m.to_payload());
+    }
+    for t in [a, remote, b, a] {
+        let m = Msg::CallEntityMethod {
+            eid: caster,
+            method: "Target".into(),
+            args: crate::args![t],
+        };
+        g.on_frame(&mut io, t0, conn(1), &m.to_payload());
+    }
+    io.take();
+    let cast = Msg::CallEntityMethod {
+        eid: caster,
+        method: "Cast".into(),
+        args: crate::args![5i64],
+    };
+    g.on_frame(&mut io, t0, conn(1), &cast.to_payload());
+    let n = |g: &GameService, id| g.world().attrs(&id).unwrap().as_map().get_int("n");
+    assert_eq!((n(&g, a), n(&g, b)), (10, 5), "a twice, b once");
+    let sent: Vec<Msg> = io
+        .take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect();
+    assert_eq!(
+        sent,
+        vec![Msg::CallEntityMethod {
+            eid: remote,
+            method: "Add".into(),
+            args: crate::args![5i64],
+        }],
+        "the remote target's call goes to its dispatcher, with the same arguments"
+    );
+}

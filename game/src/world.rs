@@ -216,8 +216,38 @@ enum StorageJob {
 
 struct LocalCall {
     to: EntityId,
-    method: String,
-    args: Args,
+    body: CallBody,
+}
+
+/// A queued call's method and arguments: its own, or shared by every target of one call to
+/// many entities (a service publishing to thousands of subscribers builds them once).
+enum CallBody {
+    Own(String, Args),
+    Shared(Rc<(String, Args)>),
+}
+
+impl CallBody {
+    fn method(&self) -> &str {
+        match self {
+            CallBody::Own(m, _) => m,
+            CallBody::Shared(s) => &s.0,
+        }
+    }
+
+    fn args(&self) -> &Args {
+        match self {
+            CallBody::Own(_, a) => a,
+            CallBody::Shared(s) => &s.1,
+        }
+    }
+
+    /// The method and arguments as a message needs them (copied if shared).
+    fn into_parts(self) -> (String, Args) {
+        match self {
+            CallBody::Own(m, a) => (m, a),
+            CallBody::Shared(s) => Rc::unwrap_or_clone(s),
+        }
+    }
 }
 
 /// Work run after the current handler, in order (GoWorld's `post` queue): local calls and
@@ -502,10 +532,32 @@ impl World {
         for a in actions.drain(..) {
             match a {
                 Action::AttrChanges { from, changes } => self.send_attr_changes(net, from, changes),
+                Action::CallMany { to, method, args } => {
+                    let shared = Rc::new((method, args));
+                    for id in to {
+                        if self.entities.contains_key(&id) {
+                            self.local_calls.push_back(Deferred::Call(LocalCall {
+                                to: id,
+                                body: CallBody::Shared(shared.clone()),
+                            }));
+                        } else {
+                            net.by_entity(
+                                id,
+                                Msg::CallEntityMethod {
+                                    eid: id,
+                                    method: shared.0.clone(),
+                                    args: shared.1.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
                 Action::Call { to, method, args } => {
                     if self.entities.contains_key(&to) {
-                        self.local_calls
-                            .push_back(Deferred::Call(LocalCall { to, method, args }));
+                        self.local_calls.push_back(Deferred::Call(LocalCall {
+                            to,
+                            body: CallBody::Own(method, args),
+                        }));
                     } else {
                         net.by_entity(
                             to,
@@ -880,7 +932,7 @@ impl World {
                             rec.timers.remove(&id);
                         }
                     }
-                    self.run_call(net, now, eid, &method, args, Caller::Server);
+                    self.run_call(net, now, eid, &method, &args, Caller::Server);
                 }
             }
         }
@@ -1211,17 +1263,35 @@ impl World {
         args: Args,
         caller: Caller,
     ) {
+        if matches!(caller, Caller::Server) && self.fenced.contains_key(&to) {
+            self.call_body(
+                net,
+                now,
+                to,
+                CallBody::Own(method.to_string(), args),
+                caller,
+            );
+        } else {
+            self.run_call(net, now, to, method, &args, caller);
+        }
+    }
+
+    /// [`World::call`] with the method and arguments as queued.
+    fn call_body(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        to: EntityId,
+        body: CallBody,
+        caller: Caller,
+    ) {
         if matches!(caller, Caller::Server) {
             if let Some((_, waiting, _)) = self.fenced.get_mut(&to) {
-                waiting.push_back(LocalCall {
-                    to,
-                    method: method.to_string(),
-                    args,
-                });
+                waiting.push_back(LocalCall { to, body });
                 return;
             }
         }
-        self.run_call(net, now, to, method, args, caller);
+        self.run_call(net, now, to, body.method(), body.args(), caller);
     }
 
     /// A call that came through a dispatcher (from another game, a client, or this game by
@@ -1239,7 +1309,7 @@ impl World {
             self.fence_returned(net, now, to, &args);
             return;
         }
-        self.run_call(net, now, to, method, args, caller);
+        self.run_call(net, now, to, method, &args, caller);
     }
 
     /// Runs a call to entity `to`, with GoWorld's permission rules.
@@ -1249,7 +1319,7 @@ impl World {
         now: Instant,
         to: EntityId,
         method: &str,
-        args: Args,
+        args: &Args,
         caller: Caller,
     ) {
         let Some(rec) = self.entities.get(&to) else {
@@ -1294,7 +1364,7 @@ impl World {
         }
         let mut outcome = Ok(());
         self.with_entity(net, now, to, method, |ty, obj, ctx| {
-            outcome = ty.call(obj, ctx, method, &args)
+            outcome = ty.call(obj, ctx, method, args)
         });
         match outcome {
             Ok(()) => {}
@@ -1406,16 +1476,17 @@ impl World {
             match d {
                 Deferred::Call(c) => {
                     if self.entities.contains_key(&c.to) {
-                        self.call(net, now, c.to, &c.method, c.args, Caller::Server);
+                        self.call_body(net, now, c.to, c.body, Caller::Server);
                     } else {
                         // It left this game (migrated) after the call was queued: the call
                         // follows it through its dispatcher instead of being dropped.
+                        let (method, args) = c.body.into_parts();
                         net.by_entity(
                             c.to,
                             Msg::CallEntityMethod {
                                 eid: c.to,
-                                method: c.method,
-                                args: c.args,
+                                method,
+                                args,
                             },
                         );
                     }

@@ -87,9 +87,8 @@ impl PublishSubscribeService {
             log::warn!("Publish: subject {subject:?} must not contain '*'; dropped");
             return;
         }
-        for eid in self.matching(&subject) {
-            ctx.call(eid, "OnPublish", args![subject, content]);
-        }
+        let to = self.matching(&subject);
+        ctx.call_many(to, "OnPublish", args![subject, content]);
     }
 
     /// `Subscribe(eid, subject)`; a trailing `*` subscribes to the prefix.

@@ -380,13 +380,13 @@ impl World {
         };
         match targets {
             Some(ids) => {
+                let shared = std::rc::Rc::new((method.to_string(), args.clone()));
                 for id in ids {
                     if self.entities.contains_key(&id) {
                         self.local_calls
                             .push_back(super::Deferred::Call(super::LocalCall {
                                 to: id,
-                                method: method.to_string(),
-                                args: args.clone(),
+                                body: super::CallBody::Shared(shared.clone()),
                             }));
                     } else {
                         let m = Msg::CallEntityMethod {

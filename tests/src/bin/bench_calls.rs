@@ -11,7 +11,9 @@
 //! per delivered subscriber call (a local call, its argument decoding, the client call's
 //! encoding and the frame to the dispatcher) and checks that every client message was sent.
 //!
-//! `cargo run --release -p goworld-tests --bin bench_calls -- [-n 5000] [-publishes 200]`
+//! `cargo run --release -p goworld-tests --bin bench_calls -- [-n 5000] [-publishes 200] [-one-by-one]`
+//! (`-one-by-one`: the hub calls each subscriber with `Ctx::call` instead of one
+//! `Ctx::call_many`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -51,6 +53,8 @@ impl Io for CountIo {
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Hub {
     subs: Vec<EntityId>,
+    /// `-one-by-one`: `Ctx::call` per subscriber instead of one `Ctx::call_many`.
+    one_by_one: bool,
 }
 
 impl Entity for Hub {
@@ -61,12 +65,17 @@ impl Entity for Hub {
 }
 
 impl Hub {
-    fn subscribe(&mut self, _ctx: &mut Ctx, (eid,): (EntityId,)) {
+    fn subscribe(&mut self, _ctx: &mut Ctx, (eid, one_by_one): (EntityId, bool)) {
         self.subs.push(eid);
+        self.one_by_one = one_by_one;
     }
     fn publish(&mut self, ctx: &mut Ctx, (subject, content): (String, String)) {
-        for &eid in &self.subs {
-            ctx.call(eid, "OnPublish", args![subject, content]);
+        if self.one_by_one {
+            for &eid in &self.subs {
+                ctx.call(eid, "OnPublish", args![subject, content]);
+            }
+        } else {
+            ctx.call_many(self.subs.clone(), "OnPublish", args![subject, content]);
         }
     }
 }
@@ -94,6 +103,7 @@ impl Sub {
 fn main() {
     let n = flag("n", 5000) as usize;
     let publishes = flag("publishes", 200) as usize;
+    let one_by_one = std::env::args().any(|a| a == "-one-by-one");
     let t0 = Instant::now();
     let mut types = Registry::new();
     types.register::<Hub>("Hub").unwrap();
@@ -151,7 +161,7 @@ fn main() {
         let sub = Msg::CallEntityMethod {
             eid: hub,
             method: "Subscribe".into(),
-            args: args![boot],
+            args: args![boot, one_by_one],
         };
         g.on_frame(&mut io, t0, conn, &sub.to_payload());
     }
