@@ -13,6 +13,9 @@
 //!    order), runs posted callbacks until none are left, and does periodic work that is due;
 //! 4. flush: one `write` per connection with pending output. WRITABLE interest is registered
 //!    only while a write would block; buffers that grew in a burst are released once drained.
+//!    A client link is written at most once per [`ReactorConfig::client_flush_interval`]
+//!    (output for a client not written to for that long goes at once), and that interval
+//!    follows [`ReactorConfig::client_write_budget`] under load.
 //!
 //! Component logic sees the reactor only through [`Io`], so it can run against an in-memory
 //! `Io` in tests with a fake clock.
@@ -24,9 +27,13 @@
 //! Backpressure: a [`LinkKind::Client`] link whose pending output passes its limit is closed.
 //! A [`LinkKind::Server`] link is never closed for size; once its pending output passes the
 //! high watermark it is *congested* until a flush brings it below the low watermark, and while
-//! any server link is congested the reactor reads from no other connection. Connections that
-//! became readable meanwhile are remembered (their data stays in the kernel, which in turn
-//! slows their senders) and are put back on the ready list when the last congestion clears.
+//! any server link is congested the reactor reads from no other connection. Without
+//! [`ReactorConfig::read_while_congested`] (games and gates) it does not read the congested
+//! link either, and stops between two frames: frames already read wait in the decoder. All
+//! client links together over [`ReactorConfig::client_output_budget`] count as one more
+//! congestion. Connections that became readable meanwhile are remembered (their data stays in
+//! the kernel, which in turn slows their senders) and are put back on the ready list when the
+//! last congestion clears.
 //!
 //! Closing: [`Io::close`], io errors, EOF, oversized frames and output limits only *mark* a
 //! connection; the one teardown routine flushes what it can, deregisters, removes the slot and
