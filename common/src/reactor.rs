@@ -27,11 +27,16 @@
 //! Backpressure: a [`LinkKind::Client`] link whose pending output passes its limit is closed.
 //! A [`LinkKind::Server`] link is never closed for size; once its pending output passes the
 //! high watermark it is *congested* until a flush brings it below the low watermark, and while
-//! any server link is congested the reactor reads from no other connection. Without
-//! [`ReactorConfig::read_while_congested`] (games and gates) it does not read the congested
-//! link either, and stops between two frames: frames already read wait in the decoder. All
-//! client links together over [`ReactorConfig::client_output_budget`] count as one more
-//! congestion. Connections that became readable meanwhile are remembered (their data stays in
+//! any server link is congested the reactor reads from no other connection: by default it
+//! goes on reading only the congested links themselves. Each process says more precisely
+//! which reads pause with [`ReactorConfig::pause_rule`], by link group: a game reads nothing
+//! (everything it reads feeds its one link); a dispatcher reads a congested link only while
+//! everything congested is of its kind (game frames feed gates and gate frames feed games);
+//! a gate stops reading clients, but goes on reading dispatchers unless its client output is
+//! over budget, so no two processes wait for each other. A pause takes effect between two
+//! frames: frames already read wait in the decoder. All client links together over
+//! [`ReactorConfig::client_output_budget`] count as one more congestion, of
+//! [`CLIENT_OUTPUT_GROUP`]. Connections that became readable meanwhile are remembered (their data stays in
 //! the kernel, which in turn slows their senders) and are put back on the ready list when the
 //! last congestion clears.
 //!
@@ -82,6 +87,9 @@ pub struct LinkOpts {
     pub kind: LinkKind,
     /// Largest payload accepted from the peer; a bigger length header closes the connection.
     pub max_frame: u32,
+    /// The link's group for [`ReactorConfig::pause_rule`] (below [`CLIENT_OUTPUT_GROUP`]);
+    /// [`Io::set_group`] changes it once the peer is known.
+    pub group: u8,
 }
 
 /// Where a connection came from, as told to [`Handler::on_open`].
@@ -143,6 +151,9 @@ pub trait Io {
     fn close(&mut self, conn: ConnId, reason: &str);
     /// Bytes queued and not yet written for `conn` (0 for unknown connections).
     fn pending(&self, conn: ConnId) -> usize;
+    /// Puts `conn` in `group` (see [`ReactorConfig::pause_rule`]); a peer's kind is often
+    /// known only after its handshake.
+    fn set_group(&mut self, _conn: ConnId, _group: u8) {}
 }
 
 /// A handler with a hook run after each of its ticks: the binaries use it to print what the
@@ -235,7 +246,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
 /// Reactor tuning. [`Default`] gives the production values, with signals off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ReactorConfig {
     /// Pending output of a server link above which reads from other connections stop.
     pub high_watermark: usize,
@@ -243,13 +254,13 @@ pub struct ReactorConfig {
     pub low_watermark: usize,
     /// Bytes read from one connection per loop iteration before others get their turn.
     pub read_budget: usize,
-    /// Keep reading from a congested server link itself (only the others pause). A hub (the
-    /// dispatcher) needs this: if it stopped reading a game whose link it is congested on,
-    /// and that game stopped reading it, neither would move. A leaf (game, gate) turns it
-    /// off, so that what it reads cannot keep growing the output it cannot send: it then
-    /// dispatches no further frame, not even one already read, until the link drains (its
-    /// hub, which keeps reading, drains it). Default true.
-    pub read_while_congested: bool,
+    /// Which reads pause while something is congested: called with the group of the link
+    /// that would be read, whether that link is congested itself, and the group of a
+    /// congested link (or [`CLIENT_OUTPUT_GROUP`] while client output is over its budget);
+    /// `true` pauses. The default, [`pause_unless_congested_itself`], pauses every read but
+    /// those of the congested links themselves. See the module docs for why each process
+    /// has its own rule; groups are given with [`LinkOpts::group`] or [`Io::set_group`].
+    pub pause_rule: PauseRule,
     /// Total pending output of all client links above which the reactor counts as congested
     /// (reads pause as for a congested server link) until it falls below half of it, so a
     /// gate whose clients cannot keep up holds back its dispatchers instead of buffering
@@ -278,8 +289,33 @@ pub struct ReactorConfig {
     pub client_write_budget: u64,
 }
 
+/// Read pauses after the first are logged at most once per this.
+const PAUSE_LOG_WINDOW: Duration = Duration::from_secs(60);
+
 /// The longest the interval between two writes to one client grows to under load.
 pub const MAX_CLIENT_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Decides whether reads from a link pause: `(reader group, reader congested itself, congested
+/// group) -> pause`. See [`ReactorConfig::pause_rule`].
+pub type PauseRule = fn(u8, bool, u8) -> bool;
+
+/// Links are in groups 0..[`GROUPS`] (0 unless said otherwise).
+pub const GROUPS: u8 = 8;
+
+/// The group that stands for all client output over [`ReactorConfig::client_output_budget`].
+pub const CLIENT_OUTPUT_GROUP: u8 = GROUPS - 1;
+
+/// The default [`PauseRule`]: while anything is congested, read only the congested links
+/// themselves (so a peer that waits for us to read it is always read).
+pub fn pause_unless_congested_itself(_reader: u8, reader_congested: bool, _congested: u8) -> bool {
+    !reader_congested
+}
+
+/// A [`PauseRule`] for a process whose every input feeds its every output (a game): while
+/// anything is congested, read nothing, not even a frame already read.
+pub fn pause_all(_reader: u8, _reader_congested: bool, _congested: u8) -> bool {
+    true
+}
 
 /// Pending client output at which a client link is written at once, whatever its interval.
 pub const CLIENT_FLUSH_BYTES: usize = 16 << 10;
@@ -290,7 +326,7 @@ impl Default for ReactorConfig {
             high_watermark: 16 << 20,
             low_watermark: 4 << 20,
             read_budget: 256 << 10,
-            read_while_congested: true,
+            pause_rule: pause_unless_congested_itself,
             client_output_budget: 0,
             signals: false,
             client_flush_interval: Duration::ZERO,
@@ -380,6 +416,10 @@ struct Conns {
     /// Server links above the high watermark (until they drain below the low one), plus one
     /// while all client links together are over the client output budget.
     congested: usize,
+    /// The same, per group of the congested link.
+    congested_groups: [usize; GROUPS as usize],
+    /// When a pause was last logged, and the pause count then.
+    pause_log: Option<(Instant, u64)>,
     /// Pending output of all client links, and the budget over which that counts as
     /// congestion (see [`ReactorConfig::client_output_budget`]).
     client_pending: usize,
@@ -407,6 +447,30 @@ impl Conns {
         self.slab
             .get_mut(id.slot as usize)
             .filter(|c| c.gen == id.gen)
+    }
+
+    /// Counts a read pause and logs it: the first in full, then at most one line a minute
+    /// saying how many there were (a sustained overload pauses several times a second).
+    fn note_pause(&mut self, what: &str) {
+        self.stats.read_pauses += 1;
+        let now = self.now;
+        match self.pause_log {
+            Some((since, _)) if now < since + PAUSE_LOG_WINDOW => {
+                self.pause_log = Some((since, self.stats.read_pauses));
+            }
+            Some((since, logged_at)) => {
+                log::info!(
+                    "{what}; reads paused {} times in the last {} s (backpressure)",
+                    self.stats.read_pauses - logged_at,
+                    (now - since).as_secs()
+                );
+                self.pause_log = Some((now, self.stats.read_pauses));
+            }
+            None => {
+                log::info!("{what}; pausing reads until it drains (backpressure)");
+                self.pause_log = Some((now, self.stats.read_pauses));
+            }
+        }
     }
 
     /// Once a second, moves the client flush interval towards what keeps client writes under
@@ -456,6 +520,7 @@ impl Conns {
         if self.clients_congested && self.client_pending < self.client_budget / 2 {
             self.clients_congested = false;
             self.congested -= 1;
+            self.congested_groups[usize::from(CLIENT_OUTPUT_GROUP)] -= 1;
         }
     }
 
@@ -492,6 +557,8 @@ impl Io for Conns {
         }
         write_frame2(&mut c.out, head, tail);
         let pending = c.pending();
+        // A pause that starts here, logged once the connection is no longer borrowed.
+        let mut paused: Option<String> = None;
         if let LinkKind::Client { .. } = c.opts.kind {
             self.client_pending += 4 + head.len() + tail.len();
             if self.client_budget > 0
@@ -499,13 +566,12 @@ impl Io for Conns {
                 && self.client_pending > self.client_budget
             {
                 self.clients_congested = true;
+                self.congested_groups[usize::from(CLIENT_OUTPUT_GROUP)] += 1;
                 if self.congested == 0 {
-                    self.stats.read_pauses += 1;
-                    log::info!(
-                        "{} bytes pending for clients, over the budget of {}; pausing reads until they drain",
-                        self.client_pending,
-                        self.client_budget
-                    );
+                    paused = Some(format!(
+                        "{} bytes pending for clients, over the budget of {}",
+                        self.client_pending, self.client_budget
+                    ));
                 }
                 self.congested += 1;
             }
@@ -545,16 +611,19 @@ impl Io for Conns {
             }
             LinkKind::Server if pending > self.high_watermark && !c.congested => {
                 c.congested = true;
+                self.congested_groups[usize::from(c.opts.group)] += 1;
                 if self.congested == 0 {
-                    self.stats.read_pauses += 1;
-                    log::info!(
-                        "server link {conn} to {} has {pending} bytes pending; pausing reads from other connections",
+                    paused = Some(format!(
+                        "server link {conn} to {} has {pending} bytes pending",
                         c.peer
-                    );
+                    ));
                 }
                 self.congested += 1;
             }
             _ => {}
+        }
+        if let Some(what) = paused {
+            self.note_pause(&what);
         }
     }
 
@@ -566,6 +635,22 @@ impl Io for Conns {
 
     fn pending(&self, conn: ConnId) -> usize {
         self.get(conn).map_or(0, Conn::pending)
+    }
+
+    fn set_group(&mut self, conn: ConnId, group: u8) {
+        let group = group.min(CLIENT_OUTPUT_GROUP - 1);
+        let Some(c) = self
+            .slab
+            .get_mut(conn.slot as usize)
+            .filter(|c| c.gen == conn.gen)
+        else {
+            return;
+        };
+        if c.congested {
+            self.congested_groups[usize::from(c.opts.group)] -= 1;
+            self.congested_groups[usize::from(group)] += 1;
+        }
+        c.opts.group = group;
     }
 }
 
@@ -638,6 +723,8 @@ impl Reactor {
                 flush: Vec::new(),
                 closing: Vec::new(),
                 congested: 0,
+                congested_groups: [0; GROUPS as usize],
+                pause_log: None,
                 client_pending: 0,
                 client_budget: cfg.client_output_budget,
                 clients_congested: false,
@@ -1083,12 +1170,17 @@ impl Reactor {
         self.read_conn(id, handler, now);
     }
 
-    /// True if reads from connection `slot` must wait for congestion to clear: reads from
-    /// every connection pause while anything is congested, except (with
-    /// [`ReactorConfig::read_while_congested`]) from a congested server link itself.
+    /// True if reads from connection `slot` must wait for congestion to clear, as the
+    /// [`ReactorConfig::pause_rule`] says for each group with a congested link.
     fn must_pause(&self, slot: usize) -> bool {
-        self.conns.congested > 0
-            && !(self.cfg.read_while_congested && self.conns.slab[slot].congested)
+        if self.conns.congested == 0 {
+            return false;
+        }
+        let c = &self.conns.slab[slot];
+        (0..GROUPS).any(|g| {
+            self.conns.congested_groups[usize::from(g)] > 0
+                && (self.cfg.pause_rule)(c.opts.group, c.congested, g)
+        })
     }
 
     /// Dispatches the frames already read, then reads and dispatches until `WouldBlock`, the
@@ -1216,6 +1308,7 @@ impl Reactor {
             slab,
             stats,
             congested,
+            congested_groups,
             closing,
             client_pending,
             ..
@@ -1265,6 +1358,7 @@ impl Reactor {
         if c.congested && c.pending() < self.cfg.low_watermark {
             c.congested = false;
             *congested -= 1;
+            congested_groups[usize::from(c.opts.group)] -= 1;
         }
         self.conns.clients_drained();
     }
@@ -1290,6 +1384,7 @@ impl Reactor {
             .unwrap_or_else(|| CloseReason::Local("closed".into()));
         if c.congested {
             self.conns.congested -= 1;
+            self.conns.congested_groups[usize::from(c.opts.group)] -= 1;
         }
         if let LinkKind::Client { .. } = c.opts.kind {
             // Whatever the last write below manages, this output is no longer pending here.
@@ -1542,6 +1637,7 @@ mod tests {
                 output_limit: limit,
             },
             max_frame: 4 << 20,
+            group: 0,
         }
     }
 
@@ -1774,6 +1870,7 @@ mod tests {
         let opts = LinkOpts {
             kind: LinkKind::Server,
             max_frame: 1 << 20,
+            group: 0,
         };
         let addr = listen(&mut r, 1, opts);
         let run = Running::start(
@@ -1883,12 +1980,17 @@ mod tests {
         let cfg = |read_while_congested| ReactorConfig {
             high_watermark: 1 << 20,
             low_watermark: 256 << 10,
-            read_while_congested,
+            pause_rule: if read_while_congested {
+                pause_unless_congested_itself
+            } else {
+                pause_all
+            },
             ..ReactorConfig::default()
         };
         let opts = LinkOpts {
             kind: LinkKind::Server,
             max_frame: 1 << 20,
+            group: 0,
         };
         // A leaf: at most the watermark plus one frame's answers, however much it was sent.
         let (peak, st) = pending_peak(cfg(false), opts, true);
@@ -2000,6 +2102,7 @@ mod tests {
             LinkOpts {
                 kind: LinkKind::Server,
                 max_frame: 1024,
+                group: 0,
             },
         );
         let run = Running::start(r, echo());
@@ -2039,6 +2142,7 @@ mod tests {
                     output_limit: 1 << 20,
                 },
                 max_frame: 1024,
+                group: 0,
             },
         );
         let run = Running::start(r, echo());

@@ -1411,6 +1411,22 @@ impl Dispatcher {
     }
 }
 
+/// The reactor group of game links (see [`pause_rule`]).
+pub const GAME_LINKS: u8 = 1;
+/// The reactor group of gate links.
+pub const GATE_LINKS: u8 = 2;
+
+/// The dispatcher's [`PauseRule`](goworld_common::reactor::PauseRule): while a link is
+/// backed up, read only the backed-up links themselves, and only while everything backed up
+/// is of their own kind. A game's frames feed the gates and a gate's frames feed the games,
+/// so reading games while a gate is backed up (or gates while a game is) would only move the
+/// backlog into this process; and a backed-up game or gate that waits for the dispatcher to
+/// read it is read as soon as the other kind has drained. Gates always go on reading their
+/// dispatchers (unless their clients are backed up), which is what lets the other kind drain.
+pub fn pause_rule(reader: u8, reader_congested: bool, congested: u8) -> bool {
+    !(reader_congested && reader == congested)
+}
+
 impl Handler for Dispatcher {
     fn on_open(
         &mut self,
@@ -1440,6 +1456,7 @@ impl Handler for Dispatcher {
                     entities,
                     version,
                 }) => {
+                    io.set_group(conn, GAME_LINKS);
                     self.handle_set_game_id(
                         io,
                         now,
@@ -1454,6 +1471,7 @@ impl Handler for Dispatcher {
                     Ok(())
                 }
                 Ok(Msg::SetGateId { gate_id, version }) => {
+                    io.set_group(conn, GATE_LINKS);
                     self.handle_set_gate_id(io, now, conn, gate_id, version);
                     Ok(())
                 }

@@ -27,12 +27,14 @@ fn main() {
     let listener = process::bind(&format!("dispatcher{id}"), &cfg.listen_addr);
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
+        pause_rule: goworld_dispatcher::pause_rule,
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("dispatcher{id}: cannot start the reactor: {e}")));
     let opts = LinkOpts {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,
+        group: 0,
     };
     let addr = reactor
         .add_listener(listener, 0, opts)

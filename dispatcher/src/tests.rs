@@ -1165,3 +1165,19 @@ fn a_game_that_keeps_sending_refused_packets_costs_a_few_lines() {
     let w = warnings();
     assert!(w.iter().any(|l| l.contains("47 more not logged")), "{w:#?}");
 }
+
+#[test]
+fn a_backed_up_link_is_read_only_while_everything_backed_up_is_of_its_kind() {
+    use crate::{pause_rule, GAME_LINKS, GATE_LINKS};
+    // A backed-up game is read while only games are backed up; not while a gate is.
+    assert!(!pause_rule(GAME_LINKS, true, GAME_LINKS));
+    assert!(pause_rule(GAME_LINKS, true, GATE_LINKS));
+    assert!(!pause_rule(GATE_LINKS, true, GATE_LINKS));
+    assert!(pause_rule(GATE_LINKS, true, GAME_LINKS));
+    // Links that are not backed up wait, whatever is.
+    for kind in [GAME_LINKS, GATE_LINKS, 0] {
+        for congested in [GAME_LINKS, GATE_LINKS, 0] {
+            assert!(pause_rule(kind, false, congested));
+        }
+    }
+}

@@ -49,13 +49,14 @@ pub fn main(program: &str, types: Registry) {
         signals: true,
         // A leaf: a call that fans out to thousands of clients may not keep adding output
         // the dispatcher cannot take yet; its hub keeps reading it, so it drains.
-        read_while_congested: false,
+        pause_rule: goworld_common::reactor::pause_all,
         ..ReactorConfig::default()
     })
     .unwrap_or_else(|e| process::fail(&format!("game{id}: cannot start the reactor: {e}")));
     let opts = LinkOpts {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,
+        group: 0,
     };
     let mut dispatchers: Vec<(String, SocketAddr)> = Vec::new();
     for (&d, dc) in &config.dispatchers {

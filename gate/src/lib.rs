@@ -464,6 +464,22 @@ impl GateService {
     }
 }
 
+/// The reactor group of client links (see [`pause_rule`]).
+pub const CLIENT_LINKS: u8 = 1;
+/// The reactor group of dispatcher links.
+pub const DISPATCHER_LINKS: u8 = 2;
+
+/// The gate's [`PauseRule`](goworld_common::reactor::PauseRule). Clients are not read while
+/// anything is backed up: their calls feed the dispatcher links, and while client output is
+/// over its budget their answers would add to it. Dispatchers are read unless client output
+/// is over its budget (their frames feed the clients, and clients drain on their own): in
+/// particular a backed-up dispatcher link does not stop the gate reading that dispatcher, so
+/// the two never wait for each other, and what the gate reads from a dispatcher adds next to
+/// nothing to its output to dispatchers.
+pub fn pause_rule(reader: u8, _reader_congested: bool, congested: u8) -> bool {
+    reader != DISPATCHER_LINKS || congested == goworld_common::reactor::CLIENT_OUTPUT_GROUP
+}
+
 impl Handler for GateService {
     fn on_open(
         &mut self,

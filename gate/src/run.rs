@@ -34,8 +34,7 @@ pub fn main() {
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
         client_flush_interval: Duration::from_millis(cfg.client_flush_interval_ms),
-        // A leaf: what it reads may not keep growing output it cannot send.
-        read_while_congested: false,
+        pause_rule: crate::pause_rule,
         client_output_budget: cfg.client_output_budget,
         client_write_budget: cfg.client_write_budget,
         ..ReactorConfig::default()
@@ -47,6 +46,7 @@ pub fn main() {
             output_limit: cfg.client_output_limit,
         },
         max_frame: cfg.max_client_frame,
+        group: crate::CLIENT_LINKS,
     };
     let listen = reactor
         .add_listener(listener, CLIENT_LISTENER, client_opts)
@@ -54,6 +54,7 @@ pub fn main() {
     let server_opts = LinkOpts {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,
+        group: crate::DISPATCHER_LINKS,
     };
     for (&d, dc) in &config.dispatchers {
         let addr = process::resolve(&dc.advertise_addr)

@@ -1055,3 +1055,18 @@ fn bad_packets_from_a_dispatcher_cost_a_few_lines_per_window() {
     assert!(w[0].contains("37 more not logged"), "{w:#?}");
     assert_eq!(t.g.next_deadline(), None);
 }
+
+#[test]
+fn the_gate_reads_dispatchers_unless_its_clients_are_backed_up_and_clients_never_while_anything_is()
+{
+    use crate::{pause_rule, CLIENT_LINKS, DISPATCHER_LINKS};
+    use goworld_common::reactor::CLIENT_OUTPUT_GROUP;
+    for congested in [DISPATCHER_LINKS, CLIENT_LINKS, 0] {
+        for itself in [false, true] {
+            assert!(!pause_rule(DISPATCHER_LINKS, itself, congested));
+            assert!(pause_rule(CLIENT_LINKS, itself, congested));
+        }
+    }
+    assert!(pause_rule(DISPATCHER_LINKS, false, CLIENT_OUTPUT_GROUP));
+    assert!(pause_rule(CLIENT_LINKS, false, CLIENT_OUTPUT_GROUP));
+}

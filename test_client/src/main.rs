@@ -476,6 +476,7 @@ fn main() {
     let opts = LinkOpts {
         kind: LinkKind::Server,
         max_frame: 64 << 20,
+        group: 0,
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
