@@ -34,7 +34,7 @@
 //! * A bot with no Avatar, or with an Avatar that has entered no space, 10 s after connecting
 //!   is a failure (GoWorld waits forever; without a space it never does a thing).
 
-use std::collections::HashMap;
+type HashMap<K, V> = goworld_common::id::FastMap<K, V>;
 use std::time::{Duration, Instant};
 
 use goworld_common::msgpack::Value;
@@ -281,7 +281,7 @@ impl Bot {
             id,
             sync,
             kind_max: (bots / BOTS_PER_SPACE_KIND).max(2) as i64,
-            entities: HashMap::new(),
+            entities: HashMap::default(),
             player: None,
             space: None,
             boot_entity: None,

@@ -31,7 +31,7 @@ mod bot;
 mod profile;
 mod wire;
 
-use std::collections::HashMap;
+type HashMap<K, V> = goworld_common::id::FastMap<K, V>;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -109,7 +109,7 @@ impl Fleet {
                     last_sent: None,
                 })
                 .collect(),
-            by_conn: HashMap::new(),
+            by_conn: HashMap::default(),
             rng,
             strict: false,
             quiet: false,
