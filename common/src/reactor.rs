@@ -356,9 +356,6 @@ pub struct ReactorStats {
     pub emfile_backoffs: u64,
     /// Writes to client links.
     pub client_writes: u64,
-    /// The interval between two writes to one client now (see
-    /// [`ReactorConfig::client_write_budget`]), in microseconds.
-    pub client_flush_interval_us: u64,
 }
 
 /// One connection's state. Input and output live side by side, but the decoder is taken out
@@ -413,10 +410,9 @@ struct Conns {
     delayed: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, ConnId)>>,
     /// Connections marked for teardown.
     closing: Vec<ConnId>,
-    /// Server links above the high watermark (until they drain below the low one), plus one
-    /// while all client links together are over the client output budget.
-    congested: usize,
-    /// The same, per group of the congested link.
+    /// Server links above the high watermark (until they drain below the low one), per group
+    /// of the link, and in [`CLIENT_OUTPUT_GROUP`] one while all client links together are
+    /// over the client output budget.
     congested_groups: [usize; GROUPS as usize],
     /// When a pause was last logged, and the pause count then.
     pause_log: Option<(Instant, u64)>,
@@ -424,7 +420,6 @@ struct Conns {
     /// congestion (see [`ReactorConfig::client_output_budget`]).
     client_pending: usize,
     client_budget: usize,
-    clients_congested: bool,
     high_watermark: usize,
     stats: ReactorStats,
     /// The reactor's current time, for client flush intervals.
@@ -512,15 +507,22 @@ impl Conns {
             );
             self.client_flush_interval = next;
         }
-        self.stats.client_flush_interval_us = self.client_flush_interval.as_micros() as u64;
+    }
+
+    /// True while any link (or client output as a whole) is congested.
+    fn any_congested(&self) -> bool {
+        self.congested_groups.iter().any(|&n| n > 0)
+    }
+
+    /// True while all client output together is over its budget.
+    fn clients_congested(&self) -> bool {
+        self.congested_groups[usize::from(CLIENT_OUTPUT_GROUP)] > 0
     }
 
     /// Ends the client output congestion once pending client output is below half the budget.
     fn clients_drained(&mut self) {
-        if self.clients_congested && self.client_pending < self.client_budget / 2 {
-            self.clients_congested = false;
-            self.congested -= 1;
-            self.congested_groups[usize::from(CLIENT_OUTPUT_GROUP)] -= 1;
+        if self.clients_congested() && self.client_pending < self.client_budget / 2 {
+            self.congested_groups[usize::from(CLIENT_OUTPUT_GROUP)] = 0;
         }
     }
 
@@ -561,19 +563,20 @@ impl Io for Conns {
         let mut paused: Option<String> = None;
         if let LinkKind::Client { .. } = c.opts.kind {
             self.client_pending += 4 + head.len() + tail.len();
+            // (`c` borrows the slab: the congestion is read from its field, not a method.)
+            let groups = &mut self.congested_groups;
+            let clients = usize::from(CLIENT_OUTPUT_GROUP);
             if self.client_budget > 0
-                && !self.clients_congested
+                && groups[clients] == 0
                 && self.client_pending > self.client_budget
             {
-                self.clients_congested = true;
-                self.congested_groups[usize::from(CLIENT_OUTPUT_GROUP)] += 1;
-                if self.congested == 0 {
+                if groups.iter().all(|&n| n == 0) {
                     paused = Some(format!(
                         "{} bytes pending for clients, over the budget of {}",
                         self.client_pending, self.client_budget
                     ));
                 }
-                self.congested += 1;
+                groups[clients] = 1;
             }
         }
         if !c.queued_flush && c.flush_by.is_none() {
@@ -611,14 +614,13 @@ impl Io for Conns {
             }
             LinkKind::Server if pending > self.high_watermark && !c.congested => {
                 c.congested = true;
-                self.congested_groups[usize::from(c.opts.group)] += 1;
-                if self.congested == 0 {
+                if self.congested_groups.iter().all(|&n| n == 0) {
                     paused = Some(format!(
                         "server link {conn} to {} has {pending} bytes pending",
                         c.peer
                     ));
                 }
-                self.congested += 1;
+                self.congested_groups[usize::from(c.opts.group)] += 1;
             }
             _ => {}
         }
@@ -722,12 +724,10 @@ impl Reactor {
                 slab: Slab::new(),
                 flush: Vec::new(),
                 closing: Vec::new(),
-                congested: 0,
                 congested_groups: [0; GROUPS as usize],
                 pause_log: None,
                 client_pending: 0,
                 client_budget: cfg.client_output_budget,
-                clients_congested: false,
                 high_watermark: cfg.high_watermark,
                 stats: ReactorStats::default(),
                 now: Instant::now(),
@@ -856,7 +856,7 @@ impl Reactor {
                     self.read_conn(id, handler, now);
                 }
             }
-            if self.conns.congested == 0 && !self.deferred.is_empty() {
+            if !self.conns.any_congested() && !self.deferred.is_empty() {
                 log::debug!("server links drained; resuming reads");
                 for id in std::mem::take(&mut self.deferred) {
                     if let Some(c) = self.conns.get_mut(id) {
@@ -895,7 +895,7 @@ impl Reactor {
         let busy = !self.ready.is_empty()
             || !self.conns.flush.is_empty()
             || !self.conns.closing.is_empty()
-            || (self.conns.congested == 0 && !self.deferred.is_empty());
+            || (!self.conns.any_congested() && !self.deferred.is_empty());
         if busy {
             return Some(Duration::ZERO);
         }
@@ -1173,7 +1173,7 @@ impl Reactor {
     /// True if reads from connection `slot` must wait for congestion to clear, as the
     /// [`ReactorConfig::pause_rule`] says for each group with a congested link.
     fn must_pause(&self, slot: usize) -> bool {
-        if self.conns.congested == 0 {
+        if !self.conns.any_congested() {
             return false;
         }
         let c = &self.conns.slab[slot];
@@ -1279,7 +1279,7 @@ impl Reactor {
             // what the gate can send (with the budget spread over 8 000 clients, a 500 ms
             // interval let through 128 MB/s, less than their world chat, and the
             // deployment stalled half idle).
-            if t > now && !self.conns.clients_congested {
+            if t > now && !self.conns.clients_congested() {
                 break;
             }
             self.conns.delayed.pop();
@@ -1312,7 +1312,6 @@ impl Reactor {
         let Conns {
             slab,
             stats,
-            congested,
             congested_groups,
             closing,
             client_pending,
@@ -1362,7 +1361,6 @@ impl Reactor {
         }
         if c.congested && c.pending() < self.cfg.low_watermark {
             c.congested = false;
-            *congested -= 1;
             congested_groups[usize::from(c.opts.group)] -= 1;
         }
         self.conns.clients_drained();
@@ -1388,7 +1386,6 @@ impl Reactor {
             .take()
             .unwrap_or_else(|| CloseReason::Local("closed".into()));
         if c.congested {
-            self.conns.congested -= 1;
             self.conns.congested_groups[usize::from(c.opts.group)] -= 1;
         }
         if let LinkKind::Client { .. } = c.opts.kind {

@@ -1263,17 +1263,13 @@ impl World {
         args: Args,
         caller: Caller,
     ) {
-        if matches!(caller, Caller::Server) && self.fenced.contains_key(&to) {
-            self.call_body(
-                net,
-                now,
-                to,
-                CallBody::Own(method.to_string(), args),
-                caller,
-            );
-        } else {
-            self.run_call(net, now, to, method, &args, caller);
-        }
+        self.call_body(
+            net,
+            now,
+            to,
+            CallBody::Own(method.to_string(), args),
+            caller,
+        );
     }
 
     /// [`World::call`] with the method and arguments as queued.

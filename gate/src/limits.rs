@@ -20,13 +20,14 @@
 //!   the 4-byte header in bytes; a frame that would overdraw a bucket closes the client before
 //!   the frame is handled. The reason gives the rate measured since the bucket was last full.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use goworld_common::config::{
     GateConfig, DEFAULT_CLIENT_BYTE_RATE_LIMIT, DEFAULT_CLIENT_MSG_RATE_LIMIT,
 };
 use goworld_common::frame::LEN_PREFIX;
+use goworld_common::id::FastMap;
 use goworld_common::reactor::ConnId;
 
 /// The heartbeat check runs at most this often (closes come at most this late).
@@ -186,7 +187,8 @@ struct Meter {
 #[derive(Debug)]
 pub struct Limiter {
     limits: ClientLimits,
-    meters: HashMap<ConnId, Meter>,
+    /// Looked up for every client frame: the fast hasher, as the gate's other client tables.
+    meters: FastMap<ConnId, Meter>,
     /// `(when it could have been silent for the whole interval, client)`, one per client.
     checks: BTreeSet<(Instant, ConnId)>,
     last_check: Option<Instant>,
@@ -198,7 +200,7 @@ impl Limiter {
     pub fn new(limits: ClientLimits) -> Limiter {
         Limiter {
             limits,
-            meters: HashMap::new(),
+            meters: FastMap::default(),
             checks: BTreeSet::new(),
             last_check: None,
             closed: ClosedByLimits::default(),

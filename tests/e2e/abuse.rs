@@ -340,26 +340,10 @@ fn abusive_clients_beside_bots_cost_a_bounded_number_of_log_lines() {
             .unwrap_or(default)
     };
     let seconds = setting("GOWORLD_ABUSE_SECONDS", ABUSE_SECONDS);
-    let bots_n = setting("GOWORLD_ABUSE_BOTS", BOTS).to_string();
+    let bots_n = setting("GOWORLD_ABUSE_BOTS", BOTS);
     let before = log_lengths(&c);
 
-    let bots = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
-        .args([
-            "-N",
-            &bots_n,
-            "-duration",
-            &(seconds + 2).to_string(),
-            "-strict",
-            "-quiet",
-            "-log",
-            "warn",
-            "-configfile",
-        ])
-        .arg(&c.config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bots = c.spawn_bots(bots_n, seconds + 2);
     let abusers = start_abusers(addr, Duration::from_secs(seconds));
     let churned = churn(addr);
     let outcomes: Vec<Outcome> = abusers.into_iter().map(|t| t.join().unwrap()).collect();

@@ -35,23 +35,7 @@ fn the_gate_closes_silent_and_flooding_clients_and_keeps_well_behaved_ones() {
     )
     .unwrap();
     let addr = gate_addr(&c, 0);
-    let bots = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
-        .args([
-            "-N",
-            "10",
-            "-duration",
-            "7",
-            "-strict",
-            "-quiet",
-            "-log",
-            "warn",
-            "-configfile",
-        ])
-        .arg(&c.config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bots = c.spawn_bots(10, 7);
 
     // A raw client that heartbeats once a second, for as long as the bots run.
     let steady = std::thread::spawn(move || {

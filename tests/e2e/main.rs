@@ -180,21 +180,7 @@ fn bots_do_every_thing(name: &str, d: u16, g: u16, t: u16) {
         )
         .unwrap();
     }
-    let out = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
-        .args([
-            "-N",
-            "100",
-            "-duration",
-            "15",
-            "-strict",
-            "-quiet",
-            "-log",
-            "warn",
-            "-configfile",
-        ])
-        .arg(&c.config)
-        .output()
-        .unwrap();
+    let out = c.spawn_bots(100, 15).wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -373,23 +359,7 @@ fn a_game_frozen_and_restored_under_bots_loses_nothing() {
         )
         .unwrap();
     }
-    let bots = std::process::Command::new(goworld_tests::bin_dir().join("test_client"))
-        .args([
-            "-N",
-            "40",
-            "-duration",
-            "16",
-            "-strict",
-            "-quiet",
-            "-log",
-            "warn",
-            "-configfile",
-        ])
-        .arg(&c.config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bots = c.spawn_bots(40, 16);
     std::thread::sleep(Duration::from_secs(5));
     let game1 = c.proc(Kind::Game, 1);
     game1.signal("USR1");

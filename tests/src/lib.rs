@@ -313,6 +313,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts `n` strict, quiet `test_client` bots against this cluster for `secs` seconds,
+    /// their output piped (read it with `wait_with_output`).
+    pub fn spawn_bots(&self, n: u64, secs: u64) -> std::process::Child {
+        std::process::Command::new(bin_dir().join("test_client"))
+            .args(["-N", &n.to_string(), "-duration", &secs.to_string()])
+            .args(["-strict", "-quiet", "-log", "warn", "-configfile"])
+            .arg(&self.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("test_client starts")
+    }
+
     /// The running process of that kind and ID.
     pub fn proc(&mut self, kind: Kind, id: u16) -> &mut Proc {
         self.procs
