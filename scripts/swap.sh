@@ -19,5 +19,5 @@ for run in 1 2; do
   timeout $((SECS + 300)) ./target/release/swap_bots -N "$BOTS" -secs "$SECS" -first "$FIRST" -gap "$GAP" -rebuild
 done
 # Leave test_game built without a tag, as the test command builds it.
-cargo build --release -q -p goworld-game --bin test_game
+cargo build --release -q -p goworld-test-game --bin test_game
 echo "swap.sh: both runs passed"

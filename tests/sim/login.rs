@@ -16,12 +16,7 @@ use goworld_common::rng::Rng;
 use goworld_game::args;
 use goworld_game::entity::{Ctx, Entity, Expose, Registry, TypeDesc};
 use goworld_tests::sim::{ClientHandle, Sim};
-
-#[path = "../../game/test_game/avatar.rs"]
-mod avatar;
-
-#[path = "../../game/test_game/account.rs"]
-mod account;
+use test_game::{account, avatar};
 
 // ---- helpers --------------------------------------------------------------------------------
 

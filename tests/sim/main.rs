@@ -4,10 +4,6 @@
 
 mod faults;
 mod login;
-// test_game's Avatar (included by login.rs) names the publish/subscribe module at the crate root.
-#[path = "../../game/test_game/pubsub.rs"]
-#[allow(dead_code)]
-mod pubsub;
 mod services;
 mod spaces;
 

@@ -47,7 +47,7 @@ fn rebuild(tag: &str) -> Duration {
             "--release",
             "-q",
             "-p",
-            "goworld-game",
+            "goworld-test-game",
             "--bin",
             "test_game",
         ])
