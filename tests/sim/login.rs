@@ -1,7 +1,8 @@
 //! test_game's login on the simulation, with storage and KVDB on real worker threads:
 //! a new user's login, a returning user's, GiveClientTo and what the client sees in what order
 //! (checked the way GoWorld's Go client would take it), a client that leaves in the middle of
-//! GiveClientTo, and calls between entities on different games. Three dispatchers unless a
+//! GiveClientTo, and calls between entities on different games; then the whole game, as the
+//! test_game binary registers it, coming up and logging a user in. Three dispatchers unless a
 //! test says otherwise, so the entities of one login hash to different dispatchers.
 
 use std::collections::BTreeMap;
@@ -1134,4 +1135,54 @@ fn an_entity_calls_an_entity_on_another_game_and_gets_the_replies_in_order() {
     }
     // The Done call and the client's answer stayed on game1.
     assert!(!hops.keys().any(|(m, _, _)| m == "Done" || m == "Start"));
+}
+
+// ---- 6. the whole game -----------------------------------------------------------------------
+
+/// Exactly the game the test_game binary runs.
+fn whole_test_game() -> Registry {
+    test_game::registry().expect("test_game registers")
+}
+
+#[test]
+fn the_whole_test_game_brings_up_every_service_and_logs_a_user_in() {
+    let dir = TempDir::new("whole");
+    let mut sim = Sim::deployment_with_stores(3, 2, 1, whole_test_game, dir.path());
+    sim.run_until_idle();
+    let services = [
+        ("OnlineService", 3),
+        ("SpaceService", 3),
+        ("MailService", 1),
+        (test_game::pubsub::SERVICE_NAME, test_game::pubsub::SHARDS),
+    ];
+    // Games claim services on a timer.
+    sim.advance(Duration::from_secs(3));
+    sim.run_until("every service has all its shards on both games", |s| {
+        services.iter().all(|&(name, shards)| {
+            (1..=2)
+                .all(|g| (0..shards).all(|i| s.game(g).world().service_entity(name, i).is_some()))
+        })
+    });
+    // Both games agree on every shard, and each shard is one entity, with no strays.
+    for (name, shards) in services {
+        let mut ids: Vec<EntityId> = (0..shards)
+            .map(|i| sim.game(1).world().service_entity(name, i).unwrap())
+            .collect();
+        let on_game2: Vec<_> = (0..shards)
+            .map(|i| sim.game(2).world().service_entity(name, i).unwrap())
+            .collect();
+        assert_eq!(ids, on_game2, "{name}: the games disagree");
+        let mut live: Vec<EntityId> = (entities_of_type(&sim, name).into_iter())
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort();
+        live.sort();
+        assert_eq!(ids, live, "{name}: shard entities vs live entities");
+    }
+
+    let (c, account, _) = connect(&mut sim, 1);
+    send_login(&mut sim, c, "alice");
+    sim.run_until("alice's Avatar reaches the client", |s| has_avatar(s, c));
+    let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
+    assert_ne!(avatar, account);
 }
