@@ -132,6 +132,31 @@ pub struct CronSpec {
     dayofweek: i32,
 }
 
+/// A crontab field out of its range: `invalid minute = 60 (valid: ...)`, as GoWorld's panic
+/// names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronError {
+    /// The field: minute, hour, day, month or dayofweek.
+    pub field: &'static str,
+    /// The value given.
+    pub value: i32,
+    /// What the field accepts.
+    pub valid: &'static str,
+}
+
+impl std::fmt::Display for CronError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let CronError {
+            field,
+            value,
+            valid,
+        } = self;
+        write!(f, "invalid {field} = {value} (valid: {valid})")
+    }
+}
+
+impl std::error::Error for CronError {}
+
 impl CronSpec {
     /// Validates and builds a spec (the arguments of GoWorld's `RegisterCrontab`).
     ///
@@ -146,12 +171,21 @@ impl CronSpec {
         day: i32,
         month: i32,
         dayofweek: i32,
-    ) -> Result<CronSpec, String> {
-        fn check(name: &str, value: i32, ok: bool, range: &str) -> Result<(), String> {
+    ) -> Result<CronSpec, CronError> {
+        fn check(
+            field: &'static str,
+            value: i32,
+            ok: bool,
+            valid: &'static str,
+        ) -> Result<(), CronError> {
             if ok {
                 Ok(())
             } else {
-                Err(format!("invalid {name} = {value} (valid: {range})"))
+                Err(CronError {
+                    field,
+                    value,
+                    valid,
+                })
             }
         }
         check(
@@ -462,7 +496,7 @@ mod tests {
                 "({m},{h},{d},{mo},{w})"
             );
         }
-        let err = |m, h, d, mo, w| CronSpec::new(m, h, d, mo, w).unwrap_err();
+        let err = |m, h, d, mo, w| CronSpec::new(m, h, d, mo, w).unwrap_err().to_string();
         let cases = [
             (err(60, -1, -1, -1, -1), "invalid minute = 60"),
             (err(-61, -1, -1, -1, -1), "invalid minute = -61"),

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::displink::DispatcherLinks;
-use goworld_common::id::{nil_space_id, ClientId, EntityId, IdGen, WallClock};
+use goworld_common::id::{nil_space_id, EntityId, IdGen, WallClock};
 use goworld_common::peerlog::WindowLog;
 use goworld_common::proto::{self, Msg};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
@@ -25,17 +25,17 @@ use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
 pub mod aoi;
+pub mod api;
 pub mod args;
 pub mod attr;
 pub mod crontab;
-pub mod entity;
-pub mod global;
 pub mod kvdb;
 pub mod run;
 pub mod storage;
 pub mod world;
 
-use entity::Registry;
+use api::Registry;
+pub use api::{prelude, GameClient};
 use kvdb::Kvdb;
 use storage::Storage;
 use world::{Caller, Net, World};
@@ -58,15 +58,6 @@ pub struct Settings {
     pub restore: bool,
     /// Wall time at start, for stamping entity IDs.
     pub clock: WallClock,
-}
-
-/// A client bound to an entity on this game.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GameClient {
-    /// The client's ID, made by its gate.
-    pub client_id: ClientId,
-    /// The gate the client is connected to.
-    pub gate_id: u16,
 }
 
 /// Events a running game reports to its shell (the binary), for the ready line and logs.
@@ -211,12 +202,12 @@ impl GameService {
         self.world.thaw(&mut net, now, bytes)
     }
 
-    /// Runs game-wide code (startup work, tests) with a [`global::GameCtx`].
+    /// Runs game-wide code (startup work, tests) with a [`api::GameCtx`].
     pub fn with_game_ctx(
         &mut self,
         io: &mut dyn Io,
         now: Instant,
-        f: impl FnOnce(&mut global::GameCtx),
+        f: impl FnOnce(&mut api::GameCtx),
     ) {
         let mut net = Net {
             io,

@@ -11,7 +11,7 @@ use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorCon
 
 use goworld_common::rng::Rng;
 
-use crate::entity::Registry;
+use crate::api::Registry;
 use crate::kvdb::Kvdb;
 use crate::storage::Storage;
 use crate::{GameEvent, GameService, Settings};

@@ -1,7 +1,7 @@
 //! In-memory tests of the game's dispatcher handshakes and its boot entities.
 
 use super::*;
-use crate::entity::{Ctx, Entity, TypeDesc};
+use crate::api::{Act, Ctx, Entity, TypeDesc};
 use goworld_common::proto::ClientMsg;
 use goworld_common::testio::MemIo;
 
@@ -244,15 +244,15 @@ fn a_connecting_client_gets_its_boot_entity() {
 /// Counts ticks in an attribute; stops its timer after three.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Ticker {
-    timer: crate::entity::TimerId,
+    timer: crate::api::TimerId,
 }
 
 impl Entity for Ticker {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("ticks", &[crate::entity::AttrFlag::Client])
+        desc.attr("ticks", &[crate::api::AttrFlag::Client])
             .attr("once", &[])
-            .method("Tick", crate::entity::Expose::Server, Ticker::tick)
-            .method("Once", crate::entity::Expose::Server, Ticker::once);
+            .method("Tick", crate::api::Expose::Server, Ticker::tick)
+            .method("Once", crate::api::Expose::Server, Ticker::once);
     }
     fn on_created(&mut self, ctx: &mut Ctx) {
         self.timer = ctx.add_timer(
@@ -396,9 +396,9 @@ struct Fragile;
 
 impl Entity for Fragile {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("n", &[crate::entity::AttrFlag::Client])
-            .method("Boom", crate::entity::Expose::OwnClient, Fragile::boom)
-            .method("Inc", crate::entity::Expose::OwnClient, Fragile::inc);
+        desc.attr("n", &[crate::api::AttrFlag::Client])
+            .method("Boom", crate::api::Expose::OwnClient, Fragile::boom)
+            .method("Inc", crate::api::Expose::OwnClient, Fragile::inc);
     }
 }
 
@@ -472,8 +472,11 @@ struct Keeper {
 
 impl Entity for Keeper {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("hits", &[crate::entity::AttrFlag::Client])
-            .method("Hit", crate::entity::Expose::Server, Keeper::hit);
+        desc.attr("hits", &[crate::api::AttrFlag::Client]).method(
+            "Hit",
+            crate::api::Expose::Server,
+            Keeper::hit,
+        );
     }
     fn on_created(&mut self, ctx: &mut Ctx) {
         self.count = 7;
@@ -573,7 +576,7 @@ struct Counter;
 impl Entity for Counter {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.attr("n", &[])
-            .method("Add", crate::entity::Expose::Server, Counter::add);
+            .method("Add", crate::api::Expose::Server, Counter::add);
     }
 }
 
@@ -607,7 +610,7 @@ fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
     types
         .nil_space_method(
             "AddAll",
-            crate::global::nil_space_method(|ctx, (k,): (i64,)| {
+            crate::api::nil_space_method(|ctx, (k,): (i64,)| {
                 for id in ctx.entity_ids() {
                     ctx.call(id, "Add", crate::args![k]);
                 }
@@ -617,7 +620,7 @@ fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
     types
         .nil_space_method(
             "Fan",
-            crate::global::nil_space_method(|ctx, (): ()| {
+            crate::api::nil_space_method(|ctx, (): ()| {
                 ctx.call_nil_spaces("AddAll", crate::args![1i64])
             }),
         )
@@ -698,7 +701,7 @@ struct Exposed;
 
 impl Entity for Exposed {
     fn describe(desc: &mut TypeDesc<Self>) {
-        use crate::entity::Expose;
+        use crate::api::Expose;
         desc.attr("server", &[])
             .attr("own", &[])
             .attr("all", &[])
@@ -887,6 +890,7 @@ fn crontab_entries_run_once_a_minute_at_second_two() {
         assert!(ctx
             .register_crontab(60, -1, -1, -1, -1, |_| {})
             .unwrap_err()
+            .to_string()
             .contains("minute"));
     });
     assert_eq!(
@@ -957,10 +961,10 @@ struct Saved;
 impl Entity for Saved {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.persistent(true)
-            .attr("n", &[crate::entity::AttrFlag::Persistent])
+            .attr("n", &[crate::api::AttrFlag::Persistent])
             .method(
                 "Bye",
-                crate::entity::Expose::Server,
+                crate::api::Expose::Server,
                 |_: &mut Saved, ctx, ()| ctx.destroy(),
             );
     }
@@ -974,7 +978,7 @@ impl Entity for Loader {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.method(
             "LoadIt",
-            crate::entity::Expose::Server,
+            crate::api::Expose::Server,
             |_: &mut Loader, ctx, (id,): (EntityId,)| {
                 ctx.load_entity_anywhere("Saved", id);
                 ctx.call(id, "Ping", crate::args![]);
@@ -1074,10 +1078,10 @@ impl Entity for Mover {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.method(
             "Go",
-            crate::entity::Expose::Server,
+            crate::api::Expose::Server,
             |_: &mut Mover, ctx, (space,): (EntityId,)| {
                 ctx.call_service_any("Svc", "Hit", crate::args![]);
-                ctx.enter_space(space, crate::entity::Vec3::default());
+                ctx.enter_space(space, crate::api::Vec3::default());
             },
         );
     }
@@ -1191,8 +1195,8 @@ impl Entity for Fanner {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.attr("n", &[])
             .attr("order", &[])
-            .method("Fan", crate::entity::Expose::Server, Fanner::fan)
-            .method("Add", crate::entity::Expose::Server, Fanner::add);
+            .method("Fan", crate::api::Expose::Server, Fanner::fan)
+            .method("Add", crate::api::Expose::Server, Fanner::add);
     }
 }
 
@@ -1230,7 +1234,7 @@ fn a_hundred_thousand_queued_local_calls_run_in_order_on_a_small_stack() {
             types
                 .nil_space_method(
                     "Count",
-                    crate::global::nil_space_method(|_ctx, (): ()| {
+                    crate::api::nil_space_method(|_ctx, (): ()| {
                         NIL_CALLS.with(|c| c.set(c.get() + 1))
                     }),
                 )
@@ -1471,8 +1475,8 @@ struct Caster {
 
 impl Entity for Caster {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.method("Cast", crate::entity::Expose::Server, Caster::cast)
-            .method("Target", crate::entity::Expose::Server, Caster::target);
+        desc.method("Cast", crate::api::Expose::Server, Caster::cast)
+            .method("Target", crate::api::Expose::Server, Caster::target);
     }
 }
 
@@ -1547,4 +1551,86 @@ fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispa
         }],
         "the remote target's call goes to its dispatcher, with the same arguments"
     );
+}
+
+/// A player that hands its client to another entity right after changing an attribute.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Handoff;
+
+impl Entity for Handoff {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr("level", &[crate::api::AttrFlag::Client]).method(
+            "Give",
+            crate::api::Expose::OwnClient,
+            Handoff::give,
+        );
+    }
+}
+
+impl Handoff {
+    fn give(&mut self, ctx: &mut Ctx, (to,): (EntityId,)) {
+        ctx.attrs.root().set_int("level", 7);
+        ctx.give_client_to(to);
+    }
+}
+
+/// Attribute changes made before `give_client_to` reach the client before the client leaves
+/// the entity (the one path flushes them before every action; the old code queued the
+/// give-away ahead of them, so the client got the change for an entity it no longer had).
+#[test]
+fn attribute_changes_made_before_give_client_to_reach_the_client_first() {
+    let mut io = MemIo::new();
+    let t0 = Instant::now();
+    let s = settings(1, "Handoff", t0);
+    let mut types = Registry::new();
+    types.register::<Handoff>("Handoff").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let id = EntityId::parse("handoffhandoff01").unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    let mut other = EntityId::NONE;
+    g.with_game_ctx(&mut io, t0, |c| other = c.create_entity_locally("Handoff"));
+    io.take();
+    let give = Msg::CallEntityMethodFromClient {
+        eid: id,
+        method: "Give".into(),
+        args: crate::args![other],
+        client_id: Some(cid),
+    };
+    g.on_frame(&mut io, t0, conn(1), &give.to_payload());
+    let to_client: Vec<ClientMsg> = (io.take().into_iter())
+        .filter_map(|(_, p)| match Msg::decode(&p) {
+            Ok(Msg::ToClient { client_id, msg, .. }) if client_id == cid => Some(msg),
+            _ => None,
+        })
+        .collect();
+    let set = to_client
+        .iter()
+        .position(|m| matches!(m, ClientMsg::NotifyMapAttrChange { eid, .. } if *eid == id));
+    let gone = to_client
+        .iter()
+        .position(|m| matches!(m, ClientMsg::DestroyEntityOnClient { eid, .. } if *eid == id));
+    let (Some(set), Some(gone)) = (set, gone) else {
+        panic!("expected the change and the destroy: {to_client:?}");
+    };
+    assert!(set < gone, "change after the destroy: {to_client:?}");
+    assert_eq!(g.world().client_of(&other).map(|c| c.client_id), Some(cid));
 }

@@ -22,25 +22,26 @@ use goworld_common::reactor::Io;
 use goworld_common::rng::Rng;
 use log::{debug, error, info, warn};
 
-use crate::attr::{AttrChange, Attrs};
-use crate::entity::{
-    Action, CallError, Ctx, EntityType, Expose, Hook, KvdbCallback, KvdbOp, Registry, TimerId,
+use crate::api::{
+    Action, CallError, Ctx, EntityType, Expose, GameClient, GameCtx, GlobalFn, Hook, KvdbCallback,
+    KvdbOp, Placement, PostFn, Registry, TimerId,
 };
-use crate::global::{GameCtx, GlobalFn, GlobalTimerId, PostFn};
+use crate::attr::{AttrChange, Attrs};
 use crate::kvdb::Kvdb;
 use crate::storage::{Storage, StorageOutput};
-use crate::GameClient;
 
 mod freeze;
 mod refusals;
 mod service;
 mod space;
+mod view;
 pub use freeze::{Restored, FREEZE_FORMAT};
-pub use service::{ShardSel, HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
-pub(crate) use space::{aoi_neighbours, EntityMap, Placement, SpaceMap, SYNC_NEIGHBOURS, SYNC_OWN};
+pub use service::{HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
 pub use space::{
     decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
 };
+pub(crate) use space::{EntityMap, SpaceMap};
+use view::Runner;
 
 /// Refused client calls after which the client is disconnected, unless `refused_calls_limit`
 /// in `[game_common]` says otherwise ([`World::set_refused_calls_limit`]).
@@ -168,7 +169,7 @@ pub struct Snapshot {
     /// The space it is in, or is moving to.
     pub space: EntityId,
     /// Its position (in a migration: the target position).
-    pub pos: crate::entity::Vec3,
+    pub pos: crate::api::Vec3,
     /// Its yaw.
     pub yaw: f32,
     /// Whether its client's position syncs move it.
@@ -208,7 +209,7 @@ enum StorageJob {
     /// An entity asked whether another was saved.
     Exists {
         from: EntityId,
-        then: crate::entity::StorageCallback,
+        then: crate::api::StorageCallback,
     },
     /// A load for LOAD_ENTITY_SOMEWHERE.
     Load { type_name: String, id: EntityId },
@@ -257,8 +258,15 @@ enum Deferred {
     Enter {
         id: EntityId,
         space: EntityId,
-        pos: crate::entity::Vec3,
+        pos: crate::api::Vec3,
     },
+}
+
+/// Work run after the current event, in order: game code's posts, and this game's share of
+/// a call to every nil space.
+enum Posted {
+    Game(PostFn),
+    NilSpaceCall { method: String, args: Args },
 }
 
 /// Every live entity of one game.
@@ -305,7 +313,7 @@ pub struct World {
     final_saving: HashMap<EntityId, (String, bool)>,
     timers: Timers<TimerJob>,
     /// Work posted by global code, run after the current event.
-    posted: VecDeque<PostFn>,
+    posted: VecDeque<Posted>,
     /// Games online, kept up to date by the game service.
     online: std::collections::BTreeSet<u16>,
     game_ready_done: bool,
@@ -321,7 +329,7 @@ pub struct World {
     /// Panics caught in game code (a freeze is abandoned if `on_freeze` panics).
     panics: u64,
     /// EnterSpace requests the last freeze cancelled, asked again if the freeze fails.
-    freeze_cancelled_enters: Vec<(EntityId, EntityId, crate::entity::Vec3)>,
+    freeze_cancelled_enters: Vec<(EntityId, EntityId, crate::api::Vec3)>,
 }
 
 impl World {
@@ -336,7 +344,7 @@ impl World {
         storage: Option<Storage>,
     ) -> World {
         let defs_for_services = registry.services.clone();
-        if !registry.has(crate::entity::SPACE_TYPE) {
+        if !registry.has(crate::api::SPACE_TYPE) {
             registry
                 .register_space::<space::BasicSpace>()
                 .expect("the built-in space type registers");
@@ -453,14 +461,21 @@ impl World {
                 clock,
                 online,
                 spaces,
+                services,
                 ..
             } = self;
             let rec = &mut rec;
             let ty = rec.ty.clone();
+            let view = view::EntityView {
+                game_id: *game_id,
+                online,
+                entities,
+                spaces,
+                services,
+            };
             let mut ctx = Ctx {
                 id,
                 type_name: ty.name(),
-                game_id: *game_id,
                 now,
                 clock: *clock,
                 ids,
@@ -469,10 +484,8 @@ impl World {
                 client: rec.client,
                 actions: &mut actions,
                 next_timer: &mut rec.next_timer,
-                online,
                 place: &mut rec.place,
-                others: entities,
-                spaces,
+                view: &view,
             };
             let obj = &mut *rec.obj;
             if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
@@ -530,12 +543,24 @@ impl World {
 
     fn run_actions(&mut self, net: &mut Net, now: Instant, actions: &mut Vec<Action>) {
         for a in actions.drain(..) {
+            self.run_action(net, now, a, false);
+        }
+    }
+
+    /// Carries out one action of game code: the one runner for both contexts. A call to a
+    /// local entity runs `at_once` (game-wide code, which borrows no entity) or is queued
+    /// behind the current handler (an entity's code, whose record is out while it runs).
+    pub(crate) fn run_action(&mut self, net: &mut Net, now: Instant, a: Action, at_once: bool) {
+        {
             match a {
                 Action::AttrChanges { from, changes } => self.send_attr_changes(net, from, changes),
                 Action::CallMany { to, method, args } => {
                     let shared = Rc::new((method, args));
                     for id in to {
-                        if self.entities.contains_key(&id) {
+                        if at_once && self.entities.contains_key(&id) {
+                            let body = CallBody::Shared(shared.clone());
+                            self.call_body(net, now, id, body, Caller::Server);
+                        } else if self.entities.contains_key(&id) {
                             self.local_calls.push_back(Deferred::Call(LocalCall {
                                 to: id,
                                 body: CallBody::Shared(shared.clone()),
@@ -553,7 +578,9 @@ impl World {
                     }
                 }
                 Action::Call { to, method, args } => {
-                    if self.entities.contains_key(&to) {
+                    if at_once && self.entities.contains_key(&to) {
+                        self.call(net, now, to, &method, args, Caller::Server);
+                    } else if self.entities.contains_key(&to) {
                         self.local_calls.push_back(Deferred::Call(LocalCall {
                             to,
                             body: CallBody::Own(method, args),
@@ -806,7 +833,7 @@ impl World {
         type_name: &str,
         id: EntityId,
         data: Option<Attrs>,
-        enter: Option<(EntityId, crate::entity::Vec3)>,
+        enter: Option<(EntityId, crate::api::Vec3)>,
     ) -> bool {
         let Some(ty) = self.registry.get(type_name) else {
             warn!("cannot create {type_name}<{id}>: the type is not registered");
@@ -817,7 +844,7 @@ impl World {
             return false;
         }
         let obj = ty.new_instance();
-        let is_space = type_name == crate::entity::SPACE_TYPE;
+        let is_space = type_name == crate::api::SPACE_TYPE;
         let nil = self.nil_space();
         self.entities
             .insert(id, Rec::new(ty, obj, Attrs::new(), nil));
@@ -978,9 +1005,7 @@ impl World {
             args: args.clone(),
         };
         net.links.send_fanout(net.io, &m.to_payload());
-        self.post(Box::new(move |c: &mut GameCtx| {
-            c.world.call_nil_space(c.net, c.now, &method, &args)
-        }));
+        self.posted.push_back(Posted::NilSpaceCall { method, args });
     }
 
     /// This game asks its dispatcher to load entity `id`. If `id` was destroyed here and its
@@ -1524,11 +1549,12 @@ impl World {
         what: &str,
         f: impl FnOnce(&mut GameCtx),
     ) {
-        let mut ctx = GameCtx {
+        let mut runner = Runner {
             world: self,
             net,
             now,
         };
+        let mut ctx = GameCtx { eng: &mut runner };
         if catch_unwind(AssertUnwindSafe(|| f(&mut ctx))).is_err() {
             error!("game code panicked in {what}; the game keeps running");
         }
@@ -1577,21 +1603,8 @@ impl World {
         }
     }
 
-    pub(crate) fn add_global_timer(
-        &mut self,
-        at: Instant,
-        repeat: Option<Duration>,
-        f: GlobalFn,
-    ) -> GlobalTimerId {
-        GlobalTimerId(self.timers.add(at, TimerJob::Global { f, repeat }))
-    }
-
-    pub(crate) fn cancel_global_timer(&mut self, id: GlobalTimerId) {
-        self.timers.cancel(id.0);
-    }
-
     pub(crate) fn post(&mut self, f: PostFn) {
-        self.posted.push_back(f);
+        self.posted.push_back(Posted::Game(f));
     }
 
     /// Runs posted work until none is left, in order; like [`World::run_local_calls`], one
@@ -1600,14 +1613,22 @@ impl World {
         if std::mem::replace(&mut self.draining_posted, true) {
             return;
         }
-        while let Some(f) = self.posted.pop_front() {
-            let mut ctx = GameCtx {
-                world: self,
-                net,
-                now,
-            };
-            if catch_unwind(AssertUnwindSafe(|| f(&mut ctx))).is_err() {
-                error!("game code panicked in posted work; the game keeps running");
+        while let Some(p) = self.posted.pop_front() {
+            match p {
+                Posted::Game(f) => {
+                    let mut runner = Runner {
+                        world: self,
+                        net,
+                        now,
+                    };
+                    let mut ctx = GameCtx { eng: &mut runner };
+                    if catch_unwind(AssertUnwindSafe(|| f(&mut ctx))).is_err() {
+                        error!("game code panicked in posted work; the game keeps running");
+                    }
+                }
+                Posted::NilSpaceCall { method, args } => {
+                    self.call_nil_space(net, now, &method, &args)
+                }
             }
         }
         self.draining_posted = false;

@@ -3,7 +3,7 @@
 
 use goworld_common::id::EntityId;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, KvdbResult, TypeDesc, Vec3};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The boot entity of a client.

@@ -6,9 +6,10 @@
 use goworld_common::id::EntityId;
 use goworld_common::msgpack::Value;
 use goworld_common::proto::FilterOp;
+use goworld_game::api::AttrFlag::*;
 use goworld_game::args;
 use goworld_game::attr::{ListAttr, MapAttr};
-use goworld_game::entity::{AttrFlag::*, Ctx, Entity, Expose, TypeDesc, Vec3};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::pubsub;

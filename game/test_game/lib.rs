@@ -13,8 +13,7 @@ pub mod space_service;
 
 use std::time::Duration;
 
-use goworld_game::entity::Registry;
-use goworld_game::global::GameCtx;
+use goworld_game::prelude::*;
 
 /// The services test_game runs; the game calls its nil-space test once all are up.
 const SERVICES: [&str; 4] = [
@@ -49,13 +48,13 @@ pub fn registry() -> Result<Registry, String> {
         .and_then(|()| {
             types.nil_space_method(
                 "TestCallNilSpaces",
-                goworld_game::global::nil_space_method(test_call_nil_spaces),
+                goworld_game::api::nil_space_method(test_call_nil_spaces),
             )
         })
         .and_then(|()| {
             types.nil_space_method(
                 pubsub::RESUBSCRIBE,
-                goworld_game::global::nil_space_method(resubscribe_avatars),
+                goworld_game::api::nil_space_method(resubscribe_avatars),
             )
         });
     types.on_game_ready(|ctx| {

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use goworld_common::id::EntityId;
 use goworld_common::msgpack::Value;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, KvdbRangeResult, KvdbResult, TypeDesc};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The largest mail ID (GoWorld's `END_MAIL_ID`).

@@ -2,7 +2,8 @@
 //! examples/test_game/Monster.go and AOITester.go). MySpace spawns ten Monsters at the origin;
 //! Avatar.TestAOI creates an AOITester next to its avatar for a moment.
 
-use goworld_game::entity::{AttrFlag::AllClients, Entity, TypeDesc};
+use goworld_game::api::AttrFlag::AllClients;
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Ten per space, at the origin.

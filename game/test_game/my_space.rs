@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, TimerId, TypeDesc, Vec3};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How often an empty space asks SpaceService whether it may go (GoWorld: 5 minutes).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use goworld_common::id::EntityId;
-use goworld_game::entity::{Ctx, Entity, Expose, TypeDesc};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// What the service knows of an online Avatar.

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use goworld_common::id::EntityId;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, TypeDesc};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The service's name (GoWorld's `pubsub.ServiceName`).

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use goworld_common::id::EntityId;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, TypeDesc};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// GoWorld's `_MAX_AVATAR_COUNT_PER_SPACE`.

@@ -15,7 +15,7 @@ use goworld_common::msgpack::{self, Value};
 use goworld_common::proto::{mt, ClientBound, ClientMsg, Msg};
 use goworld_common::rng::Rng;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, Registry, TypeDesc};
+use goworld_game::prelude::*;
 use goworld_tests::sim::{ClientHandle, Sim};
 use test_game::{account, avatar};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use goworld_common::id::{shard_by_key, EntityId};
 use goworld_game::args;
-use goworld_game::entity::{AttrFlag, Ctx, Entity, Expose, Registry, TypeDesc};
+use goworld_game::prelude::*;
 use goworld_game::GameService;
 use goworld_tests::sim::{default_types, Sim};
 

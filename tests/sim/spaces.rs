@@ -16,8 +16,7 @@ use goworld_common::id::{dispatcher_for_entity, nil_space_id, EntityId};
 use goworld_common::msgpack::{self, Value};
 use goworld_common::proto::{ClientBound, ClientMsg, Msg, SyncRecord};
 use goworld_game::args;
-use goworld_game::entity::{AttrFlag, Ctx, Entity, Expose, Registry, TypeDesc, Vec3};
-use goworld_game::global::GameCtx;
+use goworld_game::prelude::*;
 use goworld_game::GameService;
 use goworld_tests::sim::{ClientHandle, Sim, BOOT_ENTITY};
 

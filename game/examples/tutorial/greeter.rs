@@ -4,7 +4,7 @@
 //! whose answer the Greeter passes on to the client as `OnGuestbook(guests)`.
 
 use goworld_game::args;
-use goworld_game::entity::{AttrFlag, Ctx, Entity, Expose, TypeDesc};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The client's player entity. Its state is the `visits` attribute, which the engine keeps

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use goworld_common::id::EntityId;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, TypeDesc};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The service entity. Plain struct fields are fine for state the client never sees.

@@ -6,7 +6,7 @@
 mod greeter;
 mod guestbook;
 
-use goworld_game::entity::Registry;
+use goworld_game::prelude::*;
 
 fn main() {
     let mut types = Registry::new();

@@ -26,7 +26,7 @@ use log::info;
 use super::space::{decode_snapshot, encode_snapshot, SpaceState};
 use super::{Net, World};
 use crate::aoi::Aoi;
-use crate::entity::{Hook, Vec3, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE};
+use crate::api::{Hook, Vec3, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE};
 
 /// The freeze file's layout version.
 pub const FREEZE_FORMAT: i64 = 1;

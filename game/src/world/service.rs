@@ -15,7 +15,7 @@
 //! to a shard that is not known yet is held until it is; held calls have a limit and a
 //! timeout, and what passes them is reported with the service and method.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use goworld_common::id::{shard_by_key, EntityId};
@@ -23,6 +23,7 @@ use goworld_common::proto::{Args, Msg};
 use log::{info, warn};
 
 use super::{Net, TimerJob, World};
+use crate::api::ShardSel;
 
 /// How many calls may wait for one service's shards.
 pub const HELD_CALL_LIMIT: usize = 10_000;
@@ -30,19 +31,6 @@ pub const HELD_CALL_LIMIT: usize = 10_000;
 pub const HELD_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often services are checked besides registry changes (GoWorld: 60 s).
 const CHECK_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Which shard(s) of a service a call goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShardSel {
-    /// A random shard (GoWorld's `CallServiceAny`).
-    Any,
-    /// Every shard (`CallServiceAll`).
-    All,
-    /// Shard `i` (`CallServiceShardIndex`).
-    Index(u32),
-    /// The shard `HashString(key) % shards` (`CallServiceShardKey`).
-    Key(String),
-}
 
 struct HeldCall {
     sel: ShardSel,
@@ -88,6 +76,36 @@ impl Services {
             ..Default::default()
         }
     }
+
+    /// The value of a registry key ("" when missing).
+    fn kv(&self, key: &str) -> &str {
+        self.kvreg.get(key).map_or("", |(v, _)| v.as_str())
+    }
+
+    /// The live owner of a shard: its claim, if the claiming game is online (or is `me`).
+    fn shard_owner(&self, name: &str, shard: u32, online: &BTreeSet<u16>, me: u16) -> Option<u16> {
+        let owner = self.kv(&owner_key(name, shard));
+        let game: u16 = owner.strip_prefix("game")?.parse().ok()?;
+        (online.contains(&game) || game == me).then_some(game)
+    }
+
+    /// The entity of a shard, if the shard has a live owner and a registered entity.
+    pub(crate) fn entity(
+        &self,
+        name: &str,
+        shard: u32,
+        online: &BTreeSet<u16>,
+        me: u16,
+    ) -> Option<EntityId> {
+        self.shard_owner(name, shard, online, me)?;
+        EntityId::parse(self.kv(&eid_key(name, shard))).filter(|e| !self.dead.contains(e))
+    }
+
+    /// True when every shard of the service has a known entity.
+    pub(crate) fn ready(&self, name: &str, online: &BTreeSet<u16>, me: u16) -> bool {
+        let n = self.defs.get(name).copied().unwrap_or(0);
+        n > 0 && (0..n).all(|i| self.entity(name, i, online, me).is_some())
+    }
 }
 
 impl World {
@@ -97,20 +115,17 @@ impl World {
 
     /// The value of a registry key ("" when missing).
     fn kv(&self, key: &str) -> &str {
-        self.services.kvreg.get(key).map_or("", |(v, _)| v.as_str())
+        self.services.kv(key)
     }
 
     /// The live owner of a shard: its claim, if the claiming game is online.
     fn shard_owner(&self, name: &str, shard: u32) -> Option<u16> {
-        let owner = self.kv(&owner_key(name, shard));
-        let game: u16 = owner.strip_prefix("game")?.parse().ok()?;
-        (self.online.contains(&game) || game == self.game_id).then_some(game)
+        (self.services).shard_owner(name, shard, &self.online, self.game_id)
     }
 
     /// The entity of a shard, if the shard has a live owner and a registered entity.
     pub fn service_entity(&self, name: &str, shard: u32) -> Option<EntityId> {
-        self.shard_owner(name, shard)?;
-        EntityId::parse(self.kv(&eid_key(name, shard))).filter(|e| !self.services.dead.contains(e))
+        (self.services).entity(name, shard, &self.online, self.game_id)
     }
 
     /// Game `game` went down (told before its claims are released): the shard entities it
@@ -139,8 +154,7 @@ impl World {
     /// True when every shard of the service has a known entity (GoWorld's
     /// `CheckServiceEntitiesReady`).
     pub fn services_ready(&self, name: &str) -> bool {
-        let n = self.service_shards(name);
-        n > 0 && (0..n).all(|i| self.service_entity(name, i).is_some())
+        (self.services).ready(name, &self.online, self.game_id)
     }
 
     /// A registry entry arrived from dispatcher `disp`. Calls held for a shard that is known

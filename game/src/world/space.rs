@@ -31,19 +31,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{Deferred, Net, Rec, Snapshot, TimerSnapshot, World};
 use crate::aoi::{Aoi, AoiEvent, AoiEventKind, AoiId};
+use crate::api::{
+    Entity, EntityType, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND_ATTR, SPACE_TYPE,
+    SYNC_NEIGHBOURS, SYNC_OWN,
+};
 use crate::attr::{Attrs, MapAttr};
-use crate::entity::{Entity, EntityType, Hook, TypeDesc, Vec3, SPACE_KIND_ATTR, SPACE_TYPE};
-use crate::GameClient;
 
 /// The entity table.
 pub(crate) type EntityMap = FastMap<EntityId, Rec>;
 /// The spaces of a game, by space ID.
 pub(crate) type SpaceMap = FastMap<EntityId, SpaceState>;
-
-/// Sync flag: the entity's own client is owed its position.
-pub const SYNC_OWN: u8 = 1;
-/// Sync flag: the clients of the entities that see it are owed its position.
-pub const SYNC_NEIGHBOURS: u8 = 2;
 
 /// How long an EnterSpace may be in flight before another one is accepted (GoWorld's
 /// `ENTER_SPACE_REQUEST_TIMEOUT`).
@@ -58,46 +55,6 @@ pub const FENCE_METHOD: &str = "gw:fence";
 
 /// How long calls made on a game wait for a fence before they run anyway.
 pub const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where an entity is and what position sync it owes.
-#[derive(Debug, Clone)]
-pub(crate) struct Placement {
-    pub(crate) space: EntityId,
-    pub(crate) pos: Vec3,
-    pub(crate) yaw: f32,
-    /// [`SYNC_OWN`] | [`SYNC_NEIGHBOURS`] owed.
-    pub(crate) sync: u8,
-    pub(crate) syncing_from_client: bool,
-    /// In the world's dirty list.
-    queued: bool,
-}
-
-impl Placement {
-    pub(crate) fn new(nil: EntityId) -> Placement {
-        Placement {
-            space: nil,
-            pos: Vec3::default(),
-            yaw: 0.0,
-            sync: 0,
-            syncing_from_client: false,
-            queued: false,
-        }
-    }
-
-    pub(crate) fn mark_sync(&mut self, flags: u8) {
-        self.sync |= flags;
-    }
-
-    /// True the first time sync is owed since the last flush (the world queues it).
-    pub(crate) fn take_newly_dirty(&mut self) -> bool {
-        if self.sync != 0 && !self.queued {
-            self.queued = true;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// An entity in a space.
 pub(crate) struct Member {
@@ -449,7 +406,7 @@ impl World {
             if let Some(rec) = self.entities.get_mut(&space) {
                 rec.attrs
                     .root()
-                    .set(crate::entity::SPACE_AOI_ATTR, f64::from(distance));
+                    .set(crate::api::SPACE_AOI_ATTR, f64::from(distance));
                 rec.attrs.take_changes();
             }
         }

@@ -23,7 +23,7 @@ use goworld_common::proto::Msg;
 use goworld_common::reactor::{ConnId, Handler, Io, Origin};
 use goworld_common::rng::Rng;
 use goworld_game::args;
-use goworld_game::entity::{Ctx, Entity, Expose, Registry, TypeDesc};
+use goworld_game::prelude::*;
 use goworld_game::{GameService, Settings};
 use goworld_tests::procfs::flag;
 

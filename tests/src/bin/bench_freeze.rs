@@ -15,7 +15,7 @@ use goworld_common::rng::Rng;
 use goworld_common::testio::MemIo;
 use goworld_game::args;
 use goworld_game::attr::{ListAttr, MapAttr};
-use goworld_game::entity::{Ctx, Entity, Expose, Registry, TypeDesc, Vec3};
+use goworld_game::prelude::*;
 use goworld_game::{GameService, Settings};
 use serde::{Deserialize, Serialize};
 

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use goworld_common::id::nil_space_id;
-use goworld_game::entity::{Ctx, Entity, Expose, Registry, TypeDesc, Vec3};
+use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use goworld_tests::MIGRATE_LATENCY_BUCKETS_US as BUCKETS_US;
