@@ -24,6 +24,11 @@ use goworld_common::rng::Rng;
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
 
+// The README's Rust example compiles (as a doctest), so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 pub mod aoi;
 pub mod api;
 pub mod args;

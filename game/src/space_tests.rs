@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::*;
-use crate::api::{Act, AttrFlag, Ctx, Entity, Expose, TypeDesc, Vec3};
+use crate::api::{Act, Attr, Ctx, Entity, Expose, TypeDesc, Vec3};
 use goworld_common::msgpack::Value;
 use goworld_common::proto::{ClientMsg, SyncRecord};
 use goworld_common::testio::MemIo;
@@ -124,9 +124,9 @@ impl Entity for Boot {
 
 /// The attributes and methods every moving type has.
 fn mover_methods<T: Entity>(desc: &mut TypeDesc<T>) {
-    desc.attr("hp", &[AttrFlag::AllClients])
-        .attr("secret", &[AttrFlag::Client])
-        .attr("note", &[])
+    desc.attr(Attr::<i64>::all_clients("hp"))
+        .attr(Attr::<String>::client("secret"))
+        .attr(Attr::<String>::server("note"))
         .method("Enter", Expose::Server, enter::<T>)
         .method("Move", Expose::Server, move_to::<T>)
         .method(
@@ -602,7 +602,7 @@ fn a_local_space_has_its_kind_runs_space_init_then_space_created_and_shows_its_k
             .attrs(&r)
             .unwrap()
             .as_map()
-            .get_float(crate::api::SPACE_AOI_ATTR);
+            .get_float(crate::api::SPACE_AOI.name());
     assert_eq!(a, 100.0, "AOI enabled in OnSpaceCreated is recorded");
     assert_eq!(t.sent(), vec![Msg::NotifyCreateEntity { eid: r }]);
 
@@ -1123,7 +1123,7 @@ fn enable_aoi_after_entities_entered_is_refused_with_a_warning() {
         .attrs(&r)
         .unwrap()
         .as_map()
-        .has_key(crate::api::SPACE_AOI_ATTR));
+        .has_key(crate::api::SPACE_AOI.name()));
     t.sent();
     t.enter(b, r, 10.0, 0.0);
     assert_eq!(
@@ -1750,6 +1750,7 @@ fn state_written_without_a_new_field_takes_its_default() {
         dropped: String,
     }
     #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(default)]
     struct New {
         kept: i64,
         added: String,
@@ -1783,6 +1784,31 @@ fn state_written_without_a_new_field_takes_its_default() {
         .err()
         .unwrap();
     assert!(err.contains("Thing"), "{err}");
+    // A struct without fields (written as an empty array) that gains some, and back.
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct Bare;
+    impl Entity for Bare {
+        fn describe(_: &mut TypeDesc<Self>) {}
+    }
+    types.register::<Bare>("Bare").unwrap();
+    let bare = rmp_serde::to_vec_named(&Bare).unwrap();
+    let obj = types.get("Thing").unwrap().decode_state(&bare).unwrap();
+    let new = obj.downcast_ref::<New>().unwrap();
+    assert_eq!((new.kept, new.added.as_str()), (0, "fresh"));
+    assert!(types.get("Bare").unwrap().decode_state(&old).is_ok());
+    // A struct with fields but without #[serde(default)] is refused at registration.
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct Strict {
+        kept: i64,
+    }
+    impl Entity for Strict {
+        fn describe(_: &mut TypeDesc<Self>) {}
+    }
+    let refused = types.register::<Strict>("Strict").unwrap_err();
+    assert!(
+        refused.to_string().contains("#[serde(default)]"),
+        "{refused}"
+    );
 }
 
 /// A panic in `on_freeze` abandons the freeze: it is an error, nothing is cancelled or

@@ -1,7 +1,7 @@
 //! In-memory tests of the game's dispatcher handshakes and its boot entities.
 
 use super::*;
-use crate::api::{Act, Ctx, Entity, TypeDesc};
+use crate::api::{Act, Attr, Ctx, Entity, TypeDesc};
 use goworld_common::proto::ClientMsg;
 use goworld_common::testio::MemIo;
 
@@ -243,14 +243,15 @@ fn a_connecting_client_gets_its_boot_entity() {
 
 /// Counts ticks in an attribute; stops its timer after three.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Ticker {
     timer: crate::api::TimerId,
 }
 
 impl Entity for Ticker {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("ticks", &[crate::api::AttrFlag::Client])
-            .attr("once", &[])
+        desc.attr(Attr::<i64>::client("ticks"))
+            .attr(Attr::<i64>::server("once"))
             .method("Tick", crate::api::Expose::Server, Ticker::tick)
             .method("Once", crate::api::Expose::Server, Ticker::once);
     }
@@ -396,7 +397,7 @@ struct Fragile;
 
 impl Entity for Fragile {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("n", &[crate::api::AttrFlag::Client])
+        desc.attr(Attr::<i64>::client("n"))
             .method("Boom", crate::api::Expose::OwnClient, Fragile::boom)
             .method("Inc", crate::api::Expose::OwnClient, Fragile::inc);
     }
@@ -463,6 +464,7 @@ fn a_panic_in_game_code_is_caught_and_the_entity_keeps_running() {
 
 /// Keeps plain struct fields: one travels, one is skipped.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Keeper {
     count: u32,
     friend: EntityId,
@@ -472,7 +474,7 @@ struct Keeper {
 
 impl Entity for Keeper {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("hits", &[crate::api::AttrFlag::Client]).method(
+        desc.attr(Attr::<i64>::client("hits")).method(
             "Hit",
             crate::api::Expose::Server,
             Keeper::hit,
@@ -575,7 +577,7 @@ struct Counter;
 
 impl Entity for Counter {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("n", &[])
+        desc.attr(Attr::<i64>::server("n"))
             .method("Add", crate::api::Expose::Server, Counter::add);
     }
 }
@@ -702,9 +704,9 @@ struct Exposed;
 impl Entity for Exposed {
     fn describe(desc: &mut TypeDesc<Self>) {
         use crate::api::Expose;
-        desc.attr("server", &[])
-            .attr("own", &[])
-            .attr("all", &[])
+        desc.attr(Attr::<i64>::server("server"))
+            .attr(Attr::<i64>::server("own"))
+            .attr(Attr::<i64>::server("all"))
             .method(
                 "Server",
                 Expose::Server,
@@ -792,7 +794,8 @@ struct Asker;
 
 impl Entity for Asker {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("range", &[]).attr("exists", &[]);
+        desc.attr(Attr::<String>::server("range"))
+            .attr(Attr::<String>::server("exists"));
     }
     fn on_created(&mut self, ctx: &mut Ctx) {
         for k in ["k1", "k2", "k3"] {
@@ -961,7 +964,7 @@ struct Saved;
 impl Entity for Saved {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.persistent(true)
-            .attr("n", &[crate::api::AttrFlag::Persistent])
+            .attr(Attr::<i64>::server("n").persistent())
             .method(
                 "Bye",
                 crate::api::Expose::Server,
@@ -1193,8 +1196,8 @@ struct Fanner;
 
 impl Entity for Fanner {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("n", &[])
-            .attr("order", &[])
+        desc.attr(Attr::<i64>::server("n"))
+            .attr(Attr::<i64>::server("order"))
             .method("Fan", crate::api::Expose::Server, Fanner::fan)
             .method("Add", crate::api::Expose::Server, Fanner::add);
     }
@@ -1469,6 +1472,7 @@ fn packets_a_game_skips_cost_a_few_lines_per_dispatcher_and_window() {
 
 /// Calls `Add(i)` on each of its `targets` with one `call_many`.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Caster {
     targets: Vec<EntityId>,
 }
@@ -1559,7 +1563,7 @@ struct Handoff;
 
 impl Entity for Handoff {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("level", &[crate::api::AttrFlag::Client]).method(
+        desc.attr(Attr::<i64>::client("level")).method(
             "Give",
             crate::api::Expose::OwnClient,
             Handoff::give,
@@ -1633,4 +1637,102 @@ fn attribute_changes_made_before_give_client_to_reach_the_client_first() {
     };
     assert!(set < gone, "change after the destroy: {to_client:?}");
     assert_eq!(g.world().client_of(&other).map(|c| c.client_id), Some(cid));
+}
+
+/// A player whose code misspells an attribute through the untyped cursor.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Typo;
+
+const VISITS: Attr<i64> = Attr::client("visits");
+
+impl Entity for Typo {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.attr(VISITS)
+            .method("Bump", crate::api::Expose::OwnClient, Typo::bump);
+    }
+}
+
+impl Typo {
+    fn bump(&mut self, ctx: &mut Ctx, (): ()) {
+        let n = ctx.get(VISITS) + 1;
+        ctx.set(VISITS, n);
+        ctx.call_client("Bumped", crate::args![n]);
+        ctx.attrs.root().set_int("vists", n);
+    }
+}
+
+/// A write to a root attribute the type never declared is an error, logged once per type and
+/// name however often it happens (GoWorld, and this engine before typed attributes, made it
+/// server-only in silence); the declared attribute reaches the client, typed, and the typo
+/// reaches no client.
+#[test]
+fn an_undeclared_attribute_is_reported_once_and_the_declared_one_reaches_the_client() {
+    use goworld_common::testlog;
+    testlog::capture();
+    let mut io = MemIo::new();
+    let t0 = Instant::now();
+    let s = settings(1, "Typo", t0);
+    let mut types = Registry::new();
+    types.register::<Typo>("Typo").unwrap();
+    let mut g = GameService::new(
+        s,
+        IdGen::new([1, 2, 3], 1),
+        types,
+        (None, None),
+        Rng::new(1),
+    );
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let id = EntityId::parse("typotypotypoty01").unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    io.take();
+    testlog::take();
+    let bump = Msg::CallEntityMethodFromClient {
+        eid: id,
+        method: "Bump".into(),
+        args: vec![],
+        client_id: Some(cid),
+    };
+    for _ in 0..3 {
+        g.on_frame(&mut io, t0, conn(1), &bump.to_payload());
+    }
+    let keys: Vec<String> = (io.take().into_iter())
+        .filter_map(|(_, p)| match Msg::decode(&p) {
+            Ok(Msg::ToClient {
+                msg: ClientMsg::NotifyMapAttrChange { key, .. },
+                ..
+            }) => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        ["visits", "visits", "visits"],
+        "only the declared one is sent"
+    );
+    let lines: Vec<String> = (testlog::take().into_iter())
+        .filter(|(_, l)| l.contains("never declares"))
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line for the typo, however often: {lines:?}"
+    );
+    assert!(
+        lines[0].contains("Typo") && lines[0].contains("\"vists\""),
+        "{lines:?}"
+    );
+    assert_eq!(g.world().attrs(&id).unwrap().as_map().get_int("visits"), 3);
 }

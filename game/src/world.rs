@@ -475,7 +475,7 @@ impl World {
             };
             let mut ctx = Ctx {
                 id,
-                type_name: ty.name(),
+                ty: &*ty,
                 now,
                 clock: *clock,
                 ids,
@@ -488,15 +488,20 @@ impl World {
                 view: &view,
             };
             let obj = &mut *rec.obj;
-            if catch_unwind(AssertUnwindSafe(|| f(&*ty, obj, &mut ctx))).is_err() {
+            let run = |ctx: &mut Ctx| {
+                f(&*ty, obj, ctx);
+                ctx.flush_attr_changes();
+            };
+            if catch_unwind(AssertUnwindSafe(|| run(&mut ctx))).is_err() {
                 self.panics += 1;
                 // The panic hook has logged the message and location.
                 error!(
                     "game code panicked in {}<{id}> {what}; the entity keeps running",
                     ty.name()
                 );
+                // Changes made before the panic still reach the clients.
+                ctx.flush_attr_changes();
             }
-            ctx.flush_attr_changes();
         }
         let dirty = rec.place.take_newly_dirty();
         self.entities.insert(id, rec);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The boot entity of a client.
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Account {
     username: String,
     logging_in: bool,

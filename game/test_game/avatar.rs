@@ -6,7 +6,6 @@
 use goworld_common::id::EntityId;
 use goworld_common::msgpack::Value;
 use goworld_common::proto::FilterOp;
-use goworld_game::api::AttrFlag::*;
 use goworld_game::args;
 use goworld_game::attr::{ListAttr, MapAttr};
 use goworld_game::prelude::*;
@@ -19,8 +18,32 @@ use crate::pubsub;
 pub const TEST_PUBLISH_SUBSCRIBE_SUBJECTS: [&str; 5] =
     ["monster", "npc", "item", "avatar", "boss_*"];
 
+/// The player's name, seen by every client that sees it.
+pub const NAME: Attr<String> = Attr::all_clients("name").persistent();
+/// Its level.
+pub const LEVEL: Attr<i64> = Attr::all_clients("level").persistent();
+/// Its profession (1..=4), the filter of "prof" chat.
+pub const PROF: Attr<i64> = Attr::all_clients("prof").persistent();
+/// Experience, seen by its own client.
+pub const EXP: Attr<i64> = Attr::client("exp").persistent();
+/// Mails received: mail ID (as text) to the mail's hex.
+pub const MAILS: Attr<MapAttr> = Attr::client("mails").persistent();
+/// The kind of the space it lives in.
+pub const SPACE_KIND: Attr<i64> = Attr::server("spaceKind").persistent();
+/// The newest mail ID received.
+pub const LAST_MAIL_ID: Attr<i64> = Attr::server("lastMailID").persistent();
+/// A list the bots change at random (TestListField).
+pub const TEST_LIST_FIELD: Attr<ListAttr> = Attr::all_clients("testListField");
+/// Set while it moves to another game's nil space (TestEnterNilSpace).
+pub const ENTERING_NIL_SPACE: Attr<bool> = Attr::server("enteringNilSpace");
+/// Echoes of TestCallAll still expected.
+pub const TEST_CALL_ALL_N: Attr<i64> = Attr::server("testCallAllN");
+/// The nested structure TestComplexAttr builds and clears.
+pub const COMPLEX_ATTR: Attr<MapAttr> = Attr::client("complexAttr");
+
 /// The player entity.
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Avatar {
     /// The kind of the space SpaceService last sent it to (to ask again if that space is
     /// gone).
@@ -31,17 +54,17 @@ impl Entity for Avatar {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.persistent(true)
             .use_aoi(100.0)
-            .attr("name", &[AllClients, Persistent])
-            .attr("level", &[AllClients, Persistent])
-            .attr("prof", &[AllClients, Persistent])
-            .attr("exp", &[Client, Persistent])
-            .attr("mails", &[Client, Persistent])
-            .attr("spaceKind", &[Persistent])
-            .attr("lastMailID", &[Persistent])
-            .attr("testListField", &[AllClients])
-            .attr("enteringNilSpace", &[])
-            .attr("testCallAllN", &[])
-            .attr("complexAttr", &[Client])
+            .attr(NAME)
+            .attr(LEVEL)
+            .attr(PROF)
+            .attr(EXP)
+            .attr(MAILS)
+            .attr(SPACE_KIND)
+            .attr(LAST_MAIL_ID)
+            .attr(TEST_LIST_FIELD)
+            .attr(ENTERING_NIL_SPACE)
+            .attr(TEST_CALL_ALL_N)
+            .attr(COMPLEX_ATTR)
             .method("TestListField", Expose::OwnClient, Avatar::test_list_field)
             .method(
                 "TestComplexAttr",
@@ -85,23 +108,22 @@ impl Entity for Avatar {
     fn on_attrs_ready(&mut self, ctx: &mut Ctx) {
         let prof = 1 + ctx.rng().below(4) as i64;
         let kind = 1 + ctx.rng().below(100) as i64;
-        let mut a = ctx.attrs.root();
-        a.set_default_str("name", "无名");
-        a.set_default_int("level", 1);
-        a.set_default_int("exp", 0);
-        a.set_default_int("prof", prof);
-        a.set_default_int("spaceKind", kind);
-        a.set_default_int("lastMailID", 0);
-        a.set_default_map("mails", MapAttr::new());
-        a.set_default_list("testListField", ListAttr::new());
-        a.set_default_bool("enteringNilSpace", false);
+        ctx.set_default(NAME, "无名");
+        ctx.set_default(LEVEL, 1);
+        ctx.set_default(EXP, 0);
+        ctx.set_default(PROF, prof);
+        ctx.set_default(SPACE_KIND, kind);
+        ctx.set_default(LAST_MAIL_ID, 0);
+        ctx.set_default(MAILS, MapAttr::new());
+        ctx.set_default(TEST_LIST_FIELD, ListAttr::new());
+        ctx.set_default(ENTERING_NIL_SPACE, false);
     }
 
     /// Checks in with OnlineService and subscribes to the test subjects.
     fn on_created(&mut self, ctx: &mut Ctx) {
         let id = ctx.id();
-        let name = ctx.attrs.as_map().get_str("name").to_string();
-        let level = ctx.attrs.as_map().get_int("level");
+        let name = ctx.get(NAME);
+        let level = ctx.get(LEVEL);
         ctx.call_service_shard_key(
             "OnlineService",
             &id.to_text(),
@@ -119,13 +141,13 @@ impl Entity for Avatar {
     }
 
     fn on_client_connected(&mut self, ctx: &mut Ctx) {
-        for key in ["spaceKind", "level", "prof"] {
-            let v = ctx.attrs.as_map().get_int(key).to_string();
-            ctx.set_client_filter_prop(key, &v);
+        for key in [SPACE_KIND, LEVEL, PROF] {
+            let v = ctx.get(key).to_string();
+            ctx.set_client_filter_prop(key.name(), &v);
         }
         ctx.set_client_filter_prop("online", "0");
         ctx.set_client_filter_prop("online", "1");
-        let kind = ctx.attrs.as_map().get_int("spaceKind");
+        let kind = ctx.get(SPACE_KIND);
         enter_space_kind(ctx, kind);
     }
 
@@ -148,8 +170,8 @@ impl Entity for Avatar {
 
     /// Arrived from another game: an EnterRandomNilSpace that migrated is done.
     fn on_migrate_in(&mut self, ctx: &mut Ctx) {
-        if ctx.attrs.as_map().get_bool("enteringNilSpace") {
-            ctx.attrs.root().del("enteringNilSpace");
+        if ctx.get(ENTERING_NIL_SPACE) {
+            ctx.del(ENTERING_NIL_SPACE);
             ctx.call_client("OnEnterRandomNilSpace", args![]);
         }
     }
@@ -164,17 +186,10 @@ impl Avatar {
     fn test_list_field(&mut self, ctx: &mut Ctx, (): ()) {
         let r1 = ctx.rng().unit();
         let r2 = ctx.rng().unit();
-        let n = ctx
-            .attrs
-            .as_map()
-            .get_list("testListField")
-            .map_or(0, |l| l.len());
+        let n = (ctx.attrs.get_list(TEST_LIST_FIELD.name())).map_or(0, |l| l.len());
         let pick = ctx.rng().below(n as u64) as usize;
         let value = ctx.rng().below(100) as i64;
-        let mut list = ctx
-            .attrs
-            .list("testListField")
-            .expect("testListField is a list");
+        let mut list = ctx.list(TEST_LIST_FIELD).expect("testListField is a list");
         if n > 0 && r1 < 0.3333333333 {
             let _ = list.pop_int();
         } else if n > 0 && r2 < 0.5 {
@@ -182,10 +197,7 @@ impl Avatar {
         } else {
             list.append_int(value);
         }
-        let items: Vec<i64> = ctx
-            .attrs
-            .as_map()
-            .get_list("testListField")
+        let items: Vec<i64> = (ctx.attrs.get_list(TEST_LIST_FIELD.name()))
             .map(|l| (0..l.len()).filter_map(|i| l.get_int(i).ok()).collect())
             .unwrap_or_default();
         ctx.call_client("OnTestListField", args![items]);
@@ -195,7 +207,7 @@ impl Avatar {
     /// clears it, telling the client after each step.
     fn test_complex_attr(&mut self, ctx: &mut Ctx, (): ()) {
         {
-            let mut complex = ctx.attrs.map("complexAttr").expect("map");
+            let mut complex = ctx.map(COMPLEX_ATTR).expect("map");
             let mut key1 = complex.map("key1").expect("map");
             let mut key2 = key1.list("key2").expect("list");
             key2.append_bool(true);
@@ -206,7 +218,7 @@ impl Avatar {
             inner.set_str("finalkey", "iamhere");
         }
         ctx.call_client("OnTestComplexAttrStep1", args![]);
-        let _ = ctx.attrs.map("complexAttr").expect("map").clear();
+        let _ = ctx.map(COMPLEX_ATTR).expect("map").clear();
         ctx.call_client("OnTestComplexAttrClear", args![]);
     }
 
@@ -214,12 +226,12 @@ impl Avatar {
     /// client ("world") or to the clients of the same profession ("prof").
     fn say(&mut self, ctx: &mut Ctx, (channel, content): (String, String)) {
         let id = ctx.id();
-        let name = ctx.attrs.as_map().get_str("name").to_string();
+        let name = ctx.get(NAME);
         let args = args![id, name, channel, content];
         match channel.as_str() {
             "world" => ctx.call_filtered_clients("", FilterOp::Eq, "", "OnSay", args),
             "prof" => {
-                let prof = ctx.attrs.as_map().get_int("prof").to_string();
+                let prof = ctx.get(PROF).to_string();
                 ctx.call_filtered_clients("prof", FilterOp::Eq, &prof, "OnSay", args)
             }
             // GoWorld panics.
@@ -230,7 +242,7 @@ impl Avatar {
     /// `SendMail(targetID, mail)` from the client, through MailService.
     fn send_mail(&mut self, ctx: &mut Ctx, (target, mail): (EntityId, Value)) {
         let id = ctx.id();
-        let name = ctx.attrs.as_map().get_str("name").to_string();
+        let name = ctx.get(NAME);
         ctx.call_service_any("MailService", "SendMail", args![id, name, target, mail]);
     }
 
@@ -245,7 +257,7 @@ impl Avatar {
     /// `GetMails()` from the client: the mails after `lastMailID`, through MailService.
     fn get_mails(&mut self, ctx: &mut Ctx, (): ()) {
         let id = ctx.id();
-        let last = ctx.attrs.as_map().get_int("lastMailID");
+        let last = ctx.get(LAST_MAIL_ID);
         ctx.call_service_any("MailService", "GetMails", args![id, last]);
     }
 
@@ -253,7 +265,7 @@ impl Avatar {
     /// then `OnGetMails(ok)` to the client (false if another read got there first).
     fn on_get_mails(&mut self, ctx: &mut Ctx, (last, mails): (i64, Vec<Value>)) {
         let id = ctx.id();
-        let mut local = ctx.attrs.as_map().get_int("lastMailID");
+        let mut local = ctx.get(LAST_MAIL_ID);
         if last != local {
             log::warn!(
                 "Avatar<{id}>.OnGetMails: lastMailID mismatch: local={local}, return={last}"
@@ -276,18 +288,13 @@ impl Avatar {
                 continue;
             }
             let key = mail_id.to_string();
-            if ctx
-                .attrs
-                .as_map()
-                .get_map("mails")
-                .is_some_and(|m| m.has_key(&key))
-            {
+            if (ctx.attrs.get_map(MAILS.name())).is_some_and(|m| m.has_key(&key)) {
                 log::warn!("Avatar<{id}>: mail {mail_id} received twice");
                 continue;
             }
-            let mut mails_attr = ctx.attrs.map("mails").expect("mails is a map");
+            let mut mails_attr = ctx.map(MAILS).expect("mails is a map");
             mails_attr.set_str(&key, mail);
-            ctx.attrs.root().set_int("lastMailID", mail_id);
+            ctx.set(LAST_MAIL_ID, mail_id);
             local = mail_id;
         }
         ctx.call_client("OnGetMails", args![true]);
@@ -356,13 +363,13 @@ impl Avatar {
         let game = games[ctx.rng().below(games.len() as u64) as usize];
         let nil = goworld_common::id::nil_space_id(game);
         if game == ctx.game_id() {
-            ctx.attrs.root().set_bool("enteringNilSpace", false);
+            ctx.set(ENTERING_NIL_SPACE, false);
             if ctx.space_id() != nil {
                 ctx.enter_space(nil, Vec3::default());
             }
             ctx.call_client("OnEnterRandomNilSpace", args![]);
         } else {
-            ctx.attrs.root().set_bool("enteringNilSpace", true);
+            ctx.set(ENTERING_NIL_SPACE, true);
             ctx.enter_space(nil, Vec3::default());
         }
     }
@@ -389,7 +396,7 @@ impl Avatar {
             .filter(|w| ctx.has_client(w))
             .count();
         let n = watchers as i64 + i64::from(ctx.client().is_some());
-        ctx.attrs.root().set_int("testCallAllN", n);
+        ctx.set(TEST_CALL_ALL_N, n);
         ctx.call_all_clients("TestCallAllPlzEcho", args![id]);
     }
 
@@ -399,8 +406,8 @@ impl Avatar {
             log::warn!("Avatar<{}>.TestCallAllEcho for {eid}; ignored", ctx.id());
             return;
         }
-        let left = ctx.attrs.as_map().get_int("testCallAllN") - 1;
-        ctx.attrs.root().set_int("testCallAllN", left);
+        let left = ctx.get(TEST_CALL_ALL_N) - 1;
+        ctx.set(TEST_CALL_ALL_N, left);
         if left == 0 {
             ctx.call_client("OnTestCallAll", args![]);
         }

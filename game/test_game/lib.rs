@@ -25,7 +25,7 @@ const SERVICES: [&str; 4] = [
 
 /// test_game's entity types, services, nil-space methods and game-ready hook; an error names
 /// the registration that failed.
-pub fn registry() -> Result<Registry, String> {
+pub fn registry() -> Result<Registry, RegisterError> {
     let mut types = Registry::new();
     let registered = types
         .register::<account::Account>("Account")

@@ -46,6 +46,7 @@ struct Outgoing {
 
 /// The service entity (1 shard).
 #[derive(Serialize, Deserialize)]
+#[serde(default)]
 pub struct MailService {
     /// -1 until loaded from the KVDB.
     last_mail_id: i64,

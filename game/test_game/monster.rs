@@ -2,9 +2,11 @@
 //! examples/test_game/Monster.go and AOITester.go). MySpace spawns ten Monsters at the origin;
 //! Avatar.TestAOI creates an AOITester next to its avatar for a moment.
 
-use goworld_game::api::AttrFlag::AllClients;
 use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// The name clients see (both types declare it; neither sets it, as in GoWorld).
+pub const NAME: Attr<String> = Attr::all_clients("name");
 
 /// Ten per space, at the origin.
 #[derive(Default, Serialize, Deserialize)]
@@ -12,7 +14,7 @@ pub struct Monster;
 
 impl Entity for Monster {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.use_aoi(100.0).attr("name", &[AllClients]);
+        desc.use_aoi(100.0).attr(NAME);
     }
 }
 
@@ -23,6 +25,6 @@ pub struct AOITester;
 
 impl Entity for AOITester {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.use_aoi(100.0).attr("name", &[AllClients]);
+        desc.use_aoi(100.0).attr(NAME);
     }
 }

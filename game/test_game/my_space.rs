@@ -17,6 +17,7 @@ pub const MONSTERS_PER_SPACE: usize = 10;
 
 /// The space type.
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MySpace {
     destroy_check_timer: Option<TimerId>,
 }

@@ -17,6 +17,7 @@ struct AvatarInfo {
 
 /// The service entity (one per shard).
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OnlineService {
     avatars: BTreeMap<EntityId, AvatarInfo>,
     max_level: i64,

@@ -30,6 +30,7 @@ pub const RESUBSCRIBE: &str = "PubSubResubscribe";
 
 /// The service entity (one per shard).
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PublishSubscribeService {
     /// Exact subject → subscribers.
     subscribers: BTreeMap<String, BTreeSet<EntityId>>,

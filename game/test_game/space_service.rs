@@ -29,6 +29,7 @@ struct SpaceInfo {
 
 /// The service entity (3 shards).
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SpaceService {
     kinds: BTreeMap<i64, BTreeMap<EntityId, SpaceInfo>>,
     pending: Vec<(EntityId, i64)>,

@@ -983,6 +983,7 @@ impl Lobby {
 
 /// Pings a Ponger `n` times and reports the answers, in arrival order, to its lobby.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Pinger {
     lobby: Option<EntityId>,
     expected: usize,
@@ -992,7 +993,7 @@ struct Pinger {
 
 impl Entity for Pinger {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("pongs", &[])
+        desc.attr(Attr::<i64>::server("pongs"))
             .method("Start", Expose::Server, Pinger::start)
             .method("Pong", Expose::Server, Pinger::pong);
     }
@@ -1029,7 +1030,7 @@ struct Ponger;
 
 impl Entity for Ponger {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("pings", &[])
+        desc.attr(Attr::<i64>::server("pings"))
             .method("Ping", Expose::Server, Ponger::ping);
     }
 }

@@ -17,8 +17,8 @@ struct Tally;
 
 impl Entity for Tally {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("n", &[])
-            .attr("last", &[AttrFlag::Client])
+        desc.attr(Attr::<i64>::server("n"))
+            .attr(Attr::<String>::client("last"))
             .method("Add", Expose::Server, Tally::add);
     }
 }

@@ -39,6 +39,7 @@ fn take_log() -> Vec<String> {
 
 /// The boot entity, and the one that travels. It records who called it on which game.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Account {
     label: String,
     /// `(n, game it ran on)` of each `Seq` from its client.
@@ -58,12 +59,12 @@ struct Account {
 impl Entity for Account {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.use_aoi(0.0)
-            .attr("hp", &[AttrFlag::AllClients])
-            .attr("secret", &[AttrFlag::Client])
-            .attr("note", &[])
-            .attr("ticks", &[])
-            .attr("once", &[])
-            .attr("scratch", &[])
+            .attr(Attr::<i64>::all_clients("hp"))
+            .attr(Attr::<String>::client("secret"))
+            .attr(Attr::<String>::server("note"))
+            .attr(Attr::<i64>::server("ticks"))
+            .attr(Attr::<i64>::server("once"))
+            .attr(Attr::<i64>::server("scratch"))
             .method("Enter", Expose::Server, enter::<Account>)
             .method("Prime", Expose::Server, Account::prime)
             .method(
@@ -208,7 +209,7 @@ struct Npc;
 impl Entity for Npc {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.use_aoi(0.0)
-            .attr("name", &[AttrFlag::AllClients])
+            .attr(Attr::<String>::all_clients("name"))
             .method("Enter", Expose::Server, enter::<Npc>);
     }
 }
@@ -220,7 +221,7 @@ struct Avatar;
 impl Entity for Avatar {
     fn describe(desc: &mut TypeDesc<Self>) {
         desc.use_aoi(0.0)
-            .attr("hellos", &[AttrFlag::Client])
+            .attr(Attr::<i64>::client("hellos"))
             .method("Enter", Expose::Server, enter::<Avatar>)
             .method(
                 "Hello",
@@ -235,6 +236,7 @@ impl Entity for Avatar {
 
 /// Calls `target.SSeq(0..count)`, one every 10 ms.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Pinger {
     target: EntityId,
     next: i64,

@@ -7,6 +7,10 @@ use goworld_game::args;
 use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// How many times this player said hello. Declared once, with its type and who sees it
+/// (`client`: its own client); the engine keeps it and sends every change to the client.
+pub const VISITS: Attr<i64> = Attr::client("visits");
+
 /// The client's player entity. Its state is the `visits` attribute, which the engine keeps
 /// and syncs to the client, so the struct itself has no fields.
 #[derive(Default, Serialize, Deserialize)]
@@ -14,14 +18,14 @@ pub struct Greeter;
 
 impl Entity for Greeter {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.attr("visits", &[AttrFlag::Client])
+        desc.attr(VISITS)
             .method("Hello", Expose::OwnClient, Greeter::hello)
             .method("OnSigned", Expose::Server, Greeter::on_signed);
     }
 
     /// Attributes are assigned: a new Greeter starts with no visits.
     fn on_attrs_ready(&mut self, ctx: &mut Ctx) {
-        ctx.attrs.root().set_default_int("visits", 0);
+        ctx.set_default(VISITS, 0);
     }
 
     /// The client left: nothing to keep.
@@ -33,8 +37,8 @@ impl Entity for Greeter {
 impl Greeter {
     /// `Hello(name)`, called by the client.
     fn hello(&mut self, ctx: &mut Ctx, (name,): (String,)) {
-        let visits = ctx.attrs.as_map().get_int("visits") + 1;
-        ctx.attrs.root().set_int("visits", visits);
+        let visits = ctx.get(VISITS) + 1;
+        ctx.set(VISITS, visits);
         ctx.call_client("OnHello", args![format!("Hello, {name}!"), visits]);
         let me = ctx.id();
         ctx.call_service_any("Guestbook", "Sign", args![me, name]);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// The service entity. Plain struct fields are fine for state the client never sees.
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Guestbook {
     names: BTreeSet<String>,
 }

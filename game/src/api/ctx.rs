@@ -11,16 +11,17 @@ use goworld_common::proto::Args;
 use goworld_common::rng::Rng;
 
 use super::{
-    Act, Action, Entity, GameClient, KvdbCallback, KvdbOp, KvdbRangeResult, KvdbResult, Placement,
-    StorageCallback, TimerId, Vec3, WorldView, MIN_TIMER_INTERVAL, SYNC_NEIGHBOURS, SYNC_OWN,
+    Act, Action, Attr, AttrType, Entity, EntityType, GameClient, KvdbCallback, KvdbOp,
+    KvdbRangeResult, KvdbResult, Placement, StorageCallback, TimerId, Vec3, WorldView,
+    MIN_TIMER_INTERVAL, SYNC_NEIGHBOURS, SYNC_OWN,
 };
-use crate::attr::Attrs;
+use crate::attr::{AttrError, Attrs, ListAttr, ListMut, MapAttr, MapMut};
 
 /// What game code gets with its entity: its ID, attributes and client, and the way to act
 /// on everything else.
 pub struct Ctx<'a> {
     pub(crate) id: EntityId,
-    pub(crate) type_name: &'a str,
+    pub(crate) ty: &'a dyn EntityType,
     pub(crate) now: Instant,
     pub(crate) clock: WallClock,
     pub(crate) ids: &'a mut IdGen,
@@ -58,14 +59,65 @@ impl Act for Ctx<'_> {
 
 impl Ctx<'_> {
     /// Moves the attribute changes made so far into the action queue.
+    /// An undeclared root attribute among them is an error: logged once per type and name
+    /// (it stays on the server, sent to no client, saved nowhere) and, in debug builds, a
+    /// panic at once.
     pub(crate) fn flush_attr_changes(&mut self) {
-        if self.attrs.has_changes() {
-            let changes = self.attrs.take_changes();
-            self.actions.push(Action::AttrChanges {
-                from: self.id,
-                changes,
-            });
+        if !self.attrs.has_changes() {
+            return;
         }
+        let changes = self.attrs.take_changes();
+        for c in &changes {
+            let key = c.root_key();
+            if !self.ty.attr_declared(key) && self.ty.first_undeclared(key) {
+                let ty = self.ty.name();
+                log::error!(
+                    "{ty}<{}> wrote attribute {key:?}, which {ty} never declares: it reaches no client and is not saved; declare it in describe() with an Attr, or fix the name",
+                    self.id
+                );
+                debug_assert!(false, "{ty}: undeclared attribute {key:?}");
+            }
+        }
+        self.actions.push(Action::AttrChanges {
+            from: self.id,
+            changes,
+        });
+    }
+
+    /// The value of attribute `a` (its type's default if it is missing or holds another
+    /// type).
+    pub fn get<V: AttrType>(&self, a: Attr<V>) -> V {
+        self.attrs
+            .get(a.name())
+            .and_then(V::from_attr)
+            .unwrap_or_default()
+    }
+
+    /// Sets attribute `a` to `v` (clients its flags name see the change).
+    pub fn set<V: AttrType>(&mut self, a: Attr<V>, v: impl Into<V>) {
+        self.attrs.root().set(a.name(), v.into());
+    }
+
+    /// Sets attribute `a` to `v` only if it is missing (the place for defaults, in
+    /// `on_attrs_ready`); true if it set.
+    pub fn set_default<V: AttrType>(&mut self, a: Attr<V>, v: impl Into<V>) -> bool {
+        self.attrs.root().set_default(a.name(), v.into())
+    }
+
+    /// Removes attribute `a`; true if it was there.
+    pub fn del<V: AttrType>(&mut self, a: Attr<V>) -> bool {
+        self.attrs.root().del(a.name()).is_some()
+    }
+
+    /// The map attribute `a`, to change in place (created if missing, as GoWorld's
+    /// `GetMapAttr` does).
+    pub fn map(&mut self, a: Attr<MapAttr>) -> Result<MapMut<'_>, AttrError> {
+        self.attrs.map(a.name())
+    }
+
+    /// The list attribute `a`, to change in place (created if missing).
+    pub fn list(&mut self, a: Attr<ListAttr>) -> Result<ListMut<'_>, AttrError> {
+        self.attrs.list(a.name())
     }
 
     /// This entity's ID.
@@ -75,7 +127,7 @@ impl Ctx<'_> {
 
     /// This entity's type name.
     pub fn type_name(&self) -> &str {
-        self.type_name
+        self.ty.name()
     }
 
     /// This game's nil space.
@@ -185,7 +237,7 @@ impl Ctx<'_> {
     /// The type of entity `id` if it lives on this game.
     pub fn type_of(&self, id: &EntityId) -> Option<&str> {
         if *id == self.id {
-            return Some(self.type_name);
+            return Some(self.ty.name());
         }
         self.view.type_of(id)
     }

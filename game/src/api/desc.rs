@@ -4,37 +4,15 @@
 //! engine keeps every entity the same way ([`EntityType`]).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use goworld_common::proto::Args;
 
-use super::{
-    Ctx, Entity, GameCtx, Hook, NilSpaceFn, ReadyFn, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE,
-};
+use super::key::{Attr, AttrFlags, AttrType};
+use super::{Ctx, Entity, GameCtx, Hook, NilSpaceFn, ReadyFn, SPACE_AOI, SPACE_KIND, SPACE_TYPE};
 use crate::args::{ArgError, FromArgs};
-
-/// How an attribute is shown to clients and kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AttrFlags {
-    /// Sent to the entity's own client.
-    pub client: bool,
-    /// Sent to its own client and the clients of entities that see it (implies `client`).
-    pub all_clients: bool,
-    /// Saved to storage (persistent types only).
-    pub persistent: bool,
-}
-
-/// One attribute flag, as GoWorld's `DefineAttr` spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttrFlag {
-    /// Sent to the entity's own client.
-    Client,
-    /// Sent to the own client and to the clients of entities that see it.
-    AllClients,
-    /// Saved to storage.
-    Persistent,
-}
 
 /// Who may call a method (GoWorld's plain, `_Client` and `_AllClients` methods).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,20 +69,13 @@ impl<T: Entity> TypeDesc<T> {
         self
     }
 
-    /// Defines an attribute. No flags: server-only (migrated, not saved). `AllClients`
-    /// implies `Client`; `Persistent` needs a persistent type.
-    pub fn attr(&mut self, name: &str, flags: &[AttrFlag]) -> &mut Self {
-        let mut f = AttrFlags::default();
-        for flag in flags {
-            match flag {
-                AttrFlag::Client => f.client = true,
-                AttrFlag::AllClients => {
-                    f.client = true;
-                    f.all_clients = true
-                }
-                AttrFlag::Persistent => f.persistent = true,
-            }
-        }
+    /// Declares an attribute (see [`Attr`]): its name, value type and flags. Writing a
+    /// root attribute that was never declared is an error.
+    pub fn attr<V: AttrType>(&mut self, a: Attr<V>) -> &mut Self {
+        self.declare(a.name(), a.flags())
+    }
+
+    fn declare(&mut self, name: &str, f: AttrFlags) -> &mut Self {
         if f.persistent && !self.persistent {
             self.errors.push(format!(
                 "attribute {name} is Persistent but type {} is not persistent (call persistent(true) first)",
@@ -158,7 +129,12 @@ pub(crate) trait EntityType {
     fn is_persistent(&self) -> bool;
     /// `Some(d)` if the type uses AOI (`d` = 0: the space's distance).
     fn aoi_distance(&self) -> Option<f32>;
+    /// The flags of attribute `key` (none for an undeclared one).
     fn attr_flags(&self, key: &str) -> AttrFlags;
+    /// True if attribute `key` was declared.
+    fn attr_declared(&self, key: &str) -> bool;
+    /// True the first time undeclared attribute `key` is reported (then it is logged once).
+    fn first_undeclared(&self, key: &str) -> bool;
     fn new_instance(&self) -> Box<dyn Any>;
     fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, String>;
     fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String>;
@@ -173,7 +149,7 @@ pub(crate) trait EntityType {
     fn hook(&self, obj: &mut dyn Any, ctx: &mut Ctx, hook: Hook);
 }
 
-struct TypeImpl<T: Entity>(TypeDesc<T>);
+struct TypeImpl<T: Entity>(TypeDesc<T>, RefCell<BTreeSet<String>>);
 
 impl<T: Entity> EntityType for TypeImpl<T> {
     fn name(&self) -> &str {
@@ -188,6 +164,12 @@ impl<T: Entity> EntityType for TypeImpl<T> {
     fn attr_flags(&self, key: &str) -> AttrFlags {
         self.0.attrs.get(key).copied().unwrap_or_default()
     }
+    fn attr_declared(&self, key: &str) -> bool {
+        self.0.attrs.contains_key(key)
+    }
+    fn first_undeclared(&self, key: &str) -> bool {
+        self.1.borrow_mut().insert(key.to_string())
+    }
     fn new_instance(&self) -> Box<dyn Any> {
         Box::new(T::default())
     }
@@ -197,18 +179,17 @@ impl<T: Entity> EntityType for TypeImpl<T> {
         rmp_serde::to_vec_named(e).map_err(|e| format!("{}: cannot serialize: {e}", self.0.name))
     }
     fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String> {
-        let err = match rmp_serde::from_slice::<T>(bytes) {
-            Ok(e) => return Ok(Box::new(e)),
-            Err(e) => e,
-        };
         // Written by a binary whose struct lacked fields this one has (a hot swap to new
-        // code): the missing fields take their values from `Default`, then it is read again.
-        let with_defaults = rmp_serde::to_vec_named(&T::default())
-            .ok()
-            .and_then(|d| fill_missing_fields(bytes, &d));
-        match with_defaults.map(|b| rmp_serde::from_slice::<T>(&b)) {
-            Some(Ok(e)) => Ok(Box::new(e)),
-            _ => Err(format!("{}: cannot deserialize: {err}", self.0.name)),
+        // code): `#[serde(default)]`, checked at registration, fills them from `Default`.
+        // A struct with no fields (a unit struct) is written as an empty array, one with fields as a
+        // map; a new binary may have gained or lost all of them.
+        match rmp_serde::from_slice::<T>(bytes) {
+            Ok(e) => Ok(Box::new(e)),
+            Err(_) if bytes == [EMPTY_ARRAY] => self.decode_state(&[EMPTY_MAP]),
+            Err(_) if is_fieldless::<T>() && bytes.first().is_some_and(|b| b & 0xf0 == 0x80) => {
+                Ok(Box::new(T::default()))
+            }
+            Err(err) => Err(format!("{}: cannot deserialize: {err}", self.0.name)),
         }
     }
     fn expose(&self, method: &str) -> Option<Expose> {
@@ -250,49 +231,6 @@ impl<T: Entity> EntityType for TypeImpl<T> {
     }
 }
 
-/// The fields of a msgpack map with string keys, each with its value's bytes.
-fn map_fields(buf: &[u8]) -> Option<Vec<(String, &[u8])>> {
-    let (n, mut pos) = match *buf.first()? {
-        b @ 0x80..=0x8f => (usize::from(b & 0x0f), 1),
-        0xde => (
-            usize::from(u16::from_be_bytes([*buf.get(1)?, *buf.get(2)?])),
-            3,
-        ),
-        0xdf => (
-            u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize,
-            5,
-        ),
-        _ => return None,
-    };
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (k, used) = goworld_common::msgpack::decode(buf.get(pos..)?).ok()?;
-        pos += used;
-        let (_, used) = goworld_common::msgpack::decode(buf.get(pos..)?).ok()?;
-        out.push((k.as_str()?.to_string(), buf.get(pos..pos + used)?));
-        pos += used;
-    }
-    (pos == buf.len()).then_some(out)
-}
-
-/// `stored` (a struct written as a map) with every field of `defaults` it lacks added.
-fn fill_missing_fields(stored: &[u8], defaults: &[u8]) -> Option<Vec<u8>> {
-    let have = map_fields(stored)?;
-    let mut all = have.clone();
-    for (k, v) in map_fields(defaults)? {
-        if !have.iter().any(|(h, _)| *h == k) {
-            all.push((k, v));
-        }
-    }
-    let mut out = Vec::with_capacity(stored.len() + defaults.len());
-    goworld_common::msgpack::write_map_len(&mut out, all.len() as u32);
-    for (k, v) in all {
-        goworld_common::msgpack::write_str(&mut out, &k);
-        out.extend_from_slice(v);
-    }
-    Some(out)
-}
-
 /// The entity types of a game.
 #[derive(Default)]
 pub struct Registry {
@@ -311,67 +249,87 @@ impl Registry {
 
     /// Registers type `T` under `name`. A duplicate name or a bad definition is an error
     /// naming it; the game should refuse to start.
-    pub fn register<T: Entity>(&mut self, name: &str) -> Result<(), String> {
+    pub fn register<T: Entity>(&mut self, name: &str) -> Result<(), RegisterError> {
+        let bad = |why: String| RegisterError::Type {
+            name: name.to_string(),
+            why,
+        };
         if name == SPACE_TYPE {
-            return Err(format!(
+            return Err(bad(format!(
                 "{SPACE_TYPE} is the space type: use register_space"
-            ));
+            )));
         }
         if self.types.contains_key(name) {
-            return Err(format!("entity type {name} is registered twice"));
+            return Err(bad("registered twice".to_string()));
         }
         let mut desc = TypeDesc::<T>::new(name);
         T::describe(&mut desc);
+        check_state_defaults::<T>(&mut desc);
         if !desc.errors.is_empty() {
-            return Err(format!("entity type {name}: {}", desc.errors.join("; ")));
+            return Err(bad(desc.errors.join("; ")));
         }
-        self.types.insert(name.to_string(), Rc::new(TypeImpl(desc)));
+        self.types.insert(
+            name.to_string(),
+            Rc::new(TypeImpl(desc, RefCell::default())),
+        );
         Ok(())
     }
 
     /// Registers `T` as the game's space type ([`SPACE_TYPE`]; one per game, as in GoWorld,
     /// where spaces differ by kind). Its `_K` (kind, AllClients) and `_EnableAOI` attributes
     /// are added. Without this, spaces are of a built-in type with no logic.
-    pub fn register_space<T: Entity>(&mut self) -> Result<(), String> {
+    pub fn register_space<T: Entity>(&mut self) -> Result<(), RegisterError> {
+        let bad = |why: &str| RegisterError::SpaceType(why.to_string());
         if self.types.contains_key(SPACE_TYPE) {
-            return Err("a space type is registered twice".to_string());
+            return Err(bad("registered twice"));
         }
         let mut desc = TypeDesc::<T>::new(SPACE_TYPE);
         T::describe(&mut desc);
+        check_state_defaults::<T>(&mut desc);
         if desc.persistent {
-            return Err("the space type cannot be persistent".to_string());
+            return Err(bad("it cannot be persistent"));
         }
         if desc.aoi_distance.is_some() {
-            return Err("the space type cannot use AOI itself".to_string());
+            return Err(bad("it cannot use AOI itself"));
         }
-        if !desc.attrs.contains_key(SPACE_KIND_ATTR) {
-            desc.attr(SPACE_KIND_ATTR, &[AttrFlag::AllClients]);
+        if !desc.attrs.contains_key(SPACE_KIND.name()) {
+            desc.attr(SPACE_KIND);
         }
-        if !desc.attrs.contains_key(SPACE_AOI_ATTR) {
-            desc.attr(SPACE_AOI_ATTR, &[]);
+        if !desc.attrs.contains_key(SPACE_AOI.name()) {
+            desc.attr(SPACE_AOI);
         }
         if !desc.errors.is_empty() {
-            return Err(format!("space type: {}", desc.errors.join("; ")));
+            return Err(RegisterError::SpaceType(desc.errors.join("; ")));
         }
-        self.types
-            .insert(SPACE_TYPE.to_string(), Rc::new(TypeImpl(desc)));
+        self.types.insert(
+            SPACE_TYPE.to_string(),
+            Rc::new(TypeImpl(desc, RefCell::default())),
+        );
         Ok(())
     }
 
     /// Registers service type `T` under `name` with `shards` shards (1..=8192; the name must
     /// not contain `#`). Every game registers the same services; the games share out the
     /// shards through the dispatchers' registry.
-    pub fn register_service<T: Entity>(&mut self, name: &str, shards: u32) -> Result<(), String> {
+    pub fn register_service<T: Entity>(
+        &mut self,
+        name: &str,
+        shards: u32,
+    ) -> Result<(), RegisterError> {
+        let bad = |why: String| RegisterError::Service {
+            name: name.to_string(),
+            why,
+        };
         if name.contains('#') || name.contains('/') {
-            return Err(format!("service name {name} must not contain '#' or '/'"));
+            return Err(bad("the name must not contain '#' or '/'".to_string()));
         }
         if !(1..=8192).contains(&shards) {
-            return Err(format!("service {name}: {shards} shards, must be 1..=8192"));
+            return Err(bad(format!("{shards} shards, must be 1..=8192")));
         }
         self.register::<T>(name)?;
         if self.types.get(name).is_some_and(|t| t.is_persistent()) {
             self.types.remove(name);
-            return Err(format!("service {name} cannot be persistent"));
+            return Err(bad("a service cannot be persistent".to_string()));
         }
         self.services.insert(name.to_string(), shards);
         Ok(())
@@ -386,13 +344,13 @@ impl Registry {
     /// Defines a nil-space method, run on every game that
     /// [`GameCtx::call_nil_spaces`](GameCtx::call_nil_spaces) reaches.
     /// Build `f` with [`nil_space_method`](super::nil_space_method).
-    pub fn nil_space_method(&mut self, name: &str, f: NilSpaceFn) -> Result<(), String> {
+    pub fn nil_space_method(&mut self, name: &str, f: NilSpaceFn) -> Result<(), RegisterError> {
         if self
             .nil_methods
             .insert(name.to_string(), Rc::new(f))
             .is_some()
         {
-            return Err(format!("nil-space method {name} is defined twice"));
+            return Err(RegisterError::NilSpaceMethod(name.to_string()));
         }
         Ok(())
     }
@@ -404,5 +362,64 @@ impl Registry {
 
     pub(crate) fn get(&self, name: &str) -> Option<Rc<dyn EntityType>> {
         self.types.get(name).cloned()
+    }
+}
+
+/// Why a type, service or nil-space method could not be registered (the game should refuse
+/// to start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Entity type `name` is defined wrongly (each problem named) or registered twice.
+    Type {
+        /// The type's name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The space type is defined wrongly or registered twice.
+    SpaceType(String),
+    /// Service `name` is defined wrongly.
+    Service {
+        /// The service's name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A nil-space method of this name is defined twice.
+    NilSpaceMethod(String),
+}
+
+impl std::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegisterError::Type { name, why } => write!(f, "entity type {name}: {why}"),
+            RegisterError::SpaceType(why) => write!(f, "space type: {why}"),
+            RegisterError::Service { name, why } => write!(f, "service {name}: {why}"),
+            RegisterError::NilSpaceMethod(name) => {
+                write!(f, "nil-space method {name} is defined twice")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+const EMPTY_ARRAY: u8 = 0x90;
+const EMPTY_MAP: u8 = 0x80;
+
+/// Whether `T`'s state has no fields (a unit struct, written as an empty array).
+fn is_fieldless<T: Entity>() -> bool {
+    rmp_serde::to_vec_named(&T::default()).is_ok_and(|b| b == [EMPTY_ARRAY])
+}
+
+/// A type's struct must read state written by a binary whose struct lacked some fields (a hot
+/// swap to new code, a migration between versions): `#[serde(default)]` on the struct gives
+/// missing fields their `Default`. Checked by reading an empty map.
+fn check_state_defaults<T: Entity>(desc: &mut TypeDesc<T>) {
+    if !is_fieldless::<T>() && rmp_serde::from_slice::<T>(&[EMPTY_MAP]).is_err() {
+        desc.errors.push(format!(
+            "its struct cannot be read from state that lacks its fields: put #[serde(default)] on {}",
+            std::any::type_name::<T>()
+        ));
     }
 }

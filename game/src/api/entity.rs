@@ -8,7 +8,7 @@ use goworld_common::id::EntityId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Ctx, TypeDesc};
+use super::{Attr, Ctx, TypeDesc};
 /// Lifecycle callbacks the engine runs, in GoWorld's order (reference §3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -88,9 +88,9 @@ impl Vec3 {
 /// The type name of space entities (GoWorld's `__space__`), as clients see it.
 pub const SPACE_TYPE: &str = "__space__";
 /// The space attribute holding its kind (AllClients, so clients learn it).
-pub const SPACE_KIND_ATTR: &str = "_K";
+pub const SPACE_KIND: Attr<i64> = Attr::all_clients("_K");
 /// The space attribute holding its AOI distance once enabled (server-only).
-pub const SPACE_AOI_ATTR: &str = "_EnableAOI";
+pub const SPACE_AOI: Attr<f64> = Attr::server("_EnableAOI");
 
 /// An entity type. Implement it on a struct with your own fields (`Default` builds a new
 /// instance); the engine owns the attributes and the client.
@@ -98,7 +98,8 @@ pub const SPACE_AOI_ATTR: &str = "_EnableAOI";
 /// The struct is serialized with serde when the entity moves to another game or the game is
 /// hot-swapped, so nothing it keeps is lost silently (GoWorld drops plain struct fields).
 /// Mark fields that must not travel with `#[serde(skip)]`; they come back as their
-/// `Default`. Closures cannot travel: keep callbacks in attributes or re-create them.
+/// `Default`. Put `#[serde(default)]` on the struct, so state written by a binary whose
+/// struct had fewer fields can be read (registration checks it). Closures cannot travel: keep callbacks in attributes or re-create them.
 pub trait Entity: Any + Default + Serialize + DeserializeOwned {
     /// Defines the type: attributes, methods, persistence.
     fn describe(desc: &mut TypeDesc<Self>);

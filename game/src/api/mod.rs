@@ -3,7 +3,8 @@
 //! engine ([`crate::world`]) depends on it, never the other way round.
 //!
 //! - [`entity`]: the [`Entity`] trait and its lifecycle [`Hook`]s, [`Vec3`].
-//! - [`desc`]: a type's definition ([`TypeDesc`]) and the game's [`Registry`].
+//! - [`desc`]: a type's definition ([`TypeDesc`]) and the game's [`Registry`]; [`key`]: typed
+//!   attribute keys ([`Attr`]).
 //! - [`act`]: [`Act`], everything game code can ask of the world, written once for both
 //!   contexts; [`action`]: the [`Action`]s it emits.
 //! - [`ctx`]: [`Ctx`], an entity's context (actions queued until its handler returns).
@@ -16,6 +17,7 @@ pub mod ctx;
 pub mod desc;
 pub mod entity;
 pub mod game_ctx;
+pub mod key;
 pub mod view;
 
 pub use act::Act;
@@ -23,12 +25,13 @@ pub(crate) use action::{Action, KvdbCallback, StorageCallback};
 pub use action::{KvdbOp, KvdbRangeResult, KvdbResult, ShardSel, TimerId, MIN_TIMER_INTERVAL};
 pub use ctx::Ctx;
 pub(crate) use desc::EntityType;
-pub use desc::{AttrFlag, AttrFlags, CallError, Expose, Registry, TypeDesc};
-pub use entity::{Entity, Hook, Vec3, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE};
+pub use desc::{CallError, Expose, RegisterError, Registry, TypeDesc};
+pub use entity::{Entity, Hook, Vec3, SPACE_AOI, SPACE_KIND, SPACE_TYPE};
 pub(crate) use game_ctx::Engine;
 pub use game_ctx::{
     nil_space_method, GameCtx, GlobalFn, GlobalTimerId, NilSpaceFn, PostFn, ReadyFn,
 };
+pub use key::{Attr, AttrFlags, AttrType};
 pub(crate) use view::Placement;
 pub use view::{WorldView, SYNC_NEIGHBOURS, SYNC_OWN};
 
@@ -44,8 +47,8 @@ pub struct GameClient {
 /// Everything a game's code usually needs: `use goworld_game::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        nil_space_method, Act, AttrFlag, Ctx, Entity, Expose, GameCtx, KvdbRangeResult, KvdbResult,
-        Registry, TimerId, TypeDesc, Vec3,
+        nil_space_method, Act, Attr, Ctx, Entity, Expose, GameCtx, KvdbRangeResult, KvdbResult,
+        RegisterError, Registry, TimerId, TypeDesc, Vec3,
     };
     pub use crate::args;
     pub use crate::attr::{ListAttr, MapAttr};

@@ -26,7 +26,7 @@ use log::info;
 use super::space::{decode_snapshot, encode_snapshot, SpaceState};
 use super::{Net, World};
 use crate::aoi::Aoi;
-use crate::api::{Hook, Vec3, SPACE_AOI_ATTR, SPACE_KIND_ATTR, SPACE_TYPE};
+use crate::api::{Hook, Vec3, SPACE_AOI, SPACE_KIND, SPACE_TYPE};
 
 /// The freeze file's layout version.
 pub const FREEZE_FORMAT: i64 = 1;
@@ -249,8 +249,8 @@ impl World {
             if is_space {
                 let rec = &self.entities[&id];
                 let attrs = rec.attrs.as_map();
-                let mut st = SpaceState::new(attrs.get_int(SPACE_KIND_ATTR));
-                let d = attrs.get_float(SPACE_AOI_ATTR) as f32;
+                let mut st = SpaceState::new(attrs.get_int(SPACE_KIND.name()));
+                let d = attrs.get_float(SPACE_AOI.name()) as f32;
                 if d > 0.0 {
                     st.aoi = Some(Aoi::new(d));
                     st.aoi_distance = d;

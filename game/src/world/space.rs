@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use super::{Deferred, Net, Rec, Snapshot, TimerSnapshot, World};
 use crate::aoi::{Aoi, AoiEvent, AoiEventKind, AoiId};
 use crate::api::{
-    Entity, EntityType, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND_ATTR, SPACE_TYPE,
-    SYNC_NEIGHBOURS, SYNC_OWN,
+    Entity, EntityType, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND, SPACE_TYPE, SYNC_NEIGHBOURS,
+    SYNC_OWN,
 };
 use crate::attr::{Attrs, MapAttr};
 
@@ -406,7 +406,7 @@ impl World {
             if let Some(rec) = self.entities.get_mut(&space) {
                 rec.attrs
                     .root()
-                    .set(crate::api::SPACE_AOI_ATTR, f64::from(distance));
+                    .set(crate::api::SPACE_AOI.name(), f64::from(distance));
                 rec.attrs.take_changes();
             }
         }
@@ -427,7 +427,7 @@ impl World {
             warn!("cannot create a space of kind 0 (each game has one nil space)");
             return;
         }
-        let attrs = Attrs::from_map(MapAttr::new().with(SPACE_KIND_ATTR, kind));
+        let attrs = Attrs::from_map(MapAttr::new().with(SPACE_KIND.name(), kind));
         if game == self.game_id {
             self.create(net, now, SPACE_TYPE, id, Some(attrs));
         } else {
@@ -451,7 +451,7 @@ impl World {
             .and_then(|r| {
                 r.attrs
                     .as_map()
-                    .get(SPACE_KIND_ATTR)
+                    .get(SPACE_KIND.name())
                     .and_then(|v| v.as_int())
             })
             .unwrap_or(0);

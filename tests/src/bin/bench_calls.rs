@@ -51,6 +51,7 @@ impl Io for CountIo {
 
 /// The publisher: its subscribers in a plain list.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Hub {
     subs: Vec<EntityId>,
     /// `-one-by-one`: `Ctx::call` per subscriber instead of one `Ctx::call_many`.

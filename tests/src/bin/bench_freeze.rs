@@ -43,6 +43,7 @@ impl Entity for Zone {
 }
 
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Npc {
     moves: u32,
 }

@@ -47,6 +47,7 @@ fn record(us: u64) {
 
 /// Moves to the other game's nil space, over and over.
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Bouncer {
     /// When it left its last game (unix microseconds); travels with it.
     left_us: u64,
