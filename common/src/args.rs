@@ -24,6 +24,89 @@ pub struct ProcessArgs {
     pub daemon: bool,
 }
 
+/// Why command-line flags were refused. Displayed in Go's wording where Go has one
+/// (`flag provided but not defined: -x`); the binaries print it and exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// A flag that is not declared.
+    UnknownFlag { flag: String },
+    /// A flag that takes a value, given none.
+    MissingValue { flag: String },
+    /// `-flag=value` on a flag that takes no value (and `value` is no Go boolean either).
+    UnexpectedValue { flag: String },
+    /// `-flag=value` on a boolean flag, with a value that is not a Go boolean.
+    BadBool { flag: String, value: String },
+    /// A flag declared to be given at most once, given again.
+    Duplicated { flag: String },
+    /// A flag declared as required, not given.
+    MissingFlag { flag: String },
+    /// A server process's ID flag (`-dispid`, `-gid`) not given.
+    MissingId { flag: String },
+    /// The ID flag given as 0 (IDs start at 1).
+    ZeroId { flag: String },
+    /// The ID flag given something that is not a number 1..=65535.
+    BadId { flag: String, value: String },
+    /// `-log` given a level that is not debug, info, warn(ing), error, panic or fatal.
+    BadLogLevel { value: String },
+    /// `-restore` given to a process that is not a game.
+    RestoreNotAllowed,
+    /// A free argument; server processes take none. `id_flag` and `allow_restore` say which
+    /// flags the process does take, for the message.
+    UnexpectedArgument {
+        arg: String,
+        id_flag: String,
+        allow_restore: bool,
+    },
+    /// `-h` or `-help`: not an error as such; `usage` is the text to print.
+    Help { usage: String },
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::UnknownFlag { flag } => {
+                write!(f, "flag provided but not defined: -{flag}")
+            }
+            ArgsError::MissingValue { flag } => write!(f, "flag needs an argument: -{flag}"),
+            ArgsError::UnexpectedValue { flag } => {
+                write!(f, "flag -{flag} does not take a value")
+            }
+            ArgsError::BadBool { flag, value } => {
+                write!(
+                    f,
+                    "invalid boolean value \"{value}\" for -{flag}: parse error"
+                )
+            }
+            ArgsError::Duplicated { flag } => write!(f, "flag -{flag} given more than once"),
+            ArgsError::MissingFlag { flag } => write!(f, "missing required flag -{flag}"),
+            ArgsError::MissingId { flag } => write!(f, "missing required flag -{flag} N"),
+            ArgsError::ZeroId { flag } => write!(f, "-{flag} 0: IDs start at 1"),
+            ArgsError::BadId { flag, value } => write!(
+                f,
+                "invalid value \"{value}\" for flag -{flag}: expected a number 1..=65535"
+            ),
+            ArgsError::BadLogLevel { value } => write!(
+                f,
+                "invalid value \"{value}\" for flag -log: use debug, info, warn or error"
+            ),
+            ArgsError::RestoreNotAllowed => f.write_str("flag -restore is only for games"),
+            ArgsError::UnexpectedArgument {
+                arg,
+                id_flag,
+                allow_restore,
+            } => write!(
+                f,
+                "unexpected argument '{arg}' (flags are -{id_flag} N, -configfile PATH, \
+                 -log LEVEL{}, -d)",
+                if *allow_restore { ", -restore" } else { "" }
+            ),
+            ArgsError::Help { usage } => f.write_str(usage),
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
 /// The options of a server process: `-<id_flag>`, `-configfile`, `-log`, `-d`, `-h`, and
 /// `-restore` when `allow_restore` (it is always declared, so that a process that does not
 /// take it can say so). For [`usage`].
@@ -60,34 +143,39 @@ pub fn process_options(id_flag: &str, allow_restore: bool) -> getopts::Options {
 
 /// Parses a server process's flags (`argv` without the program name). `id_flag` is
 /// `"dispid"` or `"gid"`; it is required and must be 1..=65535. `-restore` is an error unless
-/// `allow_restore`. Free arguments are errors. `-h`/`-help` return the usage text as the
-/// error. Error strings name the flag or argument.
+/// `allow_restore`. Free arguments are errors. `-h`/`-help` return [`ArgsError::Help`] with
+/// the usage text. Errors name the flag or argument.
 pub fn parse_process_args(
     argv: &[String],
     id_flag: &str,
     allow_restore: bool,
-) -> Result<ProcessArgs, String> {
+) -> Result<ProcessArgs, ArgsError> {
     let opts = process_options(id_flag, allow_restore);
     let m = parse_go_flags(&opts, argv)?;
     if m.opt_present("h") {
-        return Err(usage("<program>", &opts));
+        return Err(ArgsError::Help {
+            usage: usage("<program>", &opts),
+        });
     }
     if let Some(free) = m.free.first() {
-        return Err(format!(
-            "unexpected argument '{free}' (flags are -{id_flag} N, -configfile PATH, -log LEVEL{}, -d)",
-            if allow_restore { ", -restore" } else { "" }
-        ));
+        return Err(ArgsError::UnexpectedArgument {
+            arg: free.clone(),
+            id_flag: id_flag.to_string(),
+            allow_restore,
+        });
     }
     let last = |name: &str| m.opt_strs(name).pop();
+    let flag = || id_flag.to_string();
     let id = match last(id_flag) {
-        None => return Err(format!("missing required flag -{id_flag} N")),
+        None => return Err(ArgsError::MissingId { flag: flag() }),
         Some(v) => match v.trim().parse::<u16>() {
-            Ok(0) => return Err(format!("-{id_flag} 0: IDs start at 1")),
+            Ok(0) => return Err(ArgsError::ZeroId { flag: flag() }),
             Ok(id) => id,
             Err(_) => {
-                return Err(format!(
-                    "invalid value \"{v}\" for flag -{id_flag}: expected a number 1..=65535"
-                ))
+                return Err(ArgsError::BadId {
+                    flag: flag(),
+                    value: v,
+                })
             }
         },
     };
@@ -100,15 +188,13 @@ pub fn parse_process_args(
         Some(l) if l.is_empty() => None,
         Some(l) => Some(
             crate::config::normalize_level(&l)
-                .ok_or_else(|| {
-                    format!("invalid value \"{l}\" for flag -log: use debug, info, warn or error")
-                })?
+                .ok_or_else(|| ArgsError::BadLogLevel { value: l.clone() })?
                 .to_string(),
         ),
     };
     let restore = m.opt_present("restore");
     if restore && !allow_restore {
-        return Err("flag -restore is only for games".to_string());
+        return Err(ArgsError::RestoreNotAllowed);
     }
     Ok(ProcessArgs {
         id,
@@ -122,12 +208,12 @@ pub fn parse_process_args(
 /// Parses `argv` (without the program name) against `opts` the way Go's `flag` package
 /// would: long-only mode (`-name`, `--name`, `-name=value`, `-name value`), and boolean
 /// flags also as `-name=true` / `-name=0` (any Go boolean form). `opts` need not have
-/// `long_only` set. Errors are worded like Go's ("flag provided but not defined: -x").
+/// `long_only` set. Errors display like Go's ("flag provided but not defined: -x").
 /// (`-name=false` drops that occurrence; it does not cancel an earlier `-name`.)
 pub fn parse_go_flags(
     opts: &getopts::Options,
     argv: &[String],
-) -> Result<getopts::Matches, String> {
+) -> Result<getopts::Matches, ArgsError> {
     let mut opts = opts.clone();
     opts.long_only(true);
     let mut args: Vec<String> = argv.to_vec();
@@ -141,7 +227,7 @@ pub fn parse_go_flags(
                     .take_while(|a| a.as_str() != "--")
                     .position(|a| flag_name(a) == Some(name.as_str()) && a.contains('='));
                 let Some(pos) = pos else {
-                    return Err(format!("flag -{name} does not take a value"));
+                    return Err(ArgsError::UnexpectedValue { flag: name });
                 };
                 let value = args[pos].split_once('=').map_or("", |(_, v)| v).to_string();
                 match value.as_str() {
@@ -151,25 +237,19 @@ pub fn parse_go_flags(
                     "0" | "f" | "F" | "FALSE" | "false" | "False" => {
                         args.remove(pos);
                     }
-                    _ => {
-                        return Err(format!(
-                            "invalid boolean value \"{value}\" for -{name}: parse error"
-                        ))
-                    }
+                    _ => return Err(ArgsError::BadBool { flag: name, value }),
                 }
             }
-            Err(getopts::Fail::UnrecognizedOption(name)) => {
-                return Err(format!("flag provided but not defined: -{name}"))
+            Err(getopts::Fail::UnrecognizedOption(flag)) => {
+                return Err(ArgsError::UnknownFlag { flag })
             }
-            Err(getopts::Fail::ArgumentMissing(name)) => {
-                return Err(format!("flag needs an argument: -{name}"))
+            Err(getopts::Fail::ArgumentMissing(flag)) => {
+                return Err(ArgsError::MissingValue { flag })
             }
-            Err(getopts::Fail::OptionDuplicated(name)) => {
-                return Err(format!("flag -{name} given more than once"))
+            Err(getopts::Fail::OptionDuplicated(flag)) => {
+                return Err(ArgsError::Duplicated { flag })
             }
-            Err(getopts::Fail::OptionMissing(name)) => {
-                return Err(format!("missing required flag -{name}"))
-            }
+            Err(getopts::Fail::OptionMissing(flag)) => return Err(ArgsError::MissingFlag { flag }),
         }
     }
 }
@@ -195,16 +275,16 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    fn game(s: &str) -> Result<ProcessArgs, String> {
+    fn game(s: &str) -> Result<ProcessArgs, ArgsError> {
         parse_process_args(&argv(s), "gid", true)
     }
 
-    fn gate(s: &str) -> Result<ProcessArgs, String> {
+    fn gate(s: &str) -> Result<ProcessArgs, ArgsError> {
         parse_process_args(&argv(s), "gid", false)
     }
 
-    fn err_contains(r: Result<ProcessArgs, String>, want: &str) {
-        let e = r.unwrap_err();
+    fn err_contains(r: Result<ProcessArgs, ArgsError>, want: &str) {
+        let e = r.unwrap_err().to_string();
         assert!(e.contains(want), "{e:?} does not contain {want:?}");
     }
 
@@ -310,9 +390,83 @@ mod tests {
         let m = parse_go_flags(&opts, &argv("-configfile=a=b.ini")).unwrap();
         assert_eq!(m.opt_str("configfile").as_deref(), Some("a=b.ini"));
         let e = parse_go_flags(&opts, &argv("-x=v")).unwrap_err();
-        assert_eq!(e, "flag provided but not defined: -x");
+        assert_eq!(e, ArgsError::UnknownFlag { flag: "x".into() });
+        assert_eq!(e.to_string(), "flag provided but not defined: -x");
         let e = parse_go_flags(&opts, &argv("-strict -strict")).unwrap_err();
-        assert!(e.contains("-strict"), "{e}");
+        assert_eq!(
+            e,
+            ArgsError::Duplicated {
+                flag: "strict".into()
+            }
+        );
+        assert!(e.to_string().contains("-strict"), "{e}");
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let flag = |f: &str| f.to_string();
+        assert_eq!(game(""), Err(ArgsError::MissingId { flag: flag("gid") }));
+        assert_eq!(game("-gid 0"), Err(ArgsError::ZeroId { flag: flag("gid") }));
+        assert_eq!(
+            game("-gid 70000"),
+            Err(ArgsError::BadId {
+                flag: flag("gid"),
+                value: "70000".into()
+            })
+        );
+        assert_eq!(
+            game("-gid"),
+            Err(ArgsError::MissingValue { flag: flag("gid") })
+        );
+        assert_eq!(
+            game("-gid 1 -sid 2"),
+            Err(ArgsError::UnknownFlag { flag: flag("sid") })
+        );
+        assert_eq!(
+            game("-gid 1 -log verbose"),
+            Err(ArgsError::BadLogLevel {
+                value: "verbose".into()
+            })
+        );
+        assert_eq!(
+            game("-gid 1 -restore=yes"),
+            Err(ArgsError::BadBool {
+                flag: flag("restore"),
+                value: "yes".into()
+            })
+        );
+        assert_eq!(gate("-gid 1 -restore"), Err(ArgsError::RestoreNotAllowed));
+        assert_eq!(
+            gate("-gid 1 extra"),
+            Err(ArgsError::UnexpectedArgument {
+                arg: "extra".into(),
+                id_flag: flag("gid"),
+                allow_restore: false,
+            })
+        );
+        assert!(
+            matches!(game("-help"), Err(ArgsError::Help { usage }) if usage.contains("-gid N"))
+        );
+        // parse_go_flags alone: a boolean flag given a value that is no Go boolean, a
+        // required flag left out, a single-value flag given twice.
+        let mut opts = getopts::Options::new();
+        opts.optflag("", "quiet", "");
+        opts.reqopt("", "name", "", "NAME");
+        assert_eq!(
+            parse_go_flags(&opts, &argv("-name a -quiet=loud")).unwrap_err(),
+            ArgsError::BadBool {
+                flag: flag("quiet"),
+                value: "loud".into()
+            }
+        );
+        assert_eq!(
+            parse_go_flags(&opts, &argv("-quiet")).unwrap_err(),
+            ArgsError::MissingFlag { flag: flag("name") }
+        );
+        assert_eq!(
+            parse_go_flags(&opts, &argv("-name a -name b")).unwrap_err(),
+            ArgsError::Duplicated { flag: flag("name") }
+        );
     }
 
     #[test]

@@ -191,17 +191,305 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
-/// A configuration problem, naming the file, section and key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError(pub String);
+/// A configuration problem. Every variant names the file it is in (`goworld.ini` for
+/// [`Config::parse`]); the rest name the section, key, value and line where there is one.
+/// Displayed as one line starting with the file: `conf/goworld.ini: [gate1] unknown key
+/// 'listen_adr' (line 6)`.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// A line that is not INI (or a key before the first section).
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        /// The line, trimmed.
+        text: String,
+        problem: SyntaxProblem,
+    },
+    /// A section that is none of GoWorld's.
+    UnknownSection {
+        file: PathBuf,
+        section: String,
+        line: usize,
+    },
+    /// `[dispatcherN]`, `[gameN]` or `[gateN]` with N outside 1..=65535.
+    BadSectionId {
+        file: PathBuf,
+        section: String,
+        line: usize,
+    },
+    /// A key the section does not have.
+    UnknownKey {
+        file: PathBuf,
+        section: String,
+        key: String,
+        line: usize,
+    },
+    /// A key whose value cannot be used.
+    BadValue {
+        file: PathBuf,
+        section: String,
+        key: String,
+        value: String,
+        line: usize,
+        why: BadValueReason,
+    },
+    /// A required key is absent (the `[deployment]` counts).
+    Missing {
+        file: PathBuf,
+        section: String,
+        key: String,
+    },
+    /// A key that must not be empty is (`boot_entity`, a filesystem store's `directory`).
+    Empty {
+        file: PathBuf,
+        section: String,
+        key: String,
+    },
+    /// `[storage]` or `[kvdb]` `type` names a GoWorld store not compiled into goworld-rs.
+    StoreNotBuilt {
+        file: PathBuf,
+        /// `storage` or `kvdb`.
+        section: String,
+        /// The `type` value: `mongodb`, `redis` or (kvdb) `redis_cluster`.
+        kind: String,
+        line: usize,
+    },
+    /// A gate is configured with a client-link feature goworld-rs does not have yet.
+    FeatureNotBuilt {
+        file: PathBuf,
+        feature: Feature,
+        /// The section that turned it on (`gate_common` or `gateN`), and the value used.
+        section: String,
+        value: String,
+        /// The gate it applies to.
+        gate: u16,
+    },
+    /// A gate's `client_byte_rate_limit` would not let one largest client frame through.
+    ByteRateBelowFrame {
+        file: PathBuf,
+        gate: u16,
+        client_byte_rate_limit: u32,
+        max_client_frame: u32,
+    },
+}
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// What is wrong with a line of INI ([`ConfigError::Syntax`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyntaxProblem {
+    /// `[name` without `]`.
+    UnclosedHeader,
+    /// `[]`.
+    EmptySectionName,
+    /// Neither `[section]` nor `key = value`.
+    NotKeyValue,
+    /// `= value`.
+    NoKey,
+    /// `key = value` before the first `[section]`.
+    KeyBeforeSection { key: String },
+}
+
+/// Why a value was refused ([`ConfigError::BadValue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadValueReason {
+    /// Not one of Go's boolean forms.
+    NotBoolean,
+    /// Not a plain non-negative decimal integer.
+    NotInteger,
+    /// An integer too large for the setting.
+    OutOfRange,
+    /// 0 where the setting must be > 0.
+    NotPositive,
+    /// Not debug, info, warn(ing), error, panic or fatal.
+    UnknownLogLevel,
+    /// An interval above its limit (`heartbeat_check_interval`).
+    IntervalTooLong { max_secs: u64 },
+    /// A `[storage]`/`[kvdb]` `type` that GoWorld does not have either.
+    UnknownStoreType,
+}
+
+/// A client-link feature of GoWorld's gate not built into goworld-rs
+/// ([`ConfigError::FeatureNotBuilt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// `compress_connection` (snappy).
+    Compression,
+    /// `encrypt_connection` (TLS).
+    Tls,
+}
+
+impl Feature {
+    /// The config key that turns it on.
+    pub fn key(self) -> &'static str {
+        match self {
+            Feature::Compression => "compress_connection",
+            Feature::Tls => "encrypt_connection",
+        }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl ConfigError {
+    /// The config file the problem is in.
+    pub fn file(&self) -> &Path {
+        match self {
+            ConfigError::Io { file, .. }
+            | ConfigError::Syntax { file, .. }
+            | ConfigError::UnknownSection { file, .. }
+            | ConfigError::BadSectionId { file, .. }
+            | ConfigError::UnknownKey { file, .. }
+            | ConfigError::BadValue { file, .. }
+            | ConfigError::Missing { file, .. }
+            | ConfigError::Empty { file, .. }
+            | ConfigError::StoreNotBuilt { file, .. }
+            | ConfigError::FeatureNotBuilt { file, .. }
+            | ConfigError::ByteRateBelowFrame { file, .. } => file,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.file().display())?;
+        match self {
+            ConfigError::Io { source, .. } => write!(
+                f,
+                "cannot read config file: {}",
+                crate::logging::io_kind(source)
+            ),
+            ConfigError::Syntax {
+                line,
+                text,
+                problem,
+                ..
+            } => match problem {
+                SyntaxProblem::UnclosedHeader => {
+                    write!(f, "unclosed section header '{text}' (line {line})")
+                }
+                SyntaxProblem::EmptySectionName => write!(f, "empty section name (line {line})"),
+                SyntaxProblem::NotKeyValue => write!(
+                    f,
+                    "line {line}: '{text}' is neither a [section] nor key = value"
+                ),
+                SyntaxProblem::NoKey => write!(f, "line {line}: '{text}' has no key"),
+                SyntaxProblem::KeyBeforeSection { key } => {
+                    write!(f, "key '{key}' before any [section] (line {line})")
+                }
+            },
+            ConfigError::UnknownSection { section, line, .. } => write!(
+                f,
+                "unknown section [{section}] (line {line}); sections are debug, deployment, \
+                 storage, kvdb, dispatcher_common, dispatcherN, game_common, gameN, \
+                 gate_common, gateN"
+            ),
+            ConfigError::BadSectionId { section, line, .. } => write!(
+                f,
+                "[{section}] (line {line}): {} IDs are 1..=65535",
+                section.trim_end_matches(|c: char| c.is_ascii_digit())
+            ),
+            ConfigError::UnknownKey {
+                section, key, line, ..
+            } => write!(f, "[{section}] unknown key '{key}' (line {line})"),
+            ConfigError::BadValue {
+                section,
+                key,
+                value,
+                line,
+                why,
+                ..
+            } => {
+                write!(f, "[{section}] {key} = '{value}' (line {line}): ")?;
+                match why {
+                    BadValueReason::NotBoolean => f.write_str(
+                        "not a boolean (use 1, t, T, TRUE, true, True, 0, f, F, FALSE, false \
+                         or False)",
+                    ),
+                    BadValueReason::NotInteger => f.write_str("not a non-negative decimal integer"),
+                    BadValueReason::OutOfRange => f.write_str("number out of range"),
+                    BadValueReason::NotPositive => f.write_str("must be greater than 0"),
+                    BadValueReason::UnknownLogLevel => {
+                        f.write_str("unknown log level (use debug, info, warn or error)")
+                    }
+                    BadValueReason::IntervalTooLong { max_secs } => write!(
+                        f,
+                        "at most {max_secs} seconds{}; 0 turns the check off",
+                        if *max_secs == 86_400 { " (a day)" } else { "" }
+                    ),
+                    BadValueReason::UnknownStoreType => write!(f, "unknown {section} type"),
+                }
+            }
+            ConfigError::Missing { section, key, .. } => {
+                write!(f, "[{section}] {key} is missing (it must be > 0)")
+            }
+            ConfigError::Empty { section, key, .. } => write!(f, "[{section}] {key} is empty"),
+            ConfigError::StoreNotBuilt {
+                section,
+                kind,
+                line,
+                ..
+            } => {
+                let what = match kind.as_str() {
+                    "mongodb" => "MongoDB",
+                    "redis" => "Redis",
+                    "redis_cluster" => "Redis cluster",
+                    other => other,
+                };
+                write!(
+                    f,
+                    "[{section}] type = '{kind}' (line {line}): {what} is not compiled into \
+                     goworld-rs yet (use type = filesystem{})",
+                    if section == "kvdb" {
+                        ", or type = to disable the kvdb"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            ConfigError::FeatureNotBuilt {
+                feature,
+                section,
+                value,
+                gate,
+                ..
+            } => {
+                let what = match feature {
+                    Feature::Compression => "snappy compression of client links",
+                    Feature::Tls => "TLS on client links",
+                };
+                let key = feature.key();
+                write!(
+                    f,
+                    "[{section}] {key}={value}: {what} is not built into goworld-rs yet \
+                     (gate{gate}; set {key}=0)"
+                )
+            }
+            ConfigError::ByteRateBelowFrame {
+                gate,
+                client_byte_rate_limit,
+                max_client_frame,
+                ..
+            } => write!(
+                f,
+                "[gate{gate}] client_byte_rate_limit = {client_byte_rate_limit} is below one \
+                 largest client frame (max_client_frame = {max_client_frame} plus the 4-byte \
+                 header): raise it to at least {}, or set 0 for no limit",
+                u64::from(*max_client_frame) + 4
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Default `max_peer_frame`: the largest payload accepted on a server link (32 MiB).
 pub const DEFAULT_MAX_PEER_FRAME: u32 = 32 * 1024 * 1024;
@@ -238,12 +526,9 @@ impl Config {
     /// Reads and parses `path`. Relative paths in the file resolve against the file's
     /// directory (made absolute, canonicalized when possible). Errors start with the path.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "{name}: cannot read config file: {}",
-                crate::logging::io_kind(&e)
-            ))
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
         })?;
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -253,13 +538,13 @@ impl Config {
             .canonicalize()
             .or_else(|_| std::env::current_dir().map(|d| d.join(parent)))
             .unwrap_or_else(|_| parent.to_path_buf());
-        parse_named(&text, &base, &name)
+        parse_config(&text, &base, path)
     }
 
     /// Parses the text of a `goworld.ini`; relative paths resolve against `base_dir`.
     /// Errors start with `goworld.ini: `.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        parse_named(text, base_dir, "goworld.ini")
+        parse_config(text, base_dir, Path::new("goworld.ini"))
     }
 
     /// Dispatcher `id` (1..=desired_dispatchers).
@@ -278,10 +563,6 @@ impl Config {
     }
 }
 
-fn parse_named(text: &str, base_dir: &Path, name: &str) -> Result<Config, ConfigError> {
-    parse_config(text, base_dir).map_err(|e| ConfigError(format!("{name}: {e}")))
-}
-
 // ---------------------------------------------------------------------------------------
 // The INI reader.
 
@@ -298,23 +579,29 @@ struct Section {
 }
 
 /// Splits `text` into sections (repeated sections merged, in file order).
-fn read_ini(text: &str) -> Result<Vec<Section>, String> {
+fn read_ini(text: &str, file: &Path) -> Result<Vec<Section>, ConfigError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut sections: Vec<Section> = Vec::new();
     let mut current: Option<usize> = None;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
+        let syntax = |problem| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            line: line_no,
+            text: line.to_string(),
+            problem,
+        };
         if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
             continue;
         }
         if let Some(rest) = line.strip_prefix('[') {
             let close = rest
                 .find(']')
-                .ok_or_else(|| format!("unclosed section header '{line}' (line {line_no})"))?;
+                .ok_or_else(|| syntax(SyntaxProblem::UnclosedHeader))?;
             let name = rest[..close].trim().to_ascii_lowercase();
             if name.is_empty() {
-                return Err(format!("empty section name (line {line_no})"));
+                return Err(syntax(SyntaxProblem::EmptySectionName));
             }
             current = Some(match sections.iter().position(|s| s.name == name) {
                 Some(p) => p,
@@ -330,16 +617,14 @@ fn read_ini(text: &str) -> Result<Vec<Section>, String> {
             continue;
         }
         let Some(pos) = line.find(['=', ':']) else {
-            return Err(format!(
-                "line {line_no}: '{line}' is neither a [section] nor key = value"
-            ));
+            return Err(syntax(SyntaxProblem::NotKeyValue));
         };
         let key = line[..pos].trim().to_ascii_lowercase();
         if key.is_empty() {
-            return Err(format!("line {line_no}: '{line}' has no key"));
+            return Err(syntax(SyntaxProblem::NoKey));
         }
         let Some(c) = current else {
-            return Err(format!("key '{key}' before any [section] (line {line_no})"));
+            return Err(syntax(SyntaxProblem::KeyBeforeSection { key }));
         };
         sections[c].entries.push(Entry {
             key,
@@ -366,6 +651,7 @@ fn read_value(s: &str) -> String {
 
 /// One key in one section, with the helpers that read its value.
 struct Kv<'a> {
+    file: &'a Path,
     sec: &'a str,
     e: &'a Entry,
 }
@@ -375,18 +661,24 @@ impl Kv<'_> {
         &self.e.key
     }
 
-    fn unknown(&self) -> String {
-        format!(
-            "[{}] unknown key '{}' (line {})",
-            self.sec, self.e.key, self.e.line
-        )
+    fn unknown(&self) -> ConfigError {
+        ConfigError::UnknownKey {
+            file: self.file.to_path_buf(),
+            section: self.sec.to_string(),
+            key: self.e.key.clone(),
+            line: self.e.line,
+        }
     }
 
-    fn bad(&self, why: &str) -> String {
-        format!(
-            "[{}] {} = '{}' (line {}): {why}",
-            self.sec, self.e.key, self.e.value, self.e.line
-        )
+    fn bad(&self, why: BadValueReason) -> ConfigError {
+        ConfigError::BadValue {
+            file: self.file.to_path_buf(),
+            section: self.sec.to_string(),
+            key: self.e.key.clone(),
+            value: self.e.value.clone(),
+            line: self.e.line,
+            why,
+        }
     }
 
     fn string(&self) -> String {
@@ -394,36 +686,35 @@ impl Kv<'_> {
     }
 
     /// Go's `strconv.ParseBool` forms.
-    fn boolean(&self) -> Result<bool, String> {
+    fn boolean(&self) -> Result<bool, ConfigError> {
         match self.e.value.as_str() {
             "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
             "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-            _ => Err(self.bad(
-                "not a boolean (use 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False)",
-            )),
+            _ => Err(self.bad(BadValueReason::NotBoolean)),
         }
     }
 
-    fn uint<T: std::str::FromStr>(&self) -> Result<T, String> {
+    fn uint<T: std::str::FromStr>(&self) -> Result<T, ConfigError> {
         let v = self.e.value.as_str();
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(self.bad("not a non-negative decimal integer"));
+            return Err(self.bad(BadValueReason::NotInteger));
         }
-        v.parse::<T>().map_err(|_| self.bad("number out of range"))
+        v.parse::<T>()
+            .map_err(|_| self.bad(BadValueReason::OutOfRange))
     }
 
-    fn positive<T: std::str::FromStr + PartialEq + From<u8>>(&self) -> Result<T, String> {
+    fn positive<T: std::str::FromStr + PartialEq + From<u8>>(&self) -> Result<T, ConfigError> {
         let n: T = self.uint()?;
         if n == T::from(0) {
-            return Err(self.bad("must be greater than 0"));
+            return Err(self.bad(BadValueReason::NotPositive));
         }
         Ok(n)
     }
 
-    fn level(&self) -> Result<String, String> {
+    fn level(&self) -> Result<String, ConfigError> {
         normalize_level(&self.e.value)
             .map(str::to_string)
-            .ok_or_else(|| self.bad("unknown log level (use debug, info, warn or error)"))
+            .ok_or_else(|| self.bad(BadValueReason::UnknownLogLevel))
     }
 }
 
@@ -474,7 +765,7 @@ impl CommonB {
     }
 
     /// Applies a key every process has; `Ok(false)` if `kv` is not one of them.
-    fn apply(&mut self, kv: &Kv) -> Result<bool, String> {
+    fn apply(&mut self, kv: &Kv) -> Result<bool, ConfigError> {
         match kv.key() {
             "http_addr" => self.http_addr = kv.string(),
             "log_file" => self.log_file = Some(kv.string()),
@@ -523,7 +814,7 @@ impl DispatcherB {
         }
     }
 
-    fn apply(&mut self, kv: &Kv) -> Result<(), String> {
+    fn apply(&mut self, kv: &Kv) -> Result<(), ConfigError> {
         match kv.key() {
             "listen_addr" => self.listen_addr = kv.string(),
             "advertise_addr" => self.advertise_addr = kv.string(),
@@ -575,7 +866,7 @@ impl GameB {
         }
     }
 
-    fn apply(&mut self, kv: &Kv) -> Result<(), String> {
+    fn apply(&mut self, kv: &Kv) -> Result<(), ConfigError> {
         match kv.key() {
             "boot_entity" => self.boot_entity = kv.string(),
             "save_interval" => self.save_interval = kv.uint()?,
@@ -592,9 +883,13 @@ impl GameB {
         Ok(())
     }
 
-    fn build(&self, id: u16, base: &Path) -> Result<GameConfig, String> {
+    fn build(&self, id: u16, base: &Path, file: &Path) -> Result<GameConfig, ConfigError> {
         if self.boot_entity.is_empty() {
-            return Err(format!("[game{id}] boot_entity is empty"));
+            return Err(ConfigError::Empty {
+                file: file.to_path_buf(),
+                section: format!("game{id}"),
+                key: "boot_entity".into(),
+            });
         }
         Ok(GameConfig {
             boot_entity: self.boot_entity.clone(),
@@ -613,10 +908,10 @@ struct GateB {
     listen_addr: String,
     common: CommonB,
     gomaxprocs: u32,
-    /// `[section] key=value` that turned compression on, if it is on.
-    compress_connection: Option<String>,
-    /// `[section] key=value` that turned TLS on, if it is on.
-    encrypt_connection: Option<String>,
+    /// The section and value that turned compression on, if it is on.
+    compress_connection: Option<(String, String)>,
+    /// The section and value that turned TLS on, if it is on.
+    encrypt_connection: Option<(String, String)>,
     rsa_key: String,
     rsa_certificate: String,
     heartbeat_check_interval: u64,
@@ -652,11 +947,11 @@ impl GateB {
         }
     }
 
-    fn apply(&mut self, kv: &Kv) -> Result<(), String> {
-        let on = |kv: &Kv| -> Result<Option<String>, String> {
+    fn apply(&mut self, kv: &Kv) -> Result<(), ConfigError> {
+        let on = |kv: &Kv| -> Result<Option<(String, String)>, ConfigError> {
             Ok(kv
                 .boolean()?
-                .then(|| format!("[{}] {}={}", kv.sec, kv.e.key, kv.e.value)))
+                .then(|| (kv.sec.to_string(), kv.e.value.clone())))
         };
         match kv.key() {
             "listen_addr" => self.listen_addr = kv.string(),
@@ -668,9 +963,9 @@ impl GateB {
             "heartbeat_check_interval" => {
                 self.heartbeat_check_interval = kv.uint()?;
                 if self.heartbeat_check_interval > MAX_HEARTBEAT_CHECK_INTERVAL {
-                    return Err(kv.bad(&format!(
-                        "at most {MAX_HEARTBEAT_CHECK_INTERVAL} seconds (a day); 0 turns the check off"
-                    )));
+                    return Err(kv.bad(BadValueReason::IntervalTooLong {
+                        max_secs: MAX_HEARTBEAT_CHECK_INTERVAL,
+                    }));
                 }
             }
             "position_sync_interval_ms" => self.position_sync_interval_ms = kv.uint()?,
@@ -690,29 +985,31 @@ impl GateB {
         Ok(())
     }
 
-    fn build(&self, id: u16, base: &Path) -> Result<GateConfig, String> {
-        if let Some(set) = &self.compress_connection {
-            return Err(format!(
-                "{set}: snappy compression of client links is not built into goworld-rs yet \
-                 (gate{id}; set compress_connection=0)"
-            ));
-        }
-        if let Some(set) = &self.encrypt_connection {
-            return Err(format!(
-                "{set}: TLS on client links is not built into goworld-rs yet \
-                 (gate{id}; set encrypt_connection=0)"
-            ));
+    fn build(&self, id: u16, base: &Path, file: &Path) -> Result<GateConfig, ConfigError> {
+        for (feature, set) in [
+            (Feature::Compression, &self.compress_connection),
+            (Feature::Tls, &self.encrypt_connection),
+        ] {
+            if let Some((section, value)) = set {
+                return Err(ConfigError::FeatureNotBuilt {
+                    file: file.to_path_buf(),
+                    feature,
+                    section: section.clone(),
+                    value: value.clone(),
+                    gate: id,
+                });
+            }
         }
         // A frame is charged whole: a byte budget below one largest frame would close every
         // client that sends one.
         let largest = u64::from(self.max_client_frame) + 4;
         if self.client_byte_rate_limit != 0 && u64::from(self.client_byte_rate_limit) < largest {
-            return Err(format!(
-                "[gate{id}] client_byte_rate_limit = {} is below one largest client frame \
-                 (max_client_frame = {} plus the 4-byte header): raise it to at least {largest}, \
-                 or set 0 for no limit",
-                self.client_byte_rate_limit, self.max_client_frame
-            ));
+            return Err(ConfigError::ByteRateBelowFrame {
+                file: file.to_path_buf(),
+                gate: id,
+                client_byte_rate_limit: self.client_byte_rate_limit,
+                max_client_frame: self.max_client_frame,
+            });
         }
         Ok(GateConfig {
             listen_addr: self.listen_addr.clone(),
@@ -736,7 +1033,12 @@ impl GateB {
 }
 
 /// `[storage]` (kvdb = false) or `[kvdb]` (kvdb = true).
-fn read_store(sec: Option<&Section>, kvdb: bool, base: &Path) -> Result<StoreConfig, String> {
+fn read_store(
+    sec: Option<&Section>,
+    kvdb: bool,
+    base: &Path,
+    file: &Path,
+) -> Result<StoreConfig, ConfigError> {
     let name = if kvdb { "kvdb" } else { "storage" };
     let mut kind = ("filesystem".to_string(), 0usize);
     let mut directory = if kvdb { "kvdb" } else { "entity_storage" }.to_string();
@@ -744,7 +1046,7 @@ fn read_store(sec: Option<&Section>, kvdb: bool, base: &Path) -> Result<StoreCon
     let mut db = if kvdb { "" } else { "goworld" }.to_string();
     let mut collection = String::new();
     for e in sec.map_or(&[][..], |s| &s.entries) {
-        let kv = Kv { sec: name, e };
+        let kv = Kv { file, sec: name, e };
         match kv.key() {
             "type" => kind = (kv.string(), e.line),
             "directory" => directory = kv.string(),
@@ -756,28 +1058,28 @@ fn read_store(sec: Option<&Section>, kvdb: bool, base: &Path) -> Result<StoreCon
         }
     }
     let (kind, line) = kind;
-    let not_built =
-        |what: &str| {
-            Err(format!(
-            "[{name}] type = '{kind}' (line {line}): {what} is not compiled into goworld-rs yet \
-             (use type = filesystem{})",
-            if kvdb { ", or type = to disable the kvdb" } else { "" }
-        ))
-        };
     match kind.as_str() {
         "filesystem" => {
             if directory.is_empty() {
-                return Err(format!("[{name}] directory is empty"));
+                return Err(ConfigError::Empty {
+                    file: file.to_path_buf(),
+                    section: name.into(),
+                    key: "directory".into(),
+                });
             }
         }
         "" if kvdb => {}
-        "mongodb" => return not_built("MongoDB"),
-        "redis" => return not_built("Redis"),
-        "redis_cluster" if kvdb => return not_built("Redis cluster"),
+        "mongodb" | "redis" => return Err(store_not_built(file, name, kind, line)),
+        "redis_cluster" if kvdb => return Err(store_not_built(file, name, kind, line)),
         _ => {
-            return Err(format!(
-                "[{name}] type = '{kind}' (line {line}): unknown {name} type"
-            ))
+            return Err(ConfigError::BadValue {
+                file: file.to_path_buf(),
+                section: name.into(),
+                key: "type".into(),
+                value: kind,
+                line,
+                why: BadValueReason::UnknownStoreType,
+            })
         }
     }
     Ok(StoreConfig {
@@ -787,6 +1089,15 @@ fn read_store(sec: Option<&Section>, kvdb: bool, base: &Path) -> Result<StoreCon
         db,
         collection,
     })
+}
+
+fn store_not_built(file: &Path, section: &str, kind: String, line: usize) -> ConfigError {
+    ConfigError::StoreNotBuilt {
+        file: file.to_path_buf(),
+        section: section.into(),
+        kind,
+        line,
+    }
 }
 
 enum SectionKind {
@@ -802,7 +1113,7 @@ enum SectionKind {
     Gate(u16),
 }
 
-fn classify(sec: &Section) -> Result<SectionKind, String> {
+fn classify(sec: &Section, file: &Path) -> Result<SectionKind, ConfigError> {
     let name = sec.name.as_str();
     Ok(match name {
         "debug" => SectionKind::Debug,
@@ -825,28 +1136,30 @@ fn classify(sec: &Section) -> Result<SectionKind, String> {
                     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
                         return match digits.parse::<u16>() {
                             Ok(id) if id > 0 => Ok(make(id)),
-                            _ => Err(format!(
-                                "[{name}] (line {}): {prefix} IDs are 1..=65535",
-                                sec.line
-                            )),
+                            _ => Err(ConfigError::BadSectionId {
+                                file: file.to_path_buf(),
+                                section: name.into(),
+                                line: sec.line,
+                            }),
                         };
                     }
                 }
             }
-            return Err(format!(
-                "unknown section [{name}] (line {}); sections are debug, deployment, storage, \
-                 kvdb, dispatcher_common, dispatcherN, game_common, gameN, gate_common, gateN",
-                sec.line
-            ));
+            return Err(ConfigError::UnknownSection {
+                file: file.to_path_buf(),
+                section: name.into(),
+                line: sec.line,
+            });
         }
     })
 }
 
-fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
-    let sections = read_ini(text)?;
+/// Parses `text`; relative paths resolve against `base`, errors name `file`.
+fn parse_config(text: &str, base: &Path, file: &Path) -> Result<Config, ConfigError> {
+    let sections = read_ini(text, file)?;
     let mut kinds = Vec::with_capacity(sections.len());
     for sec in &sections {
-        kinds.push(classify(sec)?);
+        kinds.push(classify(sec, file)?);
     }
     let find = |want: fn(&SectionKind) -> bool| {
         sections
@@ -860,7 +1173,11 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
     let mut debug = false;
     if let Some(sec) = find(|k| matches!(k, SectionKind::Debug)) {
         for e in &sec.entries {
-            let kv = Kv { sec: "debug", e };
+            let kv = Kv {
+                file,
+                sec: "debug",
+                e,
+            };
             match kv.key() {
                 "debug" => debug = kv.boolean()?,
                 _ => return Err(kv.unknown()),
@@ -874,6 +1191,7 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
     if let Some(sec) = find(|k| matches!(k, SectionKind::Deployment)) {
         for e in &sec.entries {
             let kv = Kv {
+                file,
                 sec: "deployment",
                 e,
             };
@@ -885,8 +1203,11 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
     }
     let mut counts = [0u16; 3];
     for i in 0..3 {
-        counts[i] = desired[i]
-            .ok_or_else(|| format!("[deployment] {} is missing (it must be > 0)", DESIRED[i]))?;
+        counts[i] = desired[i].ok_or_else(|| ConfigError::Missing {
+            file: file.to_path_buf(),
+            section: "deployment".into(),
+            key: DESIRED[i].into(),
+        })?;
     }
     let deployment = Deployment {
         desired_dispatchers: counts[0],
@@ -894,8 +1215,13 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
         desired_gates: counts[2],
     };
 
-    let storage = read_store(find(|k| matches!(k, SectionKind::Storage)), false, base)?;
-    let kvdb = read_store(find(|k| matches!(k, SectionKind::Kvdb)), true, base)?;
+    let storage = read_store(
+        find(|k| matches!(k, SectionKind::Storage)),
+        false,
+        base,
+        file,
+    )?;
+    let kvdb = read_store(find(|k| matches!(k, SectionKind::Kvdb)), true, base, file)?;
 
     // _common sections first, as GoWorld reads them.
     let mut disp_common = DispatcherB::new();
@@ -903,7 +1229,11 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
     let mut gate_common = GateB::new();
     for (sec, kind) in sections.iter().zip(&kinds) {
         for e in &sec.entries {
-            let kv = Kv { sec: &sec.name, e };
+            let kv = Kv {
+                file,
+                sec: &sec.name,
+                e,
+            };
             match kind {
                 SectionKind::DispatcherCommon => disp_common.apply(&kv)?,
                 SectionKind::GameCommon => game_common.apply(&kv)?,
@@ -922,7 +1252,11 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
             SectionKind::Dispatcher(id) => {
                 let mut b = disp_common.clone();
                 for e in &sec.entries {
-                    b.apply(&Kv { sec: &sec.name, e })?;
+                    b.apply(&Kv {
+                        file,
+                        sec: &sec.name,
+                        e,
+                    })?;
                 }
                 // Above desired_dispatchers: checked, then ignored (as GoWorld).
                 if id <= deployment.desired_dispatchers {
@@ -932,14 +1266,22 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
             SectionKind::Game(id) => {
                 let mut b = game_common.clone();
                 for e in &sec.entries {
-                    b.apply(&Kv { sec: &sec.name, e })?;
+                    b.apply(&Kv {
+                        file,
+                        sec: &sec.name,
+                        e,
+                    })?;
                 }
                 game_b.insert(id, b);
             }
             SectionKind::Gate(id) => {
                 let mut b = gate_common.clone();
                 for e in &sec.entries {
-                    b.apply(&Kv { sec: &sec.name, e })?;
+                    b.apply(&Kv {
+                        file,
+                        sec: &sec.name,
+                        e,
+                    })?;
                 }
                 gate_b.insert(id, b);
             }
@@ -962,11 +1304,11 @@ fn parse_config(text: &str, base: &Path) -> Result<Config, String> {
         .collect();
     let mut games = BTreeMap::new();
     for (&id, b) in &game_b {
-        games.insert(id, b.build(id, base)?);
+        games.insert(id, b.build(id, base, file)?);
     }
     let mut gates = BTreeMap::new();
     for (&id, b) in &gate_b {
-        gates.insert(id, b.build(id, base)?);
+        gates.insert(id, b.build(id, base, file)?);
     }
 
     Ok(Config {
@@ -1088,7 +1430,9 @@ mod tests {
 
     /// Parses `ini` and expects an error containing every one of `parts`.
     fn check_err(ini: &str, parts: &[&str]) {
-        let e = Config::parse(ini, Path::new(BASE)).expect_err(ini).0;
+        let e = Config::parse(ini, Path::new(BASE))
+            .expect_err(ini)
+            .to_string();
         for p in parts {
             assert!(e.contains(p), "error {e:?} lacks {p:?}\n--- ini ---\n{ini}");
         }
@@ -1261,7 +1605,7 @@ mod tests {
             Path::new(BASE),
         );
         assert_eq!(
-            e.unwrap_err().0,
+            e.unwrap_err().to_string(),
             "goworld.ini: [gate1] unknown key 'listen_adr' (line 6)"
         );
         check_err(
@@ -1515,15 +1859,202 @@ mod tests {
         assert_eq!(c.game(1).unwrap().common.log_file, real.join("game1.log"));
         assert_eq!(c.storage.directory, real.join("entity_storage"));
         std::fs::write(&path, format!("{MINIMAL}[gate1]\nlisten_adr=x\n")).unwrap();
-        let e = Config::load(&path).unwrap_err().0;
+        let e = Config::load(&path).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!("{}: [gate1] unknown key", path.display())),
             "{e}"
         );
         let missing = dir.join("nope.ini");
-        let e = Config::load(&missing).unwrap_err().0;
+        let e = Config::load(&missing).unwrap_err().to_string();
         assert!(e.contains("nope.ini") && e.ends_with("not found"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn parse_err(ini: &str) -> ConfigError {
+        Config::parse(ini, Path::new(BASE)).expect_err(ini)
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let f = Path::new("goworld.ini");
+        // A missing [deployment] count.
+        let ini = MINIMAL.replace("desired_games=1\n", "");
+        match parse_err(&ini) {
+            ConfigError::Missing { file, section, key } => {
+                assert_eq!(
+                    (file.as_path(), &*section, &*key),
+                    (f, "deployment", "desired_games")
+                )
+            }
+            e => panic!("{e:?}"),
+        }
+        // Bad values, with their section, key, value, line and reason.
+        for (extra, key, value, why) in [
+            (
+                "[game1]\nsave_interval=10m\n",
+                "save_interval",
+                "10m",
+                BadValueReason::NotInteger,
+            ),
+            (
+                "[game1]\nsave_interval=-1\n",
+                "save_interval",
+                "-1",
+                BadValueReason::NotInteger,
+            ),
+            (
+                "[game1]\ngomaxprocs=99999999999\n",
+                "gomaxprocs",
+                "99999999999",
+                BadValueReason::OutOfRange,
+            ),
+            (
+                "[game1]\nmax_peer_frame=0\n",
+                "max_peer_frame",
+                "0",
+                BadValueReason::NotPositive,
+            ),
+            (
+                "[game1]\nlog_stderr=yes\n",
+                "log_stderr",
+                "yes",
+                BadValueReason::NotBoolean,
+            ),
+            (
+                "[game1]\nlog_level=loud\n",
+                "log_level",
+                "loud",
+                BadValueReason::UnknownLogLevel,
+            ),
+        ] {
+            match parse_err(&format!("{MINIMAL}{extra}")) {
+                ConfigError::BadValue {
+                    file,
+                    section,
+                    key: k,
+                    value: v,
+                    line,
+                    why: w,
+                } => {
+                    assert_eq!(file, f);
+                    assert_eq!(
+                        (&*section, &*k, &*v, line),
+                        ("game1", key, value, 6),
+                        "{extra}"
+                    );
+                    assert_eq!(w, why, "{extra}");
+                }
+                e => panic!("{extra}: {e:?}"),
+            }
+        }
+        assert!(matches!(
+            parse_err(&format!(
+                "{MINIMAL}[gate1]\nheartbeat_check_interval=86401\n"
+            )),
+            ConfigError::BadValue {
+                why: BadValueReason::IntervalTooLong {
+                    max_secs: MAX_HEARTBEAT_CHECK_INTERVAL
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[kvdb]\ntype=sqlite\n")),
+            ConfigError::BadValue { ref section, ref key, ref value, why: BadValueReason::UnknownStoreType, .. }
+                if section == "kvdb" && key == "type" && value == "sqlite"
+        ));
+        // Unknown keys and sections, bad section IDs.
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[gate1]\nlisten_adr=x\n")),
+            ConfigError::UnknownKey { ref section, ref key, line: 6, .. }
+                if section == "gate1" && key == "listen_adr"
+        ));
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[gateway]\n")),
+            ConfigError::UnknownSection { ref section, line: 5, .. } if section == "gateway"
+        ));
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[game0]\n")),
+            ConfigError::BadSectionId { ref section, line: 5, .. } if section == "game0"
+        ));
+        // Syntax.
+        for (ini, want) in [
+            (format!("{MINIMAL}[game1\n"), SyntaxProblem::UnclosedHeader),
+            (format!("{MINIMAL}[ ]\n"), SyntaxProblem::EmptySectionName),
+            (
+                format!("{MINIMAL}[game1]\njust_a_word\n"),
+                SyntaxProblem::NotKeyValue,
+            ),
+            (format!("{MINIMAL}[game1]\n= 3\n"), SyntaxProblem::NoKey),
+            (
+                format!("Debug=1\n{MINIMAL}"),
+                SyntaxProblem::KeyBeforeSection {
+                    key: "debug".into(),
+                },
+            ),
+        ] {
+            match parse_err(&ini) {
+                ConfigError::Syntax { problem, .. } => assert_eq!(problem, want, "{ini}"),
+                e => panic!("{ini}: {e:?}"),
+            }
+        }
+        // Empty required values.
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[game_common]\nboot_entity=\n")),
+            ConfigError::Empty { ref section, ref key, .. } if section == "game1" && key == "boot_entity"
+        ));
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[storage]\ndirectory=\n")),
+            ConfigError::Empty { ref section, ref key, .. } if section == "storage" && key == "directory"
+        ));
+        // GoWorld features not built yet.
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[kvdb]\ntype=redis_cluster\n")),
+            ConfigError::StoreNotBuilt { ref section, ref kind, line: 6, .. }
+                if section == "kvdb" && kind == "redis_cluster"
+        ));
+        match parse_err(&format!(
+            "{MINIMAL}[gate_common]\nencrypt_connection=TRUE\n"
+        )) {
+            ConfigError::FeatureNotBuilt {
+                feature,
+                section,
+                value,
+                gate,
+                ..
+            } => {
+                assert_eq!(feature, Feature::Tls);
+                assert_eq!(feature.key(), "encrypt_connection");
+                assert_eq!((&*section, &*value, gate), ("gate_common", "TRUE", 1));
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(matches!(
+            parse_err(&format!(
+                "{MINIMAL}[gate1]\nmax_client_frame=100\nclient_byte_rate_limit=103\n"
+            )),
+            ConfigError::ByteRateBelowFrame {
+                gate: 1,
+                client_byte_rate_limit: 103,
+                max_client_frame: 100,
+                ..
+            }
+        ));
+        // Only an unreadable file has a source: the io error.
+        use std::error::Error as _;
+        assert!(parse_err("").source().is_none());
+        let missing = std::env::temp_dir().join("goworld-rs-no-such-dir/goworld.ini");
+        match Config::load(&missing) {
+            Err(e @ ConfigError::Io { .. }) => {
+                assert_eq!(e.file(), missing);
+                let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+                assert_eq!(
+                    io.map(std::io::Error::kind),
+                    Some(std::io::ErrorKind::NotFound)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

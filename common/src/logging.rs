@@ -15,19 +15,69 @@
 use std::fmt::Display;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Why [`init`] could not install the logger.
+#[derive(Debug)]
+pub enum LogInitError {
+    /// A level name that is not debug, info, warn(ing), error, panic or fatal.
+    UnknownLevel { level: String },
+    /// The log file could not be opened for appending.
+    OpenFile { path: PathBuf, source: io::Error },
+    /// [`init`] was already called in this process.
+    AlreadyInitialised,
+    /// Some other `log` logger is installed.
+    OtherLogger,
+}
+
+impl Display for LogInitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogInitError::UnknownLevel { level } => write!(
+                f,
+                "unknown log level '{level}' (use debug, info, warn or error)"
+            ),
+            LogInitError::OpenFile { path, source } => write!(
+                f,
+                "cannot open log file {}: {}",
+                path.display(),
+                io_kind(source)
+            ),
+            LogInitError::AlreadyInitialised => {
+                f.write_str("logging is already initialised in this process")
+            }
+            LogInitError::OtherLogger => {
+                f.write_str("another logger is already installed in this process")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LogInitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LogInitError::OpenFile { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Installs the process logger: `source` names the process in every line (`dispatcher1`,
 /// `game2`, `gate1`); `level` is debug, info, warn (or warning) or error, any case, with
 /// GoWorld's panic and fatal read as error; `file` is appended to (created if missing) and
 /// flushed after every line; `stderr` also copies every line to stderr.
 ///
-/// Errors: an unknown level (named), a log file that cannot be opened (named, with the io
-/// kind), or a second call in the same process.
-pub fn init(source: &str, level: &str, file: Option<&Path>, stderr: bool) -> Result<(), String> {
+/// Errors ([`LogInitError`]): an unknown level, a log file that cannot be opened, or a second
+/// call (or another logger) in the same process.
+pub fn init(
+    source: &str,
+    level: &str,
+    file: Option<&Path>,
+    stderr: bool,
+) -> Result<(), LogInitError> {
     let filter = parse_level(level)?;
     let file = match file {
         Some(path) => Some(
@@ -35,12 +85,15 @@ pub fn init(source: &str, level: &str, file: Option<&Path>, stderr: bool) -> Res
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("cannot open log file {}: {}", path.display(), io_kind(&e)))?,
+                .map_err(|source| LogInitError::OpenFile {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
         ),
         None => None,
     };
     if INITIALISED.swap(true, Ordering::SeqCst) {
-        return Err("logging is already initialised in this process".to_string());
+        return Err(LogInitError::AlreadyInitialised);
     }
     let source = source.to_string();
     env_logger::Builder::new()
@@ -51,20 +104,20 @@ pub fn init(source: &str, level: &str, file: Option<&Path>, stderr: bool) -> Res
         })
         .target(env_logger::Target::Pipe(Box::new(Tee { file, stderr })))
         .try_init()
-        .map_err(|_| "another logger is already installed in this process".to_string())
+        .map_err(|_| LogInitError::OtherLogger)
 }
 
 /// The level filter for a config or `-log` level name.
-fn parse_level(level: &str) -> Result<log::LevelFilter, String> {
+fn parse_level(level: &str) -> Result<log::LevelFilter, LogInitError> {
     Ok(match level.to_ascii_lowercase().as_str() {
         "debug" => log::LevelFilter::Debug,
         "info" => log::LevelFilter::Info,
         "warn" | "warning" => log::LevelFilter::Warn,
         "error" | "panic" | "fatal" => log::LevelFilter::Error,
         _ => {
-            return Err(format!(
-                "unknown log level '{level}' (use debug, info, warn or error)"
-            ))
+            return Err(LogInitError::UnknownLevel {
+                level: level.to_string(),
+            })
         }
     })
 }
@@ -239,17 +292,41 @@ mod tests {
 
     #[test]
     fn levels() {
-        assert_eq!(parse_level("debug"), Ok(log::LevelFilter::Debug));
-        assert_eq!(parse_level("INFO"), Ok(log::LevelFilter::Info));
-        assert_eq!(parse_level("warning"), Ok(log::LevelFilter::Warn));
-        assert_eq!(parse_level("panic"), Ok(log::LevelFilter::Error));
-        assert_eq!(parse_level("fatal"), Ok(log::LevelFilter::Error));
+        for (name, want) in [
+            ("debug", log::LevelFilter::Debug),
+            ("INFO", log::LevelFilter::Info),
+            ("warning", log::LevelFilter::Warn),
+            ("panic", log::LevelFilter::Error),
+            ("fatal", log::LevelFilter::Error),
+        ] {
+            assert_eq!(parse_level(name).unwrap(), want, "{name}");
+        }
         let e = parse_level("verbose").unwrap_err();
-        assert!(e.contains("'verbose'"), "{e}");
+        assert!(e.to_string().contains("'verbose'"), "{e}");
         // A bad level fails before anything is installed.
-        assert!(init("x", "verbose", None, true)
-            .unwrap_err()
-            .contains("verbose"));
+        assert!(matches!(
+            init("x", "verbose", None, true),
+            Err(LogInitError::UnknownLevel { level }) if level == "verbose"
+        ));
+    }
+
+    #[test]
+    fn an_unopenable_log_file_is_named_with_its_io_error() {
+        let path = std::env::temp_dir().join("goworld-rs-no-such-dir/sub/game1.log");
+        let e = init("game1", "info", Some(&path), false).unwrap_err();
+        match &e {
+            LogInitError::OpenFile { path: p, source } => {
+                assert_eq!(p, &path);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            e.to_string(),
+            format!("cannot open log file {}: not found", path.display())
+        );
+        use std::error::Error as _;
+        assert!(e.source().is_some());
     }
 
     #[test]
@@ -281,7 +358,7 @@ mod tests {
         match init("gate7", "info", Some(&path), false) {
             Ok(()) => {}
             // Another test in this binary installed a logger first: nothing to check here.
-            Err(e) if e.contains("another logger") => return,
+            Err(LogInitError::OtherLogger) => return,
             Err(e) => panic!("{e}"),
         }
         install_panic_hook("gate7");
@@ -306,9 +383,10 @@ mod tests {
             boom.contains("logging.rs:") && boom.ends_with(": kaboom"),
             "{boom}"
         );
-        assert!(init("gate7", "info", None, false)
-            .unwrap_err()
-            .contains("already"));
+        assert!(matches!(
+            init("gate7", "info", None, false),
+            Err(LogInitError::AlreadyInitialised)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

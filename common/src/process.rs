@@ -38,12 +38,49 @@ pub fn init_logging(source: &str, common: &ProcessCommon, level_override: Option
     crate::logging::install_panic_hook(source);
 }
 
+/// Why [`resolve`] found no socket address.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// `addr` is not `host:port`, or the lookup failed.
+    Lookup {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The lookup succeeded with no addresses.
+    NoAddress { addr: String },
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolveError::Lookup { addr, source } => {
+                write!(f, "address {addr}: {}", crate::logging::io_kind(source))
+            }
+            ResolveError::NoAddress { addr } => write!(f, "address {addr} resolves to nothing"),
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ResolveError::Lookup { source, .. } => Some(source),
+            ResolveError::NoAddress { .. } => None,
+        }
+    }
+}
+
 /// Resolves `host:port` to one socket address.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+pub fn resolve(addr: &str) -> Result<SocketAddr, ResolveError> {
     addr.to_socket_addrs()
-        .map_err(|e| format!("address {addr}: {}", crate::logging::io_kind(&e)))?
+        .map_err(|source| ResolveError::Lookup {
+            addr: addr.to_string(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("address {addr} resolves to nothing"))
+        .ok_or_else(|| ResolveError::NoAddress {
+            addr: addr.to_string(),
+        })
 }
 
 /// Binds a listener on `addr`, or exits naming the address.
@@ -75,4 +112,31 @@ pub fn unix_secs(wall: std::time::SystemTime) -> u32 {
     wall.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_names_the_address() {
+        assert_eq!(
+            resolve("127.0.0.1:13000").unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 13000))
+        );
+        // No port: refused before any lookup.
+        let e = resolve("localhost").unwrap_err();
+        match &e {
+            ResolveError::Lookup { addr, source } => {
+                assert_eq!(addr, "localhost");
+                assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.to_string(), "address localhost: invalid input");
+        use std::error::Error as _;
+        assert!(e.source().is_some());
+        let e = ResolveError::NoAddress { addr: "x:1".into() };
+        assert_eq!(e.to_string(), "address x:1 resolves to nothing");
+    }
 }

@@ -97,6 +97,26 @@ pub enum Thing {
     TestPublish,
 }
 
+/// Why a `-things` list was refused ([`Thing::mask_from`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThingsError {
+    /// A name that is no thing's.
+    Unknown { name: String },
+    /// The list names no thing at all.
+    Empty,
+}
+
+impl std::fmt::Display for ThingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThingsError::Unknown { name } => write!(f, "unknown thing {name}"),
+            ThingsError::Empty => f.write_str("no things named"),
+        }
+    }
+}
+
+impl std::error::Error for ThingsError {}
+
 impl Thing {
     /// Every thing with its weight (GoWorld: all weights 1). GoWorld's DoSendMail, DoGetMails
     /// and DoTestPublish are commented out there; they work here.
@@ -164,7 +184,7 @@ impl Thing {
 
     /// The set of things named by `-things`: `all`, `goworld` (GoWorld's eight), or a
     /// comma-separated list of names (`DoTestAOI,DoTestCallAll`).
-    pub fn mask_from(list: &str) -> Result<u16, String> {
+    pub fn mask_from(list: &str) -> Result<u16, ThingsError> {
         match list {
             "all" => return Ok(Thing::ALL.iter().fold(0, |m, (t, _)| m | t.bit())),
             "goworld" => return Ok(Thing::GOWORLD.iter().fold(0, |m, t| m | t.bit())),
@@ -176,11 +196,13 @@ impl Thing {
                 .iter()
                 .map(|(t, _)| *t)
                 .find(|t| t.name() == name)
-                .ok_or_else(|| format!("unknown thing {name}"))?;
+                .ok_or_else(|| ThingsError::Unknown {
+                    name: name.to_string(),
+                })?;
             mask |= t.bit();
         }
         if mask == 0 {
-            return Err("no things named".into());
+            return Err(ThingsError::Empty);
         }
         Ok(mask)
     }
@@ -618,7 +640,7 @@ impl Bot {
         &mut self,
         eid: &Eid,
         path: &[PathKey],
-        edit: impl FnOnce(&mut Value) -> Result<(), String>,
+        edit: impl FnOnce(&mut Value) -> Result<(), attrs::AttrError>,
     ) {
         let Some(e) = self.entities.get_mut(eid) else {
             self.fail(format!(

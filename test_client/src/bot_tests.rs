@@ -1706,7 +1706,17 @@ fn things_flag_selects_what_bots_pick() {
             .count_ones(),
         2
     );
-    assert!(Thing::mask_from("DoNothing").is_err());
+    assert_eq!(
+        Thing::mask_from("DoTestAOI,DoNothing"),
+        Err(ThingsError::Unknown {
+            name: "DoNothing".into()
+        })
+    );
+    assert_eq!(Thing::mask_from(" , "), Err(ThingsError::Empty));
+    assert_eq!(
+        Thing::mask_from("DoNothing").unwrap_err().to_string(),
+        "unknown thing DoNothing"
+    );
     assert!(Thing::mask_from("").is_err());
     // GoWorld's mix excludes exactly the mail and publish things.
     for (t, _) in Thing::ALL {

@@ -3,7 +3,8 @@
 //! so a layout bug on one side is not mirrored on the other.
 //!
 //! * [`ServerMsg::decode`] parses one gate→client payload (1002–1009, 1012, 1501, 1502).
-//!   Every field must be present and nothing may follow the last one.
+//!   Every field must be present and nothing may follow the last one; a payload that breaks
+//!   this is a [`DecodeError`] naming the field.
 //! * [`call_entity_method`], [`sync_position_yaw`] and [`heartbeat`] build the payloads a bot
 //!   sends (11, 12, 2001). Their msgpack arguments come from [`pack`], which writes every
 //!   integer as int64 `0xd3` the way GoWorld's Go client (vmihailenco msgpack, Go `int`) does.
@@ -136,6 +137,103 @@ pub enum ServerMsg {
     SyncPositions(Vec<(Eid, PosYaw)>),
 }
 
+/// Why a gate→client payload (or an attribute path in one) could not be decoded. Fields are
+/// named as in the protocol description (`eid`, `typeName`, `clientData`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// The payload ended inside `field`: `needed` bytes were due, `left` remained.
+    Truncated {
+        field: &'static str,
+        needed: usize,
+        left: usize,
+    },
+    /// A string field that is not UTF-8.
+    NotUtf8 { field: &'static str },
+    /// A `Data` field that is not exactly one msgpack value.
+    BadData {
+        field: &'static str,
+        source: msgpack::Error,
+    },
+    /// Argument `index` of a call that is not exactly one msgpack value.
+    BadArg { index: u16, source: msgpack::Error },
+    /// An attribute path whose `Data` is empty.
+    PathEmpty,
+    /// An attribute path that is neither msgpack nil nor an array; `tag` is its first byte.
+    PathNotArray { tag: u8 },
+    /// Step `index` of an attribute path is not a msgpack value (or the array ends early).
+    PathStep {
+        index: usize,
+        source: msgpack::Error,
+    },
+    /// Step `index` is an integer not encoded as int64 `0xd3` (`tag` is its first byte):
+    /// GoWorld's Go client would panic on it.
+    PathIndexNotInt64 { index: usize, tag: u8 },
+    /// Step `index` is neither a string (map key) nor an integer (list index).
+    PathStepNotKey { index: usize, found: Value },
+    /// Bytes after an attribute path's array.
+    PathTrailing { bytes: usize },
+    /// SYNC_POSITION_YAW_ON_CLIENTS (1502) whose body is not whole 32-byte records.
+    PartialSyncRecord { bytes: usize },
+    /// A message type a client never receives.
+    UnexpectedType { msgtype: u16 },
+    /// Bytes left after the last field of a message.
+    Trailing { msgtype: u16, bytes: usize },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Truncated {
+                field,
+                needed,
+                left,
+            } => write!(
+                f,
+                "truncated at {field}: {left} bytes left, {needed} needed"
+            ),
+            DecodeError::NotUtf8 { field } => write!(f, "{field} is not UTF-8"),
+            DecodeError::BadData { field, source } => write!(f, "{field}: {source}"),
+            DecodeError::BadArg { index, source } => write!(f, "arg{index}: {source}"),
+            DecodeError::PathEmpty => f.write_str("path: empty Data"),
+            DecodeError::PathNotArray { tag } => {
+                write!(f, "path: not nil or an array (0x{tag:02x})")
+            }
+            DecodeError::PathStep { index, source } => write!(f, "path[{index}]: {source}"),
+            DecodeError::PathIndexNotInt64 { index, tag } => write!(
+                f,
+                "path[{index}]: list index not encoded as int64 0xd3 (0x{tag:02x}); \
+                 GoWorld clients would panic"
+            ),
+            DecodeError::PathStepNotKey { index, found } => {
+                write!(f, "path[{index}]: neither string nor int: {found:?}")
+            }
+            DecodeError::PathTrailing { bytes } => {
+                write!(f, "path: {bytes} bytes after the array")
+            }
+            DecodeError::PartialSyncRecord { bytes } => {
+                write!(f, "sync records: {bytes} bytes is not a multiple of 32")
+            }
+            DecodeError::UnexpectedType { msgtype } => {
+                write!(f, "unexpected message type {msgtype} for a client")
+            }
+            DecodeError::Trailing { msgtype, bytes } => {
+                write!(f, "{bytes} bytes after message type {msgtype}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DecodeError::BadData { source, .. }
+            | DecodeError::BadArg { source, .. }
+            | DecodeError::PathStep { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 /// A little-endian field reader over one payload.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -143,81 +241,85 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() - self.pos < n {
-            return Err(format!(
-                "truncated at {what}: {} bytes left, {n} needed",
-                self.buf.len() - self.pos
-            ));
+            return Err(DecodeError::Truncated {
+                field: what,
+                needed: n,
+                left: self.buf.len() - self.pos,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
 
-    fn fixed<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+    fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N, what)?);
         Ok(a)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.fixed::<1>(what)?[0])
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16, String> {
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.fixed(what)?))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.fixed(what)?))
     }
 
-    fn f32(&mut self, what: &str) -> Result<f32, String> {
+    fn f32(&mut self, what: &'static str) -> Result<f32, DecodeError> {
         Ok(f32::from_le_bytes(self.fixed(what)?))
     }
 
-    fn bool(&mut self, what: &str) -> Result<bool, String> {
+    fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         Ok(self.u8(what)? != 0)
     }
 
-    fn eid(&mut self, what: &str) -> Result<Eid, String> {
+    fn eid(&mut self, what: &'static str) -> Result<Eid, DecodeError> {
         Ok(Eid(self.fixed(what)?))
     }
 
-    fn var_bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
+    fn var_bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.u32(what)? as usize;
         self.take(n, what)
     }
 
-    fn var_str(&mut self, what: &str) -> Result<String, String> {
+    fn var_str(&mut self, what: &'static str) -> Result<String, DecodeError> {
         let b = self.var_bytes(what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::NotUtf8 { field: what })
     }
 
     /// `Data(x)`: VarBytes holding exactly one msgpack value.
-    fn data(&mut self, what: &str) -> Result<Value, String> {
+    fn data(&mut self, what: &'static str) -> Result<Value, DecodeError> {
         let b = self.var_bytes(what)?;
-        msgpack::decode_exact(b).map_err(|e| format!("{what}: {e}"))
+        msgpack::decode_exact(b).map_err(|source| DecodeError::BadData {
+            field: what,
+            source,
+        })
     }
 
     /// `Args`: u16 count, then each argument as `Data`.
-    fn args(&mut self) -> Result<Vec<Value>, String> {
+    fn args(&mut self) -> Result<Vec<Value>, DecodeError> {
         let n = self.u16("args count")?;
         (0..n)
             .map(|i| {
                 let b = self.var_bytes("an argument")?;
-                msgpack::decode_exact(b).map_err(|e| format!("arg{i}: {e}"))
+                msgpack::decode_exact(b).map_err(|source| DecodeError::BadArg { index: i, source })
             })
             .collect()
     }
 
-    fn path(&mut self) -> Result<Vec<PathKey>, String> {
+    fn path(&mut self) -> Result<Vec<PathKey>, DecodeError> {
         let b = self.var_bytes("path")?;
         decode_path(b)
     }
 
-    fn pos_yaw(&mut self) -> Result<PosYaw, String> {
+    fn pos_yaw(&mut self) -> Result<PosYaw, DecodeError> {
         Ok(PosYaw {
             x: self.f32("x")?,
             y: self.f32("y")?,
@@ -286,8 +388,8 @@ pub fn peek_call(payload: &[u8]) -> Option<PeekedCall<'_>> {
 
 /// Reads an attribute path: msgpack nil (root) or an array of strings (map keys) and int64
 /// `0xd3` integers (list indices), innermost first.
-pub fn decode_path(b: &[u8]) -> Result<Vec<PathKey>, String> {
-    let (&first, rest) = b.split_first().ok_or("path: empty Data")?;
+pub fn decode_path(b: &[u8]) -> Result<Vec<PathKey>, DecodeError> {
+    let (&first, rest) = b.split_first().ok_or(DecodeError::PathEmpty)?;
     let (n, mut body) = match first {
         0xc0 => (0, rest),
         0x90..=0x9f => (usize::from(first & 0x0f), rest),
@@ -299,46 +401,53 @@ pub fn decode_path(b: &[u8]) -> Result<Vec<PathKey>, String> {
             u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize,
             &rest[4..],
         ),
-        _ => return Err(format!("path: not nil or an array (0x{first:02x})")),
+        _ => return Err(DecodeError::PathNotArray { tag: first }),
     };
     let mut path = Vec::with_capacity(n.min(body.len()));
     for i in 0..n {
         match body.first() {
             Some(0xd3) => {
-                let v: [u8; 8] = body
-                    .get(1..9)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or("path: truncated int64")?;
+                let v: [u8; 8] = body.get(1..9).and_then(|s| s.try_into().ok()).ok_or(
+                    DecodeError::PathStep {
+                        index: i,
+                        source: msgpack::Error::Truncated,
+                    },
+                )?;
                 path.push(PathKey::Index(i64::from_be_bytes(v)));
                 body = &body[9..];
             }
             Some(_) => {
-                let (v, used) = msgpack::decode(body).map_err(|e| format!("path[{i}]: {e}"))?;
+                let (v, used) = msgpack::decode(body)
+                    .map_err(|source| DecodeError::PathStep { index: i, source })?;
                 match v {
                     Value::Str(s) => path.push(PathKey::Key(s)),
                     Value::Int(_) | Value::UInt(_) => {
-                        return Err(format!(
-                            "path[{i}]: list index not encoded as int64 0xd3 (0x{:02x}); \
-                             GoWorld clients would panic",
-                            body[0]
-                        ))
+                        return Err(DecodeError::PathIndexNotInt64 {
+                            index: i,
+                            tag: body[0],
+                        })
                     }
-                    other => return Err(format!("path[{i}]: neither string nor int: {other:?}")),
+                    found => return Err(DecodeError::PathStepNotKey { index: i, found }),
                 }
                 body = &body[used..];
             }
-            None => return Err("path: truncated".into()),
+            None => {
+                return Err(DecodeError::PathStep {
+                    index: i,
+                    source: msgpack::Error::Truncated,
+                })
+            }
         }
     }
     if !body.is_empty() {
-        return Err(format!("path: {} bytes after the array", body.len()));
+        return Err(DecodeError::PathTrailing { bytes: body.len() });
     }
     Ok(path)
 }
 
 impl ServerMsg {
     /// Decodes one gate→client payload (starting with its u16 msgtype).
-    pub fn decode(payload: &[u8]) -> Result<ServerMsg, String> {
+    pub fn decode(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
         let mut r = Reader {
             buf: payload,
             pos: 0,
@@ -404,10 +513,7 @@ impl ServerMsg {
             },
             mt::SYNC_POSITION_YAW_ON_CLIENTS => {
                 if !r.left().is_multiple_of(32) {
-                    return Err(format!(
-                        "sync records: {} bytes is not a multiple of 32",
-                        r.left()
-                    ));
+                    return Err(DecodeError::PartialSyncRecord { bytes: r.left() });
                 }
                 let mut recs = Vec::with_capacity(r.left() / 32);
                 while r.left() > 0 {
@@ -415,10 +521,13 @@ impl ServerMsg {
                 }
                 ServerMsg::SyncPositions(recs)
             }
-            other => return Err(format!("unexpected message type {other} for a client")),
+            other => return Err(DecodeError::UnexpectedType { msgtype: other }),
         };
         if r.left() != 0 {
-            return Err(format!("{} bytes after message type {t}", r.left()));
+            return Err(DecodeError::Trailing {
+                msgtype: t,
+                bytes: r.left(),
+            });
         }
         Ok(msg)
     }
@@ -592,7 +701,10 @@ mod tests {
                 PathKey::Key("complexAttr".into()),
             ]
         );
-        assert!(decode_path(&[0x91, 0x01]).unwrap_err().contains("0xd3"));
+        assert!(decode_path(&[0x91, 0x01])
+            .unwrap_err()
+            .to_string()
+            .contains("0xd3"));
         assert!(decode_path(&[0x91, 0xc3]).is_err());
         assert!(decode_path(&[0x92, 0xa1, b'a']).is_err());
         assert!(decode_path(&[0xc0, 0xc0]).is_err());
@@ -675,6 +787,7 @@ mod tests {
         long.push(0);
         assert!(ServerMsg::decode(&long)
             .unwrap_err()
+            .to_string()
             .contains("1 bytes after"));
         // 1010 and 1011 are the gate's; a client must never see them.
         assert!(ServerMsg::decode(&unhex("f3030100617756424d6d6873676a482e41414142")).is_err());
@@ -688,6 +801,92 @@ mod tests {
             ServerMsg::decode(&sync).unwrap(),
             ServerMsg::SyncPositions(v) if v.len() == 1
         ));
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        use DecodeError as E;
+        // Paths.
+        assert_eq!(decode_path(&[]), Err(E::PathEmpty));
+        assert_eq!(decode_path(&[0x80]), Err(E::PathNotArray { tag: 0x80 }));
+        assert_eq!(
+            decode_path(&[0x92, 0xa1, b'a', 0x01]),
+            Err(E::PathIndexNotInt64 {
+                index: 1,
+                tag: 0x01
+            })
+        );
+        assert_eq!(
+            decode_path(&[0x91, 0xc3]),
+            Err(E::PathStepNotKey {
+                index: 0,
+                found: Value::Bool(true)
+            })
+        );
+        let truncated = |index| {
+            Err(E::PathStep {
+                index,
+                source: msgpack::Error::Truncated,
+            })
+        };
+        assert_eq!(decode_path(&[0x92, 0xa1, b'a']), truncated(1));
+        assert_eq!(decode_path(&[0x91, 0xd3, 0, 0]), truncated(0));
+        assert_eq!(decode_path(&[0x91, 0xa2, b'a']), truncated(0));
+        assert_eq!(
+            decode_path(&[0xc0, 0xc0]),
+            Err(E::PathTrailing { bytes: 1 })
+        );
+        // Messages: 1003 DESTROY_ENTITY_ON_CLIENT is u16 type, 18 bytes of redirect, VarStr
+        // typeName, eid.
+        let mut m = unhex("eb03");
+        m.extend_from_slice(&[0; 18]);
+        m.extend_from_slice(&unhex("02000000 4142"));
+        assert_eq!(
+            ServerMsg::decode(&m),
+            Err(E::Truncated {
+                field: "eid",
+                needed: 16,
+                left: 0
+            })
+        );
+        m.extend_from_slice(b"0123456789abcdef");
+        assert!(ServerMsg::decode(&m).is_ok());
+        m.extend_from_slice(&[7, 7]);
+        assert_eq!(
+            ServerMsg::decode(&m),
+            Err(E::Trailing {
+                msgtype: mt::DESTROY_ENTITY_ON_CLIENT,
+                bytes: 2
+            })
+        );
+        m[2 + 18 + 4] = 0xff;
+        assert_eq!(ServerMsg::decode(&m), Err(E::NotUtf8 { field: "typeName" }));
+        // 1009 with a reserved msgpack byte as its only argument.
+        let mut c = unhex("f103");
+        c.extend_from_slice(&[0; 18 + 16]);
+        c.extend_from_slice(&unhex("01000000 41 0100 01000000 c1"));
+        assert_eq!(
+            ServerMsg::decode(&c),
+            Err(E::BadArg {
+                index: 0,
+                source: msgpack::Error::Reserved(0xc1)
+            })
+        );
+        assert_eq!(
+            ServerMsg::decode(&unhex("0b00")),
+            Err(E::UnexpectedType { msgtype: 11 })
+        );
+        let mut sync = vec![0xde, 0x05];
+        sync.extend_from_slice(&[0u8; 40]);
+        assert_eq!(
+            ServerMsg::decode(&sync),
+            Err(E::PartialSyncRecord { bytes: 40 })
+        );
+        // The msgpack error is the source, and is in the message.
+        use std::error::Error as _;
+        let e = ServerMsg::decode(&c).unwrap_err();
+        assert_eq!(e.to_string(), "arg0: reserved msgpack byte 0xc1");
+        assert!(e.source().is_some());
     }
 
     #[test]
