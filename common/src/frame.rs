@@ -11,6 +11,8 @@
 
 use std::io;
 
+use byteorder::{ByteOrder, LittleEndian, WriteBytesExt};
+
 /// Bytes of the length prefix in front of every payload.
 pub const LEN_PREFIX: usize = 4;
 
@@ -39,7 +41,8 @@ pub fn write_frame2(out: &mut Vec<u8>, head: &[u8], tail: &[u8]) {
     // desynchronise the stream for good, so this is a bug worth stopping for.
     let len32 = u32::try_from(len).expect("frame payload longer than u32::MAX");
     out.reserve(LEN_PREFIX + len);
-    out.extend_from_slice(&len32.to_le_bytes());
+    out.write_u32::<LittleEndian>(len32)
+        .expect("writing into a Vec cannot fail");
     out.extend_from_slice(head);
     out.extend_from_slice(tail);
 }
@@ -181,7 +184,7 @@ impl FrameDecoder {
         if self.buffered() < LEN_PREFIX {
             return None;
         }
-        Some(u32::from_le_bytes([h[0], h[1], h[2], h[3]]))
+        Some(LittleEndian::read_u32(h))
     }
 
     /// Makes sure `buf[end..]` is non-empty and sized for the pending frame.

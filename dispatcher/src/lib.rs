@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use goworld_common::config::DispatcherConfig;
 use goworld_common::id::{EntityId, FastMap, FastSet};
 use goworld_common::peerlog::{KindCounts, WindowLog};
-use goworld_common::proto::{self, mt, peek_id, peek_type, peek_u16, Msg, Route};
+use goworld_common::proto::{self, mt, peek, peek_type, Msg, Route};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
@@ -264,11 +264,6 @@ fn roll_peer_log(conn: ConnId, log: &mut WindowLog, now: Instant) {
     }
 }
 
-/// Rewrites the targetGame of a REAL_MIGRATE payload (type, EntityID, then u16 targetGame).
-fn set_real_migrate_target(payload: &mut [u8], game: u16) {
-    payload[18..20].copy_from_slice(&game.to_le_bytes());
-}
-
 /// Removes `eid`'s records from the pending sync batch for `game`; returns the newest.
 fn take_batched_sync(
     batches: &mut BTreeMap<u16, Vec<u8>>,
@@ -276,22 +271,14 @@ fn take_batched_sync(
     eid: &EntityId,
 ) -> Option<SyncRecord> {
     let batch = batches.get_mut(&game)?;
-    let mine = |r: &&[u8]| r[..16] == eid.0;
-    let newest: SyncRecord = batch[2..]
-        .chunks_exact(proto::SYNC_RECORD_LEN)
-        .rfind(mine)?
-        .try_into()
-        .expect("record length");
-    let mut rest = batch[..2].to_vec();
-    for r in batch[2..].chunks_exact(proto::SYNC_RECORD_LEN) {
-        if !mine(&r) {
-            rest.extend_from_slice(r);
-        }
-    }
-    if rest.len() == 2 {
+    let newest: SyncRecord = *peek::sync_records(batch)
+        .expect("a batch holds whole records")
+        .rfind(|r| r.entity_id() == *eid)?
+        .as_bytes();
+    let left = peek::retain_sync_records(batch, |r| r.entity_id() != *eid)
+        .expect("a batch holds whole records");
+    if left == 0 {
         batches.remove(&game);
-    } else {
-        *batch = rest;
     }
     Some(newest)
 }
@@ -634,14 +621,14 @@ impl Dispatcher {
 
     /// Adds one position record of `eid` to the batch for `game`; game 0 (an entity held
     /// before any game announced it) counts as unknown.
-    fn batch_sync(&mut self, eid: EntityId, game: u16, rec: &[u8]) {
+    fn batch_sync(&mut self, eid: EntityId, game: u16, rec: &SyncRecord) {
         if game == 0 {
             self.count_unknown_sync(eid);
             return;
         }
         self.sync_to_games
             .entry(game)
-            .or_insert_with(|| mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes().to_vec())
+            .or_insert_with(|| peek::SYNC_FROM_CLIENT_HEAD.to_vec())
             .extend_from_slice(rec);
     }
 
@@ -746,11 +733,11 @@ impl Dispatcher {
     /// link, instead of waiting for the announcement (or, for a client that left at once,
     /// for an entity already destroyed).
     fn send_boot(&mut self, io: &mut dyn Io, now: Instant, game: u16, p: &[u8], gate: u16) {
-        let boot = peek_id(p, 2 + 16).expect("NOTIFY_CLIENT_CONNECTED length checked");
+        let boot = peek::boot_entity_id(p).expect("NOTIFY_CLIENT_CONNECTED length checked");
         self.entities
             .entry(boot)
             .or_insert(EntityInfo { game, hold: None });
-        self.send_game(io, now, game, p, &gate.to_le_bytes());
+        self.send_game(io, now, game, p, &peek::appended_gate_id(gate));
     }
 
     // ---- handshakes ----------------------------------------------------------------------
@@ -955,7 +942,8 @@ impl Dispatcher {
                 "game{target} died before taking entity {eid}: sent back to game{}",
                 t.source
             );
-            set_real_migrate_target(&mut t.payload, t.source);
+            peek::set_real_migrate_target_game(&mut t.payload, t.source)
+                .expect("a REAL_MIGRATE in transit was read whole");
             t.target = t.source;
             self.send_game(io, now, t.source, &t.payload, &[]);
             self.in_transit.insert(eid, t);
@@ -1085,11 +1073,11 @@ impl Dispatcher {
         let short = || format!("{} too short", proto::msg_name(t));
         match t {
             mt::NOTIFY_CREATE_ENTITY => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
                 self.set_entity_game(io, now, eid, game_id);
             }
             mt::NOTIFY_DESTROY_ENTITY => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
                 if let Some(e) = self.entities.get_mut(&eid).filter(|e| e.game == game_id) {
                     // Its calls still go to the game (which reports them); a position does not.
                     if let Some(hold) = &mut e.hold {
@@ -1115,12 +1103,12 @@ impl Dispatcher {
                 }
             }
             mt::CALL_ENTITY_METHOD => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
                 self.send_entity(io, now, eid, p);
             }
             mt::CREATE_ENTITY_SOMEWHERE | mt::LOAD_ENTITY_SOMEWHERE => {
-                let want = peek_u16(p, 2).ok_or_else(short)?;
-                let eid = peek_id(p, 4).ok_or_else(short)?;
+                let want = peek::somewhere_game_id(p).ok_or_else(short)?;
+                let eid = peek::somewhere_entity_id(p).ok_or_else(short)?;
                 if t == mt::LOAD_ENTITY_SOMEWHERE {
                     let known = self.entities.get(&eid).filter(|e| e.game != 0);
                     if let Some(info) = known {
@@ -1171,14 +1159,14 @@ impl Dispatcher {
                 self.send_game(io, now, target, p, &[]);
             }
             mt::MIGRATE_REQUEST => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
-                let to = peek_u16(p, 34).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
+                let to = peek::migrate_request_space_game(p).ok_or_else(short)?;
                 self.hold_entity(eid, now + MIGRATE_HOLD, Some(to));
                 io.send(conn, p);
             }
             mt::REAL_MIGRATE => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
-                let mut target = peek_u16(p, 18).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
+                let mut target = peek::real_migrate_target_game(p).ok_or_else(short)?;
                 let mut payload = p.to_vec();
                 if !self.game_is_up(now, target) {
                     // The target died after it was chosen: the entity goes back to the game
@@ -1188,7 +1176,8 @@ impl Dispatcher {
                         "REAL_MIGRATE of entity {eid} to game{target}, which is down: sent back to game{game_id}"
                     );
                     target = game_id;
-                    set_real_migrate_target(&mut payload, target);
+                    peek::set_real_migrate_target_game(&mut payload, target)
+                        .expect("targetGame was read from this payload");
                 }
                 // An entity with a client migrates through its client's dispatcher, so the
                 // client messages its old game sent before it are forwarded before anything its
@@ -1206,7 +1195,7 @@ impl Dispatcher {
                 );
             }
             mt::MIGRATE_ARRIVED => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
                 if self
                     .in_transit
                     .get(&eid)
@@ -1216,16 +1205,16 @@ impl Dispatcher {
                 }
             }
             mt::CANCEL_MIGRATE => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
                 self.release_entity(io, now, eid);
             }
             mt::QUERY_SPACE_GAMEID_FOR_MIGRATE => {
-                let space = peek_id(p, 2).ok_or_else(short)?;
+                let space = peek::space_id(p).ok_or_else(short)?;
                 let game = self.entities.get(&space).map(|e| e.game).unwrap_or(0);
-                io.send2(conn, p, &game.to_le_bytes());
+                io.send2(conn, p, &peek::appended_game_id(game));
             }
             mt::CALL_NIL_SPACES => {
-                let except = peek_u16(p, 2).ok_or_else(short)?;
+                let except = peek::except_game_id(p).ok_or_else(short)?;
                 self.broadcast_games(io, now, except, p);
             }
             mt::FREEZE_CANCELLED => {
@@ -1267,11 +1256,11 @@ impl Dispatcher {
                 }
             }
             mt::SYNC_POSITION_YAW_ON_CLIENTS => {
-                let gate = peek_u16(p, 2).ok_or_else(short)?;
+                let gate = peek::gate_id(p).ok_or_else(short)?;
                 self.send_gate(io, gate, p);
             }
             _ if proto::route(t) == Route::ToClient => {
-                let gate = peek_u16(p, 2).ok_or_else(short)?;
+                let gate = peek::gate_id(p).ok_or_else(short)?;
                 self.send_gate(io, gate, p);
             }
             _ => self.log_unknown_type(now, conn, t),
@@ -1292,7 +1281,7 @@ impl Dispatcher {
         let short = || format!("{} too short", proto::msg_name(t));
         match t {
             mt::NOTIFY_CLIENT_CONNECTED => {
-                if p.len() != 2 + 32 {
+                if p.len() != peek::NOTIFY_CLIENT_CONNECTED_FROM_GATE_LEN {
                     return Err(short());
                 }
                 match self.choose_boot_game() {
@@ -1306,20 +1295,20 @@ impl Dispatcher {
                 }
             }
             mt::NOTIFY_CLIENT_DISCONNECTED | mt::CALL_ENTITY_METHOD_FROM_CLIENT => {
-                let eid = peek_id(p, 2).ok_or_else(short)?;
+                let eid = peek::entity_id(p).ok_or_else(short)?;
                 self.send_entity(io, now, eid, p);
             }
             mt::SYNC_POSITION_YAW_FROM_CLIENT => {
-                let records = &p[2..];
-                if !records.len().is_multiple_of(proto::SYNC_RECORD_LEN) {
-                    return Err(format!(
+                let records = peek::sync_records(p).ok_or_else(|| {
+                    format!(
                         "{} length {} is not a whole number of records",
                         proto::msg_name(t),
                         p.len()
-                    ));
-                }
-                for rec in records.chunks_exact(proto::SYNC_RECORD_LEN) {
-                    let eid = EntityId::from_slice(&rec[..16]).expect("16 bytes");
+                    )
+                })?;
+                for rec in records {
+                    let eid = rec.entity_id();
+                    let rec = rec.as_bytes();
                     let Some(e) = self.entities.get_mut(&eid) else {
                         self.count_unknown_sync(eid);
                         continue;
@@ -1327,7 +1316,7 @@ impl Dispatcher {
                     match &mut e.hold {
                         // Loading or migrating: keep only the newest.
                         Some(hold) if now < hold.until => {
-                            hold.sync = Some(rec.try_into().expect("record length"));
+                            hold.sync = Some(*rec);
                         }
                         Some(_) => {
                             self.release_entity(io, now, eid);

@@ -23,9 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId, FastMap, IdGen, WallClock};
 use goworld_common::peerlog::WindowLog;
-use goworld_common::proto::{
-    self, mt, peek_client_header, peek_id, peek_type, ClientMsg, Msg, Route,
-};
+use goworld_common::proto::{self, mt, peek, peek_type, ClientMsg, Msg, Route};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::{sig, INTERNAL_PROTOCOL_VERSION};
 use log::{debug, info, warn};
@@ -260,20 +258,21 @@ impl GateService {
                     ..
                 }) => {
                     let d = dispatcher_for_entity(&eid, self.links.count());
-                    self.links.send2(io, d, p, client_id.as_bytes());
+                    self.links
+                        .send2(io, d, p, peek::appended_client_id(&client_id));
                 }
                 Ok(_) => return Err("CALL_ENTITY_METHOD_FROM_CLIENT with trailing bytes".into()),
                 Err(e) => return Err(e.to_string()),
             },
             mt::SYNC_POSITION_YAW_FROM_CLIENT => {
-                if p.len() != 2 + proto::SYNC_RECORD_LEN {
+                let Some(rec) = peek::client_sync_record(p) else {
                     return Err(format!(
                         "SYNC_POSITION_YAW_FROM_CLIENT of {} bytes, expected {}",
                         p.len(),
-                        2 + proto::SYNC_RECORD_LEN
+                        peek::SYNC_FROM_ONE_CLIENT_LEN
                     ));
-                }
-                let eid = peek_id(p, 2).expect("length checked");
+                };
+                let eid = rec.entity_id();
                 if eid != owner {
                     // Beyond GoWorld: a client moves only the entity that owns it. Not an error:
                     // syncs sent just before an owner change arrive after it.
@@ -289,14 +288,14 @@ impl GateService {
                     return Ok(());
                 }
                 let d = usize::from(dispatcher_for_entity(&eid, self.links.count()) - 1);
-                self.sync_out[d].extend_from_slice(&p[2..]);
+                self.sync_out[d].extend_from_slice(rec.as_bytes());
                 if self.next_sync_flush.is_none() {
                     self.next_sync_flush = Some(now + self.s.position_sync_interval);
                 }
             }
             _ => {
-                if p.len() != 2 {
-                    return Err(format!("heartbeat with {} extra bytes", p.len() - 2));
+                if peek::body_len(p) != 0 {
+                    return Err(format!("heartbeat with {} extra bytes", peek::body_len(p)));
                 }
             }
         }
@@ -310,12 +309,8 @@ impl GateService {
                 continue;
             }
             let records = std::mem::take(&mut self.sync_out[d]);
-            self.links.send2(
-                io,
-                d as u16 + 1,
-                &mt::SYNC_POSITION_YAW_FROM_CLIENT.to_le_bytes(),
-                &records,
-            );
+            self.links
+                .send2(io, d as u16 + 1, &peek::SYNC_FROM_CLIENT_HEAD, &records);
         }
     }
 
@@ -329,7 +324,7 @@ impl GateService {
         let t = peek_type(p).ok_or("payload shorter than its type")?;
         match proto::route(t) {
             Route::ToClient => {
-                let (gate_id, client_id) = peek_client_header(p)
+                let (gate_id, client_id) = peek::client_header(p)
                     .ok_or_else(|| format!("{} too short", proto::msg_name(t)))?;
                 if gate_id != self.s.gate_id {
                     return Err(format!(
@@ -367,9 +362,9 @@ impl GateService {
                     }
                     _ => {
                         if t == mt::CREATE_ENTITY_ON_CLIENT
-                            && p.get(proto::CLIENT_HEADER_LEN + 2) == Some(&1)
+                            && peek::created_is_player(p) == Some(true)
                         {
-                            let eid = peek_id(p, proto::CLIENT_HEADER_LEN + 3)
+                            let eid = peek::created_entity_id(p)
                                 .ok_or("CREATE_ENTITY_ON_CLIENT too short")?;
                             match conn.and_then(|c| self.clients.get_mut(&c)) {
                                 Some(c) => {
@@ -418,22 +413,17 @@ impl GateService {
                 }
             }
             Route::SyncOnClients => {
-                let body = p.get(4..).ok_or("SYNC_POSITION_YAW_ON_CLIENTS too short")?;
-                if !body.len().is_multiple_of(proto::SYNC_CLIENT_RECORD_LEN) {
-                    return Err(
-                        "SYNC_POSITION_YAW_ON_CLIENTS is not a whole number of records".into(),
-                    );
-                }
+                // The dispatcher routed it here by its gateid; only its presence matters now.
+                peek::gate_id(p).ok_or("SYNC_POSITION_YAW_ON_CLIENTS too short")?;
+                let records = peek::sync_on_clients_records(p)
+                    .ok_or("SYNC_POSITION_YAW_ON_CLIENTS is not a whole number of records")?;
                 let mut per_client: FastMap<ConnId, Vec<u8>> = FastMap::default();
-                for rec in body.chunks_exact(proto::SYNC_CLIENT_RECORD_LEN) {
-                    let cid = EntityId::from_slice(&rec[..16]).expect("16 bytes");
-                    if let Some(&conn) = self.by_id.get(&cid) {
+                for rec in records {
+                    if let Some(&conn) = self.by_id.get(&rec.client_id()) {
                         per_client
                             .entry(conn)
-                            .or_insert_with(|| {
-                                mt::SYNC_POSITION_YAW_ON_CLIENTS.to_le_bytes().to_vec()
-                            })
-                            .extend_from_slice(&rec[16..]);
+                            .or_insert_with(|| peek::SYNC_TO_CLIENT_HEAD.to_vec())
+                            .extend_from_slice(rec.record().as_bytes());
                     }
                 }
                 for (conn, out) in per_client {

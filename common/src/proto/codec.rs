@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use byteorder::{ByteOrder, LittleEndian, WriteBytesExt};
+
 use super::{mt, Args, ClientBound, ClientMsg, FilterOp, Msg, SyncRecord};
 use super::{CLIENT_HEADER_LEN, SYNC_CLIENT_RECORD_LEN, SYNC_RECORD_LEN};
 use crate::id::{ClientId, EntityId, ID_LEN};
@@ -234,12 +236,14 @@ impl ClientBound {
 // Encoding
 // ---------------------------------------------------------------------------------------------
 
+// Writing into a `Vec` cannot fail: the `expect`s below never fire.
+
 fn put_u16(out: &mut Vec<u8>, v: u16) {
-    out.extend_from_slice(&v.to_le_bytes());
+    out.write_u16::<LittleEndian>(v).expect("Vec write");
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
+    out.write_u32::<LittleEndian>(v).expect("Vec write");
 }
 
 fn put_len32(out: &mut Vec<u8>, n: usize) {
@@ -252,7 +256,7 @@ fn put_bool(out: &mut Vec<u8>, v: bool) {
 }
 
 fn put_f32(out: &mut Vec<u8>, v: f32) {
-    out.extend_from_slice(&v.to_le_bytes());
+    out.write_f32::<LittleEndian>(v).expect("Vec write");
 }
 
 fn put_id(out: &mut Vec<u8>, id: &EntityId) {
@@ -666,13 +670,13 @@ type Res<T> = Result<T, DecodeError>;
 impl<'a> Rd<'a> {
     /// Reads the message type; the cursor then stands on the first field.
     fn new(b: &'a [u8]) -> Res<Rd<'a>> {
-        match b {
-            [lo, hi, ..] => Ok(Rd {
+        match super::peek_type(b) {
+            Some(t) => Ok(Rd {
                 b,
-                pos: 2,
-                t: u16::from_le_bytes([*lo, *hi]),
+                pos: super::peek::TYPE_LEN,
+                t,
             }),
-            _ => Err(DecodeError {
+            None => Err(DecodeError {
                 msg_type: 0,
                 offset: 0,
                 kind: DecodeErrorKind::NoType { len: b.len() },
@@ -720,11 +724,11 @@ impl<'a> Rd<'a> {
     }
 
     fn u16(&mut self, field: &'static str) -> Res<u16> {
-        Ok(u16::from_le_bytes(self.arr(field)?))
+        Ok(LittleEndian::read_u16(self.take(2, field)?))
     }
 
     fn u32(&mut self, field: &'static str) -> Res<u32> {
-        Ok(u32::from_le_bytes(self.arr(field)?))
+        Ok(LittleEndian::read_u32(self.take(4, field)?))
     }
 
     fn bool(&mut self, field: &'static str) -> Res<bool> {
@@ -732,7 +736,7 @@ impl<'a> Rd<'a> {
     }
 
     fn f32(&mut self, field: &'static str) -> Res<f32> {
-        Ok(f32::from_le_bytes(self.arr(field)?))
+        Ok(LittleEndian::read_f32(self.take(4, field)?))
     }
 
     fn id(&mut self, field: &'static str) -> Res<EntityId> {

@@ -5,8 +5,8 @@ use super::golden::{self, GOLDEN};
 use super::*;
 use crate::msgpack::{self, Value};
 use crate::proto::{
-    client_may_send, peek_client_header, peek_type, route, ClientBound, ClientMsg, FilterOp, Msg,
-    Route, SyncRecord,
+    client_may_send, peek, peek_type, route, ClientBound, ClientMsg, FilterOp, Msg, Route,
+    SyncRecord,
 };
 
 fn id(s: &str) -> EntityId {
@@ -621,7 +621,7 @@ fn golden_login_transcript_frames() {
         assert!(client_may_send(peek_type(&payload(n)).unwrap()));
     }
     assert_eq!(
-        peek_client_header(&payload("login_1_create_account")),
+        peek::client_header(&payload("login_1_create_account")),
         Some((1, id("awVBNWhsgjH.AAAD")))
     );
 }

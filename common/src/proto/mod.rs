@@ -1,17 +1,22 @@
 //! GoWorld's wire protocol: message numbers, layouts and routing ranges (reference §2).
 //!
 //! A payload (what follows the u32 frame length, see [`crate::frame`]) starts with a u16 LE
-//! message type. Routers (the dispatcher and the gate) read only the type and the routing key
-//! with the `peek_*` helpers and forward the original bytes; endpoints decode fully with
-//! [`Msg::decode`] (server links) or [`ClientBound::decode`] (what a client receives).
+//! message type. Routers (the dispatcher and the gate) read only the type ([`peek_type`]) and
+//! the routing key (the named per-message accessors of [`peek`]) and forward the original
+//! bytes; endpoints decode fully with [`Msg::decode`] (server links) or [`ClientBound::decode`]
+//! (what a client receives).
 //!
-//! This module owns every layout. It never touches sockets, files or the clock.
+//! This module owns every layout: the dispatcher and the gate read and write payload fields
+//! only through it, never by offset. It never touches sockets, files or the clock.
 //! docs/PROTOCOL.md documents the same layouts; its hex dumps are the golden bytes of the tests
 //! in `codec.rs`.
 
 mod codec;
+pub mod peek;
 
 pub use codec::{golden, msg_name, DecodeError, DecodeErrorKind};
+
+use byteorder::{ByteOrder, LittleEndian};
 
 use crate::id::{ClientId, EntityId};
 
@@ -448,23 +453,5 @@ impl ClientBound {
 
 /// The message type of a payload, if it has at least two bytes.
 pub fn peek_type(payload: &[u8]) -> Option<u16> {
-    Some(u16::from_le_bytes([*payload.first()?, *payload.get(1)?]))
-}
-
-/// The 16-byte ID at `offset` of a payload, if present.
-pub fn peek_id(payload: &[u8], offset: usize) -> Option<EntityId> {
-    EntityId::from_slice(payload.get(offset..offset + 16)?)
-}
-
-/// The u16 at `offset` of a payload, if present.
-pub fn peek_u16(payload: &[u8], offset: usize) -> Option<u16> {
-    Some(u16::from_le_bytes([
-        *payload.get(offset)?,
-        *payload.get(offset + 1)?,
-    ]))
-}
-
-/// The `[gateid][clientid]` header of a 1001–1499 payload.
-pub fn peek_client_header(payload: &[u8]) -> Option<(u16, ClientId)> {
-    Some((peek_u16(payload, 2)?, peek_id(payload, 4)?))
+    payload.get(..peek::TYPE_LEN).map(LittleEndian::read_u16)
 }
