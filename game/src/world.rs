@@ -8,12 +8,12 @@
 //! dispatcher links); nothing here touches sockets, files or the clock.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use goworld_common::timers::{TimerId as QueueId, Timers};
+use goworld_common::timers::TimerId as QueueId;
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{ClientId, EntityId, FastMap, IdGen, WallClock};
@@ -31,11 +31,15 @@ use crate::kvdb::Kvdb;
 use crate::storage::{Storage, StorageOutput};
 
 mod freeze;
+mod queue;
 mod refusals;
+mod schedule;
 mod service;
 mod space;
 mod view;
 pub use freeze::{Restored, FREEZE_FORMAT};
+use queue::{CallBody, Deferred, Posted, Work};
+use schedule::{Schedule, TimerJob};
 pub use service::{HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
 pub use space::{
     decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
@@ -46,13 +50,6 @@ use view::Runner;
 /// Refused client calls after which the client is disconnected, unless `refused_calls_limit`
 /// in `[game_common]` says otherwise ([`World::set_refused_calls_limit`]).
 pub const REFUSED_CALLS_LIMIT: u32 = goworld_common::config::DEFAULT_REFUSED_CALLS_LIMIT;
-
-/// An action list that grew past this many entries is freed instead of kept for reuse. Game
-/// code that calls every subscriber of a service (thousands) in one method fills one this
-/// big; growing it anew each time (copying it at every doubling, then freeing a block big
-/// enough to make the allocator consolidate) was a tenth of a busy game's time. Lists are
-/// kept one per level of nesting in use, so this bounds what stays allocated to a few MB.
-const ACTION_LIST_KEEP: usize = 16 << 10;
 
 /// Where the world's output goes: the reactor's `Io` and the links to the dispatchers.
 pub struct Net<'a> {
@@ -115,39 +112,6 @@ impl Rec {
             entering: None,
         }
     }
-}
-
-/// What a timer does when it fires.
-enum TimerJob {
-    /// An entity timer: call `method` on `eid`, and re-arm if it repeats.
-    Call {
-        eid: EntityId,
-        id: TimerId,
-        repeat: Option<Duration>,
-        method: String,
-        args: Args,
-    },
-    /// The periodic save of a persistent entity.
-    Save(EntityId),
-    /// Check every service now (a registry change, debounced, or the deployment got ready).
-    CheckServices,
-    /// The minute's service check; re-arms itself.
-    ServiceTick,
-    /// A shard claim's random delay is over.
-    ClaimShard { name: String, shard: u32 },
-    /// The minute's crontab check, at unix second `at`.
-    Cron { at: i64 },
-    /// Summarise and drop the refusal records of clients not bound here; re-arms itself
-    /// while records remain.
-    RefusalSweep,
-    /// A global timer or callback.
-    Global {
-        f: GlobalFn,
-        repeat: Option<Duration>,
-    },
-    /// A fence sent to an entity that migrated in has not come back in time (a dispatcher
-    /// lost it): the calls waiting for it run anyway.
-    FenceTimeout { id: EntityId, token: u64 },
 }
 
 /// Everything an entity is, as bytes and plain values, for migration and hot swap: its type,
@@ -215,60 +179,6 @@ enum StorageJob {
     Load { type_name: String, id: EntityId },
 }
 
-struct LocalCall {
-    to: EntityId,
-    body: CallBody,
-}
-
-/// A queued call's method and arguments: its own, or shared by every target of one call to
-/// many entities (a service publishing to thousands of subscribers builds them once).
-enum CallBody {
-    Own(String, Args),
-    Shared(Rc<(String, Args)>),
-}
-
-impl CallBody {
-    fn method(&self) -> &str {
-        match self {
-            CallBody::Own(m, _) => m,
-            CallBody::Shared(s) => &s.0,
-        }
-    }
-
-    fn args(&self) -> &Args {
-        match self {
-            CallBody::Own(_, a) => a,
-            CallBody::Shared(s) => &s.1,
-        }
-    }
-
-    /// The method and arguments as a message needs them (copied if shared).
-    fn into_parts(self) -> (String, Args) {
-        match self {
-            CallBody::Own(m, a) => (m, a),
-            CallBody::Shared(s) => Rc::unwrap_or_clone(s),
-        }
-    }
-}
-
-/// Work run after the current handler, in order (GoWorld's `post` queue): local calls and
-/// local space enters.
-enum Deferred {
-    Call(LocalCall),
-    Enter {
-        id: EntityId,
-        space: EntityId,
-        pos: crate::api::Vec3,
-    },
-}
-
-/// Work run after the current event, in order: game code's posts, and this game's share of
-/// a call to every nil space.
-enum Posted {
-    Game(PostFn),
-    NilSpaceCall { method: String, args: Args },
-}
-
 /// Every live entity of one game.
 pub struct World {
     registry: Registry,
@@ -277,18 +187,8 @@ pub struct World {
     ids: IdGen,
     rng: Rng,
     entities: EntityMap,
-    local_calls: VecDeque<Deferred>,
-    /// Empty action lists to reuse (one per level of nesting in use at most).
-    action_lists: Vec<Vec<Action>>,
-    /// A loop is draining `local_calls` (or `posted`): a nested drain returns at once and
-    /// leaves the rest to it, so the stack does not grow with the queue.
-    draining_local: bool,
-    draining_posted: bool,
-    /// Entities that arrived by migration while calls this game sent them through their
-    /// dispatcher may still be on the way: calls made here wait, in order, until the fence
-    /// (token) sent after those comes back (see `space::FENCE_METHOD`).
-    fenced: FastMap<EntityId, (u64, VecDeque<LocalCall>, QueueId)>,
-    next_fence: u64,
+    /// Calls and posted work run later, in order, and the fences that hold calls.
+    work: Work,
     /// Spaces on this game, the nil space included.
     spaces: SpaceMap,
     /// Entities whose position or yaw changed since the last position sync.
@@ -311,15 +211,12 @@ pub struct World {
     /// Destroyed entities whose last save is in flight; `true` once a load asked for them
     /// again, so they are loaded back instead of reported gone.
     final_saving: HashMap<EntityId, (String, bool)>,
-    timers: Timers<TimerJob>,
-    /// Work posted by global code, run after the current event.
-    posted: VecDeque<Posted>,
+    /// Every timer of the game, and the crontab.
+    timers: Schedule,
     /// Games online, kept up to date by the game service.
     online: std::collections::BTreeSet<u16>,
     game_ready_done: bool,
     services: service::Services,
-    crontab: crate::crontab::Crontab<std::rc::Rc<std::cell::RefCell<GlobalFn>>>,
-    cron_armed: bool,
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
     next_token: u64,
@@ -368,25 +265,17 @@ impl World {
             ids,
             rng,
             entities: FastMap::default(),
-            local_calls: VecDeque::new(),
-            action_lists: Vec::new(),
-            draining_local: false,
-            draining_posted: false,
-            fenced: FastMap::default(),
-            next_fence: 0,
             kvdb,
             kvdb_waiting: HashMap::new(),
             storage,
             storage_waiting: HashMap::new(),
             loading: HashSet::new(),
             final_saving: HashMap::new(),
-            timers: Timers::new(),
-            posted: VecDeque::new(),
+            timers: Schedule::new(),
+            work: Work::default(),
             online: std::collections::BTreeSet::new(),
             game_ready_done: false,
             services: service::Services::new(defs_for_services),
-            crontab: crate::crontab::Crontab::new(),
-            cron_armed: false,
             save_interval: Duration::from_secs(300),
             next_token: 0,
             refusals: refusals::Refusals::new(REFUSED_CALLS_LIMIT),
@@ -446,7 +335,7 @@ impl World {
         f: impl FnOnce(&dyn EntityType, &mut dyn Any, &mut Ctx),
     ) -> bool {
         // Action lists are reused: a call that queues one action costs no allocation for it.
-        let mut actions = self.action_lists.pop().unwrap_or_default();
+        let mut actions = self.work.action_list();
         // The record is taken out while game code runs, so its Ctx can read every other
         // entity (is_local, type_of, position_of) from the same map; it goes back after.
         let Some(mut rec) = self.entities.remove(&id) else {
@@ -509,9 +398,7 @@ impl World {
             self.queue_sync(now, id);
         }
         self.run_actions(net, now, &mut actions);
-        if actions.capacity() <= ACTION_LIST_KEEP {
-            self.action_lists.push(actions);
-        }
+        self.work.return_action_list(actions);
         true
     }
 
@@ -566,10 +453,7 @@ impl World {
                             let body = CallBody::Shared(shared.clone());
                             self.call_body(net, now, id, body, Caller::Server);
                         } else if self.entities.contains_key(&id) {
-                            self.local_calls.push_back(Deferred::Call(LocalCall {
-                                to: id,
-                                body: CallBody::Shared(shared.clone()),
-                            }));
+                            (self.work).push_call(id, CallBody::Shared(shared.clone()));
                         } else {
                             net.by_entity(
                                 id,
@@ -586,10 +470,7 @@ impl World {
                     if at_once && self.entities.contains_key(&to) {
                         self.call(net, now, to, &method, args, Caller::Server);
                     } else if self.entities.contains_key(&to) {
-                        self.local_calls.push_back(Deferred::Call(LocalCall {
-                            to,
-                            body: CallBody::Own(method, args),
-                        }));
+                        self.work.push_call(to, CallBody::Own(method, args));
                     } else {
                         net.by_entity(
                             to,
@@ -1010,7 +891,7 @@ impl World {
             args: args.clone(),
         };
         net.links.send_fanout(net.io, &m.to_payload());
-        self.posted.push_back(Posted::NilSpaceCall { method, args });
+        self.work.post(Posted::NilSpaceCall { method, args });
     }
 
     /// This game asks its dispatcher to load entity `id`. If `id` was destroyed here and its
@@ -1312,10 +1193,11 @@ impl World {
         caller: Caller,
     ) {
         if matches!(caller, Caller::Server) {
-            if let Some((_, waiting, _)) = self.fenced.get_mut(&to) {
-                waiting.push_back(LocalCall { to, body });
+            let Some(body) = self.work.hold_if_fenced(to, body) else {
                 return;
-            }
+            };
+            self.run_call(net, now, to, body.method(), body.args(), caller);
+            return;
         }
         self.run_call(net, now, to, body.method(), body.args(), caller);
     }
@@ -1495,10 +1377,10 @@ impl World {
     /// does) returns at once and leaves the queue to the loop below it, so thousands of queued
     /// calls cost one stack frame, not one each.
     pub fn run_local_calls(&mut self, net: &mut Net, now: Instant) {
-        if std::mem::replace(&mut self.draining_local, true) {
+        if !self.work.start_local() {
             return;
         }
-        while let Some(d) = self.local_calls.pop_front() {
+        while let Some(d) = self.work.next_local() {
             match d {
                 Deferred::Call(c) => {
                     if self.entities.contains_key(&c.to) {
@@ -1520,7 +1402,6 @@ impl World {
                 Deferred::Enter { id, space, pos } => self.enter_local(net, now, id, space, pos),
             }
         }
-        self.draining_local = false;
     }
 
     /// The game stops: every entity is destroyed (which saves persistent ones), and the
@@ -1574,51 +1455,35 @@ impl World {
         spec: crate::crontab::CronSpec,
         f: GlobalFn,
     ) -> crate::crontab::CronId {
-        let id = self
-            .crontab
-            .register(spec, std::rc::Rc::new(std::cell::RefCell::new(f)));
-        if !std::mem::replace(&mut self.cron_armed, true) {
-            self.arm_cron(now, i64::from(self.clock.secs(now)));
-        }
-        id
+        let unix = i64::from(self.clock.secs(now));
+        self.timers.register_cron(now, unix, spec, f)
     }
 
     pub(crate) fn unregister_crontab(&mut self, id: crate::crontab::CronId) -> bool {
-        self.crontab.unregister(id)
-    }
-
-    fn arm_cron(&mut self, now: Instant, unix: i64) {
-        let at = crate::crontab::next_check(unix);
-        let wait = Duration::from_secs((at - unix).max(0) as u64);
-        self.timers.add(now + wait, TimerJob::Cron { at });
+        self.timers.unregister_cron(id)
     }
 
     fn run_crontab(&mut self, net: &mut Net, now: Instant, at: i64) {
-        let t = crate::crontab::local_time(at);
-        for id in self.crontab.due_ids(&t) {
-            let Some(f) = self.crontab.get(id).cloned() else {
+        for id in self.timers.cron_due(at) {
+            let Some(f) = self.timers.cron_entry(id) else {
                 continue;
             };
             self.run_global(net, now, "a crontab entry", |ctx| (f.borrow_mut())(ctx));
         }
-        if self.crontab.is_empty() {
-            self.cron_armed = false;
-        } else {
-            self.arm_cron(now, at);
-        }
+        self.timers.cron_checked(now, at);
     }
 
     pub(crate) fn post(&mut self, f: PostFn) {
-        self.posted.push_back(Posted::Game(f));
+        self.work.post(Posted::Game(f));
     }
 
     /// Runs posted work until none is left, in order; like [`World::run_local_calls`], one
     /// loop drains it and a nested call returns at once.
     pub fn run_posted(&mut self, net: &mut Net, now: Instant) {
-        if std::mem::replace(&mut self.draining_posted, true) {
+        if !self.work.start_posted() {
             return;
         }
-        while let Some(p) = self.posted.pop_front() {
+        while let Some(p) = self.work.next_posted() {
             match p {
                 Posted::Game(f) => {
                     let mut runner = Runner {
@@ -1636,7 +1501,6 @@ impl World {
                 }
             }
         }
-        self.draining_posted = false;
     }
 
     /// Games online, as the game service last saw them.

@@ -277,6 +277,21 @@ fn put_args(out: &mut Vec<u8>, args: &Args) {
     }
 }
 
+/// Starts a SYNC_POSITION_YAW_ON_CLIENTS payload for gate `gate_id` in `out` (cleared), to
+/// which a game appends records one by one with [`push_sync_on_clients`]: the same bytes as
+/// encoding [`Msg::SyncPositionYawOnClients`], without building its record list first.
+pub fn start_sync_on_clients(out: &mut Vec<u8>, gate_id: u16) {
+    out.clear();
+    put_u16(out, mt::SYNC_POSITION_YAW_ON_CLIENTS);
+    put_u16(out, gate_id);
+}
+
+/// Appends one `[clientid][record]` entry to a payload begun by [`start_sync_on_clients`].
+pub fn push_sync_on_clients(out: &mut Vec<u8>, client: &ClientId, r: &SyncRecord) {
+    put_id(out, client);
+    put_record(out, r);
+}
+
 fn put_record(out: &mut Vec<u8>, r: &SyncRecord) {
     put_id(out, &r.eid);
     put_f32(out, r.x);

@@ -1091,3 +1091,32 @@ fn client_owners_gone_round_trips_with_its_layout() {
     bad[4..8].copy_from_slice(&1_000_000u32.to_le_bytes());
     assert!(Msg::decode(&bad).is_err());
 }
+
+/// A 1502 a game builds record by record is the message the codec encodes.
+#[test]
+fn sync_on_clients_built_record_by_record_is_the_encoded_message() {
+    let rec = |n: u8| {
+        (
+            EntityId([b'c' + n; 16]),
+            SyncRecord {
+                eid: EntityId([b'e' + n; 16]),
+                x: 1.5 + f32::from(n),
+                y: -2.0,
+                z: 3.25,
+                yaw: 0.5,
+            },
+        )
+    };
+    let records = vec![rec(0), rec(1), rec(2)];
+    let mut built = vec![0xff; 3];
+    super::start_sync_on_clients(&mut built, 7);
+    for (c, r) in &records {
+        super::push_sync_on_clients(&mut built, c, r);
+    }
+    let msg = Msg::SyncPositionYawOnClients {
+        gate_id: 7,
+        records,
+    };
+    assert_eq!(built, msg.to_payload());
+    assert_eq!(Msg::decode(&built).unwrap(), msg);
+}

@@ -14,7 +14,9 @@
 mod codec;
 pub mod peek;
 
-pub use codec::{golden, msg_name, DecodeError, DecodeErrorKind};
+pub use codec::{
+    golden, msg_name, push_sync_on_clients, start_sync_on_clients, DecodeError, DecodeErrorKind,
+};
 
 use byteorder::{ByteOrder, LittleEndian};
 

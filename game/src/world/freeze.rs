@@ -101,7 +101,7 @@ impl World {
             ));
         }
         self.run_posted(net, now);
-        let fenced: Vec<EntityId> = self.fenced.keys().copied().collect();
+        let fenced = self.work.fenced();
         for id in fenced {
             self.unfence(id);
         }

@@ -397,11 +397,7 @@ impl World {
                 let shared = std::rc::Rc::new((method.to_string(), args.clone()));
                 for id in ids {
                     if self.entities.contains_key(&id) {
-                        self.local_calls
-                            .push_back(super::Deferred::Call(super::LocalCall {
-                                to: id,
-                                body: super::CallBody::Shared(shared.clone()),
-                            }));
+                        (self.work).push_call(id, super::CallBody::Shared(shared.clone()));
                     } else {
                         let m = Msg::CallEntityMethod {
                             eid: id,

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use goworld_common::id::{nil_space_id, EntityId, FastMap};
 use goworld_common::msgpack::Value;
-use goworld_common::proto::{ClientMsg, Msg, SyncRecord};
+use goworld_common::proto::{self, ClientMsg, Msg, SyncRecord};
 use log::{debug, error, info, warn};
 use serde::{Deserialize, Serialize};
 
-use super::{Deferred, Net, Rec, Snapshot, TimerSnapshot, World};
+use super::{Net, Rec, Snapshot, TimerSnapshot, World};
 use crate::aoi::{Aoi, AoiEvent, AoiEventKind, AoiId};
 use crate::api::{
     Entity, EntityType, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND, SPACE_TYPE, SYNC_NEIGHBOURS,
@@ -254,17 +254,13 @@ impl World {
         self.next_sync = None;
         let mut dirty = std::mem::take(&mut self.sync_dirty);
         let mut per_gate: FastMap<u16, Vec<u8>> = FastMap::default();
-        let mut add = |c: GameClient, rec: &[u8]| {
+        let mut add = |c: GameClient, rec: &SyncRecord| {
             let p = per_gate.entry(c.gate_id).or_insert_with(|| {
                 let mut p = Vec::with_capacity(256);
-                p.extend_from_slice(
-                    &goworld_common::proto::mt::SYNC_POSITION_YAW_ON_CLIENTS.to_le_bytes(),
-                );
-                p.extend_from_slice(&c.gate_id.to_le_bytes());
+                proto::start_sync_on_clients(&mut p, c.gate_id);
                 p
             });
-            p.extend_from_slice(c.client_id.as_bytes());
-            p.extend_from_slice(rec);
+            proto::push_sync_on_clients(p, &c.client_id, rec);
         };
         for id in &dirty {
             let Some(rec) = self.entities.get_mut(id) else {
@@ -275,12 +271,14 @@ impl World {
             if flags == 0 {
                 continue;
             }
-            let mut r = [0u8; 32];
-            r[..16].copy_from_slice(id.as_bytes());
             let p = rec.place.pos;
-            for (i, v) in [p.x, p.y, p.z, rec.place.yaw].into_iter().enumerate() {
-                r[16 + i * 4..20 + i * 4].copy_from_slice(&v.to_le_bytes());
-            }
+            let r = SyncRecord {
+                eid: *id,
+                x: p.x,
+                y: p.y,
+                z: p.z,
+                yaw: rec.place.yaw,
+            };
             let own = rec.client;
             if flags & SYNC_OWN != 0 {
                 if let Some(c) = own {
@@ -625,8 +623,7 @@ impl World {
             sent: false,
         });
         if local {
-            self.local_calls
-                .push_back(Deferred::Enter { id, space, pos });
+            self.work.push_enter(id, space, pos);
         } else {
             net.by_entity(
                 space,
@@ -716,11 +713,7 @@ impl World {
             // The space was created here after the query left.
             if local {
                 let pos = r.pos;
-                self.local_calls.push_back(Deferred::Enter {
-                    id: eid,
-                    space,
-                    pos,
-                });
+                self.work.push_enter(eid, space, pos);
                 self.run_local_calls(net, now);
             } else {
                 warn!("{eid}: space {space} is said to be here but is not; enter cancelled");
@@ -868,13 +861,13 @@ impl World {
     /// through its dispatcher while it was elsewhere are delivered (they may be on the way
     /// still, and would be overtaken by a direct call).
     fn fence(&mut self, net: &mut Net, now: Instant, id: EntityId) {
-        self.next_fence += 1;
-        let token = self.next_fence;
-        let timeout = self.timers.add(
-            now + FENCE_TIMEOUT,
-            super::TimerJob::FenceTimeout { id, token },
-        );
-        self.fenced.insert(id, (token, Default::default(), timeout));
+        let timers = &mut self.timers;
+        let token = self.work.fence(id, |token| {
+            timers.add(
+                now + FENCE_TIMEOUT,
+                super::TimerJob::FenceTimeout { id, token },
+            )
+        });
         net.by_entity(
             id,
             Msg::CallEntityMethod {
@@ -897,7 +890,7 @@ impl World {
             warn!("{id}: malformed fence ignored");
             return;
         };
-        if game != self.game_id || self.fenced.get(&id).map(|f| f.0 as i64) != Some(token) {
+        if game != self.game_id || self.work.fence_token(&id).map(|t| t as i64) != Some(token) {
             debug!("{id}: fence {game}/{token} is not this game's latest; ignored");
             return;
         }
@@ -907,7 +900,7 @@ impl World {
 
     /// The fence with `token` did not come back within [`FENCE_TIMEOUT`].
     pub(crate) fn fence_timeout(&mut self, net: &mut Net, now: Instant, id: EntityId, token: u64) {
-        if self.fenced.get(&id).map(|f| f.0) != Some(token) {
+        if self.work.fence_token(&id) != Some(token) {
             return;
         }
         warn!("{id}: its fence did not come back in {FENCE_TIMEOUT:?}; the calls made here meanwhile run now");
@@ -918,11 +911,8 @@ impl World {
     /// Entity `id` is no longer fenced (its fence came back, or it left this game): the calls
     /// that waited run next, in order (or follow it, if it left).
     pub(crate) fn unfence(&mut self, id: EntityId) {
-        if let Some((_, waiting, timeout)) = self.fenced.remove(&id) {
+        if let Some(timeout) = self.work.lift_fence(&id) {
             self.timers.cancel(timeout);
-            for (i, c) in waiting.into_iter().enumerate() {
-                self.local_calls.insert(i, Deferred::Call(c));
-            }
         }
     }
 
