@@ -36,15 +36,17 @@ mod refusals;
 mod schedule;
 mod service;
 mod space;
+mod spaces;
 mod view;
 pub use freeze::{Restored, FREEZE_FORMAT};
 use queue::{CallBody, Deferred, Posted, Work};
 use schedule::{Schedule, TimerJob};
 pub use service::{HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
+pub(crate) use space::EntityMap;
 pub use space::{
     decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
 };
-pub(crate) use space::{EntityMap, SpaceMap};
+use spaces::Spaces;
 use view::Runner;
 
 /// Refused client calls after which the client is disconnected, unless `refused_calls_limit`
@@ -189,19 +191,8 @@ pub struct World {
     entities: EntityMap,
     /// Calls and posted work run later, in order, and the fences that hold calls.
     work: Work,
-    /// Spaces on this game, the nil space included.
-    spaces: SpaceMap,
-    /// Entities whose position or yaw changed since the last position sync.
-    sync_dirty: Vec<EntityId>,
-    /// When the next position sync to clients is due (while anything is dirty).
-    next_sync: Option<Instant>,
-    sync_interval: Duration,
-    /// Position syncs from clients this game did not apply (entity gone or not syncing).
-    syncs_ignored: u64,
-    aoi_events: Vec<crate::aoi::AoiEvent>,
-    /// Migrations acknowledged while service calls were held here: an entity leaves only
-    /// after the calls waiting on this game (perhaps its own) have gone out ahead of it.
-    migrations_waiting: Vec<(EntityId, EntityId, u16)>,
+    /// Spaces on this game (the nil space included), position sync and held moves.
+    spaces: Spaces,
     kvdb: Option<Kvdb>,
     kvdb_waiting: HashMap<u64, (EntityId, Option<KvdbCallback>)>,
     storage: Option<Storage>,
@@ -225,8 +216,6 @@ pub struct World {
     refusals: refusals::Refusals,
     /// Panics caught in game code (a freeze is abandoned if `on_freeze` panics).
     panics: u64,
-    /// EnterSpace requests the last freeze cancelled, asked again if the freeze fails.
-    freeze_cancelled_enters: Vec<(EntityId, EntityId, crate::api::Vec3)>,
 }
 
 impl World {
@@ -246,19 +235,8 @@ impl World {
                 .register_space::<space::BasicSpace>()
                 .expect("the built-in space type registers");
         }
-        let mut spaces = SpaceMap::default();
-        spaces.insert(
-            goworld_common::id::nil_space_id(game_id),
-            space::SpaceState::new(0),
-        );
         World {
-            spaces,
-            sync_dirty: Vec::new(),
-            next_sync: None,
-            sync_interval: Duration::from_millis(100),
-            syncs_ignored: 0,
-            aoi_events: Vec::new(),
-            migrations_waiting: Vec::new(),
+            spaces: Spaces::new(goworld_common::id::nil_space_id(game_id)),
             registry,
             game_id,
             clock,
@@ -280,7 +258,6 @@ impl World {
             next_token: 0,
             refusals: refusals::Refusals::new(REFUSED_CALLS_LIMIT),
             panics: 0,
-            freeze_cancelled_enters: Vec::new(),
         }
     }
 
@@ -359,7 +336,7 @@ impl World {
                 game_id: *game_id,
                 online,
                 entities,
-                spaces,
+                spaces: spaces.map(),
                 services,
             };
             let mut ctx = Ctx {
@@ -788,7 +765,7 @@ impl World {
 
     /// The earliest time a timer or the position sync is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.timers.next_deadline(), self.next_sync) {
+        match (self.timers.next_deadline(), self.spaces.sync_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -796,7 +773,7 @@ impl World {
 
     /// Fires every timer due at `now`, by deadline then insertion order.
     pub fn fire_timers(&mut self, net: &mut Net, now: Instant) {
-        if self.next_sync.is_some_and(|t| now >= t) {
+        if self.spaces.sync_deadline().is_some_and(|t| now >= t) {
             self.flush_syncs(net);
         }
         while let Some((_, job)) = self.timers.pop_due(now) {

@@ -23,7 +23,8 @@ use goworld_common::id::EntityId;
 use goworld_common::msgpack::{self, Value};
 use log::info;
 
-use super::space::{decode_snapshot, encode_snapshot, SpaceState};
+use super::space::{decode_snapshot, encode_snapshot};
+use super::spaces::SpaceState;
 use super::{Net, World};
 use crate::aoi::Aoi;
 use crate::api::{Hook, Vec3, SPACE_AOI, SPACE_KIND, SPACE_TYPE};
@@ -118,8 +119,7 @@ impl World {
             }
             self.cancel_enter(net, id);
         }
-        self.migrations_waiting.clear();
-        self.freeze_cancelled_enters = enters.clone();
+        self.spaces.set_freeze_cancelled_enters(enters.clone());
 
         let mut ids: Vec<(bool, EntityId)> = (self.entities.iter())
             .map(|(id, r)| (r.ty.name() != SPACE_TYPE, *id))
@@ -160,7 +160,7 @@ impl World {
     /// The freeze failed after [`World::freeze`]: the EnterSpace requests it cancelled are
     /// asked again.
     pub fn unfreeze(&mut self, net: &mut Net, now: Instant) {
-        for (id, space, pos) in std::mem::take(&mut self.freeze_cancelled_enters) {
+        for (id, space, pos) in self.spaces.take_freeze_cancelled_enters() {
             self.enter_space(net, now, id, space, pos);
         }
         self.run_local_calls(net, now);

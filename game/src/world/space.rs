@@ -20,7 +20,6 @@
 //! held calls). On the target game the entity is rebuilt, runs `on_attrs_ready` and
 //! `on_migrate_in`, and enters the space with its client, which stayed connected.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use goworld_common::id::{nil_space_id, EntityId, FastMap};
@@ -29,18 +28,16 @@ use goworld_common::proto::{self, ClientMsg, Msg, SyncRecord};
 use log::{debug, error, info, warn};
 use serde::{Deserialize, Serialize};
 
+use super::spaces::{Member, SpaceState};
 use super::{Net, Rec, Snapshot, TimerSnapshot, World};
 use crate::aoi::{Aoi, AoiEvent, AoiEventKind, AoiId};
 use crate::api::{
-    Entity, EntityType, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND, SPACE_TYPE, SYNC_NEIGHBOURS,
-    SYNC_OWN,
+    Entity, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND, SPACE_TYPE, SYNC_NEIGHBOURS, SYNC_OWN,
 };
 use crate::attr::{Attrs, MapAttr};
 
 /// The entity table.
 pub(crate) type EntityMap = FastMap<EntityId, Rec>;
-/// The spaces of a game, by space ID.
-pub(crate) type SpaceMap = FastMap<EntityId, SpaceState>;
 
 /// How long an EnterSpace may be in flight before another one is accepted (GoWorld's
 /// `ENTER_SPACE_REQUEST_TIMEOUT`).
@@ -55,31 +52,6 @@ pub const FENCE_METHOD: &str = "gw:fence";
 
 /// How long calls made on a game wait for a fence before they run anyway.
 pub const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An entity in a space.
-pub(crate) struct Member {
-    pub(crate) ty: Rc<dyn EntityType>,
-    pub(crate) aoi: Option<AoiId>,
-}
-
-/// A space on this game.
-pub(crate) struct SpaceState {
-    pub(crate) kind: i64,
-    pub(crate) members: FastMap<EntityId, Member>,
-    pub(crate) aoi: Option<Aoi<EntityId>>,
-    pub(crate) aoi_distance: f32,
-}
-
-impl SpaceState {
-    pub(crate) fn new(kind: i64) -> SpaceState {
-        SpaceState {
-            kind,
-            members: FastMap::default(),
-            aoi: None,
-            aoi_distance: 0.0,
-        }
-    }
-}
 
 /// An EnterSpace in flight.
 #[derive(Debug, Clone, Copy)]
@@ -96,30 +68,6 @@ impl EnterRequest {
     /// The space and position asked for.
     pub(crate) fn target(&self) -> (EntityId, Vec3) {
         (self.space, self.pos)
-    }
-}
-
-/// The entities that entity `id` in `space` sees (`sees`) or that see it; empty unless the
-/// space has AOI and `id` takes part in it.
-pub(crate) fn aoi_neighbours(
-    spaces: &SpaceMap,
-    space: &EntityId,
-    id: &EntityId,
-    sees: bool,
-) -> Vec<EntityId> {
-    let Some(space) = spaces.get(space) else {
-        return Vec::new();
-    };
-    let (Some(aoi), Some(slot)) = (
-        space.aoi.as_ref(),
-        space.members.get(id).and_then(|m| m.aoi),
-    ) else {
-        return Vec::new();
-    };
-    if sees {
-        aoi.interested_in(slot).map(|s| aoi.payload(s)).collect()
-    } else {
-        aoi.interested_by(slot).map(|s| aoi.payload(s)).collect()
     }
 }
 
@@ -177,7 +125,7 @@ impl World {
         let Some(rec) = self.entities.get(id) else {
             return Vec::new();
         };
-        aoi_neighbours(&self.spaces, &rec.place.space, id, sees)
+        self.spaces.neighbours(&rec.place.space, id, sees)
     }
 
     /// The clients of the entities that see `id`.
@@ -222,20 +170,17 @@ impl World {
 
     /// Sets how often position changes are sent to clients (`position_sync_interval_ms`).
     pub fn set_sync_interval(&mut self, d: Duration) {
-        self.sync_interval = d.max(Duration::from_millis(1));
+        self.spaces.set_sync_interval(d);
     }
 
     /// Position syncs from clients that were not applied (entity not here, or its client
     /// syncing is off), counted rather than logged.
     pub fn syncs_ignored(&self) -> u64 {
-        self.syncs_ignored
+        self.spaces.syncs_ignored()
     }
 
     pub(crate) fn queue_sync(&mut self, now: Instant, id: EntityId) {
-        self.sync_dirty.push(id);
-        if self.next_sync.is_none() {
-            self.next_sync = Some(now + self.sync_interval);
-        }
+        self.spaces.queue_sync(now, id);
     }
 
     pub(crate) fn mark_sync(&mut self, now: Instant, id: EntityId, flags: u8) {
@@ -251,8 +196,7 @@ impl World {
     /// Sends the positions owed to clients: one 1502 per gate, through the gate's
     /// dispatcher, records `[clientid, eid, x, y, z, yaw]`.
     pub fn flush_syncs(&mut self, net: &mut Net) {
-        self.next_sync = None;
-        let mut dirty = std::mem::take(&mut self.sync_dirty);
+        let dirty = self.spaces.take_sync();
         let mut per_gate: FastMap<u16, Vec<u8>> = FastMap::default();
         let mut add = |c: GameClient, rec: &SyncRecord| {
             let p = per_gate.entry(c.gate_id).or_insert_with(|| {
@@ -292,8 +236,7 @@ impl World {
             }
         }
         // Keep the list's allocation for the next interval.
-        dirty.clear();
-        self.sync_dirty = dirty;
+        self.spaces.sync_done(dirty);
         for (gate, p) in per_gate {
             net.links.send_by_gate(net.io, gate, &p);
         }
@@ -308,7 +251,7 @@ impl World {
                 .get(&r.eid)
                 .is_some_and(|rec| rec.place.syncing_from_client);
             if !applies {
-                self.syncs_ignored += 1;
+                self.spaces.ignore_sync();
                 continue;
             }
             let rec = self.entities.get_mut(&r.eid).expect("checked");
@@ -328,8 +271,7 @@ impl World {
             return;
         };
         let (space_id, pos) = (rec.place.space, rec.place.pos);
-        let mut ev = std::mem::take(&mut self.aoi_events);
-        ev.clear();
+        let mut ev = self.spaces.aoi_scratch();
         let Some(space) = self.spaces.get_mut(&space_id) else {
             return;
         };
@@ -337,12 +279,12 @@ impl World {
             space.aoi.as_mut(),
             space.members.get(&id).and_then(|m| m.aoi),
         ) else {
-            self.aoi_events = ev;
+            self.spaces.aoi_done(ev);
             return;
         };
         aoi.move_to(slot, pos.x, pos.z, &mut ev);
         self.apply_aoi_events(net, space_id, &ev, None);
-        self.aoi_events = ev;
+        self.spaces.aoi_done(ev);
     }
 
     /// Sends the creates and destroys that interest changes cause. `gone` names the slot of
@@ -507,14 +449,13 @@ impl World {
             }
         }
         if let (true, Some(r)) = (aoi_on, radius) {
-            let mut ev = std::mem::take(&mut self.aoi_events);
-            ev.clear();
+            let mut ev = self.spaces.aoi_scratch();
             let space = self.spaces.get_mut(&space_id).expect("checked");
             let aoi = space.aoi.as_mut().expect("checked");
             let slot = aoi.enter(id, pos.x, pos.z, r, &mut ev);
             space.members.get_mut(&id).expect("inserted").aoi = Some(slot);
             self.apply_aoi_events(net, space_id, &ev, None);
-            self.aoi_events = ev;
+            self.spaces.aoi_done(ev);
         }
         self.hook(net, now, space_id, Hook::EntityEnterSpace(id));
         self.hook(net, now, id, Hook::EnterSpace);
@@ -536,17 +477,15 @@ impl World {
         rec.place.pos = pos;
         let ty = rec.ty.clone();
         let radius = ty.aoi_distance().map(|d| if d > 0.0 { d } else { dist });
+        let mut ev = self.spaces.aoi_scratch();
         let space = self.spaces.get_mut(&space_id).expect("checked");
         space.members.insert(id, Member { ty, aoi: None });
         if let (true, Some(r)) = (aoi_on, radius) {
-            let mut ev = std::mem::take(&mut self.aoi_events);
-            ev.clear();
             let aoi = space.aoi.as_mut().expect("checked");
             let slot = aoi.enter(id, pos.x, pos.z, r, &mut ev);
             space.members.get_mut(&id).expect("inserted").aoi = Some(slot);
-            ev.clear();
-            self.aoi_events = ev;
         }
+        self.spaces.aoi_done(ev);
     }
 
     /// Takes entity `id` out of its space (back to the nil space), in GoWorld's order: AOI
@@ -563,6 +502,7 @@ impl World {
         }
         rec.place.space = nil;
         let client = rec.client;
+        let mut ev = self.spaces.aoi_scratch();
         let Some(space) = self.spaces.get_mut(&space_id) else {
             return;
         };
@@ -571,12 +511,10 @@ impl World {
         }
         let member = space.members.remove(&id);
         if let (Some(aoi), Some(slot)) = (space.aoi.as_mut(), member.and_then(|m| m.aoi)) {
-            let mut ev = std::mem::take(&mut self.aoi_events);
-            ev.clear();
             aoi.leave(slot, &mut ev);
             self.apply_aoi_events(net, space_id, &ev, Some((slot, id)));
-            self.aoi_events = ev;
         }
+        self.spaces.aoi_done(ev);
         if let Some(c) = client {
             if let Some(m) = self.destroy_msg(&space_id) {
                 net.send_client(c, m);
@@ -745,7 +683,7 @@ impl World {
             // Service calls made here wait for their shards; some may be this entity's, and a
             // call it makes from its next game must not overtake them. It leaves after them.
             debug!("{eid}: migration waits for the service calls held here");
-            self.migrations_waiting.push((eid, space, game));
+            self.spaces.hold_migration((eid, space, game));
             return;
         }
         let Some(rec) = self.entities.get_mut(&eid) else {
@@ -795,10 +733,10 @@ impl World {
 
     /// Runs the migrations that waited for held service calls, once none are held.
     pub(crate) fn resume_waiting_migrations(&mut self, net: &mut Net, now: Instant) {
-        if self.held_service_calls() > 0 || self.migrations_waiting.is_empty() {
+        if self.held_service_calls() > 0 || !self.spaces.migrations_held() {
             return;
         }
-        for (eid, space, game) in std::mem::take(&mut self.migrations_waiting) {
+        for (eid, space, game) in self.spaces.take_held_migrations() {
             self.on_migrate_ack(net, now, eid, space, game);
         }
     }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use goworld_common::id::EntityId;
 
 use super::service::Services;
-use super::{space, EntityMap, Net, SpaceMap, TimerJob, World};
+use super::spaces::{self, SpaceMap};
+use super::{EntityMap, Net, TimerJob, World};
 use crate::api::{Action, Engine, GlobalFn, GlobalTimerId, PostFn, Vec3, WorldView};
 use crate::crontab::{CronId, CronSpec};
 
@@ -65,7 +66,7 @@ impl WorldView for EntityView<'_> {
     }
 
     fn aoi_neighbours(&self, space: &EntityId, id: &EntityId, sees: bool) -> Vec<EntityId> {
-        space::aoi_neighbours(self.spaces, space, id, sees)
+        spaces::aoi_neighbours(self.spaces, space, id, sees)
     }
 
     fn service_entity(&self, name: &str, shard: u32) -> Option<EntityId> {
@@ -84,7 +85,7 @@ impl World {
             game_id: self.game_id,
             online: &self.online,
             entities: &self.entities,
-            spaces: &self.spaces,
+            spaces: self.spaces.map(),
             services: &self.services,
         }
     }
