@@ -13,8 +13,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use goworld_common::timers::TimerId as QueueId;
-
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{ClientId, EntityId, FastMap, IdGen, WallClock};
 use goworld_common::proto::{Args, ClientMsg, Msg};
@@ -24,12 +22,13 @@ use log::{debug, error, info, warn};
 
 use crate::api::{
     Action, CallError, Ctx, EntityType, Expose, GameClient, GameCtx, GlobalFn, Hook, KvdbCallback,
-    KvdbOp, Placement, PostFn, Registry, TimerId,
+    KvdbOp, PostFn, Registry,
 };
 use crate::attr::{AttrChange, Attrs};
 use crate::kvdb::Kvdb;
 use crate::storage::{Storage, StorageOutput};
 
+mod entities;
 mod freeze;
 mod queue;
 mod refusals;
@@ -38,11 +37,12 @@ mod service;
 mod space;
 mod spaces;
 mod view;
+pub(crate) use entities::{EntityMap, Rec};
+pub use entities::{Snapshot, TimerSnapshot};
 pub use freeze::{Restored, FREEZE_FORMAT};
 use queue::{CallBody, Deferred, Posted, Work};
 use schedule::{Schedule, TimerJob};
 pub use service::{HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
-pub(crate) use space::EntityMap;
 pub use space::{
     decode_snapshot, encode_snapshot, ENTER_SPACE_TIMEOUT, FENCE_METHOD, FENCE_TIMEOUT,
 };
@@ -79,82 +79,6 @@ impl Net<'_> {
     fn by_entity(&mut self, eid: EntityId, msg: Msg) {
         self.links.send_msg_by_entity(self.io, &eid, &msg);
     }
-}
-
-pub(crate) struct Rec {
-    pub(crate) ty: Rc<dyn EntityType>,
-    obj: Box<dyn Any>,
-    attrs: Attrs,
-    client: Option<GameClient>,
-    destroying: bool,
-    /// The entity's live timers: its own IDs to the queue's.
-    timers: HashMap<TimerId, QueueId>,
-    next_timer: TimerId,
-    /// Its space, position, yaw and sync state.
-    pub(crate) place: Placement,
-    /// An EnterSpace in progress.
-    entering: Option<space::EnterRequest>,
-}
-
-impl Rec {
-    pub(crate) fn has_client(&self) -> bool {
-        self.client.is_some()
-    }
-
-    fn new(ty: Rc<dyn EntityType>, obj: Box<dyn Any>, attrs: Attrs, nil: EntityId) -> Rec {
-        Rec {
-            ty,
-            obj,
-            attrs,
-            client: None,
-            destroying: false,
-            timers: HashMap::new(),
-            next_timer: 0,
-            place: Placement::new(nil),
-            entering: None,
-        }
-    }
-}
-
-/// Everything an entity is, as bytes and plain values, for migration and hot swap: its type,
-/// all attributes, its own struct (serde), its client and its timers with their remaining time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    /// The entity's ID.
-    pub id: EntityId,
-    /// Its registered type.
-    pub type_name: String,
-    /// Every attribute ([`Attrs::to_bytes`]).
-    pub attrs: Vec<u8>,
-    /// The entity's own struct, serialized by serde (msgpack with field names).
-    pub state: Vec<u8>,
-    /// Its client, if it has one.
-    pub client: Option<GameClient>,
-    /// Its timers: time left until the next call, repeat interval, method and arguments.
-    pub timers: Vec<TimerSnapshot>,
-    /// The space it is in, or is moving to.
-    pub space: EntityId,
-    /// Its position (in a migration: the target position).
-    pub pos: crate::api::Vec3,
-    /// Its yaw.
-    pub yaw: f32,
-    /// Whether its client's position syncs move it.
-    pub syncing_from_client: bool,
-    /// Position sync still owed to clients ([`SYNC_OWN`] | [`SYNC_NEIGHBOURS`]).
-    pub sync_flags: u8,
-}
-
-/// One entity timer in a [`Snapshot`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct TimerSnapshot {
-    /// Time left until it fires.
-    pub remaining: Duration,
-    /// Its repeat interval, if it repeats.
-    pub repeat: Option<Duration>,
-    /// The method it calls.
-    pub method: String,
-    /// The method's arguments.
-    pub args: Args,
 }
 
 /// Who is calling a method.

@@ -36,9 +36,6 @@ use crate::api::{
 };
 use crate::attr::{Attrs, MapAttr};
 
-/// The entity table.
-pub(crate) type EntityMap = FastMap<EntityId, Rec>;
-
 /// How long an EnterSpace may be in flight before another one is accepted (GoWorld's
 /// `ENTER_SPACE_REQUEST_TIMEOUT`).
 pub const ENTER_SPACE_TIMEOUT: Duration = Duration::from_secs(120);

@@ -1,0 +1,107 @@
+//! The world's table of live entities: each entity's record (its type, its own struct,
+//! attributes, client, timers, placement, an enter in flight), and the [`Snapshot`] an entity
+//! travels as when it migrates or is frozen.
+//!
+//! Invariants:
+//! - An entity is in the table from its creation until its destroy finished; while its code
+//!   runs, its record is out of the table (so the code's `Ctx` can read every *other* entity
+//!   through the world view) and goes back before any queued action runs.
+//! - A record's `timers` names exactly its timers in the world's schedule.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use goworld_common::id::{EntityId, FastMap};
+use goworld_common::proto::Args;
+use goworld_common::timers::TimerId as QueueId;
+
+use super::space::EnterRequest;
+use crate::api::{EntityType, GameClient, Placement, TimerId};
+use crate::attr::Attrs;
+
+/// The entity table.
+pub(crate) type EntityMap = FastMap<EntityId, Rec>;
+
+/// A live entity.
+pub(crate) struct Rec {
+    pub(crate) ty: Rc<dyn EntityType>,
+    pub(super) obj: Box<dyn Any>,
+    pub(super) attrs: Attrs,
+    pub(super) client: Option<GameClient>,
+    pub(super) destroying: bool,
+    /// The entity's live timers: its own IDs to the queue's.
+    pub(super) timers: HashMap<TimerId, QueueId>,
+    pub(super) next_timer: TimerId,
+    /// Its space, position, yaw and sync state.
+    pub(crate) place: Placement,
+    /// An EnterSpace in progress.
+    pub(super) entering: Option<EnterRequest>,
+}
+
+impl Rec {
+    pub(crate) fn has_client(&self) -> bool {
+        self.client.is_some()
+    }
+
+    pub(super) fn new(
+        ty: Rc<dyn EntityType>,
+        obj: Box<dyn Any>,
+        attrs: Attrs,
+        nil: EntityId,
+    ) -> Rec {
+        Rec {
+            ty,
+            obj,
+            attrs,
+            client: None,
+            destroying: false,
+            timers: HashMap::new(),
+            next_timer: 0,
+            place: Placement::new(nil),
+            entering: None,
+        }
+    }
+}
+
+/// Everything an entity is, as bytes and plain values, for migration and hot swap: its type,
+/// all attributes, its own struct (serde), its client and its timers with their remaining time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The entity's ID.
+    pub id: EntityId,
+    /// Its registered type.
+    pub type_name: String,
+    /// Every attribute ([`Attrs::to_bytes`]).
+    pub attrs: Vec<u8>,
+    /// The entity's own struct, serialized by serde (msgpack with field names).
+    pub state: Vec<u8>,
+    /// Its client, if it has one.
+    pub client: Option<GameClient>,
+    /// Its timers: time left until the next call, repeat interval, method and arguments.
+    pub timers: Vec<TimerSnapshot>,
+    /// The space it is in, or is moving to.
+    pub space: EntityId,
+    /// Its position (in a migration: the target position).
+    pub pos: crate::api::Vec3,
+    /// Its yaw.
+    pub yaw: f32,
+    /// Whether its client's position syncs move it.
+    pub syncing_from_client: bool,
+    /// Position sync still owed to clients ([`SYNC_OWN`] | [`SYNC_NEIGHBOURS`]).
+    pub sync_flags: u8,
+}
+
+/// One entity timer in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerSnapshot {
+    /// Time left until it fires.
+    pub remaining: Duration,
+    /// Its repeat interval, if it repeats.
+    pub repeat: Option<Duration>,
+    /// The method it calls.
+    pub method: String,
+    /// The method's arguments.
+    pub args: Args,
+}
