@@ -1,6 +1,14 @@
-//! The engine side of entities: the table of live entities, their lifecycle in GoWorld's
-//! order, RPC dispatch with permission checks, client binding, attribute changes sent to the
-//! right clients, and the actions game code queued, run in order after each handler.
+//! The engine: [`World`] coordinates the parts that own a game's state, and runs what
+//! crosses them: entity lifecycle in GoWorld's order, RPC dispatch with permission checks,
+//! client binding, attribute changes sent to the right clients, and the actions game code
+//! emits, run by `World::run_action`, the one runner for both contexts.
+//!
+//! The parts, each owning its fields: `entities` (the entity table and snapshots),
+//! `spaces` (spaces, AOI, position sync; what enter, leave and migration do is in
+//! `space`), `service` (the service registry and held service calls), `schedule` (every
+//! timer and the crontab), `queue` (local calls, posted work and fences), `refusals`
+//! (refused calls), and persistence (saves, loads, the KVDB). `view` is how game code reads
+//! the world: a narrow [`WorldView`](crate::api::WorldView) over the parts, never `World`.
 //!
 //! Game code runs inside [`World::with_entity`], which catches a panic in game code, logs it
 //! with the entity and what was running, and finishes the operation; the rest of the world

@@ -2,6 +2,13 @@
 //! place, a read-only view of the rest of the world, and [`Act`] to act on it. Everything it
 //! does to others is queued as [`Action`]s, after the attribute changes made before it, and
 //! run by the engine when the handler returns, in order.
+//!
+//! Invariants:
+//! - Game code gets its own entity and a `Ctx`, never another entity's state: other
+//!   entities are read through the [`WorldView`] and acted on only by actions.
+//! - Attribute changes are flushed into the queue in one place, [`Act::emit`] on `Ctx`,
+//!   before every action, so a client sees them in order with the calls and GiveClientTo that
+//!   follow them; what is left is flushed when the handler returns (even by a panic).
 
 use std::any::Any;
 use std::time::{Duration, Instant};

@@ -16,6 +16,11 @@
 //! runs again after the restore and sets them up), the service registry (the dispatchers
 //! keep it and send it with their handshake ack), and nothing in flight (local calls are
 //! run, migrations cancelled, before the freeze).
+//!
+//! Invariant: a hot swap loses nothing. The file is written only after the local work is
+//! run, storage and the KVDB have answered everything in flight, and EnterSpace requests are
+//! cancelled (asked again after the restore); the new process restores it all before it
+//! dials, and the dispatchers hold the game's packets in between.
 
 use std::time::{Duration, Instant};
 

@@ -19,6 +19,17 @@
 //! `on_migrate_out`, and travels as a [`Snapshot`]; the dispatcher forwards it and then the
 //! held calls). On the target game the entity is rebuilt, runs `on_attrs_ready` and
 //! `on_migrate_in`, and enters the space with its client, which stayed connected.
+//!
+//! Invariants:
+//! - Interest is directional: watcher W sees T when T is within W's own AOI distance (its
+//!   type's, else the space's) on X and on Z ([`crate::aoi`]). The creates and destroys a
+//!   client gets are for the entities its player sees; AllClients attribute changes,
+//!   `call_all_clients` and position syncs go to the clients of the entities that see it.
+//! - An entity lives on one game at a time. Everything it was (attributes, its serde struct,
+//!   client, position, timers with their remaining time, sync flags) travels in REAL_MIGRATE,
+//!   nothing else does; a local call queued for it after it left follows it through its
+//!   dispatcher, and calls made here to an entity that just arrived wait behind a fence for
+//!   the calls sent to it through the dispatcher before ([`FENCE_METHOD`]).
 
 use std::time::{Duration, Instant};
 
