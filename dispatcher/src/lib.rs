@@ -304,6 +304,41 @@ fn accept_handshake(
     false
 }
 
+/// Why a server peer's packet is refused (its connection is closed, with this reason).
+#[derive(Debug)]
+enum BadPacket {
+    /// Shorter than its message type.
+    NoType,
+    /// Shorter than its type's fields.
+    TooShort(u16),
+    /// Sync records whose length is not a whole number of records.
+    PartialRecords { msgtype: u16, len: usize },
+    /// Anything before the peer's SET_GAME_ID or SET_GATE_ID.
+    BeforeHandshake(u16),
+    /// A message the dispatcher decodes (a handshake, KVREG_REGISTER, ...) that does not.
+    Decode(proto::DecodeError),
+}
+
+impl std::fmt::Display for BadPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadPacket::NoType => write!(f, "payload shorter than its type"),
+            BadPacket::TooShort(t) => write!(f, "{} too short", proto::msg_name(*t)),
+            BadPacket::PartialRecords { msgtype, len } => write!(
+                f,
+                "{} length {len} is not a whole number of records",
+                proto::msg_name(*msgtype)
+            ),
+            BadPacket::BeforeHandshake(t) => write!(
+                f,
+                "{} before SET_GAME_ID or SET_GATE_ID",
+                proto::msg_name(*t)
+            ),
+            BadPacket::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
 impl Dispatcher {
     /// A dispatcher with no connections yet.
     pub fn new(s: Settings) -> Dispatcher {
@@ -1068,9 +1103,9 @@ impl Dispatcher {
         conn: ConnId,
         game_id: u16,
         p: &[u8],
-    ) -> Result<(), String> {
-        let t = peek_type(p).ok_or("payload shorter than its type")?;
-        let short = || format!("{} too short", proto::msg_name(t));
+    ) -> Result<(), BadPacket> {
+        let t = peek_type(p).ok_or(BadPacket::NoType)?;
+        let short = || BadPacket::TooShort(t);
         match t {
             mt::NOTIFY_CREATE_ENTITY => {
                 let eid = peek::entity_id(p).ok_or_else(short)?;
@@ -1089,7 +1124,7 @@ impl Dispatcher {
             }
             mt::KVREG_REGISTER => {
                 let Msg::KvregRegister { key, val, force } =
-                    Msg::decode(p).map_err(|e| e.to_string())?
+                    Msg::decode(p).map_err(BadPacket::Decode)?
                 else {
                     unreachable!("decoded by type")
                 };
@@ -1276,9 +1311,9 @@ impl Dispatcher {
         conn: ConnId,
         gate_id: u16,
         p: &[u8],
-    ) -> Result<(), String> {
-        let t = peek_type(p).ok_or("payload shorter than its type")?;
-        let short = || format!("{} too short", proto::msg_name(t));
+    ) -> Result<(), BadPacket> {
+        let t = peek_type(p).ok_or(BadPacket::NoType)?;
+        let short = || BadPacket::TooShort(t);
         match t {
             mt::NOTIFY_CLIENT_CONNECTED => {
                 if p.len() != peek::NOTIFY_CLIENT_CONNECTED_FROM_GATE_LEN {
@@ -1299,12 +1334,9 @@ impl Dispatcher {
                 self.send_entity(io, now, eid, p);
             }
             mt::SYNC_POSITION_YAW_FROM_CLIENT => {
-                let records = peek::sync_records(p).ok_or_else(|| {
-                    format!(
-                        "{} length {} is not a whole number of records",
-                        proto::msg_name(t),
-                        p.len()
-                    )
+                let records = (peek::sync_records(p)).ok_or(BadPacket::PartialRecords {
+                    msgtype: t,
+                    len: p.len(),
                 })?;
                 for rec in records {
                     let eid = rec.entity_id();
@@ -1464,11 +1496,8 @@ impl Handler for Dispatcher {
                     self.handle_set_gate_id(io, now, conn, gate_id, version);
                     Ok(())
                 }
-                Ok(other) => Err(format!(
-                    "{} before SET_GAME_ID or SET_GATE_ID",
-                    proto::msg_name(other.msg_type())
-                )),
-                Err(e) => Err(e.to_string()),
+                Ok(other) => Err(BadPacket::BeforeHandshake(other.msg_type())),
+                Err(e) => Err(BadPacket::Decode(e)),
             },
             Peer::Game(g) => self.handle_game_packet(io, now, conn, g, payload),
             Peer::Gate(g) => self.handle_gate_packet(io, now, conn, g, payload),

@@ -139,7 +139,7 @@ impl AttrValue {
     ///
     /// Rejected (GoWorld panics on all of them): nil, binary, ext, and maps with a key that
     /// is not a string.
-    pub fn from_value(v: &Value) -> Result<AttrValue, String> {
+    pub fn from_value(v: &Value) -> Result<AttrValue, ValueError> {
         Ok(match v {
             Value::Int(i) => AttrValue::Int(*i),
             Value::UInt(u) => AttrValue::Int(*u as i64),
@@ -148,9 +148,12 @@ impl AttrValue {
             Value::Str(s) => AttrValue::Str(s.clone()),
             Value::Map(_) => AttrValue::Map(MapAttr::from_value(v)?),
             Value::Array(_) => AttrValue::List(ListAttr::from_value(v)?),
-            Value::Nil => return Err("nil is not an attribute value".into()),
-            Value::Bin(_) => return Err("binary is not an attribute value".into()),
-            Value::Ext(t, _) => return Err(format!("ext type {t} is not an attribute value")),
+            Value::Nil | Value::Bin(_) | Value::Ext(..) => {
+                return Err(ValueError::NotAValue {
+                    path: String::new(),
+                    found: value_kind(v),
+                })
+            }
         })
     }
 }
@@ -214,6 +217,82 @@ impl From<ListAttr> for AttrValue {
         AttrValue::List(v)
     }
 }
+
+/// Why bytes or a msgpack value are not attributes (GoWorld panics on all of these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    /// Not msgpack, or bytes after the value.
+    Msgpack(String),
+    /// A value attributes cannot hold (nil, binary, ext), at `path`.
+    NotAValue {
+        /// Where, from the root: `key`, `key[2].inner` (empty: the value itself).
+        path: String,
+        /// What was found (`nil`, `binary`, `ext`).
+        found: &'static str,
+    },
+    /// A map key that is not a string, in the map at `path`.
+    KeyNotString {
+        /// Where the map is.
+        path: String,
+        /// The key's kind.
+        found: &'static str,
+    },
+    /// Another kind of value where a map or an array belongs, at `path`.
+    Expected {
+        /// Where.
+        path: String,
+        /// `map` or `array`.
+        expected: &'static str,
+        /// What was found.
+        found: &'static str,
+    },
+}
+
+impl ValueError {
+    /// The same error, one level down: `seg` (a key or `[i]`) goes in front of its path.
+    fn within(mut self, seg: &str) -> ValueError {
+        if let ValueError::NotAValue { path, .. }
+        | ValueError::KeyNotString { path, .. }
+        | ValueError::Expected { path, .. } = &mut self
+        {
+            let sep = if path.is_empty() || path.starts_with('[') {
+                ""
+            } else {
+                "."
+            };
+            *path = format!("{seg}{sep}{path}");
+        }
+        self
+    }
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |path: &str| {
+            if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            }
+        };
+        match self {
+            ValueError::Msgpack(e) => write!(f, "not msgpack: {e}"),
+            ValueError::NotAValue { path, found } => {
+                write!(f, "{}{found} is not an attribute value", at(path))
+            }
+            ValueError::KeyNotString { path, found } => {
+                write!(f, "{}map key {found} is not a string", at(path))
+            }
+            ValueError::Expected {
+                path,
+                expected,
+                found,
+            } => write!(f, "{}expected {expected}, got {found}", at(path)),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
 
 /// Why an attribute operation failed (where GoWorld panics). Nothing is changed and nothing
 /// is recorded when an operation fails.
@@ -390,16 +469,19 @@ impl MapAttr {
     }
 
     /// Converts a msgpack map (see [`AttrValue::from_value`] for the rules).
-    pub fn from_value(v: &Value) -> Result<MapAttr, String> {
-        let pairs = v
-            .as_map()
-            .ok_or_else(|| format!("expected a map, got {}", value_kind(v)))?;
+    pub fn from_value(v: &Value) -> Result<MapAttr, ValueError> {
+        let pairs = v.as_map().ok_or(ValueError::Expected {
+            path: String::new(),
+            expected: "map",
+            found: value_kind(v),
+        })?;
         let mut m = MapAttr::new();
         for (k, v) in pairs {
-            let key = k
-                .as_str()
-                .ok_or_else(|| format!("map key {} is not a string", value_kind(k)))?;
-            let val = AttrValue::from_value(v).map_err(|e| format!("{key}: {e}"))?;
+            let key = k.as_str().ok_or(ValueError::KeyNotString {
+                path: String::new(),
+                found: value_kind(k),
+            })?;
+            let val = AttrValue::from_value(v).map_err(|e| e.within(key))?;
             m.items.insert(key.to_owned(), val);
         }
         Ok(m)
@@ -502,14 +584,16 @@ impl ListAttr {
     }
 
     /// Converts a msgpack array (see [`AttrValue::from_value`] for the rules).
-    pub fn from_value(v: &Value) -> Result<ListAttr, String> {
-        let items = v
-            .as_array()
-            .ok_or_else(|| format!("expected an array, got {}", value_kind(v)))?;
+    pub fn from_value(v: &Value) -> Result<ListAttr, ValueError> {
+        let items = v.as_array().ok_or(ValueError::Expected {
+            path: String::new(),
+            expected: "array",
+            found: value_kind(v),
+        })?;
         let items = items
             .iter()
             .enumerate()
-            .map(|(i, v)| AttrValue::from_value(v).map_err(|e| format!("[{i}]: {e}")))
+            .map(|(i, v)| AttrValue::from_value(v).map_err(|e| e.within(&format!("[{i}]"))))
             .collect::<Result<_, _>>()?;
         Ok(ListAttr { items })
     }
@@ -754,8 +838,8 @@ impl Attrs {
     /// Attributes from [`to_bytes`](Attrs::to_bytes) output (or any msgpack map of
     /// attributes), no changes recorded. Fails on bad msgpack, trailing bytes, a non-map
     /// root, or a value [`AttrValue::from_value`] rejects.
-    pub fn from_bytes(b: &[u8]) -> Result<Attrs, String> {
-        let v = msgpack::decode_exact(b).map_err(|e| e.to_string())?;
+    pub fn from_bytes(b: &[u8]) -> Result<Attrs, ValueError> {
+        let v = msgpack::decode_exact(b).map_err(|e| ValueError::Msgpack(e.to_string()))?;
         Ok(Attrs::from_map(MapAttr::from_value(&v)?))
     }
 }
@@ -984,8 +1068,8 @@ impl<'a> MapMut<'a> {
             let key = k.as_str().ok_or_else(|| {
                 AttrError::Invalid(format!("map key {} is not a string", value_kind(k)))
             })?;
-            let val =
-                AttrValue::from_value(v).map_err(|e| AttrError::Invalid(format!("{key}: {e}")))?;
+            let val = AttrValue::from_value(v)
+                .map_err(|e| AttrError::Invalid(e.within(key).to_string()))?;
             conv.push((key, val));
         }
         for (k, v) in conv {
@@ -1341,6 +1425,45 @@ mod tests {
 
     fn eid() -> EntityId {
         EntityId::parse("awVBNWhsgjH2AAAN").expect("eid")
+    }
+
+    /// What is not an attribute tree is a typed error that says where.
+    #[test]
+    fn value_errors_name_the_path() {
+        let s = |x: &str| Value::Str(x.into());
+        let doc = Value::Map(vec![(
+            s("a"),
+            Value::Map(vec![(
+                s("b"),
+                Value::Array(vec![Value::Int(1), Value::Nil]),
+            )]),
+        )]);
+        let err = Attrs::from_bytes(&doc.to_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            ValueError::NotAValue {
+                path: "a.b[1]".into(),
+                found: "nil"
+            }
+        );
+        assert_eq!(err.to_string(), "a.b[1]: nil is not an attribute value");
+        let bad_key = Value::Map(vec![(Value::Int(1), Value::Int(2))]);
+        assert!(matches!(
+            Attrs::from_bytes(&bad_key.to_bytes()),
+            Err(ValueError::KeyNotString { found: "int", .. })
+        ));
+        assert!(matches!(
+            Attrs::from_bytes(&Value::Int(3).to_bytes()),
+            Err(ValueError::Expected {
+                expected: "map",
+                found: "int",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Attrs::from_bytes(&[0xc1]),
+            Err(ValueError::Msgpack(_))
+        ));
     }
 
     /// The body of a golden 1004–1012 frame and its entity.

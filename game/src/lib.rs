@@ -165,7 +165,11 @@ impl GameService {
     }
 
     /// A snapshot of entity `id` (for moving it to another game or a hot swap).
-    pub fn snapshot(&self, now: Instant, id: &EntityId) -> Result<world::Snapshot, String> {
+    pub fn snapshot(
+        &self,
+        now: Instant,
+        id: &EntityId,
+    ) -> Result<world::Snapshot, world::SnapshotError> {
         self.world.snapshot(now, id)
     }
 
@@ -175,7 +179,7 @@ impl GameService {
         io: &mut dyn Io,
         now: Instant,
         snap: world::Snapshot,
-    ) -> Result<(), String> {
+    ) -> Result<(), world::SnapshotError> {
         let mut net = Net {
             io,
             links: &mut self.links,

@@ -1783,7 +1783,7 @@ fn state_written_without_a_new_field_takes_its_default() {
         .decode_state(&[0x93, 1, 2, 3])
         .err()
         .unwrap();
-    assert!(err.contains("Thing"), "{err}");
+    assert!(err.type_name == "Thing" && err.reading, "{err}");
     // A struct without fields (written as an empty array) that gains some, and back.
     #[derive(Default, serde::Serialize, serde::Deserialize)]
     struct Bare;
@@ -1832,4 +1832,47 @@ fn a_panic_in_on_freeze_abandons_the_freeze() {
         "nothing cancelled"
     );
     take_warnings();
+}
+
+/// A snapshot that is not one is a typed error naming the field.
+#[test]
+fn a_malformed_snapshot_is_an_error_naming_its_field() {
+    use crate::world::SnapshotError;
+    use goworld_common::msgpack::Value;
+    let id = EntityId::parse("snapsnapsnapsn01").unwrap();
+    let snap = world::Snapshot {
+        id,
+        type_name: "T".into(),
+        attrs: vec![0x80],
+        state: vec![0x80],
+        client: None,
+        timers: vec![],
+        space: id,
+        pos: Vec3::new(1.0, 2.0, 3.0),
+        yaw: 0.5,
+        syncing_from_client: false,
+        sync_flags: 0,
+    };
+    let good = world::encode_snapshot(&snap);
+    assert_eq!(world::decode_snapshot(id, &good).unwrap(), snap);
+    assert!(matches!(
+        world::decode_snapshot(id, &[0xc1]),
+        Err(SnapshotError::Msgpack(_))
+    ));
+    // The same map with a number where the type name belongs.
+    let Value::Map(mut m) = goworld_common::msgpack::decode_exact(&good).unwrap() else {
+        panic!("a snapshot is a map");
+    };
+    for (k, v) in &mut m {
+        if k.as_str() == Some("T") {
+            *v = Value::Int(7);
+        }
+    }
+    assert_eq!(
+        world::decode_snapshot(id, &Value::Map(m).to_bytes()).unwrap_err(),
+        SnapshotError::Field {
+            field: "T",
+            want: "a string"
+        }
+    );
 }

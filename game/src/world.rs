@@ -46,7 +46,7 @@ mod space;
 mod spaces;
 mod view;
 pub(crate) use entities::{EntityMap, Rec};
-pub use entities::{Snapshot, TimerSnapshot};
+pub use entities::{Snapshot, SnapshotError, TimerSnapshot};
 pub use freeze::{Restored, FREEZE_FORMAT};
 use queue::{CallBody, Deferred, Posted, Work};
 use schedule::{Schedule, TimerJob};
@@ -1459,11 +1459,8 @@ impl World {
     }
 
     /// Takes a snapshot of entity `id` at time `now` (the entity stays here).
-    pub fn snapshot(&self, now: Instant, id: &EntityId) -> Result<Snapshot, String> {
-        let rec = self
-            .entities
-            .get(id)
-            .ok_or_else(|| format!("entity {id} is not here"))?;
+    pub fn snapshot(&self, now: Instant, id: &EntityId) -> Result<Snapshot, SnapshotError> {
+        let rec = (self.entities.get(id)).ok_or(SnapshotError::NotHere(*id))?;
         let state = rec.ty.encode_state(&*rec.obj)?;
         let mut timers = Vec::new();
         for q in rec.timers.values() {
@@ -1505,7 +1502,12 @@ impl World {
     /// no client messages) and timers re-armed at their remaining time. Runs no callbacks:
     /// migration and hot swap run theirs (OnMigrateIn, OnRestored) around this. A type the
     /// binary lacks, or state it cannot read, is an error naming it.
-    pub fn restore(&mut self, net: &mut Net, now: Instant, snap: Snapshot) -> Result<(), String> {
+    pub fn restore(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        snap: Snapshot,
+    ) -> Result<(), SnapshotError> {
         let id = snap.id;
         let space = snap.space;
         let pos = snap.pos;

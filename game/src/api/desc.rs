@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::rc::Rc;
 
 use goworld_common::proto::Args;
@@ -136,8 +137,8 @@ pub(crate) trait EntityType {
     /// True the first time undeclared attribute `key` is reported (then it is logged once).
     fn first_undeclared(&self, key: &str) -> bool;
     fn new_instance(&self) -> Box<dyn Any>;
-    fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, String>;
-    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String>;
+    fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, StateError>;
+    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, StateError>;
     fn expose(&self, method: &str) -> Option<Expose>;
     fn call(
         &self,
@@ -173,12 +174,16 @@ impl<T: Entity> EntityType for TypeImpl<T> {
     fn new_instance(&self) -> Box<dyn Any> {
         Box::new(T::default())
     }
-    fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, String> {
+    fn encode_state(&self, obj: &dyn Any) -> Result<Vec<u8>, StateError> {
         let e = obj.downcast_ref::<T>().expect("instance of its own type");
         // Named fields, so a new binary with added or removed fields can still read it.
-        rmp_serde::to_vec_named(e).map_err(|e| format!("{}: cannot serialize: {e}", self.0.name))
+        rmp_serde::to_vec_named(e).map_err(|e| StateError {
+            type_name: self.0.name.clone(),
+            reading: false,
+            why: e.to_string(),
+        })
     }
-    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, String> {
+    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn Any>, StateError> {
         // Written by a binary whose struct lacked fields this one has (a hot swap to new
         // code): `#[serde(default)]`, checked at registration, fills them from `Default`.
         // A struct with no fields (a unit struct) is written as an empty array, one with fields as a
@@ -189,7 +194,11 @@ impl<T: Entity> EntityType for TypeImpl<T> {
             Err(_) if is_fieldless::<T>() && bytes.first().is_some_and(|b| b & 0xf0 == 0x80) => {
                 Ok(Box::new(T::default()))
             }
-            Err(err) => Err(format!("{}: cannot deserialize: {err}", self.0.name)),
+            Err(err) => Err(StateError {
+                type_name: self.0.name.clone(),
+                reading: true,
+                why: err.to_string(),
+            }),
         }
     }
     fn expose(&self, method: &str) -> Option<Expose> {
@@ -364,6 +373,31 @@ impl Registry {
         self.types.get(name).cloned()
     }
 }
+
+/// An entity's own struct could not be written or read (a hot swap or migration to a binary
+/// whose struct cannot read what the other wrote).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError {
+    /// The entity's type.
+    pub type_name: String,
+    /// True when reading failed, false when writing did.
+    pub reading: bool,
+    /// serde's reason.
+    pub why: String,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.reading {
+            "deserialize"
+        } else {
+            "serialize"
+        };
+        write!(f, "{}: cannot {what}: {}", self.type_name, self.why)
+    }
+}
+
+impl std::error::Error for StateError {}
 
 /// Why a type, service or nil-space method could not be registered (the game should refuse
 /// to start).

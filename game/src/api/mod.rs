@@ -25,7 +25,7 @@ pub(crate) use action::{Action, KvdbCallback, StorageCallback};
 pub use action::{KvdbOp, KvdbRangeResult, KvdbResult, ShardSel, TimerId, MIN_TIMER_INTERVAL};
 pub use ctx::Ctx;
 pub(crate) use desc::EntityType;
-pub use desc::{CallError, Expose, RegisterError, Registry, TypeDesc};
+pub use desc::{CallError, Expose, RegisterError, Registry, StateError, TypeDesc};
 pub use entity::{Entity, Hook, Vec3, SPACE_AOI, SPACE_KIND, SPACE_TYPE};
 pub(crate) use game_ctx::Engine;
 pub use game_ctx::{

@@ -18,7 +18,7 @@ use goworld_common::proto::Args;
 use goworld_common::timers::TimerId as QueueId;
 
 use super::space::EnterRequest;
-use crate::api::{EntityType, GameClient, Placement, TimerId};
+use crate::api::{EntityType, GameClient, Placement, StateError, TimerId};
 use crate::attr::Attrs;
 
 /// The entity table.
@@ -104,4 +104,63 @@ pub struct TimerSnapshot {
     pub method: String,
     /// The method's arguments.
     pub args: Args,
+}
+
+/// Why a snapshot could not be taken, read or brought back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotError {
+    /// No entity of that ID lives here.
+    NotHere(EntityId),
+    /// An entity of that ID lives here already.
+    AlreadyHere(EntityId),
+    /// The type is not registered in this binary.
+    UnknownType(String),
+    /// The entity's own struct could not be written or read.
+    State(StateError),
+    /// Its attributes are not attributes.
+    Attrs {
+        /// The entity's type.
+        type_name: String,
+        /// Its ID.
+        id: EntityId,
+        /// Why.
+        err: crate::attr::ValueError,
+    },
+    /// The bytes are not msgpack.
+    Msgpack(String),
+    /// A field of the snapshot's map is missing or has the wrong kind.
+    Field {
+        /// The field (`T`, `A`, `Pos.X`, `TD.R`, ...).
+        field: &'static str,
+        /// What it should be.
+        want: &'static str,
+    },
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::NotHere(id) => write!(f, "entity {id} is not here"),
+            SnapshotError::AlreadyHere(id) => write!(f, "entity {id} is already here"),
+            SnapshotError::UnknownType(t) => {
+                write!(f, "entity type {t} is not registered in this binary")
+            }
+            SnapshotError::State(e) => e.fmt(f),
+            SnapshotError::Attrs { type_name, id, err } => {
+                write!(f, "{type_name}<{id}>: attributes: {err}")
+            }
+            SnapshotError::Msgpack(e) => write!(f, "snapshot is not msgpack: {e}"),
+            SnapshotError::Field { field, want } => {
+                write!(f, "snapshot field {field}: missing or not {want}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl From<StateError> for SnapshotError {
+    fn from(e: StateError) -> SnapshotError {
+        SnapshotError::State(e)
+    }
 }

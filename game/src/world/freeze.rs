@@ -144,7 +144,7 @@ impl World {
             .map(|(id, space, pos)| (id, (space, pos)))
             .collect();
         for (_, id) in ids {
-            let snap = self.snapshot(now, &id)?;
+            let snap = self.snapshot(now, &id).map_err(|e| e.to_string())?;
             msgpack::write_array_len(&mut out, 3);
             msgpack::write_str(&mut out, &id.to_text());
             msgpack::write_bin(&mut out, &encode_snapshot(&snap));

@@ -40,7 +40,7 @@ use log::{debug, error, info, warn};
 use serde::{Deserialize, Serialize};
 
 use super::spaces::{Member, SpaceState};
-use super::{Net, Rec, Snapshot, TimerSnapshot, World};
+use super::{Net, Rec, Snapshot, SnapshotError, TimerSnapshot, World};
 use crate::aoi::{Aoi, AoiEvent, AoiEventKind, AoiId};
 use crate::api::{
     Entity, GameClient, Hook, TypeDesc, Vec3, SPACE_KIND, SPACE_TYPE, SYNC_NEIGHBOURS, SYNC_OWN,
@@ -864,19 +864,22 @@ impl World {
 
     /// Builds an entity from a snapshot (struct, attributes, client bound quietly,
     /// placement, timers at their remaining time) in the nil space. No callbacks.
-    pub(crate) fn insert_snapshot(&mut self, now: Instant, snap: Snapshot) -> Result<(), String> {
-        let ty = self.registry.get(&snap.type_name).ok_or_else(|| {
-            format!(
-                "entity type {} is not registered in this binary",
-                snap.type_name
-            )
-        })?;
+    pub(crate) fn insert_snapshot(
+        &mut self,
+        now: Instant,
+        snap: Snapshot,
+    ) -> Result<(), SnapshotError> {
+        let ty = (self.registry.get(&snap.type_name))
+            .ok_or_else(|| SnapshotError::UnknownType(snap.type_name.clone()))?;
         if self.entities.contains_key(&snap.id) {
-            return Err(format!("entity {} is already here", snap.id));
+            return Err(SnapshotError::AlreadyHere(snap.id));
         }
         let obj = ty.decode_state(&snap.state)?;
-        let attrs = Attrs::from_bytes(&snap.attrs)
-            .map_err(|e| format!("{}<{}>: attributes: {e}", snap.type_name, snap.id))?;
+        let attrs = Attrs::from_bytes(&snap.attrs).map_err(|err| SnapshotError::Attrs {
+            type_name: snap.type_name.clone(),
+            id: snap.id,
+            err,
+        })?;
         let mut rec = Rec::new(ty, obj, attrs, self.nil_space());
         rec.client = snap.client;
         rec.place.pos = snap.pos;
@@ -960,66 +963,71 @@ pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
 }
 
 /// Decodes [`encode_snapshot`]'s bytes for entity `id`.
-pub fn decode_snapshot(id: EntityId, b: &[u8]) -> Result<Snapshot, String> {
-    let v = goworld_common::msgpack::decode_exact(b).map_err(|e| e.to_string())?;
-    let get = |k: &str| v.map_get(k).ok_or_else(|| format!("no {k}"));
-    let float = |v: &Value, k: &str| {
+pub fn decode_snapshot(id: EntityId, b: &[u8]) -> Result<Snapshot, SnapshotError> {
+    let v = goworld_common::msgpack::decode_exact(b)
+        .map_err(|e| SnapshotError::Msgpack(e.to_string()))?;
+    let bad = |field: &'static str, want: &'static str| SnapshotError::Field { field, want };
+    let get = |k: &'static str| v.map_get(k).ok_or(bad(k, "present"));
+    let float = |v: &Value, k: &'static str| {
         v.map_get(k)
             .and_then(|x| x.as_f64())
             .map(|x| x as f32)
-            .ok_or_else(|| format!("no {k}"))
+            .ok_or(bad(k, "a number"))
     };
-    let id_of = |v: &Value| {
+    let id_of = |v: &Value, k: &'static str| {
         v.as_str()
             .and_then(EntityId::parse)
-            .ok_or_else(|| "bad ID".to_string())
+            .ok_or(bad(k, "an entity ID"))
     };
-    let type_name = get("T")?.as_str().ok_or("T is not a string")?.to_string();
+    let type_name = get("T")?.as_str().ok_or(bad("T", "a string"))?.to_string();
     // Kept as bytes; the attribute values are checked when the entity is built from them.
     let attrs = match get("A")? {
         a @ Value::Map(_) => a.to_bytes(),
-        _ => return Err("A: not a map".into()),
+        _ => return Err(bad("A", "a map")),
     };
     let state = match get("S")? {
         Value::Bin(b) => b.clone(),
-        _ => return Err("S is not bytes".into()),
+        _ => return Err(bad("S", "bytes")),
     };
     let client = match get("C")? {
         Value::Nil => None,
         c => Some(GameClient {
-            client_id: id_of(c.map_get("ClientID").ok_or("no ClientID")?)?,
+            client_id: id_of(
+                c.map_get("ClientID").ok_or(bad("C.ClientID", "present"))?,
+                "C.ClientID",
+            )?,
             gate_id: c
                 .map_get("GateID")
                 .and_then(|g| g.as_i64())
                 .and_then(|g| u16::try_from(g).ok())
-                .ok_or("bad GateID")?,
+                .ok_or(bad("C.GateID", "a gate ID"))?,
         }),
     };
     let pos_v = get("Pos")?;
     let pos = Vec3::new(float(pos_v, "X")?, float(pos_v, "Y")?, float(pos_v, "Z")?);
     let mut timers = Vec::new();
-    for t in get("TD")?.as_array().ok_or("TD is not a list")? {
+    for t in get("TD")?.as_array().ok_or(bad("TD", "a list"))? {
         let ns = |k: &str| {
             t.map_get(k)
                 .and_then(|x| x.as_i64())
                 .map(|n| Duration::from_nanos(n.max(0) as u64))
         };
         timers.push(TimerSnapshot {
-            remaining: ns("R").ok_or("timer without R")?,
+            remaining: ns("R").ok_or(bad("TD.R", "a duration"))?,
             repeat: ns("I"),
             method: t
                 .map_get("M")
                 .and_then(|m| m.as_str())
-                .ok_or("timer without M")?
+                .ok_or(bad("TD.M", "a string"))?
                 .to_string(),
             args: t
                 .map_get("A")
                 .and_then(|a| a.as_array())
-                .ok_or("timer without A")?
+                .ok_or(bad("TD.A", "a list"))?
                 .iter()
                 .map(|a| match a {
                     Value::Bin(b) => Ok(b.clone()),
-                    _ => Err("timer argument is not bytes".to_string()),
+                    _ => Err(bad("TD.A", "a list of bytes")),
                 })
                 .collect::<Result<_, _>>()?,
         });
@@ -1031,13 +1039,16 @@ pub fn decode_snapshot(id: EntityId, b: &[u8]) -> Result<Snapshot, String> {
         state,
         client,
         timers,
-        space: id_of(get("SP")?)?,
+        space: id_of(get("SP")?, "SP")?,
         pos,
-        yaw: v.map_get("Yaw").and_then(|x| x.as_f64()).ok_or("no Yaw")? as f32,
-        syncing_from_client: get("SFC")?.as_bool().ok_or("SFC is not a bool")?,
+        yaw: v
+            .map_get("Yaw")
+            .and_then(|x| x.as_f64())
+            .ok_or(bad("Yaw", "a number"))? as f32,
+        syncing_from_client: get("SFC")?.as_bool().ok_or(bad("SFC", "a bool"))?,
         sync_flags: get("SIF")?
             .as_i64()
             .and_then(|x| u8::try_from(x).ok())
-            .ok_or("bad SIF")?,
+            .ok_or(bad("SIF", "sync flags"))?,
     })
 }
