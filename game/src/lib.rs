@@ -4,7 +4,8 @@
 //! their handshakes (SET_GAME_ID / ACK), the online-games view (deduplicated across
 //! dispatchers), the service registry it learns, deployment readiness, and the [`World`] of
 //! entities ([`entity`] is the API game code is written against; [`attr`] its attributes;
-//! [`args`] its typed RPC parameters; [`kvdb`] and [`storage`] the embedded stores).
+//! [`args`] its typed RPC parameters; [`store`] the storage and KVDB messages, pool and
+//! engines).
 //!
 //! [`GameService`] is a pure state machine behind the reactor's [`Handler`]: time comes in as
 //! arguments and output leaves through [`Io`]; no sockets, no clock, no globals.
@@ -36,13 +37,12 @@ pub mod attr;
 pub mod crontab;
 pub mod kvdb;
 pub mod run;
-pub mod storage;
+pub mod store;
 pub mod world;
 
 use api::Registry;
 pub use api::{prelude, GameClient};
-use kvdb::Kvdb;
-use storage::Storage;
+use store::{KvdbPool, StoragePool};
 use world::{Caller, Net, World};
 
 /// How often a game reports its load to the dispatchers (GoWorld: every second).
@@ -136,7 +136,7 @@ impl GameService {
         s: Settings,
         ids: IdGen,
         types: Registry,
-        stores: (Option<Storage>, Option<Kvdb>),
+        stores: (Option<StoragePool>, Option<KvdbPool>),
         rng: Rng,
     ) -> GameService {
         let n = s.desired_dispatchers;

@@ -12,8 +12,7 @@ use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorCon
 use goworld_common::rng::Rng;
 
 use crate::api::Registry;
-use crate::kvdb::Kvdb;
-use crate::storage::Storage;
+use crate::store::{KvdbPool, StoragePool};
 use crate::{GameEvent, GameService, Settings};
 
 /// Runs a game process with the entity types `types`:
@@ -65,9 +64,9 @@ pub fn main(program: &str, types: Registry) {
         reactor.add_dial(addr, u32::from(d), opts);
         dispatchers.push((format!("dispatcher{d}"), addr));
     }
-    let storage = Storage::open(&config.storage, Some(reactor.waker()))
+    let storage = StoragePool::open(&config.storage, Some(reactor.waker()))
         .unwrap_or_else(|e| process::fail(&format!("game{id}: storage: {e}")));
-    let kvdb = Kvdb::open(&config.kvdb, Some(reactor.waker()))
+    let kvdb = KvdbPool::open(&config.kvdb, Some(reactor.waker()))
         .unwrap_or_else(|e| process::fail(&format!("game{id}: KVDB: {e}")));
     let mut service = GameService::new(
         settings,

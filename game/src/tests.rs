@@ -820,8 +820,8 @@ impl Entity for Asker {
 fn kvdb_ranges_and_storage_existence_reach_the_entity() {
     let dir = std::env::temp_dir().join(format!("gw-asker-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let kvdb = crate::kvdb::Kvdb::filesystem(dir.join("kvdb"), None).unwrap();
-    let storage = crate::storage::Storage::filesystem(dir.join("storage"), None).unwrap();
+    let kvdb = crate::store::KvdbPool::filesystem(dir.join("kvdb"), None).unwrap();
+    let storage = crate::store::StoragePool::filesystem(dir.join("storage"), None).unwrap();
     let t0 = Instant::now();
     let s = settings(1, "Asker", t0);
     let mut types = Registry::new();
@@ -997,8 +997,8 @@ impl Entity for Loader {
 /// the entity. The game loads it again instead.
 #[test]
 fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporting_it_gone() {
-    let dir = crate::storage::tests::TempDir::new("reload-race");
-    let storage = crate::storage::Storage::filesystem(dir.0.clone(), None).unwrap();
+    let dir = crate::store::testutil::TempDir::new("reload-race");
+    let storage = crate::store::StoragePool::filesystem(dir.0.clone(), None).unwrap();
     let mut types = Registry::new();
     types.register::<Account>("Account").unwrap();
     types.register::<Saved>("Saved").unwrap();

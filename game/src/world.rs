@@ -27,8 +27,7 @@ use crate::api::{
     KvdbOp, Placement, PostFn, Registry, TimerId,
 };
 use crate::attr::{AttrChange, Attrs};
-use crate::kvdb::Kvdb;
-use crate::storage::{Storage, StorageOutput};
+use crate::store::{KvdbPool, StorageOutput, StoragePool};
 
 mod freeze;
 mod refusals;
@@ -302,9 +301,9 @@ pub struct World {
     /// Migrations acknowledged while service calls were held here: an entity leaves only
     /// after the calls waiting on this game (perhaps its own) have gone out ahead of it.
     migrations_waiting: Vec<(EntityId, EntityId, u16)>,
-    kvdb: Option<Kvdb>,
+    kvdb: Option<KvdbPool>,
     kvdb_waiting: HashMap<u64, (EntityId, Option<KvdbCallback>)>,
-    storage: Option<Storage>,
+    storage: Option<StoragePool>,
     storage_waiting: HashMap<u64, StorageJob>,
     /// Entities being loaded here, so a second load request waits for the first.
     loading: HashSet<EntityId>,
@@ -340,8 +339,8 @@ impl World {
         clock: WallClock,
         ids: IdGen,
         rng: Rng,
-        kvdb: Option<Kvdb>,
-        storage: Option<Storage>,
+        kvdb: Option<KvdbPool>,
+        storage: Option<StoragePool>,
     ) -> World {
         let defs_for_services = registry.services.clone();
         if !registry.has(crate::api::SPACE_TYPE) {
@@ -808,6 +807,7 @@ impl World {
                 }
                 continue;
             };
+            let result = result.map_err(|e| e.to_string());
             self.with_entity(net, now, from, "KVDB callback", |_, obj, ctx| {
                 cb(obj, ctx, result)
             });
@@ -1075,7 +1075,9 @@ impl World {
                     }
                 }
                 (Some(StorageJob::Exists { from, then }), r) => {
-                    let r = r.map(|out| matches!(out, StorageOutput::Exists(true)));
+                    let r = r
+                        .map(|out| matches!(out, StorageOutput::Exists(true)))
+                        .map_err(|e| e.to_string());
                     self.with_entity(net, now, from, "storage callback", |_, obj, ctx| {
                         then(obj, ctx, r)
                     });

@@ -64,9 +64,8 @@ use goworld_common::proto::{ClientBound, ClientMsg};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::rng::Rng;
 use goworld_dispatcher::Dispatcher;
-use goworld_game::kvdb::Kvdb;
 use goworld_game::prelude::*;
-use goworld_game::storage::Storage;
+use goworld_game::store::{KvdbPool, StoragePool};
 use goworld_game::GameService;
 use goworld_gate::{GateService, CLIENT_LISTENER};
 
@@ -505,11 +504,11 @@ impl Sim {
             None => (None, None),
             Some(dir) => (
                 Some(
-                    Storage::filesystem(dir.join("storage"), None)
+                    StoragePool::filesystem(dir.join("storage"), None)
                         .unwrap_or_else(|e| panic!("sim: storage in {}: {e}", dir.display())),
                 ),
                 Some(
-                    Kvdb::filesystem(dir.join("kvdb"), None)
+                    KvdbPool::filesystem(dir.join("kvdb"), None)
                         .unwrap_or_else(|e| panic!("sim: KVDB in {}: {e}", dir.display())),
                 ),
             ),
