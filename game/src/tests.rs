@@ -58,9 +58,27 @@ fn game(id: u16, dispatchers: u16) -> GameService {
         s,
         IdGen::new([1, 2, 3], id),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     )
+}
+
+/// Answers the game's storage and KVDB requests from `mem` at once, as many rounds as the
+/// answers start (the simulated-time way of giving a unit test its stores: no threads).
+pub(crate) fn answer_stores(
+    g: &mut GameService,
+    io: &mut MemIo,
+    now: Instant,
+    mem: &crate::store::mem::MemStores,
+) {
+    for _ in 0..100 {
+        let reqs = g.take_store_requests();
+        if reqs.is_empty() {
+            return;
+        }
+        g.on_store_results(io, now, mem.answer_all(reqs));
+    }
+    panic!("store answers keep making requests");
 }
 
 fn ack(disp: u16, games: Vec<u16>, ready: bool) -> Vec<u8> {
@@ -290,7 +308,7 @@ fn entity_timers_fire_by_name_repeat_and_cancel() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -425,7 +443,7 @@ fn a_panic_in_game_code_is_caught_and_the_entity_keeps_running() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -507,7 +525,7 @@ fn a_snapshot_carries_struct_fields_attributes_and_timers_to_another_game() {
             s,
             IdGen::new([1, 2, 3], id),
             types,
-            (None, None),
+            Stores::NONE,
             Rng::new(1),
         )
     };
@@ -632,7 +650,7 @@ fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -740,7 +758,7 @@ fn goworld_permission_rules_for_servers_own_clients_and_other_clients() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -818,21 +836,12 @@ impl Entity for Asker {
 
 #[test]
 fn kvdb_ranges_and_storage_existence_reach_the_entity() {
-    let dir = std::env::temp_dir().join(format!("gw-asker-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let kvdb = crate::store::KvdbPool::filesystem(dir.join("kvdb"), None).unwrap();
-    let storage = crate::store::StoragePool::filesystem(dir.join("storage"), None).unwrap();
+    let mem = crate::store::mem::MemStores::default();
     let t0 = Instant::now();
     let s = settings(1, "Asker", t0);
     let mut types = Registry::new();
     types.register::<Asker>("Asker").unwrap();
-    let mut g = GameService::new(
-        s,
-        IdGen::new([1, 2, 3], 1),
-        types,
-        (Some(storage), Some(kvdb)),
-        Rng::new(1),
-    );
+    let mut g = GameService::new(s, IdGen::new([1, 2, 3], 1), types, Stores::ALL, Rng::new(1));
     let mut io = MemIo::new();
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
     g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
@@ -849,15 +858,18 @@ fn kvdb_ranges_and_storage_existence_reach_the_entity() {
         }
         .to_payload(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let done = |g: &GameService| {
-        let a = g.world().attrs(&id).unwrap().as_map();
-        !a.get_str("range").is_empty() && !a.get_str("exists").is_empty()
-    };
-    while !done(&g) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        g.on_wake(&mut io, t0);
-    }
+    let a = g.world().attrs(&id).unwrap().as_map();
+    assert!(
+        a.get_str("range").is_empty(),
+        "nothing is answered before the store runs"
+    );
+    assert_eq!(
+        g.store_requests_in_flight(),
+        5,
+        "three puts, a range, an exists"
+    );
+    answer_stores(&mut g, &mut io, t0, &mem);
+    assert_eq!(g.store_requests_in_flight(), 0);
     let a = g.world().attrs(&id).unwrap().as_map();
     assert_eq!(a.get_str("range"), "k1=vk1,k2=vk2", "half-open and ordered");
     assert_eq!(
@@ -865,7 +877,7 @@ fn kvdb_ranges_and_storage_existence_reach_the_entity() {
         "Ok(false)",
         "a non-persistent entity is never saved"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(mem.kvdb.value("k3").as_deref(), Some("vk3"));
 }
 
 #[test]
@@ -881,7 +893,7 @@ fn crontab_entries_run_once_a_minute_at_second_two() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -997,8 +1009,7 @@ impl Entity for Loader {
 /// the entity. The game loads it again instead.
 #[test]
 fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporting_it_gone() {
-    let dir = crate::store::testutil::TempDir::new("reload-race");
-    let storage = crate::store::StoragePool::filesystem(dir.0.clone(), None).unwrap();
+    let mem = crate::store::mem::MemStores::default();
     let mut types = Registry::new();
     types.register::<Account>("Account").unwrap();
     types.register::<Saved>("Saved").unwrap();
@@ -1008,7 +1019,10 @@ fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporti
         settings(1, "Account", now),
         IdGen::new([1, 2, 3], 1),
         types,
-        (Some(storage), None),
+        Stores {
+            storage: true,
+            kvdb: false,
+        },
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1050,13 +1064,12 @@ fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporti
         type_name: "Saved".into()
     }));
     // Storage finishes: the save, then the reload.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut after = Vec::new();
-    while !g.world().exists(&saved) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        g.on_wake(&mut io, now);
-        after.extend(io.take().into_iter().map(|(_, p)| Msg::decode(&p).unwrap()));
-    }
+    answer_stores(&mut g, &mut io, now, &mem);
+    let after: Vec<Msg> = io
+        .take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect();
     assert!(g.world().exists(&saved), "loaded again after its last save");
     assert!(
         !after.contains(&Msg::NotifyDestroyEntity { eid: saved }),
@@ -1103,7 +1116,7 @@ fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
         settings(1, "Account", now),
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1255,7 +1268,7 @@ fn a_hundred_thousand_queued_local_calls_run_in_order_on_a_small_stack() {
                 settings(1, "Fanner", t0),
                 IdGen::new([1, 2, 3], 1),
                 types,
-                (None, None),
+                Stores::NONE,
                 Rng::new(1),
             );
             let mut io = MemIo::new();
@@ -1304,7 +1317,7 @@ fn refused_calls_of_every_kind_count_toward_the_limit_and_cost_a_few_lines() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.set_refused_calls_limit(10);
@@ -1503,7 +1516,7 @@ fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispa
         settings(1, "Counter", t0),
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1592,7 +1605,7 @@ fn attribute_changes_made_before_give_client_to_reach_the_client_first() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -1678,7 +1691,7 @@ fn an_undeclared_attribute_is_reported_once_and_the_declared_one_reaches_the_cli
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
