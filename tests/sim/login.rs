@@ -1095,6 +1095,141 @@ fn an_entity_calls_an_entity_on_another_game_and_gets_the_replies_in_order() {
     assert!(!hops.keys().any(|(m, _, _)| m == "Done" || m == "Start"));
 }
 
+// ---- 6. storage and the KVDB in simulated time ------------------------------------------------
+
+/// Store results come back on the fake clock, `set_store_latency` after the request: a login
+/// (a KVDB read, then the Avatar) takes at least that much simulated time, and no real time.
+#[test]
+fn store_results_arrive_on_the_fake_clock_after_the_store_latency() {
+    const LATENCY: Duration = Duration::from_millis(40);
+    let mut sim = test_game_up(3, 1, 1);
+    let (c, _, _) = connect(&mut sim, 1);
+    sim.set_store_latency(LATENCY);
+    send_login(&mut sim, c, "frank");
+    let sent_at = sim.elapsed();
+    sim.run_until("frank's Avatar reaches the client", |s| has_avatar(s, c));
+    let took = sim.elapsed() - sent_at;
+    assert!(
+        took >= LATENCY,
+        "the KVDB read took {took:?} of simulated time"
+    );
+    sim.settle();
+    let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
+    assert_eq!(
+        kvdb_value(&sim, "frank").as_deref(),
+        Some(avatar.to_text().as_str())
+    );
+    assert!(
+        sim.stores().storage.saved("Avatar", &avatar).is_some(),
+        "a new Avatar is saved at once"
+    );
+}
+
+/// The games share one store, which outlives them: a game killed and started again finds
+/// the Avatar it saved, and the user gets it back.
+#[test]
+fn a_game_restarted_in_the_sim_finds_what_it_saved() {
+    let mut sim = test_game_up(3, 1, 1);
+    let (c1, _, _) = connect(&mut sim, 1);
+    let (avatar, prof, kind) = first_login_then_leave(&mut sim, c1, "gina");
+    sim.kill("game1");
+    sim.run_until_idle();
+    sim.restart_fresh("game1");
+    sim.run_until_idle();
+    let (c2, _, _) = connect(&mut sim, 1);
+    send_login(&mut sim, c2, "gina");
+    sim.run_until("gina's Avatar is back", |s| has_avatar(s, c2));
+    sim.settle();
+    assert_eq!(
+        ClientView::of(&sim, c2).player,
+        Some((avatar, "Avatar".into()))
+    );
+    let attrs = sim.game(1).world().attrs(&avatar).unwrap().as_map();
+    assert_eq!(
+        (attrs.get_int("prof"), attrs.get_int("spaceKind")),
+        (prof, kind)
+    );
+}
+
+/// SIGTERM in the sim: the game destroys its entities and stays up, in simulated time,
+/// until storage has answered their last saves; only then does the dispatcher hear that the
+/// Avatar is gone, and the game stops.
+#[test]
+fn sigterm_in_the_sim_stops_a_game_once_its_last_saves_are_answered() {
+    const LATENCY: Duration = Duration::from_millis(30);
+    let mut sim = test_game_up(3, 1, 1);
+    let (c, _, _) = connect(&mut sim, 1);
+    send_login(&mut sim, c, "hank");
+    sim.run_until("hank's Avatar", |s| has_avatar(s, c));
+    sim.settle();
+    let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
+    let prof = sim
+        .game(1)
+        .world()
+        .attrs(&avatar)
+        .unwrap()
+        .as_map()
+        .get_int("prof");
+    sim.set_store_latency(LATENCY);
+    sim.set_tracing(true);
+    let at = sim.elapsed();
+    sim.signal("game1", goworld_common::sig::SIGTERM);
+    assert!(
+        sim.is_running("game1"),
+        "it waits for the Avatar's last save"
+    );
+    sim.run_until("game1 stops", |s| !s.is_running("game1"));
+    assert!(sim.elapsed() - at >= LATENCY);
+    let saved = sim.stores().storage.saved("Avatar", &avatar).unwrap();
+    let attrs = goworld_game::attr::Attrs::from_bytes(&saved).unwrap();
+    assert_eq!(attrs.as_map().get_int("prof"), prof);
+    sim.run_until_idle();
+    let gone = sim.trace().iter().any(|d| {
+        d.from == "game1"
+            && matches!(Msg::decode(&d.payload), Ok(Msg::NotifyDestroyEntity { eid }) if eid == avatar)
+    });
+    assert!(
+        gone,
+        "the dispatcher heard the Avatar is gone before the game stopped"
+    );
+}
+
+/// A hot swap while a login's KVDB read is in flight: the freeze waits (in simulated time)
+/// for the answer and for what the answer starts (the new Avatar's save, the KVDB write),
+/// then writes the game with the Avatar in it; the restored game carries on.
+#[test]
+fn a_freeze_in_the_sim_waits_for_the_store_answers_in_flight() {
+    const LATENCY: Duration = Duration::from_millis(200);
+    let mut sim = test_game_up(3, 1, 1);
+    let (c, _, _) = connect(&mut sim, 1);
+    sim.set_store_latency(LATENCY);
+    send_login(&mut sim, c, "ivy");
+    sim.run_until("the Login's KVDB read is in flight", |s| {
+        s.game(1).store_requests_in_flight() > 0
+    });
+    let at = sim.elapsed();
+    let frozen = sim.freeze_game(1, false);
+    assert!(
+        sim.elapsed() - at >= 2 * LATENCY,
+        "two rounds of answers: {:?}",
+        sim.elapsed() - at
+    );
+    let avatar = EntityId::parse(&kvdb_value(&sim, "ivy").expect("the KVDB has ivy")).unwrap();
+    assert!(sim.stores().storage.saved("Avatar", &avatar).is_some());
+    sim.restore_game(1, &frozen);
+    sim.run_until("ivy's Avatar reaches the client", |s| has_avatar(s, c));
+    sim.settle();
+    assert!(
+        sim.game(1).world().exists(&avatar),
+        "the Avatar was in the file"
+    );
+    assert_eq!(
+        ClientView::of(&sim, c).player,
+        Some((avatar, "Avatar".into()))
+    );
+    assert!(!sim.client_closed(c));
+}
+
 // ---- 6. the whole game -----------------------------------------------------------------------
 
 /// Exactly the game the test_game binary runs.
