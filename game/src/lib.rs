@@ -333,7 +333,7 @@ impl GameService {
         if self.stopping.is_some() {
             if !self.stop && self.world.store_requests_in_flight() == 0 {
                 info!("game{}: every save is written; stopping", self.s.game_id);
-                self.stop = true;
+                self.stopped();
             }
             return;
         }
@@ -775,7 +775,7 @@ impl Handler for GameService {
                 self.s.game_id,
                 self.world.store_requests_in_flight()
             );
-            self.stop = true;
+            self.stopped();
         }
         let mut net = Net {
             io,
@@ -862,6 +862,17 @@ impl GameService {
         }
         self.stopping = Some(now + STOP_DRAIN_TIMEOUT);
         self.check_drains(io, now);
+    }
+
+    /// The stop is over: the reactor ends the loop after this iteration's flush.
+    fn stopped(&mut self) {
+        if self.frames_while_stopping > 0 {
+            info!(
+                "game{}: {} frames arrived while stopping and were not handled",
+                self.s.game_id, self.frames_while_stopping
+            );
+        }
+        self.stop = true;
     }
 
     /// A freeze or a stop is waiting for store answers.

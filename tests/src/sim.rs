@@ -770,7 +770,6 @@ impl Sim {
     /// Applies what node `n` asked of its Io and serves the store requests it made; stops
     /// the node if it wants to stop.
     fn absorb(&mut self, n: usize, io: SimIo) {
-        self.serve_stores(n);
         for op in io.ops {
             let conn = match &op {
                 Op::Send(c, _) | Op::Close(c, _) => *c,
@@ -797,6 +796,8 @@ impl Sim {
                 }
             }
         }
+        // Requests made before a stop still run, as the shell's pool finishes them at exit.
+        self.serve_stores(n);
         if self.nodes[n]
             .handler
             .as_ref()
