@@ -1033,7 +1033,7 @@ impl Sim {
     /// `cond` holds, checking it after every step. Returns at the first step after which
     /// `cond` holds, so frames and store results still in flight stay in flight. Panics,
     /// naming `what`, if `cond` is still false when nothing is in flight any more (a step
-    /// with nothing due changes nothing), or after [`MAX_STEPS`] steps.
+    /// with nothing due changes nothing), or after `MAX_STEPS` steps.
     pub fn run_until(&mut self, what: &str, mut cond: impl FnMut(&Sim) -> bool) {
         let mut steps = 0;
         let mut idle_steps = 0;
@@ -1071,7 +1071,7 @@ impl Sim {
     /// what is due now (with latency, frames in flight stay in flight). With no store
     /// latency, store results are due at once, so this models storage answering faster than
     /// any link: the hardest case for ordering across dispatchers. Panics, naming `what`,
-    /// after [`MAX_STEPS_IN_PLACE`] steps.
+    /// after `MAX_STEPS_IN_PLACE` steps.
     pub fn wait_in_place(&mut self, what: &str, mut cond: impl FnMut(&Sim) -> bool) {
         for _ in 0..MAX_STEPS_IN_PLACE {
             self.step();
