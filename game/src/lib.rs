@@ -4,7 +4,8 @@
 //! their handshakes (SET_GAME_ID / ACK), the online-games view (deduplicated across
 //! dispatchers), the service registry it learns, deployment readiness, and the [`World`] of
 //! entities ([`entity`] is the API game code is written against; [`attr`] its attributes;
-//! [`args`] its typed RPC parameters; [`kvdb`] and [`storage`] the embedded stores).
+//! [`args`] its typed RPC parameters; [`store`] the storage and KVDB messages, pool and
+//! engines).
 //!
 //! [`GameService`] is a pure state machine behind the reactor's [`Handler`]: time comes in as
 //! arguments and output leaves through [`Io`]; no sockets, no clock, no globals.
@@ -36,14 +37,13 @@ pub mod attr;
 pub mod crontab;
 pub mod kvdb;
 pub mod run;
-pub mod storage;
+pub mod store;
 pub mod world;
 
 use api::Registry;
 pub use api::{prelude, GameClient};
-use kvdb::Kvdb;
-use storage::Storage;
-use world::{Caller, Net, World};
+use store::{StoreRequest, StoreResult, Stores};
+use world::{Caller, DrainState, Net, World};
 
 /// How often a game reports its load to the dispatchers (GoWorld: every second).
 pub const LOAD_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -85,6 +85,8 @@ const DISPATCHER_LOG_WINDOW: Duration = Duration::from_secs(60);
 pub const FREEZE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a freezing game waits for storage and the KVDB to answer what is in flight.
 pub const FREEZE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping game (SIGTERM, SIGINT) waits for its last saves to be written.
+pub const STOP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a game is in a hot swap's freeze.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,9 @@ enum Freeze {
     Running,
     /// START_FREEZE_GAME sent to every dispatcher; these have acknowledged.
     WaitingAcks { acks: BTreeSet<u16>, until: Instant },
+    /// Every dispatcher holds this game's packets; waiting (until `until`) for storage and
+    /// the KVDB to answer everything in flight. Timers do not fire meanwhile.
+    Draining { until: Instant },
     /// The state went to the shell as [`GameEvent::Frozen`]; waiting for it to be written.
     Writing,
     /// The write failed (at `at`): resume on the next tick, with this reason.
@@ -126,19 +131,19 @@ pub struct GameService {
     /// lines per window, counted after that.
     dispatcher_logs: Vec<WindowLog>,
     freeze: Freeze,
+    /// Stopping (SIGTERM, SIGINT): every entity was destroyed and the game waits, until
+    /// this deadline, for its last saves to be answered. Frames are not handled meanwhile and
+    /// timers do not fire.
+    stopping: Option<Instant>,
+    /// Frames that arrived while stopping, not handled.
+    frames_while_stopping: u64,
     stop: bool,
 }
 
 impl GameService {
     /// A game with its nil space created and no connections yet. `ids` generates the IDs of
     /// entities this game creates (give each game in one process its own).
-    pub fn new(
-        s: Settings,
-        ids: IdGen,
-        types: Registry,
-        stores: (Option<Storage>, Option<Kvdb>),
-        rng: Rng,
-    ) -> GameService {
+    pub fn new(s: Settings, ids: IdGen, types: Registry, stores: Stores, rng: Rng) -> GameService {
         let n = s.desired_dispatchers;
         GameService {
             links: DispatcherLinks::new(n, &format!("game{}", s.game_id)),
@@ -147,7 +152,7 @@ impl GameService {
             cpu_percent: 0.0,
             next_load_report: None,
             load_reports: false,
-            world: World::new(types, s.game_id, s.clock, ids, rng, stores.1, stores.0),
+            world: World::new(types, s.game_id, s.clock, ids, rng, stores),
             s,
             online: BTreeSet::new(),
             deployment_ready: false,
@@ -155,6 +160,8 @@ impl GameService {
             events: Vec::new(),
             dispatcher_logs: vec![WindowLog::new(DISPATCHER_LOG_WINDOW); usize::from(n.max(1))],
             freeze: Freeze::Running,
+            stopping: None,
+            frames_while_stopping: 0,
             stop: false,
         }
     }
@@ -287,6 +294,64 @@ impl GameService {
     /// Takes the events reported since the last call.
     pub fn take_events(&mut self) -> Vec<GameEvent> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Takes the storage and KVDB requests made since the last call, in order. The owner
+    /// (the binary's shell, the simulation, a test) runs them and hands the answers to
+    /// [`GameService::on_store_results`]; call it after every handler call.
+    pub fn take_store_requests(&mut self) -> Vec<StoreRequest> {
+        self.world.take_store_requests()
+    }
+
+    /// Answers to earlier store requests: their callbacks and what they were for run now. A
+    /// freeze or a stop waiting for the answers finishes once none is in flight.
+    pub fn on_store_results(&mut self, io: &mut dyn Io, now: Instant, results: Vec<StoreResult>) {
+        if !results.is_empty() {
+            let mut net = Net {
+                io,
+                links: &mut self.links,
+            };
+            self.world.on_store_results(&mut net, now, results);
+        }
+        self.check_drains(io, now);
+    }
+
+    /// Storage and KVDB requests made and not answered yet.
+    pub fn store_requests_in_flight(&self) -> usize {
+        self.world.store_requests_in_flight()
+    }
+
+    /// Which stores this game was given.
+    pub fn stores(&self) -> Stores {
+        self.world.stores()
+    }
+
+    /// True from a SIGTERM (or SIGINT) until the game stops.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    /// A freeze or a stop waiting for store answers finishes if none is in flight (or the
+    /// freeze fails if answers keep starting new requests).
+    fn check_drains(&mut self, io: &mut dyn Io, now: Instant) {
+        if self.stopping.is_some() {
+            if !self.stop && self.world.store_requests_in_flight() == 0 {
+                info!("game{}: every save is written; stopping", self.s.game_id);
+                self.stopped();
+            }
+            return;
+        }
+        if matches!(self.freeze, Freeze::Draining { .. }) {
+            match self.world.store_drain_state() {
+                DrainState::Done => self.finish_freeze(io, now),
+                DrainState::Pending(_) => {}
+                DrainState::Runaway => self.freeze_failed(
+                    io,
+                    now,
+                    "storage and KVDB answers keep starting new requests",
+                ),
+            }
+        }
     }
 
     /// Registers `key = val` in the service registry through its dispatcher.
@@ -641,6 +706,11 @@ impl Handler for GameService {
         let Some(disp) = self.links.dispatcher_of(conn) else {
             return;
         };
+        if self.stopping.is_some() {
+            // The process is going: what arrives now would have been left unread before.
+            self.frames_while_stopping += 1;
+            return;
+        }
         match Msg::decode(payload) {
             Ok(msg) => self.handle(io, now, disp, conn, msg),
             Err(e) => {
@@ -693,7 +763,23 @@ impl Handler for GameService {
                 let why = why.clone();
                 self.freeze_failed(io, now, &why);
             }
+            Freeze::Draining { until } if now >= *until => {
+                let why = format!(
+                    "{} storage and KVDB requests still pending after {FREEZE_DRAIN_TIMEOUT:?}",
+                    self.world.store_requests_in_flight()
+                );
+                self.freeze_failed(io, now, &why);
+            }
             _ => {}
+        }
+        let draining = self.is_draining();
+        if self.stopping.is_some_and(|until| now >= until) && !self.stop {
+            warn!(
+                "game{}: {} saves were still pending after {STOP_DRAIN_TIMEOUT:?}; stopping anyway",
+                self.s.game_id,
+                self.world.store_requests_in_flight()
+            );
+            self.stopped();
         }
         let mut net = Net {
             io,
@@ -708,23 +794,18 @@ impl Handler for GameService {
             net.links
                 .broadcast(net.io, &Msg::GameLbcInfo { data }.to_payload());
         }
-        self.world.fire_timers(&mut net, now);
+        // While a freeze or a stop waits for store answers, nothing new starts: the world
+        // is written (or the process goes) as it stands once they are in.
+        if !draining {
+            self.world.fire_timers(&mut net, now);
+        }
         self.world.run_posted(&mut net, now);
         self.world.run_local_calls(&mut net, now);
     }
 
-    fn on_wake(&mut self, io: &mut dyn Io, now: Instant) {
-        let mut net = Net {
-            io,
-            links: &mut self.links,
-        };
-        self.world.on_kvdb_results(&mut net, now);
-        self.world.on_storage_results(&mut net, now);
-    }
-
     fn next_deadline(&self) -> Option<Instant> {
         let freeze = match &self.freeze {
-            Freeze::WaitingAcks { until, .. } => Some(*until),
+            Freeze::WaitingAcks { until, .. } | Freeze::Draining { until } => Some(*until),
             Freeze::Failed { at, .. } => Some(*at),
             _ => None,
         };
@@ -732,7 +813,12 @@ impl Handler for GameService {
             .dispatcher_logs
             .iter()
             .filter_map(WindowLog::summary_due);
-        [self.world.next_deadline(), self.next_load_report, freeze]
+        // Timers wait while draining, so their deadlines do not count (a due one would spin).
+        let world = (!self.is_draining())
+            .then(|| self.world.next_deadline())
+            .flatten();
+        let stopping = self.stopping.filter(|_| !self.stop);
+        [world, self.next_load_report, freeze, stopping]
             .into_iter()
             .flatten()
             .chain(logs)
@@ -741,16 +827,7 @@ impl Handler for GameService {
 
     fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
         match signal {
-            sig::SIGINT | sig::SIGTERM => {
-                info!("game{}: signal {signal}, stopping", self.s.game_id);
-                let mut net = Net {
-                    io,
-                    links: &mut self.links,
-                };
-                self.world
-                    .destroy_all(&mut net, now, std::time::Duration::from_secs(10));
-                self.stop = true;
-            }
+            sig::SIGINT | sig::SIGTERM => self.start_stop(io, now, signal),
             sig::SIGUSR1 | sig::SIGHUP => self.start_freeze(io, now, signal),
             _ => debug!("signal {signal} ignored"),
         }
@@ -762,12 +839,63 @@ impl Handler for GameService {
 }
 
 impl GameService {
+    /// SIGTERM or SIGINT: every entity is destroyed (persistent ones saved), and the game
+    /// stops once storage has answered everything in flight, or after
+    /// [`STOP_DRAIN_TIMEOUT`]. A freeze in progress is abandoned (the dispatchers see the game
+    /// go).
+    fn start_stop(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
+        let id = self.s.game_id;
+        if self.stopping.is_some() {
+            info!("game{id}: signal {signal}: already stopping");
+            return;
+        }
+        info!("game{id}: signal {signal}, stopping");
+        if self.freeze != Freeze::Running {
+            warn!("game{id}: the freeze in progress is abandoned");
+            self.freeze = Freeze::Running;
+            self.world.end_store_drain();
+        }
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
+        self.world.destroy_all(&mut net, now);
+        let pending = self.world.store_requests_in_flight();
+        if pending > 0 {
+            info!("game{id}: waiting for {pending} saves before stopping");
+        }
+        self.stopping = Some(now + STOP_DRAIN_TIMEOUT);
+        self.check_drains(io, now);
+    }
+
+    /// The stop is over: the reactor ends the loop after this iteration's flush.
+    fn stopped(&mut self) {
+        if self.frames_while_stopping > 0 {
+            info!(
+                "game{}: {} frames arrived while stopping and were not handled",
+                self.s.game_id, self.frames_while_stopping
+            );
+        }
+        self.stop = true;
+    }
+
+    /// A freeze or a stop is waiting for store answers.
+    fn is_draining(&self) -> bool {
+        self.stopping.is_some() || matches!(self.freeze, Freeze::Draining { .. })
+    }
+}
+
+impl GameService {
     /// SIGUSR1 or SIGHUP: every dispatcher is asked to hold this game's packets; once all
     /// have acknowledged, the game freezes (see [`GameService::freeze`]).
     fn start_freeze(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
         let id = self.s.game_id;
         if self.freeze != Freeze::Running {
             info!("game{id}: signal {signal}: already freezing");
+            return;
+        }
+        if self.stopping.is_some() {
+            info!("game{id}: signal {signal}: stopping, not freezing");
             return;
         }
         if !self.links.all_ready() {
@@ -785,8 +913,9 @@ impl GameService {
         self.links.broadcast(io, &Msg::StartFreezeGame.to_payload());
     }
 
-    /// A dispatcher holds this game's packets now; when every one does, the game freezes:
-    /// storage and KVDB drained, the state handed to the shell as [`GameEvent::Frozen`].
+    /// A dispatcher holds this game's packets now; when every one does, the game waits for
+    /// storage and the KVDB to answer what is in flight (the reactor keeps running; see
+    /// [`GameService::on_store_results`]), then freezes.
     fn on_freeze_ack(&mut self, io: &mut dyn Io, now: Instant, disp: u16) {
         let Freeze::WaitingAcks { acks, .. } = &mut self.freeze else {
             debug!("dispatcher{disp}: freeze acknowledged, but this game is not freezing");
@@ -796,15 +925,28 @@ impl GameService {
         if acks.len() < usize::from(self.links.count()) {
             return;
         }
+        let pending = self.world.store_requests_in_flight();
+        if pending > 0 {
+            info!(
+                "game{}: every dispatcher holds this game's packets; waiting for {pending} storage and KVDB answers",
+                self.s.game_id
+            );
+        }
+        self.world.begin_store_drain();
+        self.freeze = Freeze::Draining {
+            until: now + FREEZE_DRAIN_TIMEOUT,
+        };
+        self.check_drains(io, now);
+    }
+
+    /// Storage and the KVDB have answered everything: the state goes to the shell as
+    /// [`GameEvent::Frozen`].
+    fn finish_freeze(&mut self, io: &mut dyn Io, now: Instant) {
         let mut net = Net {
             io,
             links: &mut self.links,
         };
-        let frozen = self
-            .world
-            .drain_for_freeze(&mut net, now, FREEZE_DRAIN_TIMEOUT)
-            .and_then(|()| self.world.freeze(&mut net, now));
-        match frozen {
+        match self.world.freeze(&mut net, now) {
             Ok(bytes) => {
                 info!(
                     "game{}: frozen: {} entities, {} bytes",
@@ -842,6 +984,7 @@ impl GameService {
             self.s.game_id
         );
         self.freeze = Freeze::Running;
+        self.world.end_store_drain();
         self.links.broadcast(io, &Msg::FreezeCancelled.to_payload());
         let mut net = Net {
             io,

@@ -1,19 +1,27 @@
-//! The game binary's shell: flags, config, logging, dialing every dispatcher, the ready line.
-//! A game program's `main` calls [`main`]; everything interesting is in [`GameService`].
+//! The game binary's shell: flags, config, logging, dialing every dispatcher, the ready line,
+//! the freeze file, and the storage and KVDB worker threads. A game program's `main` calls
+//! [`main`]; everything interesting is in [`GameService`].
+//!
+//! The shell owns the [`StorePool`] built from `[storage]` and `[kvdb]`: after every call
+//! into the game it submits the store requests the game made
+//! ([`GameService::take_store_requests`]), and when a worker wakes the reactor it hands the
+//! results back ([`GameService::on_store_results`]). At exit it gives the pool
+//! [`POOL_SHUTDOWN_TIMEOUT`] to finish (the game has waited for its saves already).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
-use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
+use goworld_common::reactor::{
+    CloseReason, ConnId, Handler, Io, LinkKind, LinkOpts, Origin, Reactor, ReactorConfig,
+};
 
 use goworld_common::rng::Rng;
 
 use crate::api::Registry;
-use crate::kvdb::Kvdb;
-use crate::storage::Storage;
+use crate::store::StorePool;
 use crate::{GameEvent, GameService, Settings};
 
 /// Runs a game process with the entity types `types`:
@@ -65,15 +73,13 @@ pub fn main(program: &str, types: Registry) {
         reactor.add_dial(addr, u32::from(d), opts);
         dispatchers.push((format!("dispatcher{d}"), addr));
     }
-    let storage = Storage::open(&config.storage, Some(reactor.waker()))
-        .unwrap_or_else(|e| process::fail(&format!("game{id}: storage: {e}")));
-    let kvdb = Kvdb::open(&config.kvdb, Some(reactor.waker()))
-        .unwrap_or_else(|e| process::fail(&format!("game{id}: KVDB: {e}")));
+    let pool = StorePool::open(&config.storage, &config.kvdb, Some(reactor.waker()))
+        .unwrap_or_else(|e| process::fail(&format!("game{id}: {e}")));
     let mut service = GameService::new(
         settings,
         IdGen::for_process(),
         types,
-        (Some(storage), kvdb),
+        pool.stores(),
         Rng::from_entropy(),
     );
     service.set_save_interval(std::time::Duration::from_secs(cfg.save_interval));
@@ -87,8 +93,9 @@ pub fn main(program: &str, types: Registry) {
         restore(&mut service, id, &freeze_file);
     }
     let mut cpu = (Instant::now(), process_cpu_ticks());
-    let mut handler = AfterTick {
-        inner: service,
+    let mut handler = Shell {
+        game: service,
+        pool,
         after_tick: move |game: &mut GameService| {
             // The shell, not the logic, reads /proc: CPU of this process over the last second.
             let now = Instant::now();
@@ -132,10 +139,86 @@ pub fn main(program: &str, types: Registry) {
             }
         },
     };
+    // What restored game code asked of storage goes to the workers before the first poll.
+    handler.feed();
     if let Err(e) = reactor.run(&mut handler) {
         process::fail(&format!("game{id}: reactor stopped: {e}"));
     }
+    if let Err(left) = handler.pool.shutdown(POOL_SHUTDOWN_TIMEOUT) {
+        log::warn!(
+            "game{id}: {left} storage and KVDB requests still running after {POOL_SHUTDOWN_TIMEOUT:?}; not waiting for them"
+        );
+    }
     log::info!("game{id} stopped");
+}
+
+/// How long the shell waits for the store workers at exit. The game itself waits for its
+/// saves (a freeze or a stop ends once everything is answered), so this only bounds the
+/// join of idle threads, or the rare request still running after the game's own timeout.
+pub const POOL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The game as the reactor drives it: every call goes to the game, then the store requests
+/// it made go to the pool; the pool's wake-ups bring the results back. `after_tick` runs
+/// after each tick (the CPU measure and the game's events).
+struct Shell<F> {
+    game: GameService,
+    pool: StorePool,
+    after_tick: F,
+}
+
+impl<F> Shell<F> {
+    /// Submits the store requests the game made since the last look; never blocks.
+    fn feed(&mut self) {
+        let reqs = self.game.take_store_requests();
+        if !reqs.is_empty() {
+            self.pool.submit_all(reqs);
+        }
+    }
+}
+
+impl<F: FnMut(&mut GameService)> Handler for Shell<F> {
+    fn on_open(
+        &mut self,
+        io: &mut dyn Io,
+        now: Instant,
+        conn: ConnId,
+        origin: Origin,
+        peer: SocketAddr,
+    ) {
+        self.game.on_open(io, now, conn, origin, peer);
+        self.feed();
+    }
+    fn on_frame(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, payload: &[u8]) {
+        self.game.on_frame(io, now, conn, payload);
+        self.feed();
+    }
+    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
+        self.game.on_close(io, now, conn, reason);
+        self.feed();
+    }
+    fn on_tick(&mut self, io: &mut dyn Io, now: Instant, wall: SystemTime) {
+        self.game.on_tick(io, now, wall);
+        self.feed();
+        (self.after_tick)(&mut self.game);
+        self.feed();
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.game.next_deadline()
+    }
+    fn on_signal(&mut self, io: &mut dyn Io, now: Instant, signal: i32) {
+        self.game.on_signal(io, now, signal);
+        self.feed();
+    }
+    fn on_wake(&mut self, io: &mut dyn Io, now: Instant) {
+        let results = self.pool.take_results();
+        if !results.is_empty() {
+            self.game.on_store_results(io, now, results);
+        }
+        self.feed();
+    }
+    fn should_stop(&self) -> bool {
+        self.game.should_stop()
+    }
 }
 
 /// The freeze file of game `id`, in the working directory (as GoWorld's).

@@ -355,7 +355,7 @@ impl G {
             s,
             IdGen::new([1, 2, 3], 1),
             types,
-            (None, None),
+            Stores::NONE,
             Rng::new(1),
         );
         let mut io = MemIo::new();

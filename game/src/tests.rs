@@ -58,9 +58,27 @@ fn game(id: u16, dispatchers: u16) -> GameService {
         s,
         IdGen::new([1, 2, 3], id),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     )
+}
+
+/// Answers the game's storage and KVDB requests from `mem` at once, as many rounds as the
+/// answers start (the simulated-time way of giving a unit test its stores: no threads).
+pub(crate) fn answer_stores(
+    g: &mut GameService,
+    io: &mut MemIo,
+    now: Instant,
+    mem: &crate::store::mem::MemStores,
+) {
+    for _ in 0..100 {
+        let reqs = g.take_store_requests();
+        if reqs.is_empty() {
+            return;
+        }
+        g.on_store_results(io, now, mem.answer_all(reqs));
+    }
+    panic!("store answers keep making requests");
 }
 
 fn ack(disp: u16, games: Vec<u16>, ready: bool) -> Vec<u8> {
@@ -290,7 +308,7 @@ fn entity_timers_fire_by_name_repeat_and_cancel() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -425,7 +443,7 @@ fn a_panic_in_game_code_is_caught_and_the_entity_keeps_running() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -507,7 +525,7 @@ fn a_snapshot_carries_struct_fields_attributes_and_timers_to_another_game() {
             s,
             IdGen::new([1, 2, 3], id),
             types,
-            (None, None),
+            Stores::NONE,
             Rng::new(1),
         )
     };
@@ -635,7 +653,7 @@ fn the_game_ready_hook_global_timers_posts_and_nil_space_methods_run() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -743,7 +761,7 @@ fn goworld_permission_rules_for_servers_own_clients_and_other_clients() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -821,21 +839,12 @@ impl Entity for Asker {
 
 #[test]
 fn kvdb_ranges_and_storage_existence_reach_the_entity() {
-    let dir = std::env::temp_dir().join(format!("gw-asker-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let kvdb = crate::kvdb::Kvdb::filesystem(dir.join("kvdb"), None).unwrap();
-    let storage = crate::storage::Storage::filesystem(dir.join("storage"), None).unwrap();
+    let mem = crate::store::mem::MemStores::default();
     let t0 = Instant::now();
     let s = settings(1, "Asker", t0);
     let mut types = Registry::new();
     types.register::<Asker>("Asker").unwrap();
-    let mut g = GameService::new(
-        s,
-        IdGen::new([1, 2, 3], 1),
-        types,
-        (Some(storage), Some(kvdb)),
-        Rng::new(1),
-    );
+    let mut g = GameService::new(s, IdGen::new([1, 2, 3], 1), types, Stores::ALL, Rng::new(1));
     let mut io = MemIo::new();
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
     g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
@@ -852,15 +861,18 @@ fn kvdb_ranges_and_storage_existence_reach_the_entity() {
         }
         .to_payload(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let done = |g: &GameService| {
-        let a = g.world().attrs(&id).unwrap().as_map();
-        !a.get_str("range").is_empty() && !a.get_str("exists").is_empty()
-    };
-    while !done(&g) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        g.on_wake(&mut io, t0);
-    }
+    let a = g.world().attrs(&id).unwrap().as_map();
+    assert!(
+        a.get_str("range").is_empty(),
+        "nothing is answered before the store runs"
+    );
+    assert_eq!(
+        g.store_requests_in_flight(),
+        5,
+        "three puts, a range, an exists"
+    );
+    answer_stores(&mut g, &mut io, t0, &mem);
+    assert_eq!(g.store_requests_in_flight(), 0);
     let a = g.world().attrs(&id).unwrap().as_map();
     assert_eq!(a.get_str("range"), "k1=vk1,k2=vk2", "half-open and ordered");
     assert_eq!(
@@ -868,7 +880,7 @@ fn kvdb_ranges_and_storage_existence_reach_the_entity() {
         "Ok(false)",
         "a non-persistent entity is never saved"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(mem.kvdb.value("k3").as_deref(), Some("vk3"));
 }
 
 #[test]
@@ -884,7 +896,7 @@ fn crontab_entries_run_once_a_minute_at_second_two() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1000,8 +1012,7 @@ impl Entity for Loader {
 /// the entity. The game loads it again instead.
 #[test]
 fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporting_it_gone() {
-    let dir = crate::storage::tests::TempDir::new("reload-race");
-    let storage = crate::storage::Storage::filesystem(dir.0.clone(), None).unwrap();
+    let mem = crate::store::mem::MemStores::default();
     let mut types = Registry::new();
     types.register::<Account>("Account").unwrap();
     types.register::<Saved>("Saved").unwrap();
@@ -1011,7 +1022,10 @@ fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporti
         settings(1, "Account", now),
         IdGen::new([1, 2, 3], 1),
         types,
-        (Some(storage), None),
+        Stores {
+            storage: true,
+            kvdb: false,
+        },
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1053,13 +1067,12 @@ fn a_load_asked_while_the_last_save_is_written_loads_it_again_instead_of_reporti
         type_name: "Saved".into()
     }));
     // Storage finishes: the save, then the reload.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut after = Vec::new();
-    while !g.world().exists(&saved) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        g.on_wake(&mut io, now);
-        after.extend(io.take().into_iter().map(|(_, p)| Msg::decode(&p).unwrap()));
-    }
+    answer_stores(&mut g, &mut io, now, &mem);
+    let after: Vec<Msg> = io
+        .take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect();
     assert!(g.world().exists(&saved), "loaded again after its last save");
     assert!(
         !after.contains(&Msg::NotifyDestroyEntity { eid: saved }),
@@ -1106,7 +1119,7 @@ fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
         settings(1, "Account", now),
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1258,7 +1271,7 @@ fn a_hundred_thousand_queued_local_calls_run_in_order_on_a_small_stack() {
                 settings(1, "Fanner", t0),
                 IdGen::new([1, 2, 3], 1),
                 types,
-                (None, None),
+                Stores::NONE,
                 Rng::new(1),
             );
             let mut io = MemIo::new();
@@ -1307,7 +1320,7 @@ fn refused_calls_of_every_kind_count_toward_the_limit_and_cost_a_few_lines() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.set_refused_calls_limit(10);
@@ -1506,7 +1519,7 @@ fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispa
         settings(1, "Counter", t0),
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     let mut io = MemIo::new();
@@ -1595,7 +1608,7 @@ fn attribute_changes_made_before_give_client_to_reach_the_client_first() {
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -1681,7 +1694,7 @@ fn an_undeclared_attribute_is_reported_once_and_the_declared_one_reaches_the_cli
         s,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        Stores::NONE,
         Rng::new(1),
     );
     g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
@@ -1738,4 +1751,305 @@ fn an_undeclared_attribute_is_reported_once_and_the_declared_one_reaches_the_cli
         "{lines:?}"
     );
     assert_eq!(g.world().attrs(&id).unwrap().as_map().get_int("visits"), 3);
+}
+
+// ---- storage and the KVDB as messages: draining freeze and stop ---------------------------------
+
+/// A persistent entity that reads `k` from the KVDB when created (its answer lands in `got`)
+/// and counts its ticks; `Again` keeps asking the KVDB, each answer starting a new request.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Drainer;
+
+impl Entity for Drainer {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.persistent(true)
+            .attr(Attr::<i64>::server("n").persistent())
+            .attr(Attr::<String>::server("got").persistent())
+            .attr(Attr::<i64>::server("ticks"))
+            .method(
+                "SetN",
+                crate::api::Expose::Server,
+                |_: &mut Drainer, ctx, (n,): (i64,)| ctx.attrs.root().set_int("n", n),
+            )
+            .method(
+                "Tick",
+                crate::api::Expose::Server,
+                |_: &mut Drainer, ctx, ()| {
+                    let t = ctx.attrs.as_map().get_int("ticks");
+                    ctx.attrs.root().set_int("ticks", t + 1);
+                },
+            )
+            .method(
+                "Again",
+                crate::api::Expose::Server,
+                |_: &mut Drainer, ctx, ()| ctx.kvdb_get::<Drainer>("k", Drainer::again),
+            );
+    }
+    fn on_created(&mut self, ctx: &mut Ctx) {
+        ctx.kvdb_get::<Drainer>("k", |_, ctx, r| {
+            ctx.attrs
+                .root()
+                .set_str("got", &r.unwrap().unwrap_or_default())
+        });
+        ctx.add_timer(
+            std::time::Duration::from_millis(100),
+            "Tick",
+            crate::args![],
+        );
+    }
+}
+
+impl Drainer {
+    fn again(&mut self, ctx: &mut Ctx, _: crate::api::KvdbResult) {
+        ctx.kvdb_get::<Drainer>("k", Drainer::again);
+    }
+}
+
+/// A game with storage and KVDB, ready on its one dispatcher, with a Drainer created and
+/// nothing answered yet; `mem` holds `k = hello`.
+fn keeper_game(now: Instant) -> (GameService, MemIo, EntityId, crate::store::mem::MemStores) {
+    use crate::store::KvdbBackend;
+    let mem = crate::store::mem::MemStores::default();
+    mem.kvdb.clone().put("k", "hello").unwrap();
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    types.register::<Drainer>("Drainer").unwrap();
+    let mut g = GameService::new(
+        settings(1, "Account", now),
+        IdGen::new([1, 2, 3], 1),
+        types,
+        Stores::ALL,
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    let mut id = EntityId::default();
+    g.with_game_ctx(&mut io, now, |ctx| {
+        id = ctx.create_entity_locally("Drainer")
+    });
+    io.take();
+    (g, io, id, mem)
+}
+
+fn sent(io: &mut MemIo) -> Vec<Msg> {
+    io.take()
+        .into_iter()
+        .map(|(_, p)| Msg::decode(&p).unwrap())
+        .collect()
+}
+
+fn frozen(g: &mut GameService) -> Option<Vec<u8>> {
+    g.take_events().into_iter().find_map(|e| match e {
+        GameEvent::Frozen(b) => Some(b),
+        _ => None,
+    })
+}
+
+/// The freeze waits in a draining state for what is in flight (the Drainer's first save and
+/// its KVDB read): the reactor keeps running, timers wait, and the state is written only
+/// once the answers are in, so the file holds what the answers did.
+#[test]
+fn a_freeze_with_store_requests_in_flight_completes_only_after_their_answers() {
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_game(t0);
+    // The owner of the stores has the requests; their answers are not back yet.
+    let in_flight = g.take_store_requests();
+    assert_eq!(in_flight.len(), 2, "the first save and the KVDB read");
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGUSR1);
+    assert!(sent(&mut io).contains(&Msg::StartFreezeGame));
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::StartFreezeGameAck { disp_id: 1 }.to_payload(),
+    );
+    assert!(g.is_freezing());
+    assert_eq!(
+        frozen(&mut g),
+        None,
+        "not frozen with two requests in flight"
+    );
+    assert_eq!(g.store_requests_in_flight(), 2);
+    // The reactor keeps running; the Drainer's timer (due at +100 ms) does not fire, and the
+    // only deadline is the drain's.
+    let later = t0 + std::time::Duration::from_secs(1);
+    g.on_tick(&mut io, later, SystemTime::UNIX_EPOCH);
+    assert_eq!(frozen(&mut g), None);
+    assert_eq!(
+        g.world().attrs(&keeper).unwrap().as_map().get_int("ticks"),
+        0,
+        "timers wait while draining"
+    );
+    assert_eq!(g.next_deadline(), Some(t0 + FREEZE_DRAIN_TIMEOUT));
+    // The answers arrive: the callback runs, then the game freezes.
+    g.on_store_results(&mut io, later, mem.answer_all(in_flight));
+    let bytes = frozen(&mut g).expect("frozen once every answer is in");
+    assert_eq!(g.store_requests_in_flight(), 0);
+    assert!(
+        mem.storage.saved("Drainer", &keeper).is_some(),
+        "the first save was written"
+    );
+    assert!(!sent(&mut io).contains(&Msg::FreezeCancelled));
+    g.freeze_written();
+    assert!(g.should_stop());
+    // The file holds the state the KVDB answer made.
+    let (mut types, now) = (Registry::new(), Instant::now());
+    types.register::<Account>("Account").unwrap();
+    types.register::<Drainer>("Drainer").unwrap();
+    let mut restored = GameService::new(
+        Settings {
+            restore: true,
+            ..settings(1, "Account", now)
+        },
+        IdGen::new([1, 2, 3], 2),
+        types,
+        Stores::ALL,
+        Rng::new(2),
+    );
+    let mut rio = MemIo::new();
+    restored.thaw(&mut rio, now, &bytes).unwrap();
+    let a = restored.world().attrs(&keeper).unwrap().as_map();
+    assert_eq!(a.get_str("got"), "hello");
+}
+
+/// No answer within FREEZE_DRAIN_TIMEOUT: the freeze fails as before (the dispatchers are
+/// told to deliver what they held), and the game runs on; the late answers still land.
+#[test]
+fn a_freeze_whose_store_answers_do_not_come_fails_after_the_drain_timeout() {
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_game(t0);
+    let in_flight = g.take_store_requests();
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGUSR1);
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::StartFreezeGameAck { disp_id: 1 }.to_payload(),
+    );
+    io.take();
+    let almost = t0 + FREEZE_DRAIN_TIMEOUT - std::time::Duration::from_millis(1);
+    g.on_tick(&mut io, almost, SystemTime::UNIX_EPOCH);
+    assert!(g.is_freezing());
+    let end = t0 + FREEZE_DRAIN_TIMEOUT;
+    g.on_tick(&mut io, end, SystemTime::UNIX_EPOCH);
+    assert!(!g.is_freezing(), "the freeze failed");
+    assert!(sent(&mut io).contains(&Msg::FreezeCancelled));
+    assert_eq!(frozen(&mut g), None);
+    // Running again: timers fire, and the answers are taken as usual.
+    g.on_tick(&mut io, end, SystemTime::UNIX_EPOCH);
+    assert!(g.world().attrs(&keeper).unwrap().as_map().get_int("ticks") > 0);
+    g.on_store_results(&mut io, end, mem.answer_all(in_flight));
+    assert_eq!(
+        g.world().attrs(&keeper).unwrap().as_map().get_str("got"),
+        "hello"
+    );
+    assert!(!g.should_stop());
+}
+
+/// Answers that keep starting new requests: the freeze gives up after MAX_DRAIN_ROUNDS
+/// rounds, as the blocking drain gave up after as many passes.
+#[test]
+fn a_freeze_whose_answers_keep_asking_again_gives_up_after_the_rounds() {
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_game(t0);
+    answer_stores(&mut g, &mut io, t0, &mem);
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::CallEntityMethod {
+            eid: keeper,
+            method: "Again".into(),
+            args: vec![],
+        }
+        .to_payload(),
+    );
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGUSR1);
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::StartFreezeGameAck { disp_id: 1 }.to_payload(),
+    );
+    io.take();
+    let mut rounds = 0;
+    while g.is_freezing() {
+        rounds += 1;
+        assert!(rounds <= 20, "the drain must give up");
+        let reqs = g.take_store_requests();
+        assert_eq!(reqs.len(), 1, "each answer asks again");
+        g.on_store_results(&mut io, t0, mem.answer_all(reqs));
+    }
+    assert_eq!(rounds, crate::world::MAX_DRAIN_ROUNDS);
+    assert_eq!(frozen(&mut g), None);
+    assert!(sent(&mut io).contains(&Msg::FreezeCancelled));
+}
+
+/// SIGTERM: every entity is destroyed and its last save made; the game keeps running until
+/// storage has answered them (frames meanwhile are not handled, timers wait), then stops.
+/// The dispatcher hears that the entity is gone only once its last save is written.
+#[test]
+fn sigterm_stops_the_game_once_its_last_saves_are_answered() {
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_game(t0);
+    answer_stores(&mut g, &mut io, t0, &mem);
+    let call = |method: &str, args: Vec<Vec<u8>>| {
+        Msg::CallEntityMethod {
+            eid: keeper,
+            method: method.into(),
+            args,
+        }
+        .to_payload()
+    };
+    g.on_frame(&mut io, t0, conn(1), &call("SetN", crate::args![7i64]));
+    io.take();
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGTERM);
+    assert!(g.is_stopping());
+    assert!(!g.world().exists(&keeper));
+    assert!(!g.should_stop(), "its last save is in flight");
+    let last = g.take_store_requests();
+    assert_eq!(last.len(), 1);
+    assert!(
+        !sent(&mut io).contains(&Msg::NotifyDestroyEntity { eid: keeper }),
+        "not gone before its last save is written"
+    );
+    // What arrives now is not handled; the clock moves, nothing fires.
+    g.on_frame(&mut io, t0, conn(1), &call("SetN", crate::args![8i64]));
+    let later = t0 + std::time::Duration::from_secs(1);
+    g.on_tick(&mut io, later, SystemTime::UNIX_EPOCH);
+    assert!(!g.should_stop());
+    assert!(g.take_store_requests().is_empty());
+    assert_eq!(g.next_deadline(), Some(t0 + STOP_DRAIN_TIMEOUT));
+    g.on_store_results(&mut io, later, mem.answer_all(last));
+    assert!(g.should_stop(), "stops once every save is answered");
+    assert!(sent(&mut io).contains(&Msg::NotifyDestroyEntity { eid: keeper }));
+    let saved = mem.storage.saved("Drainer", &keeper).unwrap();
+    let a = crate::attr::Attrs::from_bytes(&saved).unwrap();
+    assert_eq!(
+        a.as_map().get_int("n"),
+        7,
+        "the last save holds the last state"
+    );
+    assert_eq!(a.as_map().get_str("got"), "hello");
+}
+
+/// SIGTERM with a save that is never answered: the game stops after STOP_DRAIN_TIMEOUT, as
+/// the blocking drain gave up after as long. Without stores it stops at once.
+#[test]
+fn sigterm_stops_after_the_timeout_when_saves_are_not_answered() {
+    let t0 = Instant::now();
+    let (mut g, mut io, _, mem) = keeper_game(t0);
+    answer_stores(&mut g, &mut io, t0, &mem);
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGTERM);
+    assert_eq!(g.take_store_requests().len(), 1);
+    let almost = t0 + STOP_DRAIN_TIMEOUT - std::time::Duration::from_millis(1);
+    g.on_tick(&mut io, almost, SystemTime::UNIX_EPOCH);
+    assert!(!g.should_stop());
+    g.on_tick(&mut io, t0 + STOP_DRAIN_TIMEOUT, SystemTime::UNIX_EPOCH);
+    assert!(g.should_stop());
+
+    let mut plain = game(1, 1);
+    plain.on_signal(&mut io, t0, goworld_common::sig::SIGTERM);
+    assert!(plain.should_stop(), "nothing to wait for");
 }

@@ -16,10 +16,10 @@
 //! dispatcher links); nothing here touches sockets, files or the clock.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use goworld_common::displink::DispatcherLinks;
 use goworld_common::id::{ClientId, EntityId, FastMap, IdGen, WallClock};
@@ -29,15 +29,15 @@ use goworld_common::rng::Rng;
 use log::{debug, error, info, warn};
 
 use crate::api::{
-    Action, CallError, Ctx, EntityType, Expose, GameClient, GameCtx, GlobalFn, Hook, KvdbCallback,
-    KvdbOp, PostFn, Registry,
+    Action, CallError, Ctx, EntityType, Expose, GameClient, GameCtx, GlobalFn, Hook, PostFn,
+    Registry,
 };
 use crate::attr::{AttrChange, Attrs};
-use crate::kvdb::Kvdb;
-use crate::storage::{Storage, StorageOutput};
+use crate::store::Stores;
 
 mod entities;
 mod freeze;
+mod persist;
 mod queue;
 mod refusals;
 mod schedule;
@@ -48,6 +48,7 @@ mod view;
 pub(crate) use entities::{EntityMap, Rec};
 pub use entities::{Snapshot, SnapshotError, TimerSnapshot};
 pub use freeze::{Restored, FREEZE_FORMAT};
+pub use persist::{DrainState, MAX_DRAIN_ROUNDS};
 use queue::{CallBody, Deferred, Posted, Work};
 use schedule::{Schedule, TimerJob};
 pub use service::{HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};
@@ -98,21 +99,6 @@ pub enum Caller {
     Client(ClientId),
 }
 
-/// What a storage request was for.
-enum StorageJob {
-    /// A save; nothing waits for it.
-    Save(EntityId),
-    /// The last save of a destroyed entity: the dispatcher is told once it is written.
-    FinalSave(EntityId),
-    /// An entity asked whether another was saved.
-    Exists {
-        from: EntityId,
-        then: crate::api::StorageCallback,
-    },
-    /// A load for LOAD_ENTITY_SOMEWHERE.
-    Load { type_name: String, id: EntityId },
-}
-
 /// Every live entity of one game.
 pub struct World {
     registry: Registry,
@@ -125,24 +111,14 @@ pub struct World {
     work: Work,
     /// Spaces on this game (the nil space included), position sync and held moves.
     spaces: Spaces,
-    kvdb: Option<Kvdb>,
-    kvdb_waiting: HashMap<u64, (EntityId, Option<KvdbCallback>)>,
-    storage: Option<Storage>,
-    storage_waiting: HashMap<u64, StorageJob>,
-    /// Entities being loaded here, so a second load request waits for the first.
-    loading: HashSet<EntityId>,
-    /// Destroyed entities whose last save is in flight; `true` once a load asked for them
-    /// again, so they are loaded back instead of reported gone.
-    final_saving: HashMap<EntityId, (String, bool)>,
+    /// What was asked of storage and the KVDB and waits for the answers.
+    persist: persist::Persist,
     /// Every timer of the game, and the crontab.
     timers: Schedule,
     /// Games online, kept up to date by the game service.
     online: std::collections::BTreeSet<u16>,
     game_ready_done: bool,
     services: service::Services,
-    /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
-    save_interval: Duration,
-    next_token: u64,
     /// Refused client calls (per client: a few logged, the rest counted, a limit that
     /// disconnects) and failing server calls (logged once per type and method).
     refusals: refusals::Refusals,
@@ -151,15 +127,15 @@ pub struct World {
 }
 
 impl World {
-    /// A world with the registered types; `kvdb` serves the KVDB calls of game code.
+    /// A world with the registered types, asking `stores` for storage and the KVDB (see
+    /// [`World::take_store_requests`]).
     pub fn new(
         mut registry: Registry,
         game_id: u16,
         clock: WallClock,
         ids: IdGen,
         rng: Rng,
-        kvdb: Option<Kvdb>,
-        storage: Option<Storage>,
+        stores: Stores,
     ) -> World {
         let defs_for_services = registry.services.clone();
         if !registry.has(crate::api::SPACE_TYPE) {
@@ -175,19 +151,12 @@ impl World {
             ids,
             rng,
             entities: FastMap::default(),
-            kvdb,
-            kvdb_waiting: HashMap::new(),
-            storage,
-            storage_waiting: HashMap::new(),
-            loading: HashSet::new(),
-            final_saving: HashMap::new(),
+            persist: persist::Persist::new(stores),
             timers: Schedule::new(),
             work: Work::default(),
             online: std::collections::BTreeSet::new(),
             game_ready_done: false,
             services: service::Services::new(defs_for_services),
-            save_interval: Duration::from_secs(300),
-            next_token: 0,
             refusals: refusals::Refusals::new(REFUSED_CALLS_LIMIT),
             panics: 0,
         }
@@ -488,19 +457,7 @@ impl World {
                     type_name,
                     id,
                     then,
-                } => match self.storage.as_mut() {
-                    Some(storage) => {
-                        self.next_token += 1;
-                        storage.exists(self.next_token, &type_name, id);
-                        self.storage_waiting
-                            .insert(self.next_token, StorageJob::Exists { from, then });
-                    }
-                    None => {
-                        self.with_entity(net, now, from, "storage callback", |_, obj, ctx| {
-                            then(obj, ctx, Err("storage is disabled".into()))
-                        });
-                    }
-                },
+                } => self.storage_exists(net, now, from, type_name, id, then),
                 Action::AddTimer {
                     from,
                     id,
@@ -552,57 +509,6 @@ impl World {
                 }
             }
         }
-    }
-
-    fn kvdb_request(
-        &mut self,
-        net: &mut Net,
-        now: Instant,
-        from: EntityId,
-        op: KvdbOp,
-        then: Option<KvdbCallback>,
-    ) {
-        let Some(kvdb) = self.kvdb.as_mut() else {
-            warn!("{from}: KVDB {op:?} but the KVDB is disabled ([kvdb] type is empty)");
-            if let Some(cb) = then {
-                self.with_entity(net, now, from, "KVDB callback", |_, obj, ctx| {
-                    cb(obj, ctx, Err("KVDB is disabled".into()))
-                });
-            }
-            return;
-        };
-        self.next_token += 1;
-        let token = self.next_token;
-        match op {
-            KvdbOp::Get(k) => kvdb.get(token, &k),
-            KvdbOp::Put(k, v) => kvdb.put(token, &k, &v),
-            KvdbOp::GetOrPut(k, v) => kvdb.get_or_put(token, &k, &v),
-            KvdbOp::GetRange(b, e) => kvdb.get_range(token, &b, &e),
-        }
-        self.kvdb_waiting.insert(token, (from, then));
-    }
-
-    /// Delivers finished KVDB requests to their entities (called when a worker wakes the
-    /// reactor).
-    pub fn on_kvdb_results(&mut self, net: &mut Net, now: Instant) {
-        let Some(kvdb) = self.kvdb.as_mut() else {
-            return;
-        };
-        for (token, result) in kvdb.take_results() {
-            let Some((from, then)) = self.kvdb_waiting.remove(&token) else {
-                continue;
-            };
-            let Some(cb) = then else {
-                if let Err(e) = result {
-                    warn!("{from}: KVDB write failed: {e}");
-                }
-                continue;
-            };
-            self.with_entity(net, now, from, "KVDB callback", |_, obj, ctx| {
-                cb(obj, ctx, result)
-            });
-        }
-        self.run_local_calls(net, now);
     }
 
     /// Creates entity `id` of `type_name` here, with saved attributes if `data` is given, in
@@ -679,22 +585,6 @@ impl World {
         true
     }
 
-    /// Arms a persistent entity's periodic save. The first comes after a random part of the
-    /// interval, so entities loaded together do not all save in one tick.
-    fn schedule_save(&mut self, now: Instant, id: EntityId) {
-        let persistent = self.entities.get(&id).is_some_and(|r| r.ty.is_persistent());
-        if !persistent || self.save_interval.is_zero() || self.storage.is_none() {
-            return;
-        }
-        let first = self.save_interval.mul_f64(0.5 + 0.5 * self.rng.unit());
-        self.timers.add(now + first, TimerJob::Save(id));
-    }
-
-    /// Sets how often persistent entities are saved (`save_interval`; zero: only on destroy).
-    pub fn set_save_interval(&mut self, d: Duration) {
-        self.save_interval = d;
-    }
-
     /// The earliest time a timer or the position sync is due.
     pub fn next_deadline(&self) -> Option<Instant> {
         match (self.timers.next_deadline(), self.spaces.sync_deadline()) {
@@ -722,12 +612,7 @@ impl World {
                 }
                 TimerJob::FenceTimeout { id, token } => self.fence_timeout(net, now, id, token),
                 TimerJob::RefusalSweep => self.sweep_refusals(now),
-                TimerJob::Save(id) => {
-                    if self.save(id, false) {
-                        self.timers
-                            .add(now + self.save_interval, TimerJob::Save(id));
-                    }
-                }
+                TimerJob::Save(id) => self.periodic_save(now, id),
                 TimerJob::Call {
                     eid,
                     id,
@@ -760,36 +645,6 @@ impl World {
         }
     }
 
-    /// Saves a persistent entity's Persistent attributes. With `last`, the dispatcher is told
-    /// the entity is gone only once the save is written, so a quick re-login never reads a
-    /// stale file.
-    fn save(&mut self, id: EntityId, last: bool) -> bool {
-        let Some(rec) = self.entities.get(&id) else {
-            return false;
-        };
-        if !rec.ty.is_persistent() {
-            return false;
-        }
-        let Some(storage) = self.storage.as_mut() else {
-            return false;
-        };
-        let ty = rec.ty.clone();
-        let mut data = Vec::new();
-        rec.attrs
-            .filtered_value(|k| ty.attr_flags(k).persistent)
-            .encode(&mut data);
-        self.next_token += 1;
-        storage.save(self.next_token, ty.name(), id, data);
-        let job = if last {
-            self.final_saving.insert(id, (ty.name().to_string(), false));
-            StorageJob::FinalSave(id)
-        } else {
-            StorageJob::Save(id)
-        };
-        self.storage_waiting.insert(self.next_token, job);
-        true
-    }
-
     /// Calls nil-space method `method` on every game (GoWorld's `CallNilSpaces`): this one
     /// after the current work, the others through one dispatcher that fans it out, so each
     /// game runs it once.
@@ -801,106 +656,6 @@ impl World {
         };
         net.links.send_fanout(net.io, &m.to_payload());
         self.work.post(Posted::NilSpaceCall { method, args });
-    }
-
-    /// This game asks its dispatcher to load entity `id`. If `id` was destroyed here and its
-    /// last save is still being written, the dispatcher has not been told it is gone, so it
-    /// will send the load back here: load it again once the save is written, instead of
-    /// telling the dispatcher it is gone. (Telling it would end its hold, and the calls held
-    /// for the load would arrive before the entity.)
-    pub(crate) fn note_load_requested(&mut self, id: &EntityId) {
-        if let Some((_, reload)) = self.final_saving.get_mut(id) {
-            *reload = true;
-        }
-    }
-
-    /// LOAD_ENTITY_SOMEWHERE chose this game: load the entity from storage and create it.
-    pub fn load(&mut self, net: &mut Net, type_name: &str, id: EntityId) {
-        if self.entities.contains_key(&id) {
-            // The dispatcher holds calls until it hears the entity is here: say so again.
-            net.by_entity(id, Msg::NotifyCreateEntity { eid: id });
-            return;
-        }
-        if let Some((_, reload)) = self.final_saving.get_mut(&id) {
-            // Destroyed a moment ago; load it back once its last save is written.
-            *reload = true;
-            return;
-        }
-        if !self.loading.insert(id) {
-            return;
-        }
-        let Some(storage) = self.storage.as_mut() else {
-            warn!("cannot load {type_name}<{id}>: storage is disabled");
-            self.loading.remove(&id);
-            net.by_entity(id, Msg::NotifyDestroyEntity { eid: id });
-            return;
-        };
-        self.next_token += 1;
-        storage.load(self.next_token, type_name, id);
-        self.storage_waiting.insert(
-            self.next_token,
-            StorageJob::Load {
-                type_name: type_name.to_string(),
-                id,
-            },
-        );
-    }
-
-    /// Finishes storage requests whose results arrived.
-    pub fn on_storage_results(&mut self, net: &mut Net, now: Instant) {
-        let Some(storage) = self.storage.as_mut() else {
-            return;
-        };
-        for (token, result) in storage.take_results() {
-            match (self.storage_waiting.remove(&token), result) {
-                (Some(StorageJob::Save(id)), Err(e)) => warn!("saving {id} failed: {e}"),
-                (Some(StorageJob::Save(_)), Ok(_)) => {}
-                (Some(StorageJob::FinalSave(id)), r) => {
-                    if let Err(e) = r {
-                        warn!("the last save of {id} failed: {e}");
-                    }
-                    match self.final_saving.remove(&id) {
-                        Some((type_name, true)) => self.load(net, &type_name, id),
-                        _ => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
-                    }
-                }
-                (Some(StorageJob::Exists { from, then }), r) => {
-                    let r = r.map(|out| matches!(out, StorageOutput::Exists(true)));
-                    self.with_entity(net, now, from, "storage callback", |_, obj, ctx| {
-                        then(obj, ctx, r)
-                    });
-                }
-                (Some(StorageJob::Load { type_name, id }), r) => {
-                    self.loading.remove(&id);
-                    let data = match r {
-                        Ok(StorageOutput::Loaded(Some(bytes))) => match Attrs::from_bytes(&bytes) {
-                            Ok(a) => Some(a),
-                            Err(e) => {
-                                warn!("{type_name}<{id}> in storage is unreadable: {e}");
-                                None
-                            }
-                        },
-                        Ok(_) => {
-                            warn!("{type_name}<{id}> is not in storage");
-                            None
-                        }
-                        Err(e) => {
-                            warn!("loading {type_name}<{id}> failed: {e}");
-                            None
-                        }
-                    };
-                    match data {
-                        Some(a) => {
-                            self.create(net, now, &type_name, id, Some(a));
-                        }
-                        // The dispatcher assigned the entity here: tell it there is none.
-                        None => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
-                    }
-                }
-                (None, _) => {}
-            }
-        }
-        self.run_local_calls(net, now);
     }
 
     /// Destroys entity `id` in GoWorld's order; a second call while it runs does nothing.
@@ -1310,24 +1065,6 @@ impl World {
                 }
                 Deferred::Enter { id, space, pos } => self.enter_local(net, now, id, space, pos),
             }
-        }
-    }
-
-    /// The game stops: every entity is destroyed (which saves persistent ones), and the
-    /// saves are waited for, up to `timeout`.
-    pub fn destroy_all(&mut self, net: &mut Net, now: Instant, timeout: std::time::Duration) {
-        let ids: Vec<EntityId> = self.entities.keys().copied().collect();
-        for id in ids {
-            self.destroy(net, now, id);
-        }
-        if let Some(storage) = self.storage.as_mut() {
-            if let Err(left) = storage.drain(timeout) {
-                warn!("{left} saves were still pending after {timeout:?}");
-            }
-        }
-        self.on_storage_results(net, now);
-        if let Some(kvdb) = self.kvdb.as_mut() {
-            let _ = kvdb.drain(timeout);
         }
     }
 

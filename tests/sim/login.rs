@@ -1,4 +1,5 @@
-//! test_game's login on the simulation, with storage and KVDB on real worker threads:
+//! test_game's login on the simulation, with storage and KVDB answered in memory in simulated
+//! time:
 //! a new user's login, a returning user's, GiveClientTo and what the client sees in what order
 //! (checked the way GoWorld's Go client would take it), a client that leaves in the middle of
 //! GiveClientTo, and calls between entities on different games; then the whole game, as the
@@ -6,8 +7,6 @@
 //! test says otherwise, so the entities of one login hash to different dispatchers.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use goworld_common::id::{dispatcher_for_entity, ClientId, EntityId};
@@ -21,46 +20,9 @@ use test_game::{account, avatar};
 
 // ---- helpers --------------------------------------------------------------------------------
 
-/// A directory under the system's temp dir, unique per process and call, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "goworld-sim-{tag}-{}-{seq}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    /// Removes the directory, retrying for a while: a dropped game's workers finish what they
-    /// were given (a KVDB put, a save) on their own threads.
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// The KVDB file of `key` (filesystem layout: `k` followed by the key's bytes in hex).
-fn kvdb_file(dir: &Path, key: &str) -> PathBuf {
-    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join("kvdb").join(format!("k{hex}"))
+/// The value the games' shared KVDB holds for `key`.
+fn kvdb_value(sim: &Sim, key: &str) -> Option<String> {
+    sim.stores().kvdb.value(key)
 }
 
 /// test_game's types.
@@ -75,9 +37,9 @@ fn test_game_types() -> Registry {
     types
 }
 
-/// A deployment of test_game with storage and KVDB in `dir`, up and ready.
-fn test_game_up(dispatchers: u16, games: u16, gates: u16, dir: &Path) -> Sim {
-    let mut sim = Sim::deployment_with_stores(dispatchers, games, gates, test_game_types, dir);
+/// A deployment of test_game with storage and KVDB, up and ready.
+fn test_game_up(dispatchers: u16, games: u16, gates: u16) -> Sim {
+    let mut sim = Sim::deployment_with_stores(dispatchers, games, gates, test_game_types);
     sim.run_until_idle();
     for g in 1..=games {
         assert!(
@@ -438,8 +400,7 @@ fn checked_view(sim: &Sim, c: ClientHandle) -> ClientView {
 
 #[test]
 fn a_new_user_logs_in_and_gets_a_fresh_avatar() {
-    let dir = TempDir::new("new-user");
-    let mut sim = test_game_up(3, 1, 1, dir.path());
+    let mut sim = test_game_up(3, 1, 1);
     let (c, account, _) = connect(&mut sim, 1);
     let cid = client_id_of(&sim, c);
 
@@ -531,11 +492,13 @@ fn a_new_user_logs_in_and_gets_a_fresh_avatar() {
             .entity_game(&avatar),
         Some(1)
     );
-    // The KVDB maps the user to the Avatar. The put has no callback, so wait for its file.
-    let key_file = kvdb_file(dir.path(), "alice");
-    sim.run_until("the KVDB has alice", |_| key_file.exists());
-    let stored = std::fs::read_to_string(&key_file).expect("the KVDB has alice");
-    assert_eq!(stored, avatar.to_text());
+    // The KVDB maps the user to the Avatar (the put has no callback; it was answered in the
+    // settled run).
+    assert_eq!(
+        kvdb_value(&sim, "alice").as_deref(),
+        Some(avatar.to_text().as_str()),
+        "the KVDB maps alice to her Avatar"
+    );
 }
 
 // ---- 2. a returning user ---------------------------------------------------------------------
@@ -559,8 +522,7 @@ fn first_login_then_leave(sim: &mut Sim, c: ClientHandle, user: &str) -> (Entity
 
 #[test]
 fn a_returning_user_gets_the_same_avatar_back_from_storage() {
-    let dir = TempDir::new("returning");
-    let mut sim = test_game_up(3, 1, 1, dir.path());
+    let mut sim = test_game_up(3, 1, 1);
     let (c1, _, _) = connect(&mut sim, 1);
     let (avatar, prof, kind) = first_login_then_leave(&mut sim, c1, "bob");
     // The dispatcher forgot the Avatar only once its last save was written.
@@ -605,8 +567,7 @@ fn a_returning_user_gets_the_same_avatar_back_from_storage() {
 /// connected throughout and ends up with its Avatar, wherever each one started.
 #[test]
 fn a_returning_user_on_two_games_gets_the_avatar_wherever_it_loads() {
-    let dir = TempDir::new("returning-2g");
-    let mut sim = test_game_up(3, 2, 1, dir.path());
+    let mut sim = test_game_up(3, 2, 1);
     let (c1, _, _) = connect(&mut sim, 1);
     let (avatar, _, _) = first_login_then_leave(&mut sim, c1, "carol");
 
@@ -713,8 +674,7 @@ fn twenty_clients_test_rpcs_reach_clients_in_an_order_a_go_client_accepts() {
     const CLIENTS: usize = 20;
     const LIST_CALLS: usize = 8;
     const COMPLEX_CALLS: usize = 3;
-    let dir = TempDir::new("ordering");
-    let mut sim = test_game_up(3, 2, 2, dir.path());
+    let mut sim = test_game_up(3, 2, 2);
 
     let clients: Vec<ClientHandle> = (0..CLIENTS)
         .map(|i| sim.connect_client(1 + (i % 2) as u16))
@@ -728,8 +688,8 @@ fn twenty_clients_test_rpcs_reach_clients_in_an_order_a_go_client_accepts() {
     sim.run_until("every client has its Avatar", |s| {
         clients.iter().all(|&c| has_avatar(s, c))
     });
-    sim.run_until("every user is in the KVDB", |_| {
-        (0..CLIENTS).all(|i| kvdb_file(dir.path(), &format!("user{i}")).exists())
+    sim.run_until("every user is in the KVDB", |s| {
+        (0..CLIENTS).all(|i| kvdb_value(s, &format!("user{i}")).is_some())
     });
     random_latencies(&mut sim, 7, 15);
     // The test RPCs, interleaved across clients, several in flight per client.
@@ -795,8 +755,7 @@ fn twenty_clients_test_rpcs_reach_clients_in_an_order_a_go_client_accepts() {
 fn logins_whose_kvdb_answers_at_once_still_reach_clients_in_order() {
     const CLIENTS: usize = 6;
     for seed in 1..=4 {
-        let dir = TempDir::new("ordering-instant-kvdb");
-        let mut sim = test_game_up(3, 2, 1, dir.path());
+        let mut sim = test_game_up(3, 2, 1);
         random_latencies(&mut sim, seed, 20);
         sim.set_tracing(true);
         let clients: Vec<(ClientHandle, EntityId)> = (0..CLIENTS)
@@ -825,8 +784,8 @@ fn logins_whose_kvdb_answers_at_once_still_reach_clients_in_order() {
         sim.run_until("every client has its Avatar", |s| {
             clients.iter().all(|&(c, _)| has_avatar(s, c))
         });
-        sim.run_until("every user is in the KVDB", |_| {
-            (0..CLIENTS).all(|i| kvdb_file(dir.path(), &format!("seed{seed}-user{i}")).exists())
+        sim.run_until("every user is in the KVDB", |s| {
+            (0..CLIENTS).all(|i| kvdb_value(s, &format!("seed{seed}-user{i}")).is_some())
         });
         sim.settle();
         for &(c, account) in &clients {
@@ -855,8 +814,7 @@ fn assert_no_owner(sim: &Sim, cid: ClientId, what: &str) {
 /// is made. Another client logging in meanwhile is not disturbed.
 #[test]
 fn a_client_leaving_right_after_login_leaves_no_entity_with_its_client() {
-    let dir = TempDir::new("leave-early");
-    let mut sim = test_game_up(3, 1, 1, dir.path());
+    let mut sim = test_game_up(3, 1, 1);
     for d in 1..=3 {
         sim.set_latency(
             "gate1",
@@ -895,8 +853,7 @@ fn a_client_leaving_right_after_login_leaves_no_entity_with_its_client() {
 /// for a departed client arrives), and the Avatar destroys itself.
 #[test]
 fn a_client_leaving_while_its_avatar_is_on_the_way_leaves_no_entity_with_its_client() {
-    let dir = TempDir::new("leave-mid-give");
-    let mut sim = test_game_up(3, 2, 1, dir.path());
+    let mut sim = test_game_up(3, 2, 1);
     // The gate is far from the dispatchers: the Avatar's create is in flight for 20 ms after
     // the game handed the client over.
     for d in 1..=3 {
@@ -1138,6 +1095,141 @@ fn an_entity_calls_an_entity_on_another_game_and_gets_the_replies_in_order() {
     assert!(!hops.keys().any(|(m, _, _)| m == "Done" || m == "Start"));
 }
 
+// ---- 6. storage and the KVDB in simulated time ------------------------------------------------
+
+/// Store results come back on the fake clock, `set_store_latency` after the request: a login
+/// (a KVDB read, then the Avatar) takes at least that much simulated time, and no real time.
+#[test]
+fn store_results_arrive_on_the_fake_clock_after_the_store_latency() {
+    const LATENCY: Duration = Duration::from_millis(40);
+    let mut sim = test_game_up(3, 1, 1);
+    let (c, _, _) = connect(&mut sim, 1);
+    sim.set_store_latency(LATENCY);
+    send_login(&mut sim, c, "frank");
+    let sent_at = sim.elapsed();
+    sim.run_until("frank's Avatar reaches the client", |s| has_avatar(s, c));
+    let took = sim.elapsed() - sent_at;
+    assert!(
+        took >= LATENCY,
+        "the KVDB read took {took:?} of simulated time"
+    );
+    sim.settle();
+    let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
+    assert_eq!(
+        kvdb_value(&sim, "frank").as_deref(),
+        Some(avatar.to_text().as_str())
+    );
+    assert!(
+        sim.stores().storage.saved("Avatar", &avatar).is_some(),
+        "a new Avatar is saved at once"
+    );
+}
+
+/// The games share one store, which outlives them: a game killed and started again finds
+/// the Avatar it saved, and the user gets it back.
+#[test]
+fn a_game_restarted_in_the_sim_finds_what_it_saved() {
+    let mut sim = test_game_up(3, 1, 1);
+    let (c1, _, _) = connect(&mut sim, 1);
+    let (avatar, prof, kind) = first_login_then_leave(&mut sim, c1, "gina");
+    sim.kill("game1");
+    sim.run_until_idle();
+    sim.restart_fresh("game1");
+    sim.run_until_idle();
+    let (c2, _, _) = connect(&mut sim, 1);
+    send_login(&mut sim, c2, "gina");
+    sim.run_until("gina's Avatar is back", |s| has_avatar(s, c2));
+    sim.settle();
+    assert_eq!(
+        ClientView::of(&sim, c2).player,
+        Some((avatar, "Avatar".into()))
+    );
+    let attrs = sim.game(1).world().attrs(&avatar).unwrap().as_map();
+    assert_eq!(
+        (attrs.get_int("prof"), attrs.get_int("spaceKind")),
+        (prof, kind)
+    );
+}
+
+/// SIGTERM in the sim: the game destroys its entities and stays up, in simulated time,
+/// until storage has answered their last saves; only then does the dispatcher hear that the
+/// Avatar is gone, and the game stops.
+#[test]
+fn sigterm_in_the_sim_stops_a_game_once_its_last_saves_are_answered() {
+    const LATENCY: Duration = Duration::from_millis(30);
+    let mut sim = test_game_up(3, 1, 1);
+    let (c, _, _) = connect(&mut sim, 1);
+    send_login(&mut sim, c, "hank");
+    sim.run_until("hank's Avatar", |s| has_avatar(s, c));
+    sim.settle();
+    let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
+    let prof = sim
+        .game(1)
+        .world()
+        .attrs(&avatar)
+        .unwrap()
+        .as_map()
+        .get_int("prof");
+    sim.set_store_latency(LATENCY);
+    sim.set_tracing(true);
+    let at = sim.elapsed();
+    sim.signal("game1", goworld_common::sig::SIGTERM);
+    assert!(
+        sim.is_running("game1"),
+        "it waits for the Avatar's last save"
+    );
+    sim.run_until("game1 stops", |s| !s.is_running("game1"));
+    assert!(sim.elapsed() - at >= LATENCY);
+    let saved = sim.stores().storage.saved("Avatar", &avatar).unwrap();
+    let attrs = goworld_game::attr::Attrs::from_bytes(&saved).unwrap();
+    assert_eq!(attrs.as_map().get_int("prof"), prof);
+    sim.run_until_idle();
+    let gone = sim.trace().iter().any(|d| {
+        d.from == "game1"
+            && matches!(Msg::decode(&d.payload), Ok(Msg::NotifyDestroyEntity { eid }) if eid == avatar)
+    });
+    assert!(
+        gone,
+        "the dispatcher heard the Avatar is gone before the game stopped"
+    );
+}
+
+/// A hot swap while a login's KVDB read is in flight: the freeze waits (in simulated time)
+/// for the answer and for what the answer starts (the new Avatar's save, the KVDB write),
+/// then writes the game with the Avatar in it; the restored game carries on.
+#[test]
+fn a_freeze_in_the_sim_waits_for_the_store_answers_in_flight() {
+    const LATENCY: Duration = Duration::from_millis(200);
+    let mut sim = test_game_up(3, 1, 1);
+    let (c, _, _) = connect(&mut sim, 1);
+    sim.set_store_latency(LATENCY);
+    send_login(&mut sim, c, "ivy");
+    sim.run_until("the Login's KVDB read is in flight", |s| {
+        s.game(1).store_requests_in_flight() > 0
+    });
+    let at = sim.elapsed();
+    let frozen = sim.freeze_game(1, false);
+    assert!(
+        sim.elapsed() - at >= 2 * LATENCY,
+        "two rounds of answers: {:?}",
+        sim.elapsed() - at
+    );
+    let avatar = EntityId::parse(&kvdb_value(&sim, "ivy").expect("the KVDB has ivy")).unwrap();
+    assert!(sim.stores().storage.saved("Avatar", &avatar).is_some());
+    sim.restore_game(1, &frozen);
+    sim.run_until("ivy's Avatar reaches the client", |s| has_avatar(s, c));
+    sim.settle();
+    assert!(
+        sim.game(1).world().exists(&avatar),
+        "the Avatar was in the file"
+    );
+    assert_eq!(
+        ClientView::of(&sim, c).player,
+        Some((avatar, "Avatar".into()))
+    );
+    assert!(!sim.client_closed(c));
+}
+
 // ---- 6. the whole game -----------------------------------------------------------------------
 
 /// Exactly the game the test_game binary runs.
@@ -1147,8 +1239,7 @@ fn whole_test_game() -> Registry {
 
 #[test]
 fn the_whole_test_game_brings_up_every_service_and_logs_a_user_in() {
-    let dir = TempDir::new("whole");
-    let mut sim = Sim::deployment_with_stores(3, 2, 1, whole_test_game, dir.path());
+    let mut sim = Sim::deployment_with_stores(3, 2, 1, whole_test_game);
     sim.run_until_idle();
     let services = [
         ("OnlineService", 3),

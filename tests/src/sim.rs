@@ -38,13 +38,15 @@
 //! ([`Sim::signal`]).
 //!
 //! Storage and KVDB: games get none, unless the sim is built with
-//! [`Sim::deployment_with_stores`]: then every game gets the filesystem storage and KVDB in
-//! one shared directory (as games sharing one database do), on real worker threads with no
-//! reactor waker. Instead of a wake-up, every [`Sim::step`] calls `on_wake` on every running
-//! game (after the deliveries, before the ticks), which picks up whatever results are ready.
-//! Workers take real time while the fake clock stands still, so a test that waits for them
-//! uses [`Sim::run_until`] (a condition) or [`Sim::settle`] (quiet for a while), which sleep
-//! briefly in real time, bounded in total ([`WORKER_WAIT_MAX`]).
+//! [`Sim::deployment_with_stores`]: then every game gets storage and a KVDB in memory
+//! ([`MemStores`]), one store shared by all games and their restarts (as games sharing one
+//! database do: a restarted game finds what it saved). After every callback on a game the
+//! sim takes the store requests it made, runs them at once against the shared store, in
+//! order, and delivers the results back to that game as an event on the fake clock,
+//! [`Sim::set_store_latency`] after the request (zero by default: in the same step, after
+//! what was already due). Results for a game that was killed or restarted meanwhile are
+//! dropped, as a dead process's would be. So storage costs no real time: nothing sleeps,
+//! and [`Sim::run_until_idle`] waits for store results as it waits for frames.
 //!
 //! [`Sim::deployment`] builds what the binaries build (same `Settings`, every game and gate
 //! dialing every dispatcher with the dispatcher ID as tag), and [`Sim::connect_client`] adds
@@ -53,7 +55,6 @@
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use goworld_common::config::{
@@ -64,9 +65,9 @@ use goworld_common::proto::{ClientBound, ClientMsg};
 use goworld_common::reactor::{CloseReason, ConnId, Handler, Io, Origin};
 use goworld_common::rng::Rng;
 use goworld_dispatcher::Dispatcher;
-use goworld_game::kvdb::Kvdb;
 use goworld_game::prelude::*;
-use goworld_game::storage::Storage;
+use goworld_game::store::mem::MemStores;
+use goworld_game::store::{StoreResult, Stores};
 use goworld_game::GameService;
 use goworld_gate::{GateService, CLIENT_LISTENER};
 
@@ -107,13 +108,8 @@ const POSITION_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_EVENTS_PER_STEP: usize = 1_000_000;
 /// Most steps one [`Sim::run_until_idle`] or [`Sim::advance`] may take.
 const MAX_STEPS: usize = 100_000;
-/// Longest real time [`Sim::run_until`] and [`Sim::settle`] wait for storage and KVDB
-/// workers before they panic.
-pub const WORKER_WAIT_MAX: Duration = Duration::from_secs(20);
-/// Real time [`Sim::run_until`] and [`Sim::settle`] sleep between looks at the workers.
-const WORKER_POLL: Duration = Duration::from_millis(1);
-/// Consecutive quiet looks (no frame produced) after which [`Sim::settle`] returns.
-const SETTLE_QUIET_POLLS: u32 = 25;
+/// Most steps [`Sim::wait_in_place`] takes with the clock standing still.
+const MAX_STEPS_IN_PLACE: usize = 1_000;
 
 /// A state machine the sim can run and hand back as its concrete type. Implemented for every
 /// `Handler + Any`; tests never implement it by hand.
@@ -320,6 +316,27 @@ struct Event {
     kind: EventKind,
 }
 
+/// Store results on their way back to a game.
+struct StoreDelivery {
+    node: usize,
+    /// The run of the game that made the requests; another run does not get them.
+    incarnation: u32,
+    results: Vec<StoreResult>,
+}
+
+/// Something the sim delivers at a time: a frame or close on a link, or store results.
+enum Due {
+    Link(Event),
+    Store(StoreDelivery),
+}
+
+/// The games' shared stores ([`Sim::deployment_with_stores`]).
+struct SimStores {
+    mem: MemStores,
+    /// Time from a request to its result's delivery.
+    latency: Duration,
+}
+
 /// The simulation: nodes, fake clock, links and dials. See the module documentation.
 pub struct Sim {
     start: Instant,
@@ -328,7 +345,7 @@ pub struct Sim {
     by_name: BTreeMap<String, usize>,
     dials: Vec<Dial>,
     links: Vec<Link>,
-    events: BTreeMap<(Instant, u64), Event>,
+    events: BTreeMap<(Instant, u64), Due>,
     seq: u64,
     default_latency: Duration,
     latency: BTreeMap<(usize, usize), Duration>,
@@ -336,8 +353,8 @@ pub struct Sim {
     deployment: (u16, u16, u16),
     /// Entity types of every game the sim builds.
     types: fn() -> Registry,
-    /// Directory of the games' shared storage and KVDB ([`Sim::deployment_with_stores`]).
-    stores: Option<PathBuf>,
+    /// The games' shared storage and KVDB ([`Sim::deployment_with_stores`]).
+    stores: Option<SimStores>,
     /// `(entity_hold_limit, game_hold_limit)` of the dispatchers the sim builds.
     hold_limits: (usize, usize),
     next_client: usize,
@@ -399,17 +416,19 @@ impl Sim {
     }
 
     /// [`Sim::deployment_with_types`] with storage and KVDB: every game (restarts included)
-    /// opens the filesystem storage in `dir/storage` and the filesystem KVDB in `dir/kvdb`,
-    /// shared by all games. Results reach the games through `on_wake` in every step; see the
-    /// module documentation. The caller owns `dir` (create it, remove it afterwards).
+    /// has both, in memory, one store shared by all games ([`Sim::stores`]); results come
+    /// back on the fake clock (see the module documentation).
     pub fn deployment_with_stores(
         dispatchers: u16,
         games: u16,
         gates: u16,
         types: fn() -> Registry,
-        dir: &Path,
     ) -> Sim {
-        Sim::build_deployment(dispatchers, games, gates, types, Some(dir.to_path_buf()))
+        let stores = SimStores {
+            mem: MemStores::default(),
+            latency: Duration::ZERO,
+        };
+        Sim::build_deployment(dispatchers, games, gates, types, Some(stores))
     }
 
     fn build_deployment(
@@ -417,7 +436,7 @@ impl Sim {
         games: u16,
         gates: u16,
         types: fn() -> Registry,
-        stores: Option<PathBuf>,
+        stores: Option<SimStores>,
     ) -> Sim {
         let mut sim = Sim::new();
         sim.deployment = (dispatchers, games, gates);
@@ -502,17 +521,8 @@ impl Sim {
         };
         let pid = 100 + id + 1000 * (incarnation as u16 - 1);
         let stores = match &self.stores {
-            None => (None, None),
-            Some(dir) => (
-                Some(
-                    Storage::filesystem(dir.join("storage"), None)
-                        .unwrap_or_else(|e| panic!("sim: storage in {}: {e}", dir.display())),
-                ),
-                Some(
-                    Kvdb::filesystem(dir.join("kvdb"), None)
-                        .unwrap_or_else(|e| panic!("sim: KVDB in {}: {e}", dir.display())),
-                ),
-            ),
+            None => Stores::NONE,
+            Some(_) => Stores::ALL,
         };
         GameService::new(
             s,
@@ -602,6 +612,27 @@ impl Sim {
     /// Wall time matching [`Sim::now`] ([`START_UNIX_SECS`] at the start).
     pub fn wall(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(u64::from(START_UNIX_SECS)) + self.elapsed()
+    }
+
+    // ---- stores ------------------------------------------------------------------------------
+
+    /// The games' shared storage and KVDB, to look into (built by
+    /// [`Sim::deployment_with_stores`]; panics otherwise).
+    pub fn stores(&self) -> &MemStores {
+        &self
+            .stores
+            .as_ref()
+            .expect("sim: the games have no stores (use Sim::deployment_with_stores)")
+            .mem
+    }
+
+    /// Delivers the result of every store request made from now on `latency` after the
+    /// request (zero by default). The request itself runs when it is made.
+    pub fn set_store_latency(&mut self, latency: Duration) {
+        self.stores
+            .as_mut()
+            .expect("sim: the games have no stores (use Sim::deployment_with_stores)")
+            .latency = latency;
     }
 
     // ---- latency and tracing -----------------------------------------------------------------
@@ -736,7 +767,8 @@ impl Sim {
         self.absorb(n, io);
     }
 
-    /// Applies what node `n` asked of its Io; stops the node if it wants to stop.
+    /// Applies what node `n` asked of its Io and serves the store requests it made; stops
+    /// the node if it wants to stop.
     fn absorb(&mut self, n: usize, io: SimIo) {
         for op in io.ops {
             let conn = match &op {
@@ -764,6 +796,8 @@ impl Sim {
                 }
             }
         }
+        // Requests made before a stop still run, as the shell's pool finishes them at exit.
+        self.serve_stores(n);
         if self.nodes[n]
             .handler
             .as_ref()
@@ -774,8 +808,42 @@ impl Sim {
     }
 
     fn push_event(&mut self, at: Instant, ev: Event) {
+        self.push_due(at, Due::Link(ev));
+    }
+
+    fn push_due(&mut self, at: Instant, due: Due) {
         self.seq += 1;
-        self.events.insert((at, self.seq), ev);
+        self.events.insert((at, self.seq), due);
+    }
+
+    /// Runs the store requests game node `n` made (if it is a game with stores) against the
+    /// shared store, now and in order, and schedules their results for it.
+    fn serve_stores(&mut self, n: usize) {
+        let Some(stores) = &self.stores else {
+            return;
+        };
+        let Some(game) = self.nodes[n]
+            .handler
+            .as_deref_mut()
+            .and_then(|h| h.as_any_mut().downcast_mut::<GameService>())
+        else {
+            return;
+        };
+        let reqs = game.take_store_requests();
+        if reqs.is_empty() {
+            return;
+        }
+        let results = stores.mem.answer_all(reqs);
+        let at = self.now + stores.latency;
+        let incarnation = self.nodes[n].incarnation;
+        self.push_due(
+            at,
+            Due::Store(StoreDelivery {
+                node: n,
+                incarnation,
+                results,
+            }),
+        );
     }
 
     /// Queues `kind` towards side `to` of link `l`, after everything already queued there.
@@ -786,7 +854,20 @@ impl Sim {
         self.push_event(at, Event { link: l, to, kind });
     }
 
-    fn deliver(&mut self, ev: Event) {
+    fn deliver(&mut self, due: Due) {
+        let ev = match due {
+            Due::Link(ev) => ev,
+            Due::Store(d) => {
+                if self.nodes[d.node].incarnation == d.incarnation {
+                    self.call(d.node, |h, io, now| {
+                        if let Some(g) = h.as_any_mut().downcast_mut::<GameService>() {
+                            g.on_store_results(io, now, d.results);
+                        }
+                    });
+                }
+                return;
+            }
+        };
         let end = self.links[ev.link].ends[ev.to];
         match ev.kind {
             EventKind::Frame(payload) => {
@@ -907,10 +988,9 @@ impl Sim {
 
     // ---- driving -----------------------------------------------------------------------------
 
-    /// One iteration for every node: start due dials, deliver every frame and close due at
-    /// `now` (and those that fall due meanwhile), `on_wake` every running game if the games
-    /// have stores ([`Sim::deployment_with_stores`]), then `on_tick(now, wall)` every running
-    /// node.
+    /// One iteration for every node: start due dials, deliver every frame, close and store
+    /// result due at `now` (and those that fall due meanwhile), then `on_tick(now, wall)`
+    /// every running node.
     pub fn step(&mut self) {
         for d in 0..self.dials.len() {
             if let DialState::Waiting(t) = self.dials[d].state {
@@ -933,27 +1013,14 @@ impl Sim {
                 self.elapsed()
             );
         }
-        if self.stores.is_some() {
-            self.wake_games();
-        }
         let wall = self.wall();
         for n in 0..self.nodes.len() {
             self.call(n, |h, io, now| h.on_tick(io, now, wall));
         }
     }
 
-    /// Calls `on_wake` on every running game, as a worker's wake-up would: the games pick up
-    /// the storage and KVDB results that are ready. [`Sim::step`] does it by itself when the
-    /// games have stores.
-    pub fn wake_games(&mut self) {
-        for n in 0..self.nodes.len() {
-            if self.nodes[n].role == Role::Game {
-                self.call(n, |h, io, now| h.on_wake(io, now));
-            }
-        }
-    }
-
-    /// True if a frame or close is in flight, or a dial of a running node is due now.
+    /// True if a frame, close or store result is in flight, or a dial of a running node is
+    /// due now.
     fn busy(&self) -> bool {
         !self.events.is_empty()
             || self.dials.iter().any(|d| {
@@ -963,85 +1030,67 @@ impl Sim {
     }
 
     /// Steps (moving the clock to each delivery, as [`Sim::run_until_idle`] does) until
-    /// `cond` holds, checking it after every step; when nothing is in flight it sleeps briefly
-    /// in real time for storage and KVDB workers and steps again (which wakes the games).
-    /// Returns at the first step after which `cond` holds, so frames still in flight stay in
-    /// flight. Panics, naming `what`, if `cond` does not hold within [`WORKER_WAIT_MAX`] of
-    /// real time or [`MAX_STEPS`] steps with something in flight.
+    /// `cond` holds, checking it after every step. Returns at the first step after which
+    /// `cond` holds, so frames and store results still in flight stay in flight. Panics,
+    /// naming `what`, if `cond` is still false when nothing is in flight any more (a step
+    /// with nothing due changes nothing), or after `MAX_STEPS` steps.
     pub fn run_until(&mut self, what: &str, mut cond: impl FnMut(&Sim) -> bool) {
-        let started = Instant::now();
-        let mut busy_steps = 0;
+        let mut steps = 0;
+        let mut idle_steps = 0;
         loop {
             if cond(self) {
                 return;
             }
             if self.busy() {
-                busy_steps += 1;
-                assert!(
-                    busy_steps <= MAX_STEPS,
-                    "sim: run_until({what}): not settled after {MAX_STEPS} steps (at +{:?}): {}",
-                    self.elapsed(),
-                    self.in_flight()
-                );
+                idle_steps = 0;
                 if let Some(t) = self.next_time() {
                     self.now = self.now.max(t);
                 }
             } else {
+                // One more tick at `now` may still run posted work; after that, nothing can
+                // change without the clock moving.
+                idle_steps += 1;
                 assert!(
-                    started.elapsed() < WORKER_WAIT_MAX,
-                    "sim: run_until({what}): still false after {WORKER_WAIT_MAX:?} of real time (at +{:?})",
+                    idle_steps <= 1,
+                    "sim: run_until({what}): still false with nothing in flight (at +{:?})",
                     self.elapsed()
                 );
-                std::thread::sleep(WORKER_POLL);
             }
+            steps += 1;
+            assert!(
+                steps <= MAX_STEPS,
+                "sim: run_until({what}): not settled after {MAX_STEPS} steps (at +{:?}): {}",
+                self.elapsed(),
+                self.in_flight()
+            );
             self.step();
         }
     }
 
-    /// Waits in real time for storage and KVDB workers with the fake clock standing still,
-    /// until `cond` holds: each look steps once, which delivers only what is due now (with
-    /// latency, frames in flight stay in flight) and wakes the games. This models a worker
-    /// answering faster than any link: the hardest case for ordering across dispatchers.
-    /// Panics, naming `what`, after [`WORKER_WAIT_MAX`].
+    /// Steps with the fake clock standing still until `cond` holds: each step delivers only
+    /// what is due now (with latency, frames in flight stay in flight). With no store
+    /// latency, store results are due at once, so this models storage answering faster than
+    /// any link: the hardest case for ordering across dispatchers. Panics, naming `what`,
+    /// after `MAX_STEPS_IN_PLACE` steps.
     pub fn wait_in_place(&mut self, what: &str, mut cond: impl FnMut(&Sim) -> bool) {
-        let started = Instant::now();
-        loop {
+        for _ in 0..MAX_STEPS_IN_PLACE {
             self.step();
             if cond(self) {
                 return;
             }
-            assert!(
-                started.elapsed() < WORKER_WAIT_MAX,
-                "sim: wait_in_place({what}): still false after {WORKER_WAIT_MAX:?} of real time (at +{:?})",
-                self.elapsed()
-            );
-            std::thread::sleep(WORKER_POLL);
         }
+        panic!(
+            "sim: wait_in_place({what}): still false after {MAX_STEPS_IN_PLACE} steps (at +{:?}): {}",
+            self.elapsed(),
+            self.in_flight()
+        );
     }
 
-    /// [`Sim::run_until_idle`], then waits for the storage and KVDB workers: looks again
-    /// (sleeping [`WORKER_POLL`] in real time, then a step that wakes the games) until
-    /// [`SETTLE_QUIET_POLLS`] looks in a row produced nothing to deliver. Results that
-    /// produce no frame (a KVDB put, a plain save) cannot be seen, so this is a heuristic;
-    /// prefer [`Sim::run_until`] with a condition. Panics after [`WORKER_WAIT_MAX`].
+    /// [`Sim::run_until_idle`]: store results are deliveries like frames, so once nothing is
+    /// in flight every request made so far has been answered and its consequences
+    /// delivered. (It used to wait for store worker threads in real time.)
     pub fn settle(&mut self) {
-        let started = Instant::now();
-        let mut quiet = 0;
-        while quiet < SETTLE_QUIET_POLLS {
-            self.run_until_idle();
-            assert!(
-                started.elapsed() < WORKER_WAIT_MAX,
-                "sim: settle: still busy after {WORKER_WAIT_MAX:?} of real time (at +{:?})",
-                self.elapsed()
-            );
-            std::thread::sleep(WORKER_POLL);
-            self.step();
-            if self.busy() {
-                quiet = 0;
-            } else {
-                quiet += 1;
-            }
-        }
+        self.run_until_idle();
     }
 
     /// The earliest time something is due: a frame or close in flight, a dial, or a running
@@ -1114,11 +1163,16 @@ impl Sim {
     /// What is in flight, for panic messages.
     fn in_flight(&self) -> String {
         let mut per_link: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for ev in self.events.values() {
-            let link = &self.links[ev.link];
-            let from = &self.nodes[link.ends[1 - ev.to].node].name;
-            let to = &self.nodes[link.ends[ev.to].node].name;
-            *per_link.entry((from.clone(), to.clone())).or_default() += 1;
+        for due in self.events.values() {
+            let (from, to) = match due {
+                Due::Link(ev) => {
+                    let link = &self.links[ev.link];
+                    let from = &self.nodes[link.ends[1 - ev.to].node].name;
+                    (from.clone(), self.nodes[link.ends[ev.to].node].name.clone())
+                }
+                Due::Store(d) => ("stores".to_string(), self.nodes[d.node].name.clone()),
+            };
+            *per_link.entry((from, to)).or_default() += 1;
         }
         let list: Vec<String> = per_link
             .iter()
@@ -1298,6 +1352,8 @@ impl Sim {
             .unwrap_or_else(|e| panic!("sim: restore of {name}: {e}"));
         assert!(io.sent.is_empty(), "sim: {name} sent before connecting");
         self.restart(&name, game);
+        // What restored game code asked of storage goes out now, as the shell's would.
+        self.serve_stores(n);
     }
 
     /// Delivers `signal` (libc's number, see `goworld_common::sig`) to node `name`.

@@ -10,6 +10,7 @@ use goworld_common::proto::Args;
 
 use super::{Ctx, Vec3};
 use crate::attr::AttrChange;
+use crate::store::StoreError;
 
 /// Something game code asked for, run by the engine after the handler returns.
 pub(crate) enum Action {
@@ -150,14 +151,14 @@ pub enum KvdbOp {
 }
 
 /// What a KVDB callback gets: the value (for Get and GetOrPut) or an error.
-pub type KvdbResult = Result<Option<String>, String>;
+pub type KvdbResult = Result<Option<String>, StoreError>;
 /// What a KVDB range callback gets: the pairs, ordered by key, or an error.
-pub type KvdbRangeResult = Result<Vec<(String, String)>, String>;
+pub type KvdbRangeResult = Result<Vec<(String, String)>, StoreError>;
 /// A KVDB callback, run with the entity that asked (not run if it is gone).
 pub(crate) type KvdbCallback =
-    Box<dyn FnOnce(&mut dyn Any, &mut Ctx, Result<crate::kvdb::KvdbOutput, String>)>;
+    Box<dyn FnOnce(&mut dyn Any, &mut Ctx, Result<crate::store::KvdbOutput, StoreError>)>;
 /// A storage callback, run with the entity that asked (not run if it is gone).
-pub(crate) type StorageCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, Result<bool, String>)>;
+pub(crate) type StorageCallback = Box<dyn FnOnce(&mut dyn Any, &mut Ctx, Result<bool, StoreError>)>;
 
 /// Which shard of a service a call goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]

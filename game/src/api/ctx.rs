@@ -23,6 +23,7 @@ use super::{
     MIN_TIMER_INTERVAL, SYNC_NEIGHBOURS, SYNC_OWN,
 };
 use crate::attr::{AttrError, Attrs, ListAttr, ListMut, MapAttr, MapMut};
+use crate::store::StoreError;
 
 /// What game code gets with its entity: its ID, attributes and client, and the way to act
 /// on everything else.
@@ -407,10 +408,10 @@ impl Ctx<'_> {
     }
 
     fn kvdb<T: Entity>(&mut self, op: KvdbOp, then: Option<fn(&mut T, &mut Ctx, KvdbResult)>) {
-        use crate::kvdb::KvdbOutput;
+        use crate::store::KvdbOutput;
         let then: Option<KvdbCallback> = then.map(|f| {
             Box::new(
-                move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<KvdbOutput, String>| {
+                move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<KvdbOutput, StoreError>| {
                     if let Some(e) = obj.downcast_mut::<T>() {
                         let r = r.map(|out| match out {
                             KvdbOutput::Value(v) => v,
@@ -436,9 +437,9 @@ impl Ctx<'_> {
         end: &str,
         then: fn(&mut T, &mut Ctx, KvdbRangeResult),
     ) {
-        use crate::kvdb::KvdbOutput;
+        use crate::store::KvdbOutput;
         let cb: KvdbCallback = Box::new(
-            move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<KvdbOutput, String>| {
+            move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<KvdbOutput, StoreError>| {
                 if let Some(e) = obj.downcast_mut::<T>() {
                     let r = r.map(|out| match out {
                         KvdbOutput::Range(pairs) => pairs,
@@ -461,10 +462,10 @@ impl Ctx<'_> {
         &mut self,
         type_name: &str,
         id: EntityId,
-        then: fn(&mut T, &mut Ctx, Result<bool, String>),
+        then: fn(&mut T, &mut Ctx, Result<bool, StoreError>),
     ) {
         let cb: StorageCallback = Box::new(
-            move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<bool, String>| {
+            move |obj: &mut dyn Any, ctx: &mut Ctx, r: Result<bool, StoreError>| {
                 if let Some(e) = obj.downcast_mut::<T>() {
                     then(e, ctx, r)
                 }

@@ -52,4 +52,5 @@ pub mod prelude {
     };
     pub use crate::args;
     pub use crate::attr::{ListAttr, MapAttr};
+    pub use crate::store::StoreError;
 }

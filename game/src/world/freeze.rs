@@ -15,14 +15,16 @@
 //! What is not written: game-wide timers and crontab entries (closures: `on_game_ready`
 //! runs again after the restore and sets them up), the service registry (the dispatchers
 //! keep it and send it with their handshake ack), and nothing in flight (local calls are
-//! run, migrations cancelled, before the freeze).
+//! run, migrations cancelled, before the freeze; storage and KVDB requests were answered
+//! before it began: the game service waits for them in its draining state, see
+//! `persist.rs`).
 //!
 //! Invariant: a hot swap loses nothing. The file is written only after the local work is
-//! run, storage and the KVDB have answered everything in flight, and EnterSpace requests are
-//! cancelled (asked again after the restore); the new process restores it all before it
-//! dials, and the dispatchers hold the game's packets in between.
+//! run, storage and the KVDB have answered everything in flight (the draining state), and
+//! EnterSpace requests are cancelled (asked again after the restore); the new process
+//! restores it all before it dials, and the dispatchers hold the game's packets in between.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use goworld_common::id::EntityId;
 use goworld_common::msgpack::{self, Value};
@@ -49,37 +51,6 @@ pub struct Restored {
 }
 
 impl World {
-    /// Waits (up to `timeout`) until storage and the KVDB have answered everything asked of
-    /// them, running what their answers start, so nothing in flight is lost with the process.
-    pub fn drain_for_freeze(
-        &mut self,
-        net: &mut Net,
-        now: Instant,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        for _ in 0..10 {
-            if let Some(s) = self.storage.as_mut() {
-                s.drain(timeout)
-                    .map_err(|n| format!("{n} storage requests still pending after {timeout:?}"))?;
-            }
-            self.on_storage_results(net, now);
-            if let Some(k) = self.kvdb.as_mut() {
-                k.drain(timeout)
-                    .map_err(|n| format!("{n} KVDB requests still pending after {timeout:?}"))?;
-            }
-            self.on_kvdb_results(net, now);
-            self.run_local_calls(net, now);
-            let busy = self.storage.as_ref().is_some_and(|s| s.pending() > 0)
-                || self.kvdb.as_ref().is_some_and(|k| k.pending() > 0)
-                || !self.storage_waiting.is_empty()
-                || !self.kvdb_waiting.is_empty();
-            if !busy {
-                return Ok(());
-            }
-        }
-        Err("storage and KVDB answers keep starting new requests".into())
-    }
-
     /// Writes everything this game runs as the freeze file's bytes. First every entity's
     /// `on_freeze` runs (a panic there abandons the freeze, changing nothing else), then the
     /// work in hand is finished: local calls run, calls waiting behind migration fences are

@@ -127,7 +127,7 @@ fn main() {
         settings,
         IdGen::new([1, 2, 3], 1),
         types,
-        (None, None),
+        goworld_game::store::Stores::NONE,
         Rng::new(1),
     );
     let mut io = CountIo::default();

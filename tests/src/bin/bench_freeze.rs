@@ -91,7 +91,7 @@ fn game(now: Instant, restore: bool) -> GameService {
         s,
         IdGen::new([1, 2, 3], 1),
         types(),
-        (None, None),
+        goworld_game::store::Stores::NONE,
         Rng::new(1),
     )
 }

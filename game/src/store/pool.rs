@@ -1,19 +1,22 @@
-//! Entity storage (reference §3.11): saves, loads, existence checks and listings of persistent
-//! entities, run on a pool of worker threads so the reactor never waits for a disk.
+//! The stores' worker pool: entity storage on a pool of worker threads and the KVDB on one,
+//! so the reactor never waits for a disk. The game's shell owns it ([`StorePool`]), feeds it
+//! the world's [`StoreRequest`]s and hands the [`StoreResult`]s back when the pool wakes the
+//! reactor; the world itself holds no thread, channel or waker.
 //!
 //! # Shape
 //!
-//! [`Storage`] is the reactor-side handle. Each request (`save`, `load`, `exists`, `list`)
-//! carries a caller-chosen `u64` token and goes to one of K worker threads
-//! ([`DEFAULT_WORKERS`] = 4 for [`Storage::filesystem`] and [`Storage::open`]; one for
-//! [`Storage::with_backend`]), each owning its own backend (a [`StorageBackend`]; the
-//! built-in one is [`FilesystemStorage`], and all its instances share one directory). Only
-//! owned bytes and strings cross the thread boundary. Each worker executes its requests one
-//! at a time in submit order, pushes `(token, result)` onto its results queue and wakes the
-//! reactor through the shared [`mio::Waker`]; the reactor's `on_wake` calls
-//! [`Storage::take_results`], which gathers the results of every worker.
+//! [`StorePool`] routes each request by its store: to the [`StoragePool`] (K worker threads,
+//! [`DEFAULT_WORKERS`] = 4 for [`StoragePool::filesystem`]; one for
+//! [`StoragePool::with_backend`]), or to the [`KvdbPool`] (one worker thread). Each worker
+//! owns its own backend (a [`StorageBackend`] or [`KvdbBackend`]; the filesystem ones share
+//! one directory). Only owned bytes and strings cross the thread boundary. Each worker
+//! executes its requests one at a time in submit order, pushes `(token, result)` onto its
+//! results queue and wakes the reactor through the shared [`mio::Waker`]; the shell's
+//! `on_wake` calls [`StorePool::take_results`], which gathers the results of every worker. A
+//! request for a store that is not configured fails at once
+//! ([`StoreError::Unconfigured`]), with a wake.
 //!
-//! # Ordering across the pool
+//! # Ordering across the storage pool
 //!
 //! Saves are bound by fsync, and several workers let the disk (and the filesystem's journal)
 //! overlap them. What stays ordered:
@@ -30,59 +33,41 @@
 //! - **Results:** requests of different entities may finish in any order, so a later request
 //!   may complete in an earlier `take_results` batch. Within one batch, results are sorted
 //!   into submit order (after `drain`, one batch holds everything in global submit order).
+//! - **The KVDB** runs everything in submit order on its one worker; storage and KVDB
+//!   results are not ordered with each other.
 //!
-//! The pool's `pending`, `spilled`, `spill_len`, `drain`, `wait_results` and `shutdown` cover
+//! The pools' `pending`, `spilled`, `spill_len`, `drain`, `wait_results` and `shutdown` cover
 //! every worker; the blocking ones wait on one bell rung by all of them.
 //!
 //! # The reactor never blocks
 //!
 //! Submitting never waits: each worker's channel is bounded, and when it is full the request
-//! goes to that worker's reactor-side spill queue (counted by [`Storage::spilled`]) that is
+//! goes to that worker's reactor-side spill queue (counted by [`StorePool::spilled`]) that is
 //! fed into the channel, oldest first, whenever the handle is used again (every submit and
 //! every `take_results`, which the worker's wake triggers as it makes room). Once anything is
 //! spilled, later requests for that worker spill behind it, so submit order is kept. The only
 //! lock shared with a worker guards its results queue and is held just long enough to push or
 //! take (the bell's lock is taken only by the workers and the blocking waits).
-//! Only [`Storage::drain`], [`Storage::wait_results`] and [`Storage::shutdown`] block, by
-//! design: they are for freeze, graceful stop and tests.
+//! Only `drain`, `wait_results` and `shutdown` block, by design: they are for the shell's
+//! exit (bounded), tests and tools.
 //!
 //! # Failures
 //!
-//! A backend error is returned as the request's `Err`, prefixed with the operation. GoWorld
-//! retries saves forever; here the caller decides (the entity layer may resubmit). A panic
-//! inside an operation is caught on the worker, reported as that request's error (naming the
-//! operation) and the worker keeps serving. If a worker thread dies anyway, a guard marks it
-//! dead and wakes the reactor; the handle then reports every pending token of that worker
-//! (queued, spilled or in flight) as failed rather than leaving it hanging, and fails later
-//! requests routed to it at once. The other workers keep serving their entities, and a held
-//! `list` counts the dead worker's failed requests as finished (a list sent to a worker that
-//! has died, but not yet been seen dead, fails like any of its requests).
-//!
-//! # Filesystem layout and atomicity
-//!
-//! `[storage] type = filesystem`: one file per entity at `<directory>/<TypeName>/<EntityID>`,
-//! holding exactly the bytes given to `save`. Several game processes on one host may share the
-//! directory. A save writes a temporary file in the same directory (`.tmp-<pid>-<seq>`, never
-//! 16 bytes long, so never mistaken for an entity), fsyncs it, renames it over the target and
-//! fsyncs the directory: `rename` replaces the name atomically, so a concurrent reader in any
-//! process sees either the old or the new contents, never a torn file, and a crash leaves at
-//! worst a stray temporary file (ignored by `list`). `Saved` means durable: the type
-//! directory's own name is fsynced into the storage directory by each worker before its
-//! first save there, even when another worker or process created it. Saves are not grouped:
-//! each pays its two fsyncs (batching renames under one directory fsync measured no better
-//! on one worker here, see BENCHMARKS.md). Type names and IDs become path components,
-//! so they are checked: no empty names, no `.` or `..`, no `/`, no NUL.
-//!
-//! The worker machinery here ([`Completion`] and the crate-private `Worker`) is shared with
-//! [`crate::kvdb`].
+//! A backend error is returned as the request's [`StoreError::Backend`], naming the store and
+//! the operation. GoWorld retries saves forever; here the caller decides (the entity layer
+//! may resubmit). A panic inside an operation is caught on the worker, reported as that
+//! request's [`StoreError::Panicked`] and the worker keeps serving. If a worker thread dies
+//! anyway, a guard marks it dead and wakes the reactor; the handle then reports every
+//! pending token of that worker (queued, spilled or in flight) as
+//! [`StoreError::WorkerGone`] rather than leaving it hanging, and fails later requests routed
+//! to it at once. The other workers keep serving their entities, and a held `list` counts
+//! the dead worker's failed requests as finished (a list sent to a worker that has died, but
+//! not yet been seen dead, fails like any of its requests).
 
-use std::collections::{HashSet, VecDeque};
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::collections::VecDeque;
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -90,26 +75,45 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use goworld_common::config::StoreConfig;
-use goworld_common::id::{EntityId, ID_LEN};
+use goworld_common::id::EntityId;
 use log::{error, warn};
 use mio::Waker;
 
-/// One finished request: the caller's token and the outcome (an error is a readable message
-/// naming the operation).
-pub type Completion<O> = (u64, Result<O, String>);
+use super::backend::{run_kvdb, run_storage, KvdbBackend, StorageBackend};
+use super::fs_kvdb::FilesystemKvdb;
+use super::fs_storage::FilesystemStorage;
+use super::msg::{
+    KvdbOp, KvdbOutput, StorageOp, StorageOutput, Store, StoreError, StoreOp, StoreOutput,
+    StoreRequest, StoreResult, Stores,
+};
 
-/// Requests the handle queues before spilling: enough for bursts (a save round of many
-/// entities) without holding much memory per queued request.
+/// One finished request: the caller's token and the outcome.
+pub type Completion<O> = (u64, Result<O, StoreError>);
+
+/// Requests a worker's channel holds before further ones spill on the reactor side: enough
+/// for bursts (a save round of many entities) without holding much memory per request.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
-// The worker machinery, shared with the KVDB.
+// The worker machinery, shared by storage and the KVDB.
 // ---------------------------------------------------------------------------------------------
 
 /// A request the worker can name in error messages.
 pub(crate) trait Op: Send + 'static {
     /// A short description such as `save Avatar/ABCDEFGHIJKLMNOP`.
     fn describe(&self) -> String;
+}
+
+impl Op for StorageOp {
+    fn describe(&self) -> String {
+        StorageOp::describe(self)
+    }
+}
+
+impl Op for KvdbOp {
+    fn describe(&self) -> String {
+        KvdbOp::describe(self)
+    }
 }
 
 /// Rung after every completion and whenever a worker exits, for the blocking waits. One bell
@@ -177,13 +181,13 @@ impl<O> Shared<O> {
 struct DeathGuard<O> {
     shared: Arc<Shared<O>>,
     waker: Option<Arc<Waker>>,
-    what: &'static str,
+    store: Store,
 }
 
 impl<O> Drop for DeathGuard<O> {
     fn drop(&mut self) {
         if thread::panicking() {
-            error!("{} worker thread died", self.what);
+            error!("{} worker thread died", self.store);
         }
         self.shared.lock().dead = true;
         self.shared.bell.ring();
@@ -203,7 +207,7 @@ enum Stopped {
 /// The reactor-side half of one worker thread: a bounded channel plus a spill queue, the
 /// results queue, and the bookkeeping that turns a dead worker into failed results.
 pub(crate) struct Worker<R: Op, O> {
-    what: &'static str,
+    store: Store,
     tx: Option<SyncSender<(u64, R)>>,
     stopped: Option<Stopped>,
     spill: VecDeque<(u64, R)>,
@@ -232,19 +236,19 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl<R: Op, O: Send + 'static> Worker<R, O> {
-    /// Starts the worker thread `<what>-worker`; `exec` runs each request on it.
+    /// Starts the worker thread `<store>-worker`; `exec` runs each request on it.
     pub(crate) fn spawn<F>(
-        what: &'static str,
+        store: Store,
         capacity: usize,
         waker: Option<Arc<Waker>>,
         exec: F,
     ) -> io::Result<Worker<R, O>>
     where
-        F: FnMut(&R) -> Result<O, String> + Send + 'static,
+        F: FnMut(&R) -> Result<O, StoreError> + Send + 'static,
     {
         Worker::spawn_with_bell(
-            what,
-            format!("{what}-worker"),
+            store,
+            format!("{store}-worker"),
             capacity,
             waker,
             Bell::new(),
@@ -255,7 +259,7 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
     /// Like [`Worker::spawn`], naming the thread `thread_name` and ringing `bell` (which may
     /// be shared with other workers) on every completion and on exit.
     pub(crate) fn spawn_with_bell<F>(
-        what: &'static str,
+        store: Store,
         thread_name: String,
         capacity: usize,
         waker: Option<Arc<Waker>>,
@@ -263,7 +267,7 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
         mut exec: F,
     ) -> io::Result<Worker<R, O>>
     where
-        F: FnMut(&R) -> Result<O, String> + Send + 'static,
+        F: FnMut(&R) -> Result<O, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<(u64, R)>(capacity.max(1));
         let shared = Arc::new(Shared {
@@ -277,7 +281,7 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
         let guard = DeathGuard {
             shared: Arc::clone(&shared),
             waker: waker.clone(),
-            what,
+            store,
         };
         let thread = thread::Builder::new().name(thread_name).spawn(move || {
             let guard = guard;
@@ -286,15 +290,18 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
                 // is used again, which is why backends must tolerate an interrupted call
                 // (the filesystem one keeps no state across calls).
                 let result = match panic::catch_unwind(AssertUnwindSafe(|| exec(&req))) {
-                    Ok(Ok(o)) => Ok(o),
-                    Ok(Err(e)) => Err(format!("{what} {}: {e}", req.describe())),
+                    Ok(r) => r,
                     Err(payload) => {
-                        let msg = panic_text(&*payload);
+                        let why = panic_text(&*payload);
                         // Dropping the payload runs outside catch_unwind on purpose: a
                         // payload whose drop panics kills the thread, which the guard
                         // turns into failed results.
                         drop(payload);
-                        Err(format!("{what} {} panicked: {msg}", req.describe()))
+                        Err(StoreError::Panicked {
+                            store,
+                            op: req.describe(),
+                            why,
+                        })
                     }
                 };
                 let was_empty = {
@@ -310,14 +317,14 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
                 if was_empty {
                     if let Some(w) = &guard.waker {
                         if let Err(e) = w.wake() {
-                            warn!("{what} worker: waking the reactor failed: {e}");
+                            warn!("{store} worker: waking the reactor failed: {e}");
                         }
                     }
                 }
             }
         })?;
         Ok(Worker {
-            what,
+            store,
             tx: Some(tx),
             stopped: None,
             spill: VecDeque::new(),
@@ -335,19 +342,12 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
     /// Queues a request; never blocks.
     pub(crate) fn submit(&mut self, token: u64, req: R) {
         let Some(tx) = &self.tx else {
-            let why = match self.stopped {
-                Some(Stopped::ShutDown) => "is shut down",
-                _ => "worker thread is dead",
+            let store = self.store;
+            let e = match self.stopped {
+                Some(Stopped::ShutDown) => StoreError::ShutDown { store },
+                _ => StoreError::WorkerGone { store },
             };
-            self.ready.push((
-                token,
-                Err(format!(
-                    "{} {}: {} {why}",
-                    self.what,
-                    req.describe(),
-                    self.what
-                )),
-            ));
+            self.ready.push((token, Err(e)));
             // The caller learns of results on wake; make sure there is one.
             if let Some(w) = &self.waker {
                 let _ = w.wake();
@@ -378,7 +378,7 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
         if self.spill.len().is_multiple_of(1024) || self.spilled_total == 1 {
             warn!(
                 "{} queue full: {} requests spilled on the reactor side",
-                self.what,
+                self.store,
                 self.spill.len()
             );
         }
@@ -413,16 +413,12 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
             let n = self.outstanding.len();
             error!(
                 "{}: worker gone with {n} requests pending; reporting them failed",
-                self.what
+                self.store
             );
             for token in self.outstanding.drain(..) {
-                self.ready.push((
-                    token,
-                    Err(format!(
-                        "{}: worker thread died before completing the request",
-                        self.what
-                    )),
-                ));
+                let store = self.store;
+                self.ready
+                    .push((token, Err(StoreError::WorkerGone { store })));
             }
             self.failed_here += n as u64;
             self.spill.clear();
@@ -530,7 +526,7 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
         if let Some(t) = self.thread.take() {
             // The channel is empty and closed: the worker's recv fails and it exits.
             if t.join().is_err() {
-                warn!("{} worker ended with a panic", self.what);
+                warn!("{} worker ended with a panic", self.store);
             }
         }
         Ok(())
@@ -545,7 +541,7 @@ impl<R: Op, O> Drop for Worker<R, O> {
         if !self.spill.is_empty() {
             warn!(
                 "{} dropped with {} spilled requests never sent to its worker",
-                self.what,
+                self.store,
                 self.spill.len()
             );
         }
@@ -554,134 +550,10 @@ impl<R: Op, O> Drop for Worker<R, O> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Atomic files, shared with the KVDB.
-// ---------------------------------------------------------------------------------------------
-
-/// Temporary file names are unique per process (pid) and per write (a counter), and always
-/// 36 bytes long with `-`, so they never look like an entity ID or a KVDB key file.
-fn temp_name() -> OsString {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    OsString::from(format!(".tmp-{:010}-{seq:020}", std::process::id()))
-}
-
-/// True for names `temp_name` makes.
-pub(crate) fn is_temp_name(name: &[u8]) -> bool {
-    name.starts_with(b".tmp-")
-}
-
-/// Flushes a directory's entries (a created, renamed or linked name) to disk.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Writes `data` to a new temporary file in `dir` and fsyncs it; returns its path. The caller
-/// renames or links it into place (and removes it on failure).
-pub(crate) fn write_temp(dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
-    let path = dir.join(temp_name());
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        f.write_all(data)?;
-        f.sync_all()
-    };
-    match write() {
-        Ok(()) => Ok(path),
-        Err(e) => {
-            let _ = fs::remove_file(&path);
-            Err(e)
-        }
-    }
-}
-
-/// Replaces `dir/name` with `data` atomically: temp file, fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(dir: &Path, name: &OsStr, data: &[u8]) -> io::Result<()> {
-    let tmp = write_temp(dir, data)?;
-    if let Err(e) = fs::rename(&tmp, dir.join(name)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Storage.
 // ---------------------------------------------------------------------------------------------
 
-/// The result of one storage request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageOutput {
-    /// `save` finished: the data is durable.
-    Saved,
-    /// `load`: the saved bytes, or `None` if the entity was never saved.
-    Loaded(Option<Vec<u8>>),
-    /// `exists`: whether the entity has been saved.
-    Exists(bool),
-    /// `list`: IDs of every saved entity of the type, sorted.
-    List(Vec<EntityId>),
-}
-
-/// A storage engine. Runs on the worker thread only; errors are messages for the caller
-/// (the worker prefixes them with the operation).
-pub trait StorageBackend: Send + 'static {
-    /// Stores `data` for the entity, replacing any earlier save atomically.
-    fn save(&mut self, type_name: &str, eid: &EntityId, data: &[u8]) -> Result<(), String>;
-    /// The entity's saved bytes; `Ok(None)` if it was never saved.
-    fn load(&mut self, type_name: &str, eid: &EntityId) -> Result<Option<Vec<u8>>, String>;
-    /// Whether the entity has been saved.
-    fn exists(&mut self, type_name: &str, eid: &EntityId) -> Result<bool, String>;
-    /// IDs of every saved entity of the type (GoWorld's `ListEntityIDs`), sorted.
-    fn list(&mut self, type_name: &str) -> Result<Vec<EntityId>, String>;
-}
-
-enum StorageReq {
-    Save {
-        type_name: String,
-        eid: EntityId,
-        data: Vec<u8>,
-    },
-    Load {
-        type_name: String,
-        eid: EntityId,
-    },
-    Exists {
-        type_name: String,
-        eid: EntityId,
-    },
-    List {
-        type_name: String,
-    },
-}
-
-impl Op for StorageReq {
-    fn describe(&self) -> String {
-        match self {
-            StorageReq::Save { type_name, eid, .. } => format!("save {type_name}/{eid}"),
-            StorageReq::Load { type_name, eid } => format!("load {type_name}/{eid}"),
-            StorageReq::Exists { type_name, eid } => format!("exists {type_name}/{eid}"),
-            StorageReq::List { type_name } => format!("list {type_name}"),
-        }
-    }
-}
-
-fn exec_storage<B: StorageBackend>(b: &mut B, req: &StorageReq) -> Result<StorageOutput, String> {
-    match req {
-        StorageReq::Save {
-            type_name,
-            eid,
-            data,
-        } => b.save(type_name, eid, data).map(|()| StorageOutput::Saved),
-        StorageReq::Load { type_name, eid } => b.load(type_name, eid).map(StorageOutput::Loaded),
-        StorageReq::Exists { type_name, eid } => {
-            b.exists(type_name, eid).map(StorageOutput::Exists)
-        }
-        StorageReq::List { type_name } => b.list(type_name).map(StorageOutput::List),
-    }
-}
-
-/// Storage workers in a pool made by [`Storage::filesystem`] and [`Storage::open`].
+/// Storage workers in a pool made by [`StoragePool::filesystem`] and [`StoragePool::open`].
 pub const DEFAULT_WORKERS: usize = 4;
 
 /// The pool worker that owns `eid`: every request naming the entity goes there, so they run
@@ -705,9 +577,9 @@ struct HeldList {
 }
 
 /// The reactor-side handle to entity storage (see the module docs). Submitting never blocks;
-/// results come back from [`Storage::take_results`], in submit order per entity.
-pub struct Storage {
-    workers: Vec<Worker<StorageReq, StorageOutput>>,
+/// results come back from [`StoragePool::take_results`], in submit order per entity.
+pub struct StoragePool {
+    workers: Vec<Worker<StorageOp, StorageOutput>>,
     /// Rung by every worker of the pool, for the blocking waits.
     bell: Arc<Bell>,
     /// Per worker, the submit sequence numbers of its requests whose results have not been
@@ -718,13 +590,13 @@ pub struct Storage {
     held: VecDeque<HeldList>,
 }
 
-impl Storage {
+impl StoragePool {
     /// Filesystem storage in `dir` (created if missing), on [`DEFAULT_WORKERS`] workers with
     /// the default queue capacity. `waker` is woken whenever results become available;
-    /// `None` for use without a reactor (then poll with [`Storage::wait_results`]).
-    pub fn filesystem(dir: PathBuf, waker: Option<Arc<Waker>>) -> io::Result<Storage> {
-        fs::create_dir_all(&dir)?;
-        Storage::with_backend_pool(
+    /// `None` for use without a reactor (then poll with [`StoragePool::wait_results`]).
+    pub fn filesystem(dir: PathBuf, waker: Option<Arc<Waker>>) -> io::Result<StoragePool> {
+        std::fs::create_dir_all(&dir)?;
+        StoragePool::with_backend_pool(
             || FilesystemStorage::new(dir.clone()),
             waker,
             DEFAULT_QUEUE_CAPACITY,
@@ -734,9 +606,9 @@ impl Storage {
 
     /// Storage as configured by `[storage]`. Only `filesystem` is built; other types are
     /// rejected by the config parser already and give `Unsupported` here.
-    pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<Storage> {
+    pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<StoragePool> {
         match cfg.kind.as_str() {
-            "filesystem" => Storage::filesystem(cfg.directory.clone(), waker),
+            "filesystem" => StoragePool::filesystem(cfg.directory.clone(), waker),
             other => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("storage type '{other}' is not built"),
@@ -751,9 +623,9 @@ impl Storage {
         backend: B,
         waker: Option<Arc<Waker>>,
         queue_capacity: usize,
-    ) -> io::Result<Storage> {
+    ) -> io::Result<StoragePool> {
         let mut backend = Some(backend);
-        Storage::with_backend_pool(
+        StoragePool::with_backend_pool(
             || Ok(backend.take().expect("called once for one worker")),
             waker,
             queue_capacity,
@@ -765,13 +637,13 @@ impl Storage {
     /// `make_backend` (called here, once per worker, in worker order) and its own channel of
     /// `queue_capacity`. Requests are sharded by entity ID; see the module docs for what that
     /// keeps. Backends of one pool must serve the same store (or disjoint shards of it: a
-    /// worker only lists entities it was saving, see [`Storage::list`]).
+    /// worker only lists entities it was saving, see [`StoragePool::list`]).
     pub fn with_backend_pool<B, F>(
         mut make_backend: F,
         waker: Option<Arc<Waker>>,
         queue_capacity: usize,
         workers: usize,
-    ) -> io::Result<Storage>
+    ) -> io::Result<StoragePool>
     where
         B: StorageBackend,
         F: FnMut() -> io::Result<B>,
@@ -787,15 +659,15 @@ impl Storage {
                 format!("storage-worker-{i}")
             };
             ws.push(Worker::spawn_with_bell(
-                "storage",
+                Store::Storage,
                 name,
                 queue_capacity,
                 waker.clone(),
                 Arc::clone(&bell),
-                move |req| exec_storage(&mut backend, req),
+                move |req| run_storage(&mut backend, req),
             )?);
         }
-        Ok(Storage {
+        Ok(StoragePool {
             workers: ws,
             bell,
             seqs: vec![VecDeque::new(); n],
@@ -809,26 +681,45 @@ impl Storage {
         self.workers.len()
     }
 
-    fn submit_to(&mut self, i: usize, seq: u64, token: u64, req: StorageReq) {
+    fn submit_to(&mut self, i: usize, seq: u64, token: u64, req: StorageOp) {
         self.seqs[i].push_back(seq);
         self.workers[i].submit(token, req);
     }
 
-    fn submit_entity(&mut self, token: u64, eid: EntityId, req: StorageReq) {
+    /// Submits one operation; never blocks. `save`, `load` and `exists` go to the worker
+    /// that owns the entity; `list` waits for every request submitted before it (see the
+    /// module docs). The result comes back from [`StoragePool::take_results`] with `token`.
+    pub fn submit(&mut self, token: u64, op: StorageOp) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let i = worker_for(&eid, self.workers.len());
-        self.submit_to(i, seq, token, req);
+        match op.entity() {
+            Some(eid) => {
+                let i = worker_for(eid, self.workers.len());
+                self.submit_to(i, seq, token, op);
+            }
+            None => {
+                let StorageOp::List { type_name } = op else {
+                    unreachable!("only a listing names no entity")
+                };
+                let after = self.workers.iter().map(|w| w.submitted()).collect();
+                self.held.push_back(HeldList {
+                    seq,
+                    token,
+                    type_name,
+                    after,
+                });
+                self.release_lists();
+            }
+        }
     }
 
     /// Saves `data` as the entity's state; completes with [`StorageOutput::Saved`] once the
     /// data is durable.
     pub fn save(&mut self, token: u64, type_name: &str, eid: EntityId, data: Vec<u8>) {
         let type_name = type_name.to_string();
-        self.submit_entity(
+        self.submit(
             token,
-            eid,
-            StorageReq::Save {
+            StorageOp::Save {
                 type_name,
                 eid,
                 data,
@@ -839,29 +730,21 @@ impl Storage {
     /// Loads the entity's state; completes with [`StorageOutput::Loaded`].
     pub fn load(&mut self, token: u64, type_name: &str, eid: EntityId) {
         let type_name = type_name.to_string();
-        self.submit_entity(token, eid, StorageReq::Load { type_name, eid });
+        self.submit(token, StorageOp::Load { type_name, eid });
     }
 
     /// Checks whether the entity was saved; completes with [`StorageOutput::Exists`].
     pub fn exists(&mut self, token: u64, type_name: &str, eid: EntityId) {
         let type_name = type_name.to_string();
-        self.submit_entity(token, eid, StorageReq::Exists { type_name, eid });
+        self.submit(token, StorageOp::Exists { type_name, eid });
     }
 
     /// Lists saved entities of a type; completes with [`StorageOutput::List`]. The listing
     /// includes every save submitted before it (it is held until all of them, on every
     /// worker, have finished) and may include later ones.
     pub fn list(&mut self, token: u64, type_name: &str) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let after = self.workers.iter().map(|w| w.submitted()).collect();
-        self.held.push_back(HeldList {
-            seq,
-            token,
-            type_name: type_name.to_string(),
-            after,
-        });
-        self.release_lists();
+        let type_name = type_name.to_string();
+        self.submit(token, StorageOp::List { type_name });
     }
 
     /// Sends held lists whose barrier has passed to the least busy live worker. Returns
@@ -882,7 +765,7 @@ impl Storage {
             let i = (0..self.workers.len())
                 .min_by_key(|&i| (self.workers[i].is_stopped(), self.workers[i].pending()))
                 .expect("at least one worker");
-            let req = StorageReq::List {
+            let req = StorageOp::List {
                 type_name: h.type_name,
             };
             self.submit_to(i, h.seq, h.token, req);
@@ -987,311 +870,299 @@ impl Storage {
     }
 }
 
-/// `[storage] type = filesystem`: `<dir>/<TypeName>/<EntityID>` files written atomically
-/// (see the module docs). Safe to share between processes.
-pub struct FilesystemStorage {
-    dir: PathBuf,
-    /// Type directories known to exist, so saves skip the check.
-    known_dirs: HashSet<String>,
+// ---------------------------------------------------------------------------------------------
+// The KVDB.
+// ---------------------------------------------------------------------------------------------
+
+/// The reactor-side handle to the KVDB: one worker thread owns the backend and runs requests
+/// in submit order; results come back from [`KvdbPool::take_results`] in submit order.
+pub struct KvdbPool {
+    w: Worker<KvdbOp, KvdbOutput>,
 }
 
-/// Checks a name used as one path component.
-fn check_component(what: &str, name: &[u8]) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("invalid {what}: empty"));
+impl KvdbPool {
+    /// Filesystem KVDB in `dir` (created if missing), with the default queue capacity.
+    /// `waker` is woken whenever results become available; `None` for use without a reactor
+    /// (then poll with [`KvdbPool::wait_results`]).
+    pub fn filesystem(dir: PathBuf, waker: Option<Arc<Waker>>) -> io::Result<KvdbPool> {
+        KvdbPool::with_backend(FilesystemKvdb::new(dir)?, waker, DEFAULT_QUEUE_CAPACITY)
     }
-    if name == b"." || name == b".." {
-        return Err(format!(
-            "invalid {what} '{}'",
-            String::from_utf8_lossy(name)
-        ));
+
+    /// The KVDB as configured by `[kvdb]`: `Ok(None)` when `type` is empty (disabled, as in
+    /// GoWorld). Only `filesystem` is built; other types give `Unsupported`.
+    pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<Option<KvdbPool>> {
+        match cfg.kind.as_str() {
+            "" => Ok(None),
+            "filesystem" => KvdbPool::filesystem(cfg.directory.clone(), waker).map(Some),
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("kvdb type '{other}' is not built"),
+            )),
+        }
     }
-    if name.contains(&b'/') || name.contains(&0) {
-        return Err(format!(
-            "invalid {what} {:?}: contains '/' or NUL",
-            String::from_utf8_lossy(name)
-        ));
+
+    /// A KVDB over any backend; at most `queue_capacity` requests wait in the channel before
+    /// further ones spill on the reactor side.
+    pub fn with_backend<B: KvdbBackend>(
+        mut backend: B,
+        waker: Option<Arc<Waker>>,
+        queue_capacity: usize,
+    ) -> io::Result<KvdbPool> {
+        let w = Worker::spawn(Store::Kvdb, queue_capacity, waker, move |req| {
+            run_kvdb(&mut backend, req)
+        })?;
+        Ok(KvdbPool { w })
     }
-    if name.len() > 255 {
-        return Err(format!("invalid {what}: {} bytes is too long", name.len()));
+
+    /// Submits one operation; never blocks.
+    pub fn submit(&mut self, token: u64, op: KvdbOp) {
+        self.w.submit(token, op);
     }
-    Ok(())
+
+    /// Reads `key`; completes with [`KvdbOutput::Value`].
+    pub fn get(&mut self, token: u64, key: &str) {
+        let key = key.to_string();
+        self.w.submit(token, KvdbOp::Get { key });
+    }
+
+    /// Stores `val` under `key`; completes with [`KvdbOutput::Done`].
+    pub fn put(&mut self, token: u64, key: &str, val: &str) {
+        let (key, val) = (key.to_string(), val.to_string());
+        self.w.submit(token, KvdbOp::Put { key, val });
+    }
+
+    /// Stores `val` under `key` unless it has a value, atomically across processes; completes
+    /// with [`KvdbOutput::Value`]: the existing value, or `None` if `val` was stored.
+    pub fn get_or_put(&mut self, token: u64, key: &str, val: &str) {
+        let (key, val) = (key.to_string(), val.to_string());
+        self.w.submit(token, KvdbOp::GetOrPut { key, val });
+    }
+
+    /// Reads every pair with `begin <= key < end`; completes with [`KvdbOutput::Range`].
+    pub fn get_range(&mut self, token: u64, begin: &str, end: &str) {
+        let (begin, end) = (begin.to_string(), end.to_string());
+        self.w.submit(token, KvdbOp::GetRange { begin, end });
+    }
+
+    /// Every result available now, in submit order. Call it from `Handler::on_wake`.
+    pub fn take_results(&mut self) -> Vec<Completion<KvdbOutput>> {
+        self.w.take_results()
+    }
+
+    /// Blocks up to `timeout` for at least one result (returns at once, empty, if nothing is
+    /// pending). For tests and tools without a reactor.
+    pub fn wait_results(&mut self, timeout: Duration) -> Vec<Completion<KvdbOutput>> {
+        self.w.wait_results(timeout)
+    }
+
+    /// Requests submitted and not yet finished (spilled ones included).
+    pub fn pending(&self) -> usize {
+        self.w.pending()
+    }
+
+    /// Requests that ever spilled into the reactor-side queue because the channel was full.
+    pub fn spilled(&self) -> u64 {
+        self.w.spilled()
+    }
+
+    /// Requests in the reactor-side spill queue now.
+    pub fn spill_len(&self) -> usize {
+        self.w.spill_len()
+    }
+
+    /// Blocks until every submitted request has finished (results stay for `take_results`);
+    /// on timeout returns how many are still pending. For freeze and graceful stop.
+    pub fn drain(&mut self, timeout: Duration) -> Result<(), usize> {
+        self.w.drain(timeout)
+    }
+
+    /// Drains (up to `timeout`), then stops and joins the worker; later requests fail at once.
+    /// On timeout nothing is stopped and the pending count is returned.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), usize> {
+        self.w.shutdown(timeout)
+    }
 }
 
-impl FilesystemStorage {
-    /// Storage rooted at `dir`, which is created (with parents) if missing.
-    pub fn new(dir: PathBuf) -> io::Result<FilesystemStorage> {
-        fs::create_dir_all(&dir)?;
-        Ok(FilesystemStorage {
-            dir,
-            known_dirs: HashSet::new(),
-        })
-    }
+// ---------------------------------------------------------------------------------------------
+// Both, as the shell owns them.
+// ---------------------------------------------------------------------------------------------
 
-    fn type_dir(&self, type_name: &str) -> Result<PathBuf, String> {
-        check_component("type name", type_name.as_bytes())?;
-        Ok(self.dir.join(type_name))
-    }
+/// A store could not be opened.
+#[derive(Debug)]
+pub struct OpenError {
+    /// The store.
+    pub store: Store,
+    /// What went wrong.
+    pub error: io::Error,
+}
 
-    fn entity_path(&self, type_name: &str, eid: &EntityId) -> Result<PathBuf, String> {
-        let dir = self.type_dir(type_name)?;
-        check_component("entity ID", eid.as_bytes())?;
-        Ok(dir.join(OsStr::from_bytes(eid.as_bytes())))
-    }
-
-    /// Creates the type directory on first use and makes its name durable.
-    fn ensure_type_dir(&mut self, type_name: &str) -> io::Result<PathBuf> {
-        let dir = self.dir.join(type_name);
-        if !self.known_dirs.contains(type_name) {
-            match fs::create_dir(&dir) {
-                // Made earlier, or just now by another worker or process, which may not have
-                // made its name durable yet: a save reported durable must not sit in a
-                // directory a crash could lose, so sync the parent either way (once per type
-                // per worker).
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            sync_dir(&self.dir)?;
-            self.known_dirs.insert(type_name.to_string());
-        }
-        Ok(dir)
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.store, self.error)
     }
 }
 
-impl StorageBackend for FilesystemStorage {
-    fn save(&mut self, type_name: &str, eid: &EntityId, data: &[u8]) -> Result<(), String> {
-        self.entity_path(type_name, eid)?;
-        let name = OsStr::from_bytes(eid.as_bytes());
-        let dir = self.ensure_type_dir(type_name).map_err(|e| e.to_string())?;
-        match write_atomic(&dir, name, data) {
-            // The directory was removed behind our back (an operator cleaning up): make it
-            // again rather than failing every later save of the type.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.known_dirs.remove(type_name);
-                let dir = self.ensure_type_dir(type_name).map_err(|e| e.to_string())?;
-                write_atomic(&dir, name, data).map_err(|e| e.to_string())
-            }
-            r => r.map_err(|e| e.to_string()),
+impl std::error::Error for OpenError {}
+
+/// Entity storage and the KVDB behind one door: the game's shell submits the world's
+/// requests here and takes the results when the waker fires (see the module docs).
+pub struct StorePool {
+    storage: Option<StoragePool>,
+    kvdb: Option<KvdbPool>,
+    /// Requests for a store that is not configured, failed at once, not yet taken.
+    failed: Vec<StoreResult>,
+    waker: Option<Arc<Waker>>,
+}
+
+impl StorePool {
+    /// A pool of the given stores (either may be missing). `waker` is woken when a request
+    /// for a missing store fails; give the pools the same waker.
+    pub fn new(
+        storage: Option<StoragePool>,
+        kvdb: Option<KvdbPool>,
+        waker: Option<Arc<Waker>>,
+    ) -> StorePool {
+        StorePool {
+            storage,
+            kvdb,
+            failed: Vec::new(),
+            waker,
         }
     }
 
-    fn load(&mut self, type_name: &str, eid: &EntityId) -> Result<Option<Vec<u8>>, String> {
-        match fs::read(self.entity_path(type_name, eid)?) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.to_string()),
+    /// The stores as configured by `[storage]` and `[kvdb]` (see [`StoragePool::open`] and
+    /// [`KvdbPool::open`]); every worker wakes `waker` when results are ready.
+    pub fn open(
+        storage: &StoreConfig,
+        kvdb: &StoreConfig,
+        waker: Option<Arc<Waker>>,
+    ) -> Result<StorePool, OpenError> {
+        let s = StoragePool::open(storage, waker.clone()).map_err(|error| OpenError {
+            store: Store::Storage,
+            error,
+        })?;
+        let k = KvdbPool::open(kvdb, waker.clone()).map_err(|error| OpenError {
+            store: Store::Kvdb,
+            error,
+        })?;
+        Ok(StorePool::new(Some(s), k, waker))
+    }
+
+    /// Which stores the pool has (what the game's world may ask for).
+    pub fn stores(&self) -> Stores {
+        Stores {
+            storage: self.storage.is_some(),
+            kvdb: self.kvdb.is_some(),
         }
     }
 
-    fn exists(&mut self, type_name: &str, eid: &EntityId) -> Result<bool, String> {
-        match fs::metadata(self.entity_path(type_name, eid)?) {
-            Ok(m) => Ok(m.is_file()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e.to_string()),
+    /// Submits one request; never blocks. A request for a store the pool lacks fails with
+    /// [`StoreError::Unconfigured`] (taken with the next results; the waker is woken).
+    pub fn submit(&mut self, req: StoreRequest) {
+        let StoreRequest { token, op } = req;
+        match (op, &mut self.storage, &mut self.kvdb) {
+            (StoreOp::Storage(op), Some(s), _) => s.submit(token, op),
+            (StoreOp::Kvdb(op), _, Some(k)) => k.submit(token, op),
+            (op, _, _) => {
+                let store = op.store();
+                self.failed.push(StoreResult {
+                    token,
+                    outcome: Err(StoreError::Unconfigured { store }),
+                });
+                if let Some(w) = &self.waker {
+                    let _ = w.wake();
+                }
+            }
         }
     }
 
-    fn list(&mut self, type_name: &str) -> Result<Vec<EntityId>, String> {
-        let dir = self.type_dir(type_name)?;
-        let entries = match fs::read_dir(&dir) {
-            Ok(it) => it,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let name = entry.file_name().into_vec();
-            // Entity files are exactly ID_LEN bytes; temporary files are longer.
-            if name.len() != ID_LEN || is_temp_name(&name) {
-                continue;
-            }
-            if let Some(eid) = EntityId::from_slice(&name) {
-                ids.push(eid);
-            }
+    /// Submits requests in order.
+    pub fn submit_all(&mut self, reqs: impl IntoIterator<Item = StoreRequest>) {
+        for r in reqs {
+            self.submit(r);
         }
-        ids.sort();
-        Ok(ids)
+    }
+
+    /// Every result available now: storage's (in submit order within the batch), then the
+    /// KVDB's (in submit order), then requests failed at once. Call it on the reactor's wake.
+    pub fn take_results(&mut self) -> Vec<StoreResult> {
+        let mut out = std::mem::take(&mut self.failed);
+        if let Some(s) = &mut self.storage {
+            out.extend(s.take_results().into_iter().map(|(token, r)| StoreResult {
+                token,
+                outcome: r.map(StoreOutput::Storage),
+            }));
+        }
+        if let Some(k) = &mut self.kvdb {
+            out.extend(k.take_results().into_iter().map(|(token, r)| StoreResult {
+                token,
+                outcome: r.map(StoreOutput::Kvdb),
+            }));
+        }
+        out
+    }
+
+    /// Requests submitted and not yet finished, over both stores.
+    pub fn pending(&self) -> usize {
+        self.storage.as_ref().map_or(0, |s| s.pending())
+            + self.kvdb.as_ref().map_or(0, |k| k.pending())
+    }
+
+    /// Requests that ever spilled into a reactor-side queue because a channel was full.
+    pub fn spilled(&self) -> u64 {
+        self.storage.as_ref().map_or(0, |s| s.spilled())
+            + self.kvdb.as_ref().map_or(0, |k| k.spilled())
+    }
+
+    /// Blocks until every submitted request has finished (results stay for
+    /// `take_results`); on timeout returns how many are still pending.
+    pub fn drain(&mut self, timeout: Duration) -> Result<(), usize> {
+        let deadline = Instant::now() + timeout;
+        let mut left = 0;
+        if let Some(s) = &mut self.storage {
+            left += s.drain(timeout).err().unwrap_or(0);
+        }
+        if let Some(k) = &mut self.kvdb {
+            let rest = deadline.saturating_duration_since(Instant::now());
+            left += k.drain(rest).err().unwrap_or(0);
+        }
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(left)
+        }
+    }
+
+    /// Drains (up to `timeout` in all), then stops and joins every worker; later requests
+    /// fail at once. On timeout the pending count is returned and the workers are left to
+    /// finish on their own (dropping the pool does not wait for them).
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), usize> {
+        let deadline = Instant::now() + timeout;
+        let mut left = 0;
+        if let Some(s) = &mut self.storage {
+            left += s.shutdown(timeout).err().unwrap_or(0);
+        }
+        if let Some(k) = &mut self.kvdb {
+            let rest = deadline.saturating_duration_since(Instant::now());
+            left += k.shutdown(rest).err().unwrap_or(0);
+        }
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(left)
+        }
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    pub(crate) struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(tag: &str) -> TempDir {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "goworld-rs-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&p);
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    const T: Duration = Duration::from_secs(10);
-
-    fn eid(s: &str) -> EntityId {
-        EntityId::parse(s).expect("16 bytes")
-    }
+    use crate::store::testutil::{eid, TempDir, T};
 
     /// Drains and returns every result.
-    fn all(s: &mut Storage) -> Vec<Completion<StorageOutput>> {
+    fn all(s: &mut StoragePool) -> Vec<Completion<StorageOutput>> {
         s.drain(T).expect("drained");
         s.take_results()
-    }
-
-    #[test]
-    fn round_trip() {
-        let d = TempDir::new("store-rt");
-        let mut s = Storage::filesystem(d.0.clone(), None).unwrap();
-        let a = eid("AAAAAAAAAAAAAAAA");
-        let b = eid("BBBBBBBBBBBBBBB.");
-        s.save(1, "Avatar", a, b"alpha".to_vec());
-        s.save(2, "Avatar", b, Vec::new());
-        s.load(3, "Avatar", a);
-        s.load(4, "Avatar", b);
-        s.exists(5, "Avatar", a);
-        s.list(6, "Avatar");
-        s.load(7, "Avatar", eid("CCCCCCCCCCCCCCCC"));
-        s.exists(8, "Avatar", eid("CCCCCCCCCCCCCCCC"));
-        s.load(9, "Monster", a);
-        s.list(10, "Monster");
-        let r = all(&mut s);
-        assert_eq!(
-            r,
-            vec![
-                (1, Ok(StorageOutput::Saved)),
-                (2, Ok(StorageOutput::Saved)),
-                (3, Ok(StorageOutput::Loaded(Some(b"alpha".to_vec())))),
-                (4, Ok(StorageOutput::Loaded(Some(Vec::new())))),
-                (5, Ok(StorageOutput::Exists(true))),
-                (6, Ok(StorageOutput::List(vec![a, b]))),
-                (7, Ok(StorageOutput::Loaded(None))),
-                (8, Ok(StorageOutput::Exists(false))),
-                (9, Ok(StorageOutput::Loaded(None))),
-                (10, Ok(StorageOutput::List(vec![]))),
-            ]
-        );
-        assert_eq!(s.pending(), 0);
-        // Atomic writes leave no temporary files behind.
-        let names: Vec<_> = fs::read_dir(d.0.join("Avatar"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert!(names.iter().all(|n| !is_temp_name(n.as_bytes())));
-        s.shutdown(T).unwrap();
-    }
-
-    #[test]
-    fn restart_finds_everything() {
-        let d = TempDir::new("store-restart");
-        let ids: Vec<EntityId> = (0..20).map(|i| eid(&format!("Entity{i:010}"))).collect();
-        {
-            let mut s = Storage::filesystem(d.0.clone(), None).unwrap();
-            for (i, e) in ids.iter().enumerate() {
-                s.save(i as u64, "Player", *e, format!("data{i}").into_bytes());
-            }
-            // Overwrite one: the later save wins.
-            s.save(99, "Player", ids[3], b"newer".to_vec());
-            s.shutdown(T).unwrap();
-            assert!(s.take_results().iter().all(|(_, r)| r.is_ok()));
-        }
-        let mut s = Storage::filesystem(d.0.clone(), None).unwrap();
-        s.list(0, "Player");
-        for (i, e) in ids.iter().enumerate() {
-            s.load(i as u64 + 1, "Player", *e);
-        }
-        let r = all(&mut s);
-        assert_eq!(r[0], (0, Ok(StorageOutput::List(ids.clone()))));
-        for (i, (tok, out)) in r[1..].iter().enumerate() {
-            assert_eq!(*tok, i as u64 + 1);
-            let want = if i == 3 {
-                b"newer".to_vec()
-            } else {
-                format!("data{i}").into_bytes()
-            };
-            assert_eq!(*out, Ok(StorageOutput::Loaded(Some(want))));
-        }
-    }
-
-    #[test]
-    fn submit_order_and_save_then_load() {
-        let d = TempDir::new("store-order");
-        // A tiny channel forces spilling, which must keep the order too.
-        let fs_b = FilesystemStorage::new(d.0.clone()).unwrap();
-        let mut s = Storage::with_backend(fs_b, None, 2).unwrap();
-        let e = eid("OrderedEntity123");
-        let mut want = Vec::new();
-        for i in 0..200u64 {
-            let data = format!("v{i}").into_bytes();
-            s.save(2 * i, "Thing", e, data.clone());
-            s.load(2 * i + 1, "Thing", e);
-            want.push((2 * i, Ok(StorageOutput::Saved)));
-            want.push((2 * i + 1, Ok(StorageOutput::Loaded(Some(data)))));
-        }
-        assert!(s.spilled() > 0, "the small channel should have spilled");
-        let mut got = Vec::new();
-        while got.len() < want.len() {
-            let r = s.wait_results(T);
-            assert!(!r.is_empty(), "timed out");
-            got.extend(r);
-        }
-        assert_eq!(got, want);
-        assert_eq!(s.pending(), 0);
-        assert_eq!(s.spill_len(), 0);
-    }
-
-    #[test]
-    fn type_dir_removed_behind_our_back_is_recreated() {
-        let d = TempDir::new("store-rmdir");
-        let mut s = Storage::filesystem(d.0.clone(), None).unwrap();
-        let e = eid("AAAAAAAAAAAAAAAA");
-        s.save(1, "Avatar", e, vec![1]);
-        s.drain(T).unwrap();
-        fs::remove_dir_all(d.0.join("Avatar")).unwrap();
-        s.save(2, "Avatar", e, vec![2]);
-        s.load(3, "Avatar", e);
-        let r = all(&mut s);
-        assert_eq!(r[1], (2, Ok(StorageOutput::Saved)));
-        assert_eq!(r[2], (3, Ok(StorageOutput::Loaded(Some(vec![2])))));
-    }
-
-    #[test]
-    fn invalid_names_are_errors() {
-        let d = TempDir::new("store-invalid");
-        let mut s = Storage::filesystem(d.0.clone(), None).unwrap();
-        let ok = eid("AAAAAAAAAAAAAAAA");
-        s.save(1, "", ok, vec![1]);
-        s.save(2, "..", ok, vec![1]);
-        s.save(3, "a/b", ok, vec![1]);
-        s.save(4, "a\0b", ok, vec![1]);
-        s.save(5, "Avatar", eid("AAAAAAA/AAAAAAAA"), vec![1]);
-        s.save(6, "Avatar", EntityId::NONE, vec![1]);
-        s.list(7, "..");
-        let r = all(&mut s);
-        assert_eq!(r.len(), 7);
-        for (t, out) in &r {
-            let e = out.as_ref().expect_err("must fail");
-            assert!(e.contains("invalid"), "{t}: {e}");
-        }
-        assert!(r[0].1.as_ref().unwrap_err().starts_with("storage save /"));
-        // Nothing escaped the directory.
-        assert!(!d.0.parent().unwrap().join("AAAAAAAAAAAAAAAA").exists());
     }
 
     /// Panics on every load; a panic payload that panics when dropped kills the thread.
@@ -1324,7 +1195,7 @@ pub(crate) mod tests {
 
     #[test]
     fn panic_is_an_error_result_and_worker_keeps_serving() {
-        let mut s = Storage::with_backend(Faulty, None, 4).unwrap();
+        let mut s = StoragePool::with_backend(Faulty, None, 4).unwrap();
         let e = eid("PanickyEntity123");
         s.save(1, "Avatar", e, vec![]);
         s.load(2, "Avatar", e);
@@ -1333,24 +1204,30 @@ pub(crate) mod tests {
         let r = all(&mut s);
         assert_eq!(r[0], (1, Ok(StorageOutput::Saved)));
         assert_eq!(r[1].0, 2);
-        let msg = r[1].1.as_ref().unwrap_err();
-        assert!(
-            msg.contains("load Avatar/PanickyEntity123") && msg.contains("disk on fire"),
-            "{msg}"
-        );
         assert_eq!(
-            r[2],
-            (
-                3,
-                Err("storage exists Avatar/PanickyEntity123: no such thing".to_string())
-            )
+            r[1].1,
+            Err(StoreError::Panicked {
+                store: Store::Storage,
+                op: "load Avatar/PanickyEntity123".into(),
+                why: "disk on fire".into()
+            })
         );
+        let err = StoreError::Backend {
+            store: Store::Storage,
+            op: "exists Avatar/PanickyEntity123".into(),
+            why: "no such thing".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "storage exists Avatar/PanickyEntity123: no such thing"
+        );
+        assert_eq!(r[2], (3, Err(err)));
         assert_eq!(r[3], (4, Ok(StorageOutput::List(vec![]))));
     }
 
     #[test]
     fn dead_worker_fails_pending_requests() {
-        let mut s = Storage::with_backend(Faulty, None, 1).unwrap();
+        let mut s = StoragePool::with_backend(Faulty, None, 1).unwrap();
         let e = eid("DoomedEntity1234");
         s.save(1, "Avatar", e, vec![]);
         s.save(2, "Bomb", e, vec![]); // kills the thread
@@ -1363,15 +1240,19 @@ pub(crate) mod tests {
         let tokens: Vec<u64> = r.iter().map(|(t, _)| *t).collect();
         assert_eq!(tokens, (1..10).collect::<Vec<_>>());
         assert_eq!(r[0].1, Ok(StorageOutput::Saved));
+        let gone = Err(StoreError::WorkerGone {
+            store: Store::Storage,
+        });
         for (t, out) in &r[1..] {
-            assert!(out.is_err(), "token {t} should have failed");
+            assert_eq!(*out, gone, "token {t} should have failed");
         }
         assert_eq!(s.pending(), 0);
         // Later requests fail at once.
         s.load(10, "Avatar", e);
         let r = s.take_results();
         assert_eq!(r.len(), 1);
-        assert!(r[0].1.as_ref().unwrap_err().contains("dead"));
+        assert_eq!(r[0].1, gone);
+        assert!(r[0].1.as_ref().unwrap_err().to_string().contains("dead"));
     }
 
     #[test]
@@ -1379,7 +1260,7 @@ pub(crate) mod tests {
         let d = TempDir::new("store-wake");
         let mut poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(7)).unwrap());
-        let mut s = Storage::filesystem(d.0.clone(), Some(waker)).unwrap();
+        let mut s = StoragePool::filesystem(d.0.clone(), Some(waker)).unwrap();
         s.exists(42, "Avatar", eid("AAAAAAAAAAAAAAAA"));
         let mut events = mio::Events::with_capacity(4);
         let deadline = Instant::now() + T;
@@ -1397,14 +1278,25 @@ pub(crate) mod tests {
     #[test]
     fn shutdown_then_requests_fail() {
         let d = TempDir::new("store-shutdown");
-        let mut s = Storage::filesystem(d.0.clone(), None).unwrap();
+        let mut s = StoragePool::filesystem(d.0.clone(), None).unwrap();
         s.save(1, "Avatar", eid("AAAAAAAAAAAAAAAA"), vec![7]);
         s.shutdown(T).unwrap();
         s.load(2, "Avatar", eid("AAAAAAAAAAAAAAAA"));
         let r = s.take_results();
         assert_eq!(r[0], (1, Ok(StorageOutput::Saved)));
         assert_eq!(r[1].0, 2);
-        assert!(r[1].1.as_ref().unwrap_err().contains("shut down"));
+        assert_eq!(
+            r[1].1,
+            Err(StoreError::ShutDown {
+                store: Store::Storage
+            })
+        );
+        assert!(r[1]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("shut down"));
     }
 
     type SlowMap = std::collections::BTreeMap<(String, EntityId), Vec<u8>>;
@@ -1444,13 +1336,13 @@ pub(crate) mod tests {
         }
     }
 
-    fn slow_pool(delay: Duration, capacity: usize) -> (Slow, Storage) {
+    fn slow_pool(delay: Duration, capacity: usize) -> (Slow, StoragePool) {
         let slow = Slow {
             delay,
             ..Slow::default()
         };
         let b = slow.clone();
-        let s = Storage::with_backend_pool(move || Ok(b.clone()), None, capacity, 4).unwrap();
+        let s = StoragePool::with_backend_pool(move || Ok(b.clone()), None, capacity, 4).unwrap();
         (slow, s)
     }
 
@@ -1472,7 +1364,8 @@ pub(crate) mod tests {
         let dir = d.0.clone();
         // A tiny channel per worker forces spilling, which must keep the order too.
         let mut s =
-            Storage::with_backend_pool(|| FilesystemStorage::new(dir.clone()), None, 2, 4).unwrap();
+            StoragePool::with_backend_pool(|| FilesystemStorage::new(dir.clone()), None, 2, 4)
+                .unwrap();
         assert_eq!(s.workers(), 4);
         let ids = spread_ids(8, 4);
         let mut want: Vec<Vec<Completion<StorageOutput>>> = vec![Vec::new(); ids.len()];
@@ -1595,7 +1488,10 @@ pub(crate) mod tests {
         s.load(400, "Avatar", victim);
         s.load(401, "Avatar", alive);
         let r = all(&mut s);
-        assert!(r[0].1.as_ref().unwrap_err().contains("dead"), "{r:?}");
+        assert!(
+            matches!(r[0].1, Err(StoreError::WorkerGone { .. })),
+            "{r:?}"
+        );
         assert_eq!(r[1], (401, Ok(StorageOutput::Loaded(Some(vec![2])))));
     }
 
@@ -1637,44 +1533,154 @@ pub(crate) mod tests {
         assert_eq!(s.take_results().len(), 9);
     }
 
-    /// Saves per second through `Storage::filesystem`: 2000 distinct Avatars of 300 bytes,
-    /// submitted at once, timed until every result is back. Run with
-    /// `cargo test --release -p goworld-game storage -- --ignored --nocapture`;
-    /// `STORAGE_BENCH_WORKERS=1` measures a single worker.
+    struct FaultyKvdb;
+
+    impl KvdbBackend for FaultyKvdb {
+        fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+            if key == "boom" {
+                panic!("backend exploded");
+            }
+            Ok(None)
+        }
+        fn put(&mut self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn get_or_put(&mut self, _: &str, _: &str) -> Result<Option<String>, String> {
+            Err("unsupported".to_string())
+        }
+        fn get_range(&mut self, _: &str, _: &str) -> Result<Vec<(String, String)>, String> {
+            Ok(Vec::new())
+        }
+    }
+
     #[test]
-    #[ignore]
-    fn bench_storage_saves() {
-        const N: u64 = 2000;
-        let workers = std::env::var("STORAGE_BENCH_WORKERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_WORKERS);
-        let d = TempDir::new("store-bench");
-        let dir = d.0.clone();
-        let mut s = Storage::with_backend_pool(
-            || FilesystemStorage::new(dir.clone()),
-            None,
-            DEFAULT_QUEUE_CAPACITY,
-            workers,
-        )
-        .unwrap();
-        let data = vec![0x5a_u8; 300];
-        let start = Instant::now();
-        for i in 0..N {
-            s.save(i, "Avatar", eid(&format!("Bench{i:011}")), data.clone());
-        }
-        let mut done = 0u64;
-        while done < N {
-            let r = s.wait_results(Duration::from_secs(120));
-            assert!(!r.is_empty(), "timed out");
-            assert!(r.iter().all(|(_, o)| *o == Ok(StorageOutput::Saved)));
-            done += r.len() as u64;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "storage bench: {workers} workers, {N} saves of 300 B in {secs:.2} s = {:.0} saves/s",
-            N as f64 / secs
+    fn kvdb_panic_is_an_error_result() {
+        let mut k = KvdbPool::with_backend(FaultyKvdb, None, 8).unwrap();
+        k.get(1, "boom");
+        k.get(2, "fine");
+        k.get_or_put(3, "x", "y");
+        k.drain(T).unwrap();
+        let r = k.take_results();
+        assert_eq!(
+            r[0].1,
+            Err(StoreError::Panicked {
+                store: Store::Kvdb,
+                op: "get \"boom\"".into(),
+                why: "backend exploded".into()
+            })
         );
-        s.shutdown(T).unwrap();
+        assert_eq!(r[1], (2, Ok(KvdbOutput::Value(None))));
+        let err = r[2].1.clone().unwrap_err();
+        assert_eq!(err.to_string(), "kvdb get_or_put \"x\": unsupported");
+    }
+
+    #[test]
+    fn the_store_pool_routes_by_store_and_fails_what_is_not_configured() {
+        let mem = crate::store::mem::MemStores::default();
+        let m = mem.storage.clone();
+        let storage = StoragePool::with_backend_pool(move || Ok(m.clone()), None, 8, 2).unwrap();
+        let mut pool = StorePool::new(Some(storage), None, None);
+        assert_eq!(
+            pool.stores(),
+            Stores {
+                storage: true,
+                kvdb: false
+            }
+        );
+        let e = eid("AAAAAAAAAAAAAAAA");
+        pool.submit_all([
+            StoreRequest {
+                token: 1,
+                op: StoreOp::Storage(StorageOp::Save {
+                    type_name: "Avatar".into(),
+                    eid: e,
+                    data: vec![7],
+                }),
+            },
+            StoreRequest {
+                token: 2,
+                op: StoreOp::Kvdb(KvdbOp::Get { key: "k".into() }),
+            },
+            StoreRequest {
+                token: 3,
+                op: StoreOp::Storage(StorageOp::Load {
+                    type_name: "Avatar".into(),
+                    eid: e,
+                }),
+            },
+        ]);
+        pool.drain(T).unwrap();
+        assert_eq!(pool.pending(), 0);
+        let mut r = pool.take_results();
+        r.sort_by_key(|r| r.token);
+        assert_eq!(
+            r,
+            vec![
+                StoreResult {
+                    token: 1,
+                    outcome: Ok(StoreOutput::Storage(StorageOutput::Saved))
+                },
+                StoreResult {
+                    token: 2,
+                    outcome: Err(StoreError::Unconfigured { store: Store::Kvdb })
+                },
+                StoreResult {
+                    token: 3,
+                    outcome: Ok(StoreOutput::Storage(StorageOutput::Loaded(Some(vec![7]))))
+                },
+            ]
+        );
+        assert_eq!(mem.storage.saved("Avatar", &e), Some(vec![7]));
+        pool.shutdown(T).unwrap();
+    }
+
+    #[test]
+    fn the_store_pool_opens_what_the_config_names() {
+        let d = TempDir::new("store-pool-open");
+        let cfg = |dir: &str, kind: &str| StoreConfig {
+            kind: kind.into(),
+            directory: d.0.join(dir),
+            url: String::new(),
+            db: String::new(),
+            collection: String::new(),
+        };
+        let mut pool =
+            StorePool::open(&cfg("s", "filesystem"), &cfg("k", "filesystem"), None).unwrap();
+        assert_eq!(pool.stores(), Stores::ALL);
+        pool.submit(StoreRequest {
+            token: 1,
+            op: StoreOp::Kvdb(KvdbOp::Put {
+                key: "a".into(),
+                val: "b".into(),
+            }),
+        });
+        pool.submit(StoreRequest {
+            token: 2,
+            op: StoreOp::Storage(StorageOp::List {
+                type_name: "Avatar".into(),
+            }),
+        });
+        pool.shutdown(T).unwrap();
+        let mut r = pool.take_results();
+        r.sort_by_key(|r| r.token);
+        assert_eq!(r[0].outcome, Ok(StoreOutput::Kvdb(KvdbOutput::Done)));
+        assert_eq!(
+            r[1].outcome,
+            Ok(StoreOutput::Storage(StorageOutput::List(vec![])))
+        );
+        // Without a KVDB type the KVDB is disabled; an unknown storage type is an error.
+        let pool = StorePool::open(&cfg("s", "filesystem"), &cfg("k", ""), None).unwrap();
+        assert_eq!(
+            pool.stores(),
+            Stores {
+                storage: true,
+                kvdb: false
+            }
+        );
+        let err = StorePool::open(&cfg("s", "mongodb"), &cfg("k", ""), None)
+            .err()
+            .unwrap();
+        assert_eq!(err.store, Store::Storage);
+        assert!(err.to_string().starts_with("storage: "), "{err}");
     }
 }
