@@ -2,10 +2,10 @@
 //!
 //! [`GameService`] holds the game's side of the cluster: its links to every dispatcher and
 //! their handshakes (SET_GAME_ID / ACK), the online-games view (deduplicated across
-//! dispatchers), the service registry it learns, deployment readiness, and the [`World`] of
-//! entities ([`entity`] is the API game code is written against; [`attr`] its attributes;
-//! [`args`] its typed RPC parameters; [`store`] the storage and KVDB messages, pool and
-//! engines).
+//! dispatchers), the service registry it learns, deployment readiness, the freeze and the
+//! stop as draining states, and the [`World`] of entities. Game code is written against
+//! [`api`] (with [`attr`] its attributes and [`args`] its typed RPC parameters); [`store`]
+//! holds the storage and KVDB messages, the worker pool [`run`] owns, and the engines.
 //!
 //! [`GameService`] is a pure state machine behind the reactor's [`Handler`]: time comes in as
 //! arguments and output leaves through [`Io`]; no sockets, no clock, no globals.
@@ -196,7 +196,7 @@ impl GameService {
 
     /// Everything this game runs, as the freeze file's bytes (see `world::freeze`); the work
     /// in hand is finished and in-flight EnterSpace requests cancelled first.
-    pub fn freeze(&mut self, io: &mut dyn Io, now: Instant) -> Result<Vec<u8>, String> {
+    pub fn freeze(&mut self, io: &mut dyn Io, now: Instant) -> Result<Vec<u8>, world::FreezeError> {
         let mut net = Net {
             io,
             links: &mut self.links,
@@ -210,7 +210,7 @@ impl GameService {
         io: &mut dyn Io,
         now: Instant,
         bytes: &[u8],
-    ) -> Result<world::Restored, String> {
+    ) -> Result<world::Restored, world::ThawError> {
         let mut net = Net {
             io,
             links: &mut self.links,
@@ -957,7 +957,7 @@ impl GameService {
                 self.freeze = Freeze::Writing;
                 self.events.push(GameEvent::Frozen(bytes));
             }
-            Err(why) => self.freeze_failed(io, now, &why),
+            Err(why) => self.freeze_failed(io, now, &why.to_string()),
         }
     }
 

@@ -1717,25 +1717,37 @@ fn a_freeze_file_that_cannot_be_used_is_an_error_and_restores_nothing() {
     let mut no_method = bytes.clone();
     let at = no_method.windows(4).position(|w| w == b"Note").unwrap();
     no_method[at..at + 4].copy_from_slice(b"Nope");
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("unknown type", renamed, "Travelleq"),
-        ("unknown timer method", no_method, "Nope"),
+    use crate::world::ThawError;
+    type Case<'a> = (&'a str, Vec<u8>, fn(&ThawError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "unknown type",
+            renamed,
+            |e| matches!(e, ThawError::UnknownType { type_name, .. } if type_name == "Travelleq"),
+        ),
+        (
+            "unknown timer method",
+            no_method,
+            |e| matches!(e, ThawError::UnknownTimerMethod { method, .. } if method == "Nope"),
+        ),
         (
             "other game",
             edit(&|m| set(m, "game", Value::Int(7))),
-            "game7",
+            |e| matches!(e, ThawError::OtherGame { file: 7, .. }),
         ),
         (
             "other format",
             edit(&|m| set(m, "format", Value::Int(99))),
-            "format",
+            |e| matches!(e, ThawError::Format(Some(99))),
         ),
-        ("garbage", vec![0xc1, 0x00], "not a freeze file"),
+        ("garbage", vec![0xc1, 0x00], |e| {
+            matches!(e, ThawError::NotAFreezeFile(_))
+        }),
     ];
-    for (what, b, needle) in cases {
+    for (what, b, expected) in cases {
         let mut t2 = G::new();
         let err = t2.g.thaw(&mut t2.io, t2.now, &b).unwrap_err();
-        assert!(err.contains(needle), "{what}: {err}");
+        assert!(expected(&err), "{what}: {err}");
         assert_eq!(t2.g.world().len(), 0, "{what}: nothing restored");
     }
 }
@@ -1822,7 +1834,11 @@ fn a_panic_in_on_freeze_abandons_the_freeze() {
     t.enter(x, r, 1.0, 1.0);
     t.sent();
     let err = t.g.freeze(&mut t.io, t.now).unwrap_err();
-    assert!(err.contains("on_freeze panicked 1 times"), "{err}");
+    assert_eq!(err, crate::world::FreezeError::OnFreezePanicked(1), "{err}");
+    assert!(
+        err.to_string().contains("on_freeze panicked 1 times"),
+        "{err}"
+    );
     assert!(t.g.world().exists(&f) && t.g.world().exists(&x));
     assert_eq!(t.g.world().space_of(&x), Some(r));
     assert!(

@@ -47,7 +47,7 @@ mod spaces;
 mod view;
 pub(crate) use entities::{EntityMap, Rec};
 pub use entities::{Snapshot, SnapshotError, TimerSnapshot};
-pub use freeze::{Restored, FREEZE_FORMAT};
+pub use freeze::{FreezeError, Restored, ThawError, FREEZE_FORMAT};
 pub use persist::{DrainState, MAX_DRAIN_ROUNDS};
 use queue::{CallBody, Deferred, Posted, Work};
 use schedule::{Schedule, TimerJob};

@@ -24,6 +24,7 @@
 //! EnterSpace requests are cancelled (asked again after the restore); the new process
 //! restores it all before it dials, and the dispatchers hold the game's packets in between.
 
+use std::fmt;
 use std::time::Instant;
 
 use goworld_common::id::EntityId;
@@ -32,7 +33,7 @@ use log::info;
 
 use super::space::{decode_snapshot, encode_snapshot};
 use super::spaces::SpaceState;
-use super::{Net, World};
+use super::{Net, SnapshotError, World};
 use crate::aoi::Aoi;
 use crate::api::{Hook, Vec3, SPACE_AOI, SPACE_KIND, SPACE_TYPE};
 
@@ -50,6 +51,112 @@ pub struct Restored {
     pub enters: usize,
 }
 
+/// Why a freeze was refused (the game runs on).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FreezeError {
+    /// Service calls wait for shards no game has announced yet (they would be lost).
+    ServiceCallsHeld(usize),
+    /// `on_freeze` panicked this many times (logged where it happened).
+    OnFreezePanicked(u64),
+    /// An entity could not be written.
+    Snapshot(SnapshotError),
+}
+
+impl fmt::Display for FreezeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreezeError::ServiceCallsHeld(n) => write!(
+                f,
+                "{n} service calls are waiting for their shards; try again once they are known"
+            ),
+            FreezeError::OnFreezePanicked(n) => {
+                write!(f, "on_freeze panicked {n} times (logged above)")
+            }
+            FreezeError::Snapshot(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FreezeError {}
+
+impl From<SnapshotError> for FreezeError {
+    fn from(e: SnapshotError) -> FreezeError {
+        FreezeError::Snapshot(e)
+    }
+}
+
+/// Why a freeze file could not be restored (nothing was restored).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThawError {
+    /// Not msgpack.
+    NotAFreezeFile(String),
+    /// Another layout than [`FREEZE_FORMAT`] (or none).
+    Format(Option<i64>),
+    /// Another game's file.
+    OtherGame {
+        /// The file's game.
+        file: i64,
+        /// This game.
+        this: u16,
+    },
+    /// Not laid out as a freeze file.
+    Malformed(&'static str),
+    /// An entity's snapshot cannot be read or built.
+    Entity {
+        /// The entity.
+        id: EntityId,
+        /// Why.
+        err: SnapshotError,
+    },
+    /// An entity of a type this binary does not register.
+    UnknownType {
+        /// The entity.
+        id: EntityId,
+        /// Its type.
+        type_name: String,
+    },
+    /// A timer calling a method this binary's type does not define.
+    UnknownTimerMethod {
+        /// The entity.
+        id: EntityId,
+        /// Its type.
+        type_name: String,
+        /// The timer's method.
+        method: String,
+    },
+}
+
+impl fmt::Display for ThawError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThawError::NotAFreezeFile(e) => write!(f, "not a freeze file: {e}"),
+            ThawError::Format(other) => write!(
+                f,
+                "freeze file format {other:?}, this binary reads {FREEZE_FORMAT}"
+            ),
+            ThawError::OtherGame { file, this } => {
+                write!(f, "the freeze file is game{file}'s, this is game{this}")
+            }
+            ThawError::Malformed(why) => write!(f, "bad freeze file: {why}"),
+            ThawError::Entity { id, err } => write!(f, "{id}: {err}"),
+            ThawError::UnknownType { id, type_name } => write!(
+                f,
+                "entity {id} is of type {type_name}, which this binary does not register"
+            ),
+            ThawError::UnknownTimerMethod {
+                id,
+                type_name,
+                method,
+            } => write!(
+                f,
+                "entity {id} ({type_name}) has a timer calling {method}, which this binary's {type_name} does not define"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ThawError {}
+
 impl World {
     /// Writes everything this game runs as the freeze file's bytes. First every entity's
     /// `on_freeze` runs (a panic there abandons the freeze, changing nothing else), then the
@@ -57,14 +164,12 @@ impl World {
     /// released and run, and every EnterSpace in flight is cancelled (its dispatcher releases
     /// the calls it held; they reach the restored game) and written down to be asked again
     /// (or asked again at once by [`World::unfreeze`] if the freeze fails later).
-    pub fn freeze(&mut self, net: &mut Net, now: Instant) -> Result<Vec<u8>, String> {
+    pub fn freeze(&mut self, net: &mut Net, now: Instant) -> Result<Vec<u8>, FreezeError> {
         // Calls waiting for a service shard no game has announced yet are not written down:
         // rather than lose them, the freeze is refused until they have gone out.
         let held = self.held_service_calls();
         if held > 0 {
-            return Err(format!(
-                "{held} service calls are waiting for their shards; try again once they are known"
-            ));
+            return Err(FreezeError::ServiceCallsHeld(held));
         }
         let panics = self.panics;
         let all: Vec<EntityId> = self.entities.keys().copied().collect();
@@ -72,10 +177,7 @@ impl World {
             self.hook(net, now, id, Hook::Freeze);
         }
         if self.panics != panics {
-            return Err(format!(
-                "on_freeze panicked {} times (logged above)",
-                self.panics - panics
-            ));
+            return Err(FreezeError::OnFreezePanicked(self.panics - panics));
         }
         self.run_posted(net, now);
         let fenced = self.work.fenced();
@@ -115,7 +217,7 @@ impl World {
             .map(|(id, space, pos)| (id, (space, pos)))
             .collect();
         for (_, id) in ids {
-            let snap = self.snapshot(now, &id).map_err(|e| e.to_string())?;
+            let snap = self.snapshot(now, &id)?;
             msgpack::write_array_len(&mut out, 3);
             msgpack::write_str(&mut out, &id.to_text());
             msgpack::write_bin(&mut out, &encode_snapshot(&snap));
@@ -147,54 +249,58 @@ impl World {
     /// time), space membership and AOI; then `on_attrs_ready` and `on_restored` for each
     /// (spaces first), and the cancelled EnterSpace requests are asked again. Nothing is
     /// changed if the file cannot be read or names a type this binary lacks.
-    pub fn thaw(&mut self, net: &mut Net, now: Instant, bytes: &[u8]) -> Result<Restored, String> {
-        let file = msgpack::decode_exact(bytes).map_err(|e| format!("not a freeze file: {e}"))?;
+    pub fn thaw(
+        &mut self,
+        net: &mut Net,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<Restored, ThawError> {
+        let file =
+            msgpack::decode_exact(bytes).map_err(|e| ThawError::NotAFreezeFile(e.to_string()))?;
         match file.map_get("format").and_then(Value::as_i64) {
             Some(FREEZE_FORMAT) => {}
-            other => {
-                return Err(format!(
-                    "freeze file format {other:?}, this binary reads {FREEZE_FORMAT}"
-                ))
-            }
+            other => return Err(ThawError::Format(other)),
         }
         let game = file.map_get("game").and_then(Value::as_i64);
         if game != Some(i64::from(self.game_id)) {
-            return Err(format!(
-                "the freeze file is game{}'s, this is game{}",
-                game.unwrap_or(0),
-                self.game_id
-            ));
+            return Err(ThawError::OtherGame {
+                file: game.unwrap_or(0),
+                this: self.game_id,
+            });
         }
         let list = file
             .map_get("entities")
             .and_then(Value::as_array)
-            .ok_or("no entities list")?;
+            .ok_or(ThawError::Malformed("no entities list"))?;
         let mut snaps = Vec::with_capacity(list.len());
         let mut enters = Vec::new();
         for item in list {
             let entry = item
                 .as_array()
                 .filter(|p| p.len() == 3)
-                .ok_or("bad entry")?;
+                .ok_or(ThawError::Malformed(
+                    "an entry is not [ID, snapshot, enter]",
+                ))?;
             let id = entry[0]
                 .as_str()
                 .and_then(EntityId::parse)
-                .ok_or("bad entity ID")?;
+                .ok_or(ThawError::Malformed("an entry's entity ID is not one"))?;
             let Value::Bin(bytes) = &entry[1] else {
-                return Err(format!("{id}: its snapshot is not bytes"));
+                return Err(ThawError::Malformed("a snapshot is not bytes"));
             };
-            let snap = decode_snapshot(id, bytes).map_err(|e| format!("{id}: {e}"))?;
+            let snap = decode_snapshot(id, bytes).map_err(|err| ThawError::Entity { id, err })?;
             let Some(ty) = self.registry.get(&snap.type_name) else {
-                return Err(format!(
-                    "entity {id} is of type {}, which this binary does not register",
-                    snap.type_name
-                ));
+                return Err(ThawError::UnknownType {
+                    id,
+                    type_name: snap.type_name,
+                });
             };
             if let Some(t) = snap.timers.iter().find(|t| ty.expose(&t.method).is_none()) {
-                return Err(format!(
-                    "entity {id} ({}) has a timer calling {}, which this binary's {} does not define",
-                    snap.type_name, t.method, snap.type_name
-                ));
+                return Err(ThawError::UnknownTimerMethod {
+                    id,
+                    method: t.method.clone(),
+                    type_name: snap.type_name,
+                });
             }
             if let Some(e) = entry[2].as_array() {
                 let num = |i: usize| e.get(i).and_then(Value::as_f64).unwrap_or(0.0) as f32;
@@ -220,7 +326,7 @@ impl World {
                     self.remove_quietly(done);
                     self.spaces.remove(done);
                 }
-                return Err(format!("{id}: {e}"));
+                return Err(ThawError::Entity { id, err: e });
             }
             if is_space {
                 let rec = &self.entities[&id];
