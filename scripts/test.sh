@@ -3,6 +3,19 @@
 # fuzz-seed and end-to-end tests (which start those binaries on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Redis engines' tests run against a real redis-server, which they start on free
+# loopback ports and stop by PID. Install Debian's package if it is missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "test.sh: redis-server is missing; installing Debian's redis-server"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q redis-server >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; } ||
+      echo "test.sh: could not install redis-server (apt-get failed); the Redis tests will fail"
+  else
+    echo "test.sh: cannot install redis-server here (needs root and apt-get); install it, or the Redis tests will fail"
+  fi
+fi
 cargo build --release --workspace --bins
 mkdir -p target
 set +e

@@ -66,9 +66,10 @@ pub struct StoreConfig {
     pub kind: String,
     /// `directory` for filesystem, resolved against the config file's directory.
     pub directory: PathBuf,
-    /// `url` (mongodb/redis; accepted, unused while only filesystem is built).
+    /// `url` (redis: `redis://host:port`; mongodb, not built yet).
     pub url: String,
-    /// `db` (storage default "goworld", kvdb default "").
+    /// `db` (redis: a database index, default 0; otherwise storage default "goworld", kvdb
+    /// default "").
     pub db: String,
     /// `collection` (`[kvdb]` only; mongodb).
     pub collection: String,
@@ -1043,7 +1044,7 @@ fn read_store(
     let mut kind = ("filesystem".to_string(), 0usize);
     let mut directory = if kvdb { "kvdb" } else { "entity_storage" }.to_string();
     let mut url = String::new();
-    let mut db = if kvdb { "" } else { "goworld" }.to_string();
+    let mut db = None;
     let mut collection = String::new();
     for e in sec.map_or(&[][..], |s| &s.entries) {
         let kv = Kv { file, sec: name, e };
@@ -1051,7 +1052,7 @@ fn read_store(
             "type" => kind = (kv.string(), e.line),
             "directory" => directory = kv.string(),
             "url" => url = kv.string(),
-            "db" => db = kv.string(),
+            "db" => db = Some((kv.string(), e.line)),
             "collection" if kvdb => collection = kv.string(),
             k if k.starts_with("start_nodes_") => {}
             _ => return Err(kv.unknown()),
@@ -1069,7 +1070,29 @@ fn read_store(
             }
         }
         "" if kvdb => {}
-        "mongodb" | "redis" => return Err(store_not_built(file, name, kind, line)),
+        "redis" => {
+            if url.is_empty() {
+                return Err(ConfigError::Empty {
+                    file: file.to_path_buf(),
+                    section: name.into(),
+                    key: "url".into(),
+                });
+            }
+            // GoWorld's Redis `db` is a database index.
+            if let Some((d, line)) = &db {
+                if !d.is_empty() && d.parse::<u32>().is_err() {
+                    return Err(ConfigError::BadValue {
+                        file: file.to_path_buf(),
+                        section: name.into(),
+                        key: "db".into(),
+                        value: d.clone(),
+                        line: *line,
+                        why: BadValueReason::NotInteger,
+                    });
+                }
+            }
+        }
+        "mongodb" => return Err(store_not_built(file, name, kind, line)),
         "redis_cluster" if kvdb => return Err(store_not_built(file, name, kind, line)),
         _ => {
             return Err(ConfigError::BadValue {
@@ -1082,6 +1105,12 @@ fn read_store(
             })
         }
     }
+    let db = match db {
+        Some((d, _)) => d,
+        None if kind == "redis" => "0".to_string(),
+        None if kvdb => String::new(),
+        None => "goworld".to_string(),
+    };
     Ok(StoreConfig {
         kind,
         directory: resolve(base, &directory),
@@ -1787,9 +1816,7 @@ mod tests {
     fn storage_types() {
         for (sec, kind, what) in [
             ("storage", "mongodb", "MongoDB"),
-            ("storage", "redis", "Redis"),
             ("kvdb", "mongodb", "MongoDB"),
-            ("kvdb", "redis", "Redis"),
             ("kvdb", "redis_cluster", "Redis cluster"),
         ] {
             check_err(
@@ -1815,6 +1842,33 @@ mod tests {
         check_err(
             &format!("{MINIMAL}[storage]\ndirectory=\n"),
             &["[storage] directory is empty"],
+        );
+        // Redis: a URL, and `db` a database index (0 if not given).
+        for sec in ["storage", "kvdb"] {
+            check_err(
+                &format!("{MINIMAL}[{sec}]\ntype=redis\n"),
+                &[&format!("[{sec}] url is empty")],
+            );
+            check_err(
+                &format!("{MINIMAL}[{sec}]\ntype=redis\nurl=redis://h:1\ndb=goworld\n"),
+                &[&format!("[{sec}]"), "db", "goworld"],
+            );
+        }
+        check(
+            &format!("{MINIMAL}[storage]\ntype=redis\nurl=redis://127.0.0.1:6379\n"),
+            |c| {
+                c.storage.kind = "redis".into();
+                c.storage.url = "redis://127.0.0.1:6379".into();
+                c.storage.db = "0".into();
+            },
+        );
+        check(
+            &format!("{MINIMAL}[kvdb]\ntype=redis\nurl=redis://127.0.0.1:6379\ndb=3\n"),
+            |c| {
+                c.kvdb.kind = "redis".into();
+                c.kvdb.url = "redis://127.0.0.1:6379".into();
+                c.kvdb.db = "3".into();
+            },
         );
         // An empty kvdb type disables the kvdb, as in GoWorld.
         check(

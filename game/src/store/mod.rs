@@ -5,18 +5,22 @@
 //! [`StoreError`] on failure). Whoever runs the game carries them:
 //!
 //! - the binary's shell (`run.rs`) owns a [`StorePool`] of worker threads built from the
-//!   config ([`pool`]), over the filesystem backends ([`fs_storage`], [`fs_kvdb`]);
+//!   config ([`pool`]), over the filesystem backends ([`fs_storage`], [`fs_kvdb`]) or Redis
+//!   ([`redis`]);
 //! - the simulation and unit tests answer them at once in memory ([`mem`]), in simulated
 //!   time.
 //!
 //! [`backend`] holds the interfaces an engine implements; [`msg`] the messages.
 
 pub mod backend;
+#[cfg(test)]
+mod conformance;
 pub mod fs_kvdb;
 pub mod fs_storage;
 pub mod mem;
 pub mod msg;
 pub mod pool;
+pub mod redis;
 
 pub use backend::{KvdbBackend, StorageBackend};
 pub use msg::{

@@ -604,11 +604,21 @@ impl StoragePool {
         )
     }
 
-    /// Storage as configured by `[storage]`. Only `filesystem` is built; other types are
+    /// Storage as configured by `[storage]`: `filesystem` or `redis` (on [`DEFAULT_WORKERS`]
+    /// workers, a connection each). Other types are
     /// rejected by the config parser already and give `Unsupported` here.
     pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<StoragePool> {
         match cfg.kind.as_str() {
             "filesystem" => StoragePool::filesystem(cfg.directory.clone(), waker),
+            "redis" => {
+                let db = super::redis::parse_db(&cfg.db).map_err(io::Error::other)?;
+                StoragePool::with_backend_pool(
+                    || super::redis::RedisStorage::new(&cfg.url, db).map_err(io::Error::other),
+                    waker,
+                    DEFAULT_QUEUE_CAPACITY,
+                    DEFAULT_WORKERS,
+                )
+            }
             other => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("storage type '{other}' is not built"),
@@ -889,11 +899,16 @@ impl KvdbPool {
     }
 
     /// The KVDB as configured by `[kvdb]`: `Ok(None)` when `type` is empty (disabled, as in
-    /// GoWorld). Only `filesystem` is built; other types give `Unsupported`.
+    /// GoWorld). `filesystem` and `redis` are built; other types give `Unsupported`.
     pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<Option<KvdbPool>> {
         match cfg.kind.as_str() {
             "" => Ok(None),
             "filesystem" => KvdbPool::filesystem(cfg.directory.clone(), waker).map(Some),
+            "redis" => {
+                let db = super::redis::parse_db(&cfg.db).map_err(io::Error::other)?;
+                let kvdb = super::redis::RedisKvdb::new(&cfg.url, db).map_err(io::Error::other)?;
+                KvdbPool::with_backend(kvdb, waker, DEFAULT_QUEUE_CAPACITY).map(Some)
+            }
             other => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("kvdb type '{other}' is not built"),
