@@ -35,6 +35,7 @@ pub mod reactor;
 pub mod rng;
 pub mod testio;
 pub mod testlog;
+pub mod testserver;
 pub mod timers;
 
 /// The internal protocol version carried by SET_GAME_ID and SET_GATE_ID. A dispatcher refuses

@@ -164,7 +164,35 @@ fn bots_do_every_thing_on_three_dispatchers_three_games_three_gates() {
 /// logs in, each of the eleven things is done, nothing fails or disconnects, every gate serves
 /// bots, CallNilSpaces reaches every game, every server exits 0 with no error line.
 fn bots_do_every_thing(name: &str, d: u16, g: u16, t: u16) {
-    let mut c = Cluster::new(name, d, g, t, "");
+    bots_do_every_thing_with(name, d, g, t, "");
+}
+
+/// The same, with entity storage and the KVDB in a real Redis (GoWorld's layout): logins,
+/// mail (the KVDB's GetOrPut and GetRange), saves and loads all go through it.
+#[test]
+fn bots_do_every_thing_with_storage_and_kvdb_in_redis() {
+    let redis = goworld_common::testserver::RedisServer::start();
+    let url = redis.url();
+    bots_do_every_thing_with(
+        "bots-redis",
+        1,
+        2,
+        1,
+        &format!("[storage]\ntype=redis\nurl={url}\n\n[kvdb]\ntype=redis\nurl={url}\ndb=1\n"),
+    );
+    // The Avatars are in Redis, in GoWorld's layout.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    use std::io::{Read, Write};
+    conn.write_all(b"SCAN 0 MATCH Avatar$* COUNT 100000\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let n = conn.read(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.contains("Avatar$"), "no Avatar in Redis: {reply}");
+}
+
+fn bots_do_every_thing_with(name: &str, d: u16, g: u16, t: u16, extra: &str) {
+    let mut c = Cluster::new(name, d, g, t, extra);
     c.start_all(d, g, t).unwrap();
     // Bots start once every game has every service (each game then logs the nil-space call):
     // a call held for a shard not known yet on one game can be overtaken by a later call from
@@ -394,7 +422,27 @@ fn a_game_frozen_and_restored_under_bots_loses_nothing() {
 /// gets the same Avatar back, loaded by a new game process.
 #[test]
 fn players_come_back_from_storage_after_sigterm_and_after_kill_9() {
-    let mut c = Cluster::new("durable", 1, 1, 1, "[game1]\nsave_interval=1\n");
+    players_come_back("durable", "");
+}
+
+/// The same with entity storage in a real Redis.
+#[test]
+fn players_come_back_from_redis_after_sigterm_and_after_kill_9() {
+    let redis = goworld_common::testserver::RedisServer::start();
+    players_come_back(
+        "durable-redis",
+        &format!("[storage]\ntype=redis\nurl={}\n", redis.url()),
+    );
+}
+
+fn players_come_back(name: &str, extra: &str) {
+    let mut c = Cluster::new(
+        name,
+        1,
+        1,
+        1,
+        &format!("[game1]\nsave_interval=1\n\n{extra}"),
+    );
     c.start_all(1, 1, 1).unwrap();
     let login_as = |c: &Cluster, user: &str| {
         let mut client = RawClient::connect(gate_addr(c, 0)).unwrap();

@@ -1,10 +1,6 @@
 //! The suite every store engine passes, each against its real server: the filesystem and
 //! in-memory engines here, Redis against a `redis-server` the test starts
-//! ([`RedisServer`]). An engine is correct when it passes all of it.
-
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! ([`goworld_common::testserver::RedisServer`]). An engine is correct when it passes all of it.
 
 use goworld_common::id::EntityId;
 
@@ -129,74 +125,6 @@ pub(crate) fn kvdb_get_or_put_race(
     }
 }
 
-/// A `redis-server` on a free loopback port, for one test, stopped (by its PID) on drop.
-/// The test command installs Redis if it is missing (see scripts/test.sh).
-pub(crate) struct RedisServer {
-    child: Child,
-    pub(crate) port: u16,
-    _dir: TempDir,
-}
-
-impl RedisServer {
-    /// A server on a free port.
-    pub(crate) fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        RedisServer::start_on(port)
-    }
-
-    /// A server on `port`.
-    pub(crate) fn start_on(port: u16) -> RedisServer {
-        let dir = TempDir::new("redis");
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): the Redis tests need it; ./scripts/test.sh installs it (apt-get install -y redis-server)"
-                )
-            });
-        let server = RedisServer {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let up = redis::Client::open(server.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if up.is_ok() {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not answer within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +134,7 @@ mod tests {
     use crate::store::mem::{MemKvdb, MemStorage};
     use crate::store::redis::{RedisKvdb, RedisStorage, KV_INDEX};
     use goworld_common::msgpack::Value;
+    use goworld_common::testserver::RedisServer;
 
     #[test]
     fn memory_engines_pass_the_suite() {
