@@ -73,6 +73,8 @@ pub struct StoreConfig {
     pub db: String,
     /// `collection` (`[kvdb]` only; mongodb).
     pub collection: String,
+    /// `start_nodes_1`, `start_nodes_2`, ... (`[kvdb]` redis_cluster), in number order.
+    pub start_nodes: Vec<String>,
 }
 
 /// Settings every process has (`log_*`, `http_addr`, `max_peer_frame`).
@@ -1046,6 +1048,7 @@ fn read_store(
     let mut url = String::new();
     let mut db = None;
     let mut collection = String::new();
+    let mut start_nodes: Vec<(u32, String)> = Vec::new();
     for e in sec.map_or(&[][..], |s| &s.entries) {
         let kv = Kv { file, sec: name, e };
         match kv.key() {
@@ -1054,7 +1057,10 @@ fn read_store(
             "url" => url = kv.string(),
             "db" => db = Some((kv.string(), e.line)),
             "collection" if kvdb => collection = kv.string(),
-            k if k.starts_with("start_nodes_") => {}
+            k if k.starts_with("start_nodes_") => {
+                let n = k["start_nodes_".len()..].parse::<u32>().unwrap_or(u32::MAX);
+                start_nodes.push((n, kv.string()));
+            }
             _ => return Err(kv.unknown()),
         }
     }
@@ -1092,8 +1098,16 @@ fn read_store(
                 }
             }
         }
+        "redis_cluster" if kvdb => {
+            if start_nodes.is_empty() {
+                return Err(ConfigError::Empty {
+                    file: file.to_path_buf(),
+                    section: name.into(),
+                    key: "start_nodes_1".into(),
+                });
+            }
+        }
         "mongodb" => return Err(store_not_built(file, name, kind, line)),
-        "redis_cluster" if kvdb => return Err(store_not_built(file, name, kind, line)),
         _ => {
             return Err(ConfigError::BadValue {
                 file: file.to_path_buf(),
@@ -1111,12 +1125,14 @@ fn read_store(
         None if kvdb => String::new(),
         None => "goworld".to_string(),
     };
+    start_nodes.sort_by_key(|(n, _)| *n);
     Ok(StoreConfig {
         kind,
         directory: resolve(base, &directory),
         url,
         db,
         collection,
+        start_nodes: start_nodes.into_iter().map(|(_, a)| a).collect(),
     })
 }
 
@@ -1432,6 +1448,7 @@ mod tests {
                 url: String::new(),
                 db: "goworld".into(),
                 collection: String::new(),
+                start_nodes: Vec::new(),
             },
             kvdb: StoreConfig {
                 kind: "filesystem".into(),
@@ -1439,6 +1456,7 @@ mod tests {
                 url: String::new(),
                 db: String::new(),
                 collection: String::new(),
+                start_nodes: Vec::new(),
             },
             dispatchers: [(1, dispatcher(1))].into(),
             games: [(1, game(1))].into(),
@@ -1817,7 +1835,6 @@ mod tests {
         for (sec, kind, what) in [
             ("storage", "mongodb", "MongoDB"),
             ("kvdb", "mongodb", "MongoDB"),
-            ("kvdb", "redis_cluster", "Redis cluster"),
         ] {
             check_err(
                 &format!("{MINIMAL}[{sec}]\ntype={kind}\nurl=x://y\n"),
@@ -1870,10 +1887,21 @@ mod tests {
                 c.kvdb.db = "3".into();
             },
         );
+        // Redis Cluster: its start nodes, in number order.
+        check(
+            &format!("{MINIMAL}[kvdb]\ntype=redis_cluster\nstart_nodes_2=b:2\nstart_nodes_1=a:1\n"),
+            |c| {
+                c.kvdb.kind = "redis_cluster".into();
+                c.kvdb.start_nodes = vec!["a:1".into(), "b:2".into()];
+            },
+        );
         // An empty kvdb type disables the kvdb, as in GoWorld.
         check(
             &format!("{MINIMAL}[kvdb]\ntype=\nstart_nodes_1=a:1\n"),
-            |c| c.kvdb.kind = String::new(),
+            |c| {
+                c.kvdb.kind = String::new();
+                c.kvdb.start_nodes = vec!["a:1".into()];
+            },
         );
         check(
             &format!(
@@ -1883,6 +1911,7 @@ mod tests {
                 c.storage.directory = PathBuf::from("/var/gw/entities");
                 c.storage.url = "u".into();
                 c.storage.db = "d".into();
+                c.storage.start_nodes = vec!["x".into()];
             },
         );
     }
@@ -2064,8 +2093,13 @@ mod tests {
         // GoWorld features not built yet.
         assert!(matches!(
             parse_err(&format!("{MINIMAL}[kvdb]\ntype=redis_cluster\n")),
+            ConfigError::Empty { ref section, ref key, .. }
+                if section == "kvdb" && key == "start_nodes_1"
+        ));
+        assert!(matches!(
+            parse_err(&format!("{MINIMAL}[storage]\ntype=mongodb\nurl=x\n")),
             ConfigError::StoreNotBuilt { ref section, ref kind, line: 6, .. }
-                if section == "kvdb" && kind == "redis_cluster"
+                if section == "storage" && kind == "mongodb"
         ));
         match parse_err(&format!(
             "{MINIMAL}[gate_common]\nencrypt_connection=TRUE\n"

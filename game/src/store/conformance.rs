@@ -166,6 +166,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn redis_cluster_kvdb_passes_the_suite_against_a_real_cluster() {
+        use crate::store::redis::RedisClusterKvdb;
+        let cluster = goworld_common::testserver::RedisCluster::start();
+        let nodes = cluster.start_nodes();
+        // A key GoWorld wrote before (no index yet) is found by ranges.
+        let mut c = redis::cluster::ClusterClient::new(
+            nodes
+                .iter()
+                .map(|n| format!("redis://{n}"))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .get_connection()
+        .unwrap();
+        redis::cmd("SET")
+            .arg("_KV_old")
+            .arg("o")
+            .query::<()>(&mut c)
+            .unwrap();
+        let mut k = RedisClusterKvdb::new(&nodes).unwrap();
+        assert_eq!(
+            k.get_range("o", "p").unwrap(),
+            vec![("old".to_string(), "o".to_string())]
+        );
+        kvdb_suite(&mut k);
+        kvdb_get_or_put_race(
+            Box::new(RedisClusterKvdb::new(&nodes).unwrap()),
+            Box::new(RedisClusterKvdb::new(&nodes[3..]).unwrap()),
+            300,
+        );
+    }
+
     /// A database GoWorld wrote (entities as `Type$ID` msgpack maps, KVDB keys `_KV_key`, no
     /// index) is read as it is, ranges included; `db` selects the database.
     #[test]

@@ -899,7 +899,8 @@ impl KvdbPool {
     }
 
     /// The KVDB as configured by `[kvdb]`: `Ok(None)` when `type` is empty (disabled, as in
-    /// GoWorld). `filesystem` and `redis` are built; other types give `Unsupported`.
+    /// GoWorld). `filesystem`, `redis` and `redis_cluster` are built; other types give
+    /// `Unsupported`.
     pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<Option<KvdbPool>> {
         match cfg.kind.as_str() {
             "" => Ok(None),
@@ -907,6 +908,11 @@ impl KvdbPool {
             "redis" => {
                 let db = super::redis::parse_db(&cfg.db).map_err(io::Error::other)?;
                 let kvdb = super::redis::RedisKvdb::new(&cfg.url, db).map_err(io::Error::other)?;
+                KvdbPool::with_backend(kvdb, waker, DEFAULT_QUEUE_CAPACITY).map(Some)
+            }
+            "redis_cluster" => {
+                let kvdb = super::redis::RedisClusterKvdb::new(&cfg.start_nodes)
+                    .map_err(io::Error::other)?;
                 KvdbPool::with_backend(kvdb, waker, DEFAULT_QUEUE_CAPACITY).map(Some)
             }
             other => Err(io::Error::new(
@@ -1658,6 +1664,7 @@ mod tests {
             url: String::new(),
             db: String::new(),
             collection: String::new(),
+            start_nodes: Vec::new(),
         };
         let mut pool =
             StorePool::open(&cfg("s", "filesystem"), &cfg("k", "filesystem"), None).unwrap();

@@ -42,11 +42,13 @@ redis.call('SET', KEYS[1], ARGV[1]) \
 redis.call('ZADD', KEYS[2], 0, ARGV[2]) \
 return false";
 
-/// One lazily opened connection.
-struct Conn {
-    client: Client,
-    conn: Option<Connection>,
+/// One lazily opened connection (to one server, or to a cluster).
+struct Lazy<C> {
+    open: Box<dyn FnMut() -> RedisResult<C> + Send>,
+    conn: Option<C>,
 }
+
+type Conn = Lazy<Connection>;
 
 impl Conn {
     /// A connection to `url` (`redis://host:port`) and database `db`.
@@ -55,20 +57,23 @@ impl Conn {
             .map_err(|e| format!("bad redis url '{url}': {e}"))?;
         info.redis.db = db;
         let client = Client::open(info).map_err(|e| format!("redis url '{url}': {e}"))?;
-        Ok(Conn { client, conn: None })
+        Ok(Lazy {
+            open: Box::new(move || {
+                let c = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                c.set_read_timeout(Some(IO_TIMEOUT))?;
+                c.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(c)
+            }),
+            conn: None,
+        })
     }
+}
 
+impl<C> Lazy<C> {
     /// Runs `f` on the connection, opening it first if needed; an I/O error drops it.
-    fn with<T>(&mut self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, String> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut C) -> RedisResult<T>) -> Result<T, String> {
         if self.conn.is_none() {
-            let c = self
-                .client
-                .get_connection_with_timeout(CONNECT_TIMEOUT)
-                .map_err(|e| format!("connecting to redis: {e}"))?;
-            c.set_read_timeout(Some(IO_TIMEOUT))
-                .map_err(|e| e.to_string())?;
-            c.set_write_timeout(Some(IO_TIMEOUT))
-                .map_err(|e| e.to_string())?;
+            let c = (self.open)().map_err(|e| format!("connecting to redis: {e}"))?;
             self.conn = Some(c);
         }
         let r = f(self.conn.as_mut().expect("opened above"));
@@ -105,7 +110,7 @@ fn glob_escape(s: &str) -> String {
 }
 
 /// Every key matching `pattern`, by `SCAN`.
-fn scan(c: &mut Connection, pattern: &str) -> RedisResult<Vec<Vec<u8>>> {
+fn scan(c: &mut impl redis::ConnectionLike, pattern: &str) -> RedisResult<Vec<Vec<u8>>> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -286,5 +291,164 @@ impl KvdbBackend for RedisKvdb {
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect())
         })
+    }
+}
+
+/// The KVDB on a Redis Cluster (`[kvdb] type = redis_cluster`, nodes in `start_nodes_N`).
+///
+/// GoWorld's keys (`_KV_<key>`) hash to every slot, so no multi-key command or script can
+/// span them. The choice made here: each entry stays a plain key in GoWorld's layout (a
+/// GoWorld cluster's data is read as it is), and the key index is one sorted set,
+/// [`KV_INDEX`], in one slot. The index entry is written *before* the value, so the index
+/// never misses a key that has a value (an entry whose value is not written yet is left out
+/// of ranges). GetOrPut is `SET key val NX GET`, atomic on its one key against every game
+/// (Redis 7). GetRange reads the index with `ZRANGEBYLEX` and then each value.
+pub struct RedisClusterKvdb {
+    conn: Lazy<redis::cluster::ClusterConnection>,
+    nodes: Vec<String>,
+    indexed: bool,
+}
+
+impl RedisClusterKvdb {
+    /// The KVDB on the cluster reachable through `nodes` (`host:port` or `redis://...`).
+    pub fn new(nodes: &[String]) -> Result<RedisClusterKvdb, String> {
+        if nodes.is_empty() {
+            return Err("redis_cluster needs start_nodes_1 (and more)".into());
+        }
+        let urls: Vec<String> = (nodes.iter())
+            .map(|n| {
+                if n.contains("://") {
+                    n.clone()
+                } else {
+                    format!("redis://{n}")
+                }
+            })
+            .collect();
+        let client = redis::cluster::ClusterClient::builder(urls.clone())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(IO_TIMEOUT)
+            .build()
+            .map_err(|e| format!("redis cluster {nodes:?}: {e}"))?;
+        Ok(RedisClusterKvdb {
+            conn: Lazy {
+                open: Box::new(move || client.get_connection()),
+                conn: None,
+            },
+            nodes: urls,
+            indexed: false,
+        })
+    }
+
+    /// Builds the index from a `SCAN` of every master if there is none.
+    fn ensure_index(&mut self) -> Result<(), String> {
+        if self.indexed {
+            return Ok(());
+        }
+        let exists: bool = self
+            .conn
+            .with(|c| redis::cmd("EXISTS").arg(KV_INDEX).query(c))?;
+        if !exists {
+            let mut keys = Vec::new();
+            for master in self.masters()? {
+                let mut c = Client::open(master.as_str())
+                    .and_then(|cl| cl.get_connection_with_timeout(CONNECT_TIMEOUT))
+                    .map_err(|e| format!("redis {master}: {e}"))?;
+                keys.extend(
+                    scan(&mut c, &format!("{}*", glob_escape(KV_PREFIX)))
+                        .map_err(|e| format!("redis {master}: {e}"))?,
+                );
+            }
+            for chunk in keys.chunks(500) {
+                let mut z = redis::cmd("ZADD");
+                z.arg(KV_INDEX);
+                for k in chunk {
+                    z.arg(0).arg(&k[KV_PREFIX.len()..]);
+                }
+                self.conn.with(|c| z.query::<()>(c))?;
+            }
+        }
+        self.indexed = true;
+        Ok(())
+    }
+
+    /// The masters' URLs, from `CLUSTER NODES` of the first start node that answers.
+    fn masters(&self) -> Result<Vec<String>, String> {
+        let mut last = String::new();
+        for n in &self.nodes {
+            let r = Client::open(n.as_str())
+                .and_then(|cl| cl.get_connection_with_timeout(CONNECT_TIMEOUT))
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c));
+            match r {
+                Ok(text) => {
+                    return Ok((text.lines())
+                        .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("master")))
+                        .filter_map(|l| l.split(' ').nth(1))
+                        .map(|addr| format!("redis://{}", addr.split('@').next().unwrap_or(addr)))
+                        .collect());
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(format!("no start node answered CLUSTER NODES: {last}"))
+    }
+
+    fn index(&mut self, key: &str) -> Result<(), String> {
+        self.conn.with(|c| {
+            redis::cmd("ZADD")
+                .arg(KV_INDEX)
+                .arg(0)
+                .arg(key)
+                .query::<()>(c)
+        })
+    }
+}
+
+impl KvdbBackend for RedisClusterKvdb {
+    fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+        let k = kv_key(key);
+        self.conn.with(|c| redis::cmd("GET").arg(&k).query(c))
+    }
+
+    fn put(&mut self, key: &str, val: &str) -> Result<(), String> {
+        self.ensure_index()?;
+        self.index(key)?;
+        let k = kv_key(key);
+        self.conn
+            .with(|c| redis::cmd("SET").arg(&k).arg(val).query::<()>(c))
+    }
+
+    fn get_or_put(&mut self, key: &str, val: &str) -> Result<Option<String>, String> {
+        self.ensure_index()?;
+        self.index(key)?;
+        let k = kv_key(key);
+        self.conn.with(|c| {
+            redis::cmd("SET")
+                .arg(&k)
+                .arg(val)
+                .arg("NX")
+                .arg("GET")
+                .query(c)
+        })
+    }
+
+    fn get_range(&mut self, begin: &str, end: &str) -> Result<Vec<(String, String)>, String> {
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        self.ensure_index()?;
+        let keys: Vec<String> = self.conn.with(|c| {
+            redis::cmd("ZRANGEBYLEX")
+                .arg(KV_INDEX)
+                .arg(format!("[{begin}"))
+                .arg(format!("({end}"))
+                .query(c)
+        })?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(v) = self.get(&key)? {
+                out.push((key, v));
+            }
+        }
+        Ok(out)
     }
 }
