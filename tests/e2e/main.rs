@@ -375,7 +375,23 @@ fn login_creates_an_avatar_and_a_returning_user_gets_the_same_one() {
 /// `.restored`, and no server log has an error line.
 #[test]
 fn a_game_frozen_and_restored_under_bots_loses_nothing() {
-    let mut c = Cluster::new("hotswap", 1, 2, 1, "");
+    frozen_and_restored_under_bots("hotswap", "");
+}
+
+/// The same with entity storage and the KVDB in a real Redis, under the bots' saves, loads
+/// and mail: the freeze waits for Redis to answer what is in flight.
+#[test]
+fn a_game_frozen_and_restored_under_bots_with_redis_loses_nothing() {
+    let redis = goworld_common::testserver::RedisServer::start();
+    let url = redis.url();
+    frozen_and_restored_under_bots(
+        "hotswap-redis",
+        &format!("[storage]\ntype=redis\nurl={url}\n\n[kvdb]\ntype=redis\nurl={url}\ndb=1\n"),
+    );
+}
+
+fn frozen_and_restored_under_bots(name: &str, extra: &str) {
+    let mut c = Cluster::new(name, 1, 2, 1, extra);
     c.start_all(1, 2, 1).unwrap();
     for game in 1..=2 {
         c.wait_log(
