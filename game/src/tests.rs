@@ -1573,6 +1573,41 @@ fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispa
     );
 }
 
+/// A ready game with one dispatcher whose only type is `T`, registered as `name` and used
+/// as the boot entity, and a client (`clientclientcl01`) connected to boot entity `boot_id`.
+fn game_with_a_client<T: Entity>(
+    name: &str,
+    boot_id: &str,
+    t0: Instant,
+) -> (GameService, MemIo, EntityId, EntityId) {
+    let mut io = MemIo::new();
+    let mut types = Registry::new();
+    types.register::<T>(name).unwrap();
+    let mut g = GameService::new(
+        settings(1, name, t0),
+        IdGen::new([1, 2, 3], 1),
+        types,
+        Stores::NONE,
+        Rng::new(1),
+    );
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let cid = EntityId::parse("clientclientcl01").unwrap();
+    let id = EntityId::parse(boot_id).unwrap();
+    g.on_frame(
+        &mut io,
+        t0,
+        conn(1),
+        &Msg::NotifyClientConnected {
+            client_id: cid,
+            boot_eid: id,
+            gate_id: Some(1),
+        }
+        .to_payload(),
+    );
+    (g, io, cid, id)
+}
+
 /// A player that hands its client to another entity right after changing an attribute.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Handoff;
@@ -1599,33 +1634,8 @@ impl Handoff {
 /// give-away ahead of them, so the client got the change for an entity it no longer had).
 #[test]
 fn attribute_changes_made_before_give_client_to_reach_the_client_first() {
-    let mut io = MemIo::new();
     let t0 = Instant::now();
-    let s = settings(1, "Handoff", t0);
-    let mut types = Registry::new();
-    types.register::<Handoff>("Handoff").unwrap();
-    let mut g = GameService::new(
-        s,
-        IdGen::new([1, 2, 3], 1),
-        types,
-        Stores::NONE,
-        Rng::new(1),
-    );
-    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
-    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
-    let cid = EntityId::parse("clientclientcl01").unwrap();
-    let id = EntityId::parse("handoffhandoff01").unwrap();
-    g.on_frame(
-        &mut io,
-        t0,
-        conn(1),
-        &Msg::NotifyClientConnected {
-            client_id: cid,
-            boot_eid: id,
-            gate_id: Some(1),
-        }
-        .to_payload(),
-    );
+    let (mut g, mut io, cid, id) = game_with_a_client::<Handoff>("Handoff", "handoffhandoff01", t0);
     let mut other = EntityId::NONE;
     g.with_game_ctx(&mut io, t0, |c| other = c.create_entity_locally("Handoff"));
     io.take();
@@ -1685,33 +1695,8 @@ impl Typo {
 fn an_undeclared_attribute_is_reported_once_and_the_declared_one_reaches_the_client() {
     use goworld_common::testlog;
     testlog::capture();
-    let mut io = MemIo::new();
     let t0 = Instant::now();
-    let s = settings(1, "Typo", t0);
-    let mut types = Registry::new();
-    types.register::<Typo>("Typo").unwrap();
-    let mut g = GameService::new(
-        s,
-        IdGen::new([1, 2, 3], 1),
-        types,
-        Stores::NONE,
-        Rng::new(1),
-    );
-    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
-    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
-    let cid = EntityId::parse("clientclientcl01").unwrap();
-    let id = EntityId::parse("typotypotypoty01").unwrap();
-    g.on_frame(
-        &mut io,
-        t0,
-        conn(1),
-        &Msg::NotifyClientConnected {
-            client_id: cid,
-            boot_eid: id,
-            gate_id: Some(1),
-        }
-        .to_payload(),
-    );
+    let (mut g, mut io, cid, id) = game_with_a_client::<Typo>("Typo", "typotypotypoty01", t0);
     io.take();
     testlog::take();
     let bump = Msg::CallEntityMethodFromClient {
