@@ -1138,34 +1138,32 @@ impl StorePool {
     /// Blocks until every submitted request has finished (results stay for
     /// `take_results`); on timeout returns how many are still pending.
     pub fn drain(&mut self, timeout: Duration) -> Result<(), usize> {
-        let deadline = Instant::now() + timeout;
-        let mut left = 0;
-        if let Some(s) = &mut self.storage {
-            left += s.drain(timeout).err().unwrap_or(0);
-        }
-        if let Some(k) = &mut self.kvdb {
-            let rest = deadline.saturating_duration_since(Instant::now());
-            left += k.drain(rest).err().unwrap_or(0);
-        }
-        if left == 0 {
-            Ok(())
-        } else {
-            Err(left)
-        }
+        self.both(timeout, StoragePool::drain, KvdbPool::drain)
     }
 
     /// Drains (up to `timeout` in all), then stops and joins every worker; later requests
     /// fail at once. On timeout the pending count is returned and the workers are left to
     /// finish on their own (dropping the pool does not wait for them).
     pub fn shutdown(&mut self, timeout: Duration) -> Result<(), usize> {
+        self.both(timeout, StoragePool::shutdown, KvdbPool::shutdown)
+    }
+
+    /// Runs a blocking step on the storage pool, then on the KVDB pool with what is left of
+    /// `timeout`; the requests still pending in both.
+    fn both(
+        &mut self,
+        timeout: Duration,
+        storage: fn(&mut StoragePool, Duration) -> Result<(), usize>,
+        kvdb: fn(&mut KvdbPool, Duration) -> Result<(), usize>,
+    ) -> Result<(), usize> {
         let deadline = Instant::now() + timeout;
         let mut left = 0;
         if let Some(s) = &mut self.storage {
-            left += s.shutdown(timeout).err().unwrap_or(0);
+            left += storage(s, timeout).err().unwrap_or(0);
         }
         if let Some(k) = &mut self.kvdb {
             let rest = deadline.saturating_duration_since(Instant::now());
-            left += k.shutdown(rest).err().unwrap_or(0);
+            left += kvdb(k, rest).err().unwrap_or(0);
         }
         if left == 0 {
             Ok(())
