@@ -137,18 +137,9 @@ pub type TimerId = u32;
 /// The shortest repeat interval of an entity timer (GoWorld's minimum).
 pub const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A KVDB operation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KvdbOp {
-    /// Read a key.
-    Get(String),
-    /// Write a key.
-    Put(String, String),
-    /// Read a key, writing the value if it is missing.
-    GetOrPut(String, String),
-    /// Read the keys in `[begin, end)`.
-    GetRange(String, String),
-}
+/// A KVDB operation: the store's own request type, so game code's operation travels to the
+/// store as it is.
+pub use crate::store::KvdbOp;
 
 /// What a KVDB callback gets: the value (for Get and GetOrPut) or an error.
 pub type KvdbResult = Result<Option<String>, StoreError>;

@@ -451,7 +451,10 @@ impl Ctx<'_> {
         );
         self.emit(Action::Kvdb {
             from: self.id,
-            op: KvdbOp::GetRange(begin.to_string(), end.to_string()),
+            op: KvdbOp::GetRange {
+                begin: begin.to_string(),
+                end: end.to_string(),
+            },
             then: Some(cb),
         });
     }
@@ -481,7 +484,12 @@ impl Ctx<'_> {
 
     /// Reads `key` from the KVDB; `then` runs with this entity when the value arrives.
     pub fn kvdb_get<T: Entity>(&mut self, key: &str, then: fn(&mut T, &mut Ctx, KvdbResult)) {
-        self.kvdb(KvdbOp::Get(key.to_string()), Some(then));
+        self.kvdb(
+            KvdbOp::Get {
+                key: key.to_string(),
+            },
+            Some(then),
+        );
     }
 
     /// Writes `key = val` to the KVDB.
@@ -491,7 +499,13 @@ impl Ctx<'_> {
         val: &str,
         then: Option<fn(&mut T, &mut Ctx, KvdbResult)>,
     ) {
-        self.kvdb(KvdbOp::Put(key.to_string(), val.to_string()), then);
+        self.kvdb(
+            KvdbOp::Put {
+                key: key.to_string(),
+                val: val.to_string(),
+            },
+            then,
+        );
     }
 
     /// Reads `key`, storing `val` if it is missing (atomic across games); `then` gets the old
@@ -503,7 +517,10 @@ impl Ctx<'_> {
         then: fn(&mut T, &mut Ctx, KvdbResult),
     ) {
         self.kvdb(
-            KvdbOp::GetOrPut(key.to_string(), val.to_string()),
+            KvdbOp::GetOrPut {
+                key: key.to_string(),
+                val: val.to_string(),
+            },
             Some(then),
         );
     }

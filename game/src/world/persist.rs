@@ -130,17 +130,6 @@ impl Persist {
     }
 }
 
-/// Game code's KVDB operation as a request.
-fn kvdb_op(op: crate::api::KvdbOp) -> KvdbOp {
-    use crate::api::KvdbOp as Game;
-    match op {
-        Game::Get(key) => KvdbOp::Get { key },
-        Game::Put(key, val) => KvdbOp::Put { key, val },
-        Game::GetOrPut(key, val) => KvdbOp::GetOrPut { key, val },
-        Game::GetRange(begin, end) => KvdbOp::GetRange { begin, end },
-    }
-}
-
 /// A KVDB answer as game code's callback takes it.
 fn kvdb_outcome(outcome: Result<StoreOutput, StoreError>) -> Result<KvdbOutput, StoreError> {
     match outcome {
@@ -238,7 +227,7 @@ impl World {
         net: &mut Net,
         now: Instant,
         from: EntityId,
-        op: crate::api::KvdbOp,
+        op: KvdbOp,
         then: Option<KvdbCallback>,
     ) {
         if !self.persist.stores.kvdb {
@@ -251,7 +240,7 @@ impl World {
             }
             return;
         }
-        let token = self.persist.submit(StoreOp::Kvdb(kvdb_op(op)));
+        let token = self.persist.submit(StoreOp::Kvdb(op));
         self.persist.kvdb_waiting.insert(token, (from, then));
     }
 
