@@ -1515,16 +1515,7 @@ fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispa
     let mut types = Registry::new();
     types.register::<Caster>("Caster").unwrap();
     types.register::<Counter>("Counter").unwrap();
-    let mut g = GameService::new(
-        settings(1, "Counter", t0),
-        IdGen::new([1, 2, 3], 1),
-        types,
-        Stores::NONE,
-        Rng::new(1),
-    );
-    let mut io = MemIo::new();
-    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
-    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let (mut g, mut io) = ready_game(types, "Counter", Stores::NONE, t0);
     let (caster, a, b) = (
         EntityId::parse("castercastercas1").unwrap(),
         EntityId::parse("counterAcounter1").unwrap(),
@@ -1573,6 +1564,22 @@ fn call_many_reaches_local_entities_in_order_and_remote_ones_through_their_dispa
     );
 }
 
+/// Game 1 with `types`, booting `boot`, connected to its one dispatcher, which has
+/// acknowledged it and declared the deployment ready.
+fn ready_game(types: Registry, boot: &str, stores: Stores, t0: Instant) -> (GameService, MemIo) {
+    let mut g = GameService::new(
+        settings(1, boot, t0),
+        IdGen::new([1, 2, 3], 1),
+        types,
+        stores,
+        Rng::new(1),
+    );
+    let mut io = MemIo::new();
+    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
+    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    (g, io)
+}
+
 /// A ready game with one dispatcher whose only type is `T`, registered as `name` and used
 /// as the boot entity, and a client (`clientclientcl01`) connected to boot entity `boot_id`.
 fn game_with_a_client<T: Entity>(
@@ -1580,18 +1587,9 @@ fn game_with_a_client<T: Entity>(
     boot_id: &str,
     t0: Instant,
 ) -> (GameService, MemIo, EntityId, EntityId) {
-    let mut io = MemIo::new();
     let mut types = Registry::new();
     types.register::<T>(name).unwrap();
-    let mut g = GameService::new(
-        settings(1, name, t0),
-        IdGen::new([1, 2, 3], 1),
-        types,
-        Stores::NONE,
-        Rng::new(1),
-    );
-    g.on_open(&mut io, t0, conn(1), Origin::Dialed { dial: 1 }, addr());
-    g.on_frame(&mut io, t0, conn(1), &ack(1, vec![1], true));
+    let (mut g, mut io) = ready_game(types, name, Stores::NONE, t0);
     let cid = EntityId::parse("clientclientcl01").unwrap();
     let id = EntityId::parse(boot_id).unwrap();
     g.on_frame(
@@ -1799,16 +1797,7 @@ fn keeper_game(now: Instant) -> (GameService, MemIo, EntityId, crate::store::mem
     let mut types = Registry::new();
     types.register::<Account>("Account").unwrap();
     types.register::<Drainer>("Drainer").unwrap();
-    let mut g = GameService::new(
-        settings(1, "Account", now),
-        IdGen::new([1, 2, 3], 1),
-        types,
-        Stores::ALL,
-        Rng::new(1),
-    );
-    let mut io = MemIo::new();
-    g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
-    g.on_frame(&mut io, now, conn(1), &ack(1, vec![1], true));
+    let (mut g, mut io) = ready_game(types, "Account", Stores::ALL, now);
     let mut id = EntityId::default();
     g.with_game_ctx(&mut io, now, |ctx| {
         id = ctx.create_entity_locally("Drainer")

@@ -856,13 +856,14 @@ impl World {
         body: CallBody,
         caller: Caller,
     ) {
-        if matches!(caller, Caller::Server) {
-            let Some(body) = self.work.hold_if_fenced(to, body) else {
-                return;
-            };
-            self.run_call(net, now, to, body.method(), body.args(), caller);
-            return;
-        }
+        // Calls made on this game wait behind a fence; a client's came through a dispatcher.
+        let body = match caller {
+            Caller::Server => match self.work.hold_if_fenced(to, body) {
+                Some(body) => body,
+                None => return,
+            },
+            Caller::Client(_) => body,
+        };
         self.run_call(net, now, to, body.method(), body.args(), caller);
     }
 
