@@ -35,7 +35,6 @@ pub mod api;
 pub mod args;
 pub mod attr;
 pub mod crontab;
-pub mod kvdb;
 pub mod run;
 pub mod store;
 pub mod world;

@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Leaf parts: attribute trees, typed arguments, the AOI index, crontab specs.
     ("leaves", &["aoi", "args", "attr", "crontab"]),
     // Storage and the KVDB: requests, results, backends and their workers.
-    ("stores", &["store", "storage", "kvdb"]),
+    ("stores", &["store"]),
     // What game code is written against; reads the world only through `api::WorldView`.
     ("api", &["api"]),
     // The engine: entities, spaces, services, persistence, timers.

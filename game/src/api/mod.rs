@@ -20,6 +20,8 @@ pub mod game_ctx;
 pub mod key;
 pub mod view;
 
+/// The exclusive end of a KVDB range that must include a key (GoWorld's `NextLargerKey`).
+pub use crate::store::msg::next_larger_key;
 pub use act::Act;
 pub(crate) use action::{Action, KvdbCallback, StorageCallback};
 pub use action::{KvdbOp, KvdbRangeResult, KvdbResult, ShardSel, TimerId, MIN_TIMER_INTERVAL};

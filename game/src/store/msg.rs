@@ -334,3 +334,15 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_larger_key_appends_nul() {
+        assert_eq!(next_larger_key("ab"), "ab\0");
+        assert!(next_larger_key("ab").as_str() > "ab");
+        assert!(next_larger_key("ab").as_str() < "ab\u{1}");
+    }
+}
