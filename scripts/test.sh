@@ -16,6 +16,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "test.sh: cannot install redis-server here (needs root and apt-get); install it, or the Redis tests will fail"
   fi
 fi
+# The MongoDB engine's tests run against an in-memory MongoDB-wire stand-in run by node
+# (tests/mongo/README.md), which they start on free loopback ports and stop by PID.
+# tests/mongo/install.sh installs it with npm, or does nothing if it is installed.
+if ! bash tests/mongo/install.sh; then
+  echo "test.sh: the MongoDB stand-in could not be installed (the reason is above); the MongoDB tests will fail"
+fi
 cargo build --release --workspace --bins
 mkdir -p target
 set +e

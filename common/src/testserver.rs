@@ -1,12 +1,15 @@
-//! Real servers for tests, started on free loopback ports and stopped by their PID: today a
-//! `redis-server` ([`RedisServer`]). The README's test command installs what is missing
+//! Real servers for tests, started on free loopback ports and stopped by their PID: a
+//! `redis-server` ([`RedisServer`], and six of them as a [`RedisCluster`]) and a
+//! MongoDB-wire stand-in run by node ([`MongoServer`]; no real MongoDB can be installed
+//! here, see tests/mongo/README.md). The README's test command installs what is missing
 //! (scripts/test.sh); a test that cannot start its server fails saying so.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `redis-server` for one test, in memory only (no RDB, no AOF), stopped on drop.
@@ -160,5 +163,217 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect()
+    }
+}
+
+/// Where the MongoDB stand-in lives: tests/mongo in the workspace.
+const MONGO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mongo");
+
+/// A MongoDB-wire server for one test: the in-memory stand-in that tests/mongo/install.sh
+/// installs (smartmongo's CongoServer, run by node). Stopped on drop. It keeps its data in
+/// memory only, so a server started again on the same port ([`MongoServer::start_on`], to
+/// test reconnecting) is empty. What it does and does not do: tests/mongo/README.md.
+pub struct MongoServer {
+    /// Its stdin is a pipe that stays open while this lives: the server exits when it
+    /// closes, so it does not outlive a test process that dies.
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl MongoServer {
+    /// A server on a free port (node picks it, so no other process can take it first).
+    pub fn start() -> MongoServer {
+        MongoServer::spawn(0)
+    }
+
+    /// A server on `port`; panics if it does not listen within 10 s.
+    pub fn start_on(port: u16) -> MongoServer {
+        assert_ne!(port, 0, "MongoServer::start picks a free port");
+        MongoServer::spawn(port)
+    }
+
+    fn spawn(port: u16) -> MongoServer {
+        let dir = Path::new(MONGO_DIR);
+        let not_installed = "the MongoDB stand-in is not installed: run tests/mongo/install.sh \
+             (needs node, npm and the npm registry reachable; ./scripts/test.sh runs it)";
+        assert!(
+            dir.join("node_modules/.goworld-mongo-standin").is_file()
+                && dir
+                    .join("node_modules/@push.rocks/smartmongo/dist_ts/congodb/index.js")
+                    .is_file(),
+            "{not_installed}"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start node ({e}): the MongoDB tests need node; {not_installed}")
+            });
+        // Its stdout's first line says it is ready; its stderr is kept to say why not.
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        });
+        let errors = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let kept = Arc::clone(&errors);
+        let stderr_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                let mut kept = kept.lock().unwrap();
+                if kept.len() < 16384 {
+                    kept.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        let mut server = MongoServer { child, port };
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        let ready = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.trim().parse().ok());
+        let Some(ready) = ready else {
+            // It died, or hangs: stop it and say what it printed.
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+            let _ = stderr_reader.join();
+            panic!(
+                "the MongoDB stand-in (node tests/mongo/server.mjs {port}) did not get ready \
+                 within 10 s; it printed {line:?} and on stderr: {}; if it is not installed, \
+                 run tests/mongo/install.sh (needs npm reachable)",
+                errors.lock().unwrap().trim()
+            );
+        };
+        server.port = ready;
+        assert!(
+            TcpStream::connect(("127.0.0.1", server.port)).is_ok(),
+            "the MongoDB stand-in said it listens on port {ready} but does not accept"
+        );
+        server
+    }
+
+    /// Its URL, `mongodb://127.0.0.1:<port>/?directConnection=true`.
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One OP_MSG command as bytes: `{hello: 1, $db: "admin"}`.
+    fn hello_op_msg(request_id: i32) -> Vec<u8> {
+        let mut doc = Vec::new();
+        doc.push(0x10); // int32
+        doc.extend_from_slice(b"hello\0");
+        doc.extend_from_slice(&1i32.to_le_bytes());
+        doc.push(0x02); // string
+        doc.extend_from_slice(b"$db\0");
+        doc.extend_from_slice(&6i32.to_le_bytes());
+        doc.extend_from_slice(b"admin\0");
+        doc.push(0);
+        let doc_len = (doc.len() + 4) as i32;
+        let mut body = Vec::new();
+        body.extend_from_slice(&0u32.to_le_bytes()); // flagBits
+        body.push(0); // section kind 0: the body
+        body.extend_from_slice(&doc_len.to_le_bytes());
+        body.extend_from_slice(&doc);
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&((16 + body.len()) as i32).to_le_bytes());
+        msg.extend_from_slice(&request_id.to_le_bytes());
+        msg.extend_from_slice(&0i32.to_le_bytes()); // responseTo
+        msg.extend_from_slice(&2013i32.to_le_bytes()); // OP_MSG
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    /// The value of a top-level number field of a BSON document, as f64.
+    fn bson_number(doc: &[u8], field: &str) -> Option<f64> {
+        let mut i = 4;
+        while i < doc.len() && doc[i] != 0 {
+            let kind = doc[i];
+            let name_end = i + 1 + doc[i + 1..].iter().position(|&b| b == 0)?;
+            let name = &doc[i + 1..name_end];
+            let v = name_end + 1;
+            let le32 = |at: usize| i32::from_le_bytes(doc[at..at + 4].try_into().unwrap());
+            let (value, len) = match kind {
+                0x01 => (
+                    Some(f64::from_le_bytes(doc[v..v + 8].try_into().unwrap())),
+                    8,
+                ),
+                0x10 => (Some(le32(v) as f64), 4),
+                0x12 => (
+                    Some(i64::from_le_bytes(doc[v..v + 8].try_into().unwrap()) as f64),
+                    8,
+                ),
+                0x02 => (None, 4 + le32(v) as usize),
+                0x03 | 0x04 => (None, le32(v) as usize),
+                0x05 => (None, 5 + le32(v) as usize),
+                0x07 => (None, 12),
+                0x08 => (None, 1),
+                0x09 | 0x11 => (None, 8),
+                0x0A => (None, 0),
+                other => panic!("BSON type {other:#x} in a hello reply"),
+            };
+            if name == field.as_bytes() {
+                return value;
+            }
+            i = v + len;
+        }
+        None
+    }
+
+    #[test]
+    fn mongo_server_answers_hello() {
+        let server = MongoServer::start();
+        assert!(server.url().starts_with("mongodb://127.0.0.1:"));
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&hello_op_msg(7)).unwrap();
+        let mut header = [0u8; 16];
+        s.read_exact(&mut header).unwrap();
+        let word = |at: usize| i32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+        assert_eq!(word(8), 7, "responseTo");
+        assert_eq!(word(12), 2013, "opCode OP_MSG");
+        let mut body = vec![0u8; word(0) as usize - 16];
+        s.read_exact(&mut body).unwrap();
+        assert_eq!(body[4], 0, "section kind 0");
+        let doc = &body[5..];
+        assert_eq!(bson_number(doc, "ok"), Some(1.0));
+        assert!(bson_number(doc, "maxWireVersion").is_some_and(|v| v >= 8.0));
+    }
+
+    #[test]
+    #[should_panic(expected = "EADDRINUSE")]
+    fn mongo_server_on_a_taken_port_says_why_it_failed() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        MongoServer::start_on(taken.local_addr().unwrap().port());
+    }
+
+    #[test]
+    fn mongo_server_restarts_on_its_port() {
+        let first = MongoServer::start();
+        let port = first.port;
+        drop(first);
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+        let again = MongoServer::start_on(port);
+        assert_eq!(again.port, port);
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
     }
 }
