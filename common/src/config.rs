@@ -24,8 +24,8 @@
 //!
 //! * `[storage] type` defaults to `filesystem` (`directory` = `entity_storage`); GoWorld's
 //!   only storage is mongodb. `[kvdb] type` defaults to `filesystem` (`directory` = `kvdb`);
-//!   GoWorld's "empty = disabled" is still accepted as `type =`. Other types (mongodb, redis,
-//!   redis_cluster) are start-up errors until they are built.
+//!   GoWorld's "empty = disabled" is still accepted as `type =`. `redis` and `mongodb` are
+//!   built for both, `redis_cluster` for the KVDB, with GoWorld's keys and layouts.
 //! * `log_file` defaults per process (`dispatcher1.log`, `game1.log`, `gate1.log`) unless a
 //!   `_common` or per-ID section sets it; `log_file =` (empty) means no log file.
 //! * `log_level` defaults to `info` (GoWorld: `debug`, which floods the logs); an unknown
@@ -66,7 +66,7 @@ pub struct StoreConfig {
     pub kind: String,
     /// `directory` for filesystem, resolved against the config file's directory.
     pub directory: PathBuf,
-    /// `url` (redis: `redis://host:port`; mongodb, not built yet).
+    /// `url` (redis: `redis://host:port`; mongodb: `mongodb://host:port/...`).
     pub url: String,
     /// `db` (redis: a database index, default 0; otherwise storage default "goworld", kvdb
     /// default "").
@@ -253,15 +253,6 @@ pub enum ConfigError {
         section: String,
         key: String,
     },
-    /// `[storage]` or `[kvdb]` `type` names a GoWorld store not compiled into goworld-rs.
-    StoreNotBuilt {
-        file: PathBuf,
-        /// `storage` or `kvdb`.
-        section: String,
-        /// The `type` value: `mongodb`, `redis` or (kvdb) `redis_cluster`.
-        kind: String,
-        line: usize,
-    },
     /// A gate is configured with a client-link feature goworld-rs does not have yet.
     FeatureNotBuilt {
         file: PathBuf,
@@ -347,7 +338,6 @@ impl ConfigError {
             | ConfigError::BadValue { file, .. }
             | ConfigError::Missing { file, .. }
             | ConfigError::Empty { file, .. }
-            | ConfigError::StoreNotBuilt { file, .. }
             | ConfigError::FeatureNotBuilt { file, .. }
             | ConfigError::ByteRateBelowFrame { file, .. } => file,
         }
@@ -428,29 +418,6 @@ impl std::fmt::Display for ConfigError {
                 write!(f, "[{section}] {key} is missing (it must be > 0)")
             }
             ConfigError::Empty { section, key, .. } => write!(f, "[{section}] {key} is empty"),
-            ConfigError::StoreNotBuilt {
-                section,
-                kind,
-                line,
-                ..
-            } => {
-                let what = match kind.as_str() {
-                    "mongodb" => "MongoDB",
-                    "redis" => "Redis",
-                    "redis_cluster" => "Redis cluster",
-                    other => other,
-                };
-                write!(
-                    f,
-                    "[{section}] type = '{kind}' (line {line}): {what} is not compiled into \
-                     goworld-rs yet (use type = filesystem{})",
-                    if section == "kvdb" {
-                        ", or type = to disable the kvdb"
-                    } else {
-                        ""
-                    }
-                )
-            }
             ConfigError::FeatureNotBuilt {
                 feature,
                 section,
@@ -1107,7 +1074,23 @@ fn read_store(
                 });
             }
         }
-        "mongodb" => return Err(store_not_built(file, name, kind, line)),
+        "mongodb" => {
+            if url.is_empty() {
+                return Err(ConfigError::Empty {
+                    file: file.to_path_buf(),
+                    section: name.into(),
+                    key: "url".into(),
+                });
+            }
+            // GoWorld's MongoDB KVDB requires its collection.
+            if kvdb && collection.is_empty() {
+                return Err(ConfigError::Empty {
+                    file: file.to_path_buf(),
+                    section: name.into(),
+                    key: "collection".into(),
+                });
+            }
+        }
         _ => {
             return Err(ConfigError::BadValue {
                 file: file.to_path_buf(),
@@ -1134,15 +1117,6 @@ fn read_store(
         collection,
         start_nodes: start_nodes.into_iter().map(|(_, a)| a).collect(),
     })
-}
-
-fn store_not_built(file: &Path, section: &str, kind: String, line: usize) -> ConfigError {
-    ConfigError::StoreNotBuilt {
-        file: file.to_path_buf(),
-        section: section.into(),
-        kind,
-        line,
-    }
 }
 
 enum SectionKind {
@@ -1832,18 +1806,33 @@ mod tests {
 
     #[test]
     fn storage_types() {
-        for (sec, kind, what) in [
-            ("storage", "mongodb", "MongoDB"),
-            ("kvdb", "mongodb", "MongoDB"),
-        ] {
+        // MongoDB: a URL; the KVDB also a collection; `db` defaults to GoWorld's `goworld`.
+        for sec in ["storage", "kvdb"] {
             check_err(
-                &format!("{MINIMAL}[{sec}]\ntype={kind}\nurl=x://y\n"),
-                &[
-                    &format!("[{sec}] type = '{kind}'"),
-                    &format!("{what} is not compiled into goworld-rs yet"),
-                ],
+                &format!("{MINIMAL}[{sec}]\ntype=mongodb\n"),
+                &[&format!("[{sec}] url is empty")],
             );
         }
+        check_err(
+            &format!("{MINIMAL}[kvdb]\ntype=mongodb\nurl=mongodb://h\n"),
+            &["[kvdb] collection is empty"],
+        );
+        let c = Config::parse(&format!(
+            "{MINIMAL}[storage]\ntype=mongodb\nurl=mongodb://h\n[kvdb]\ntype=mongodb\nurl=mongodb://h\ndb=kv\ncollection=__kv__\n"
+        ), Path::new(BASE))
+        .unwrap();
+        assert_eq!(
+            (c.storage.kind.as_str(), c.storage.db.as_str()),
+            ("mongodb", "goworld")
+        );
+        assert_eq!(
+            (
+                c.kvdb.kind.as_str(),
+                c.kvdb.db.as_str(),
+                c.kvdb.collection.as_str()
+            ),
+            ("mongodb", "kv", "__kv__")
+        );
         check_err(
             &format!("{MINIMAL}[storage]\ntype=\n"),
             &["[storage] type = ''", "unknown storage type"],
@@ -2090,17 +2079,17 @@ mod tests {
             parse_err(&format!("{MINIMAL}[storage]\ndirectory=\n")),
             ConfigError::Empty { ref section, ref key, .. } if section == "storage" && key == "directory"
         ));
-        // GoWorld features not built yet.
         assert!(matches!(
             parse_err(&format!("{MINIMAL}[kvdb]\ntype=redis_cluster\n")),
             ConfigError::Empty { ref section, ref key, .. }
                 if section == "kvdb" && key == "start_nodes_1"
         ));
         assert!(matches!(
-            parse_err(&format!("{MINIMAL}[storage]\ntype=mongodb\nurl=x\n")),
-            ConfigError::StoreNotBuilt { ref section, ref kind, line: 6, .. }
-                if section == "storage" && kind == "mongodb"
+            parse_err(&format!("{MINIMAL}[kvdb]\ntype=mongodb\nurl=x\n")),
+            ConfigError::Empty { ref section, ref key, .. }
+                if section == "kvdb" && key == "collection"
         ));
+        // GoWorld features not built yet.
         match parse_err(&format!(
             "{MINIMAL}[gate_common]\nencrypt_connection=TRUE\n"
         )) {

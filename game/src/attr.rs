@@ -772,6 +772,30 @@ impl Attrs {
         Attrs::default()
     }
 
+    /// Gives loaded root numbers their declared type, recording no change: an integer in
+    /// an attribute named in `floats` becomes a float, a whole float in one named in `ints`
+    /// an integer. A store may answer a whole-number float as an integer, or a large
+    /// integer as a float (msgpack writers that shorten numbers; the MongoDB stand-in).
+    pub fn numbers_as_declared(&mut self, floats: &[String], ints: &[String]) {
+        for k in floats {
+            if let Some(v) = self.root.items.get_mut(k) {
+                if let AttrValue::Int(i) = *v {
+                    *v = AttrValue::Float(i as f64);
+                }
+            }
+        }
+        for k in ints {
+            if let Some(v) = self.root.items.get_mut(k) {
+                if let AttrValue::Float(f) = *v {
+                    // Whole and within i64 (2^63 itself is not).
+                    if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) {
+                        *v = AttrValue::Int(f as i64);
+                    }
+                }
+            }
+        }
+    }
+
     /// Attributes holding `root`, no changes recorded (loading, migration, restore).
     pub fn from_map(root: MapAttr) -> Attrs {
         Attrs {
@@ -1425,6 +1449,32 @@ mod tests {
 
     fn eid() -> EntityId {
         EntityId::parse("awVBNWhsgjH2AAAN").expect("eid")
+    }
+
+    /// Loaded numbers take the type their attribute is declared with; nothing else changes
+    /// and no change is recorded.
+    #[test]
+    fn loaded_numbers_take_their_declared_type() {
+        let mut m = MapAttr::new();
+        m.insert("f", 2i64);
+        m.insert("i", 5.0);
+        m.insert("half", 0.5);
+        m.insert("huge", 1e300);
+        m.insert("other", 3i64);
+        let mut a = Attrs::from_map(m);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        a.numbers_as_declared(&names(&["f", "missing"]), &names(&["i", "half", "huge"]));
+        let root = a.as_map();
+        assert_eq!(root.get("f"), Some(&AttrValue::Float(2.0)));
+        assert_eq!(root.get("i"), Some(&AttrValue::Int(5)));
+        assert_eq!(root.get("half"), Some(&AttrValue::Float(0.5)), "not whole");
+        assert_eq!(
+            root.get("huge"),
+            Some(&AttrValue::Float(1e300)),
+            "beyond i64"
+        );
+        assert_eq!(root.get("other"), Some(&AttrValue::Int(3)), "undeclared");
+        assert!(a.take_changes().is_empty());
     }
 
     /// What is not an attribute tree is a typed error that says where.

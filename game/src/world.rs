@@ -548,13 +548,15 @@ impl World {
         let is_space = type_name == crate::api::SPACE_TYPE;
         let nil = self.nil_space();
         self.entities
-            .insert(id, Rec::new(ty, obj, Attrs::new(), nil));
+            .insert(id, Rec::new(ty.clone(), obj, Attrs::new(), nil));
         self.hook(net, now, id, Hook::Init);
         if is_space {
             self.hook(net, now, id, Hook::SpaceInit);
         }
         let fresh = data.is_none();
-        if let Some(data) = data {
+        if let Some(mut data) = data {
+            let (floats, ints) = ty.number_attrs();
+            data.numbers_as_declared(floats, ints);
             if let Some(rec) = self.entities.get_mut(&id) {
                 rec.attrs = data;
                 rec.attrs.take_changes();

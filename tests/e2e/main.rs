@@ -191,6 +191,42 @@ fn bots_do_every_thing_with_storage_and_kvdb_in_redis() {
     assert!(reply.contains("Avatar$"), "no Avatar in Redis: {reply}");
 }
 
+/// The same with entity storage and the KVDB in a MongoDB-wire server (GoWorld's document
+/// layout).
+#[test]
+fn bots_do_every_thing_with_storage_and_kvdb_in_mongodb() {
+    let mongo = goworld_common::testserver::MongoServer::start();
+    bots_do_every_thing_with("bots-mongo", 1, 2, 1, &mongo_stores(&mongo.url()));
+    // The Avatars are in MongoDB, in GoWorld's layout, and so are the mail keys.
+    let client = mongodb::sync::Client::with_uri_str(mongo.url()).unwrap();
+    let db = client.database("goworld");
+    let avatars = db
+        .collection::<mongodb::bson::Document>("Avatar")
+        .find(mongodb::bson::doc! {})
+        .run()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert!(avatars.len() >= 100, "{} Avatars in MongoDB", avatars.len());
+    for a in &avatars {
+        assert_eq!(a.get_str("_id").unwrap().len(), 16, "{a}");
+        assert!(a.get_document("data").unwrap().contains_key("name"), "{a}");
+    }
+    let kv = db
+        .collection::<mongodb::bson::Document>("__kv__")
+        .count_documents(mongodb::bson::doc! {})
+        .run()
+        .unwrap();
+    assert!(kv >= 100, "{kv} KVDB documents");
+}
+
+/// `[storage]` and `[kvdb]` on the MongoDB at `url`.
+fn mongo_stores(url: &str) -> String {
+    format!(
+        "[storage]\ntype=mongodb\nurl={url}\n\n[kvdb]\ntype=mongodb\nurl={url}\ncollection=__kv__\n"
+    )
+}
+
 fn bots_do_every_thing_with(name: &str, d: u16, g: u16, t: u16, extra: &str) {
     let mut c = Cluster::new(name, d, g, t, extra);
     c.start_all(d, g, t).unwrap();
@@ -274,13 +310,33 @@ fn bots_do_every_thing_with(name: &str, d: u16, g: u16, t: u16, extra: &str) {
 }
 
 /// A raw client speaking GoWorld's login: `Login(user, "123456")` on its Account; returns
-/// the frames until the Avatar arrives as the player, and the Avatar's ID.
+/// the frames until the Avatar arrives as the player, and the Avatar's ID. A new Avatar is
+/// named 无名.
 fn login(
     client: &mut RawClient,
     account: goworld_common::id::EntityId,
     user: &str,
 ) -> (Vec<ClientBound>, goworld_common::id::EntityId) {
-    use goworld_common::msgpack::{write_str, Value};
+    let (seen, eid, data) = login_with_data(client, account, user);
+    assert_eq!(
+        data.map_get("name"),
+        Some(&goworld_common::msgpack::Value::Str("无名".into())),
+        "client data {data:?}"
+    );
+    (seen, eid)
+}
+
+/// [`login`], also answering the Avatar's client data.
+fn login_with_data(
+    client: &mut RawClient,
+    account: goworld_common::id::EntityId,
+    user: &str,
+) -> (
+    Vec<ClientBound>,
+    goworld_common::id::EntityId,
+    goworld_common::msgpack::Value,
+) {
+    use goworld_common::msgpack::write_str;
     let mut u = Vec::new();
     write_str(&mut u, user);
     let mut p = Vec::new();
@@ -310,14 +366,9 @@ fn login(
         {
             if type_name == "Avatar" {
                 let data = goworld_common::msgpack::decode_exact(client_data).unwrap();
-                assert_eq!(
-                    data.map_get("name"),
-                    Some(&Value::Str("无名".into())),
-                    "client data {data:?}"
-                );
                 let eid = *eid;
                 seen.push(m);
-                return (seen, eid);
+                return (seen, eid, data);
             }
         }
         seen.push(m);
@@ -369,6 +420,119 @@ fn login_creates_an_avatar_and_a_returning_user_gets_the_same_one() {
     assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
 }
 
+/// A GoWorld user's database, written by hand in GoWorld's layout, is what test_game finds:
+/// the user's KVDB entry names their Avatar, whose saved attributes reach the client.
+fn test_game_loads_a_goworld_database(name: &str, extra: &str) {
+    let mut c = Cluster::new(name, 1, 1, 1, extra);
+    c.start_all(1, 1, 1).unwrap();
+    let mut client = RawClient::connect(gate_addr(&c, 0)).unwrap();
+    let account = boot_entity_id(&mut client);
+    let (_, avatar, data) = login_with_data(&mut client, account, "ada");
+    assert_eq!(avatar, goworld_avatar(), "the Avatar the KVDB names");
+    use goworld_common::msgpack::Value;
+    assert_eq!(
+        data.map_get("name"),
+        Some(&Value::Str("Ada".into())),
+        "{data:?}"
+    );
+    assert_eq!(data.map_get("level"), Some(&Value::Int(7)), "{data:?}");
+    assert_eq!(data.map_get("exp"), Some(&Value::Int(1234)), "{data:?}");
+    let mails = data.map_get("mails").and_then(Value::as_map).unwrap();
+    assert_eq!(mails.len(), 1, "{data:?}");
+    drop(client);
+    for (kind, id, code) in c.stop_all() {
+        assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+    }
+    assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
+}
+
+/// The Avatar of the hand-written GoWorld database.
+fn goworld_avatar() -> goworld_common::id::EntityId {
+    goworld_common::id::EntityId::parse("WvLkQ5JtYq8cAAAB").unwrap()
+}
+
+#[test]
+fn test_game_loads_a_database_in_goworlds_mongodb_layout() {
+    use mongodb::bson::{doc, Document};
+    let mongo = goworld_common::testserver::MongoServer::start();
+    let client = mongodb::sync::Client::with_uri_str(mongo.url()).unwrap();
+    let db = client.database("goworld");
+    // As GoWorld's mgo writes them: Go ints as int32, the mails map as a document.
+    db.collection::<Document>("Avatar")
+        .insert_one(doc! {
+            "_id": "WvLkQ5JtYq8cAAAB",
+            "data": {
+                "name": "Ada", "level": 7_i32, "exp": 1234_i32, "prof": 2_i32,
+                "spaceKind": 3_i32, "lastMailID": 1_i32,
+                "mails": { "1": { "from": "bob", "text": "hi" } },
+            },
+        })
+        .run()
+        .unwrap();
+    db.collection::<Document>("__kv__")
+        .insert_one(doc! { "_id": "ada", "_": "WvLkQ5JtYq8cAAAB" })
+        .run()
+        .unwrap();
+    test_game_loads_a_goworld_database("goworld-mongo", &mongo_stores(&mongo.url()));
+}
+
+#[test]
+fn test_game_loads_a_database_in_goworlds_redis_layout() {
+    let redis = goworld_common::testserver::RedisServer::start();
+    let url = redis.url();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // As GoWorld's Redis storage writes them: msgpack maps, integers in their shortest form.
+    use goworld_common::msgpack::{write_map_len, write_str};
+    let mut data = Vec::new();
+    write_map_len(&mut data, 7);
+    write_str(&mut data, "name");
+    write_str(&mut data, "Ada");
+    for (k, v) in [
+        ("level", 7),
+        ("exp", 1234),
+        ("prof", 2),
+        ("spaceKind", 3),
+        ("lastMailID", 1),
+    ] {
+        write_str(&mut data, k);
+        if v < 128 {
+            data.push(v as u8); // positive fixint
+        } else {
+            data.push(0xcd); // uint16
+            data.extend_from_slice(&(v as u16).to_be_bytes());
+        }
+    }
+    write_str(&mut data, "mails");
+    write_map_len(&mut data, 1);
+    write_str(&mut data, "1");
+    write_map_len(&mut data, 2);
+    for (k, v) in [("from", "bob"), ("text", "hi")] {
+        write_str(&mut data, k);
+        write_str(&mut data, v);
+    }
+    redis::cmd("SET")
+        .arg("Avatar$WvLkQ5JtYq8cAAAB")
+        .arg(data)
+        .query::<()>(&mut conn)
+        .unwrap();
+    let mut kv = redis::Client::open(format!("{url}/1"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("SET")
+        .arg("_KV_ada")
+        .arg("WvLkQ5JtYq8cAAAB")
+        .query::<()>(&mut kv)
+        .unwrap();
+    test_game_loads_a_goworld_database(
+        "goworld-redis",
+        &format!("[storage]\ntype=redis\nurl={url}\n\n[kvdb]\ntype=redis\nurl={url}\ndb=1\n"),
+    );
+}
+
 /// Hot swap under bots: 1 dispatcher, 2 games, 1 gate, 40 strict bots for 16 s; 5 s in,
 /// game1 gets SIGUSR1, writes `game1_freezed.dat` and exits 0, and is started again with
 /// `-restore`. The bots see no failure and no disconnect, the restored game renames the file
@@ -388,6 +552,13 @@ fn a_game_frozen_and_restored_under_bots_with_redis_loses_nothing() {
         "hotswap-redis",
         &format!("[storage]\ntype=redis\nurl={url}\n\n[kvdb]\ntype=redis\nurl={url}\ndb=1\n"),
     );
+}
+
+/// The same with entity storage and the KVDB in a MongoDB-wire server.
+#[test]
+fn a_game_frozen_and_restored_under_bots_with_mongodb_loses_nothing() {
+    let mongo = goworld_common::testserver::MongoServer::start();
+    frozen_and_restored_under_bots("hotswap-mongo", &mongo_stores(&mongo.url()));
 }
 
 fn frozen_and_restored_under_bots(name: &str, extra: &str) {
@@ -448,6 +619,16 @@ fn players_come_back_from_redis_after_sigterm_and_after_kill_9() {
     players_come_back(
         "durable-redis",
         &format!("[storage]\ntype=redis\nurl={}\n", redis.url()),
+    );
+}
+
+/// The same with entity storage in a MongoDB-wire server.
+#[test]
+fn players_come_back_from_mongodb_after_sigterm_and_after_kill_9() {
+    let mongo = goworld_common::testserver::MongoServer::start();
+    players_come_back(
+        "durable-mongo",
+        &format!("[storage]\ntype=mongodb\nurl={}\n", mongo.url()),
     );
 }
 

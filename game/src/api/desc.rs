@@ -34,6 +34,9 @@ pub struct TypeDesc<T> {
     persistent: bool,
     aoi_distance: Option<f32>,
     attrs: BTreeMap<String, AttrFlags>,
+    /// The attributes declared `f64`, and `i64`.
+    floats: Vec<String>,
+    ints: Vec<String>,
     /// By name; looked up for every call, so with the fast hasher rather than SipHash.
     methods: goworld_common::id::FastMap<String, (Expose, MethodFn<T>)>,
     errors: Vec<String>,
@@ -46,6 +49,8 @@ impl<T: Entity> TypeDesc<T> {
             persistent: false,
             aoi_distance: None,
             attrs: BTreeMap::new(),
+            floats: Vec::new(),
+            ints: Vec::new(),
             methods: Default::default(),
             errors: Vec::new(),
         }
@@ -73,6 +78,12 @@ impl<T: Entity> TypeDesc<T> {
     /// Declares an attribute (see [`Attr`]): its name, value type and flags. Writing a
     /// root attribute that was never declared is an error.
     pub fn attr<V: AttrType>(&mut self, a: Attr<V>) -> &mut Self {
+        if V::FLOAT {
+            self.floats.push(a.name().to_string());
+        }
+        if V::INT {
+            self.ints.push(a.name().to_string());
+        }
         self.declare(a.name(), a.flags())
     }
 
@@ -134,6 +145,8 @@ pub(crate) trait EntityType {
     fn attr_flags(&self, key: &str) -> AttrFlags;
     /// True if attribute `key` was declared.
     fn attr_declared(&self, key: &str) -> bool;
+    /// The root attributes declared `f64`, and those declared `i64`.
+    fn number_attrs(&self) -> (&[String], &[String]);
     /// True the first time undeclared attribute `key` is reported (then it is logged once).
     fn first_undeclared(&self, key: &str) -> bool;
     fn new_instance(&self) -> Box<dyn Any>;
@@ -167,6 +180,9 @@ impl<T: Entity> EntityType for TypeImpl<T> {
     }
     fn attr_declared(&self, key: &str) -> bool {
         self.0.attrs.contains_key(key)
+    }
+    fn number_attrs(&self) -> (&[String], &[String]) {
+        (&self.0.floats, &self.0.ints)
     }
     fn first_undeclared(&self, key: &str) -> bool {
         self.1.borrow_mut().insert(key.to_string())

@@ -103,17 +103,23 @@ impl<T: AttrType> Attr<T> {
 /// A type an attribute can hold: GoWorld's uniformed values (`i64`, `f64`, `bool`,
 /// `String`) and the nested containers.
 pub trait AttrType: Default + Into<AttrValue> {
+    /// True for `f64`: a saved integer is loaded as a float.
+    const FLOAT: bool = false;
+    /// True for `i64`: a saved whole float is loaded as an integer.
+    const INT: bool = false;
     /// The value, if `v` holds this type (an integer is read as a float too).
     fn from_attr(v: &AttrValue) -> Option<Self>;
 }
 
 impl AttrType for i64 {
+    const INT: bool = true;
     fn from_attr(v: &AttrValue) -> Option<Self> {
         v.as_int()
     }
 }
 
 impl AttrType for f64 {
+    const FLOAT: bool = true;
     fn from_attr(v: &AttrValue) -> Option<Self> {
         v.as_float()
     }

@@ -3,6 +3,7 @@
 //! ([`goworld_common::testserver::RedisServer`]). An engine is correct when it passes all of it.
 
 use goworld_common::id::EntityId;
+use goworld_common::msgpack::Value;
 
 use super::backend::{KvdbBackend, StorageBackend};
 use super::msg::next_larger_key;
@@ -13,23 +14,24 @@ fn id(n: u32) -> EntityId {
     EntityId::parse(&s).expect("16 bytes")
 }
 
-/// Save, load, exists, list by type, overwrite, a 1 MB entity, and types kept apart.
+/// Entity data as the game writes it: a msgpack map of attributes (here one, `v`).
+fn data(v: Value) -> Vec<u8> {
+    Value::Map(vec![(Value::Str("v".into()), v)]).to_bytes()
+}
+
+/// Save, load, exists, list by type, overwrite, a 1 MB entity, every kind of attribute
+/// value, and types kept apart.
 pub(crate) fn storage_suite(s: &mut dyn StorageBackend) {
+    let text = |t: &str| data(Value::Str(t.into()));
     assert_eq!(s.load("Avatar", &id(1)).unwrap(), None, "never saved");
     assert!(!s.exists("Avatar", &id(1)).unwrap());
     assert_eq!(s.list("Avatar").unwrap(), Vec::<EntityId>::new());
-    s.save("Avatar", &id(2), b"\x81\xa1a\x01").unwrap();
-    s.save("Avatar", &id(1), b"first").unwrap();
-    s.save("Avatar", &id(1), b"second").unwrap();
-    s.save("Monster", &id(3), b"m").unwrap();
-    assert_eq!(
-        s.load("Avatar", &id(1)).unwrap().as_deref(),
-        Some(&b"second"[..])
-    );
-    assert_eq!(
-        s.load("Avatar", &id(2)).unwrap().as_deref(),
-        Some(&b"\x81\xa1a\x01"[..])
-    );
+    s.save("Avatar", &id(2), &data(Value::Int(1))).unwrap();
+    s.save("Avatar", &id(1), &text("first")).unwrap();
+    s.save("Avatar", &id(1), &text("second")).unwrap();
+    s.save("Monster", &id(3), &text("m")).unwrap();
+    assert_eq!(s.load("Avatar", &id(1)).unwrap(), Some(text("second")));
+    assert_eq!(s.load("Avatar", &id(2)).unwrap(), Some(data(Value::Int(1))));
     assert!(s.exists("Avatar", &id(2)).unwrap());
     assert!(
         !s.exists("Monster", &id(2)).unwrap(),
@@ -42,15 +44,46 @@ pub(crate) fn storage_suite(s: &mut dyn StorageBackend) {
     );
     assert_eq!(s.list("Monster").unwrap(), vec![id(3)]);
     // A type whose name is a prefix of another's lists only its own.
-    s.save("Avatar2", &id(4), b"x").unwrap();
+    s.save("Avatar2", &id(4), &text("x")).unwrap();
     assert_eq!(s.list("Avatar").unwrap(), vec![id(1), id(2)]);
     // 1 MB of every byte value.
     let big: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 256) as u8).collect();
-    s.save("Avatar", &id(5), &big).unwrap();
-    assert_eq!(s.load("Avatar", &id(5)).unwrap().as_deref(), Some(&big[..]));
+    s.save("Avatar", &id(5), &data(Value::Bin(big.clone())))
+        .unwrap();
+    assert_eq!(
+        s.load("Avatar", &id(5)).unwrap(),
+        Some(data(Value::Bin(big)))
+    );
+    // Every kind of value an attribute holds, nested, with unicode and odd names.
+    let all = Value::Map(vec![
+        // Within int32: the MongoDB stand-in answers larger integers as doubles (a real
+        // server keeps int64; the game reads such a double back into an i64 attribute).
+        (Value::Str("i".into()), Value::Int(-123_456)),
+        (Value::Str("f".into()), Value::Float(2.5)),
+        (Value::Str("b".into()), Value::Bool(true)),
+        (Value::Str("s".into()), Value::Str("日本 é".into())),
+        (Value::Str("n".into()), Value::Nil),
+        (
+            Value::Str("l".into()),
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Str("x".into()),
+                Value::Array(vec![]),
+            ]),
+        ),
+        (
+            Value::Str("m".into()),
+            Value::Map(vec![
+                (Value::Str("a b$".into()), Value::Int(3)),
+                (Value::Str("名".into()), Value::Map(vec![])),
+            ]),
+        ),
+    ]);
+    s.save("Avatar", &id(6), &all.to_bytes()).unwrap();
+    assert_eq!(s.load("Avatar", &id(6)).unwrap(), Some(all.to_bytes()));
     let many: Vec<EntityId> = (100..400).map(id).collect();
     for e in &many {
-        s.save("Many", e, b"v").unwrap();
+        s.save("Many", e, &text("v")).unwrap();
     }
     assert_eq!(
         s.list("Many").unwrap(),
@@ -133,8 +166,7 @@ mod tests {
     use crate::store::fs_storage::FilesystemStorage;
     use crate::store::mem::{MemKvdb, MemStorage};
     use crate::store::redis::{RedisKvdb, RedisStorage, KV_INDEX};
-    use goworld_common::msgpack::Value;
-    use goworld_common::testserver::RedisServer;
+    use goworld_common::testserver::{MongoServer, RedisServer};
 
     #[test]
     fn memory_engines_pass_the_suite() {
@@ -269,6 +301,127 @@ mod tests {
             s.load("Avatar", &id(1)).unwrap().as_deref(),
             Some(&b"after"[..])
         );
+        k.put("x", "2").unwrap();
+        assert_eq!(
+            k.get_range("x", "y").unwrap(),
+            vec![("x".into(), "2".into())]
+        );
+    }
+
+    fn mongo(url: &str) -> mongodb::sync::Client {
+        crate::store::mongo::client(url).unwrap()
+    }
+
+    #[test]
+    fn mongo_engines_pass_the_suite_against_the_wire_server() {
+        use crate::store::mongo::{MongoKvdb, MongoStorage};
+        let m = MongoServer::start();
+        let c = mongo(&m.url());
+        storage_suite(&mut MongoStorage::new(&c, "st"));
+        kvdb_suite(&mut MongoKvdb::new(&c, "kv", "__kv__").unwrap());
+        // Two clients (connection pools), as two games would have.
+        kvdb_get_or_put_race(
+            Box::new(MongoKvdb::new(&mongo(&m.url()), "kv", "race").unwrap()),
+            Box::new(MongoKvdb::new(&mongo(&m.url()), "kv", "race").unwrap()),
+            300,
+        );
+    }
+
+    /// A database GoWorld wrote (a collection per entity type, `{_id, data}` documents with
+    /// int32 numbers as mgo writes Go ints; KVDB `{_id, "_"}` documents) is read as it is.
+    #[test]
+    fn mongo_reads_a_database_in_goworlds_layout() {
+        use crate::store::mongo::{MongoKvdb, MongoStorage};
+        use mongodb::bson::{doc, Document};
+        let m = MongoServer::start();
+        let c = mongo(&m.url());
+        let db = c.database("goworld");
+        let eid = id(9);
+        let sid = std::str::from_utf8(eid.as_bytes()).unwrap();
+        db.collection::<Document>("Avatar")
+            .insert_one(doc! {
+                "_id": sid,
+                "data": {
+                    "name": "ada",
+                    "level": 7_i32,
+                    "mails": { "1": { "title": "hi" } },
+                    "pos": [1.5_f64, 2_i64],
+                },
+            })
+            .run()
+            .unwrap();
+        let kv = db.collection::<Document>("__kv__");
+        for (k, v) in [("b", "2"), ("a", "1"), ("c", "3")] {
+            kv.insert_one(doc! { "_id": k, "_": v }).run().unwrap();
+        }
+        // `db` empty is GoWorld's default database, `goworld`.
+        let mut s = MongoStorage::new(&c, "");
+        assert_eq!(s.list("Avatar").unwrap(), vec![eid]);
+        let a = Attrs::from_bytes(&s.load("Avatar", &eid).unwrap().unwrap()).unwrap();
+        let root = a.as_map();
+        assert_eq!(root.get_str("name"), "ada");
+        assert_eq!(root.get_int("level"), 7);
+        let mails = root.get("mails").and_then(|m| m.as_map()).unwrap();
+        assert_eq!(
+            mails
+                .get("1")
+                .and_then(|m| m.as_map())
+                .unwrap()
+                .get_str("title"),
+            "hi"
+        );
+        let mut k = MongoKvdb::new(&c, "", "__kv__").unwrap();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            k.get_range("a", "c").unwrap(),
+            pairs(&[("a", "1"), ("b", "2")])
+        );
+        assert_eq!(k.get("c").unwrap().as_deref(), Some("3"));
+        // What this engine writes is GoWorld's layout too.
+        s.save("Avatar", &id(10), &data(Value::Float(0.5))).unwrap();
+        let d = db
+            .collection::<Document>("Avatar")
+            .find_one(doc! { "_id": std::str::from_utf8(id(10).as_bytes()).unwrap() })
+            .run()
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.get_document("data").unwrap(), &doc! { "v": 0.5 });
+        k.put("z", "26").unwrap();
+        assert_eq!(
+            kv.find_one(doc! { "_id": "z" }).run().unwrap().unwrap(),
+            doc! { "_id": "z", "_": "26" }
+        );
+    }
+
+    /// A MongoDB that goes away fails the requests made meanwhile within the timeouts, and
+    /// the same engine works again once it is back.
+    #[test]
+    fn mongo_engines_reconnect_after_the_server_restarts() {
+        use crate::store::mongo::{MongoKvdb, MongoStorage};
+        let m = MongoServer::start();
+        let port = m.port;
+        let c = mongo(&m.url());
+        let mut s = MongoStorage::new(&c, "");
+        let mut k = MongoKvdb::new(&c, "", "kv").unwrap();
+        s.save("Avatar", &id(1), &data(Value::Int(1))).unwrap();
+        drop(m);
+        let t = std::time::Instant::now();
+        let err = s.save("Avatar", &id(1), &data(Value::Int(2))).unwrap_err();
+        assert!(err.contains("mongodb"), "{err}");
+        assert!(k.get("x").is_err());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "failing took {:?}",
+            t.elapsed()
+        );
+        // Back on the same port (empty: the stand-in keeps nothing).
+        let _again = MongoServer::start_on(port);
+        s.save("Avatar", &id(1), &data(Value::Int(3))).unwrap();
+        assert_eq!(s.load("Avatar", &id(1)).unwrap(), Some(data(Value::Int(3))));
         k.put("x", "2").unwrap();
         assert_eq!(
             k.get_range("x", "y").unwrap(),

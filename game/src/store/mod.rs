@@ -5,8 +5,8 @@
 //! [`StoreError`] on failure). Whoever runs the game carries them:
 //!
 //! - the binary's shell (`run.rs`) owns a [`StorePool`] of worker threads built from the
-//!   config ([`pool`]), over the filesystem backends ([`fs_storage`], [`fs_kvdb`]) or Redis
-//!   ([`redis`]);
+//!   config ([`pool`]), over the filesystem backends ([`fs_storage`], [`fs_kvdb`]), Redis
+//!   ([`redis`]) or MongoDB ([`mongo`]);
 //! - the simulation and unit tests answer them at once in memory ([`mem`]), in simulated
 //!   time.
 //!
@@ -18,6 +18,7 @@ mod conformance;
 pub mod fs_kvdb;
 pub mod fs_storage;
 pub mod mem;
+pub mod mongo;
 pub mod msg;
 pub mod pool;
 pub mod redis;

@@ -604,8 +604,8 @@ impl StoragePool {
         )
     }
 
-    /// Storage as configured by `[storage]`: `filesystem` or `redis` (on [`DEFAULT_WORKERS`]
-    /// workers, a connection each). Other types are
+    /// Storage as configured by `[storage]`: `filesystem`, `redis` or `mongodb` (on
+    /// [`DEFAULT_WORKERS`] workers; a Redis connection each, one MongoDB pool). Other types are
     /// rejected by the config parser already and give `Unsupported` here.
     pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<StoragePool> {
         match cfg.kind.as_str() {
@@ -614,6 +614,16 @@ impl StoragePool {
                 let db = super::redis::parse_db(&cfg.db).map_err(io::Error::other)?;
                 StoragePool::with_backend_pool(
                     || super::redis::RedisStorage::new(&cfg.url, db).map_err(io::Error::other),
+                    waker,
+                    DEFAULT_QUEUE_CAPACITY,
+                    DEFAULT_WORKERS,
+                )
+            }
+            "mongodb" => {
+                // One driver client (a connection pool) for every worker.
+                let client = super::mongo::client(&cfg.url).map_err(io::Error::other)?;
+                StoragePool::with_backend_pool(
+                    || Ok(super::mongo::MongoStorage::new(&client, &cfg.db)),
                     waker,
                     DEFAULT_QUEUE_CAPACITY,
                     DEFAULT_WORKERS,
@@ -899,7 +909,7 @@ impl KvdbPool {
     }
 
     /// The KVDB as configured by `[kvdb]`: `Ok(None)` when `type` is empty (disabled, as in
-    /// GoWorld). `filesystem`, `redis` and `redis_cluster` are built; other types give
+    /// GoWorld). `filesystem`, `redis`, `redis_cluster` and `mongodb` are built; other types give
     /// `Unsupported`.
     pub fn open(cfg: &StoreConfig, waker: Option<Arc<Waker>>) -> io::Result<Option<KvdbPool>> {
         match cfg.kind.as_str() {
@@ -912,6 +922,12 @@ impl KvdbPool {
             }
             "redis_cluster" => {
                 let kvdb = super::redis::RedisClusterKvdb::new(&cfg.start_nodes)
+                    .map_err(io::Error::other)?;
+                KvdbPool::with_backend(kvdb, waker, DEFAULT_QUEUE_CAPACITY).map(Some)
+            }
+            "mongodb" => {
+                let client = super::mongo::client(&cfg.url).map_err(io::Error::other)?;
+                let kvdb = super::mongo::MongoKvdb::new(&client, &cfg.db, &cfg.collection)
                     .map_err(io::Error::other)?;
                 KvdbPool::with_backend(kvdb, waker, DEFAULT_QUEUE_CAPACITY).map(Some)
             }
