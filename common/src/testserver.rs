@@ -18,6 +18,18 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
+    /// Its `redis-server` arguments beyond port, bind and dir.
+    args: Vec<String>,
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to a child process by its PID.
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {} failed", child.id());
 }
 
 impl RedisServer {
@@ -44,6 +56,19 @@ impl RedisServer {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("a temp dir for redis-server");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, args, dir) = RedisServer::spawn(port, &args, dir);
+        let server = RedisServer {
+            child,
+            port,
+            dir,
+            args,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(port: u16, args: &[String], dir: PathBuf) -> (Child, Vec<String>, PathBuf) {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -58,21 +83,60 @@ impl RedisServer {
                     "cannot start redis-server ({e}): the Redis tests need it; ./scripts/test.sh installs it (apt-get install -y redis-server)"
                 )
             });
-        let server = RedisServer { child, port, dir };
+        (child, args.to_vec(), dir)
+    }
+
+    /// Waits until it answers PING; panics after 10 s.
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pings() {
+        while !self.pings() {
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {port} did not answer within 10 s"
+                "redis-server on port {} did not answer within 10 s",
+                self.port
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     /// Its URL, `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A server on a free port that keeps its data across [`RedisServer::restart`] (an
+    /// append-only file, fsynced on every write).
+    pub fn start_durable() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        RedisServer::start_with(port, &["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Kills the server (SIGKILL): connections are refused until [`RedisServer::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and directory, with the same arguments (a
+    /// [`RedisServer::start_durable`] server finds its data again).
+    pub fn restart(&mut self) {
+        self.kill();
+        let again = RedisServer::spawn(self.port, &self.args, self.dir.clone());
+        self.child = again.0;
+        self.wait_ready();
+    }
+
+    /// Stops the process (SIGSTOP): connections stay open and nothing answers.
+    pub fn pause(&self) {
+        signal(&self.child, "-STOP");
+    }
+
+    /// Continues a paused process (SIGCONT).
+    pub fn resume(&self) {
+        signal(&self.child, "-CONT");
     }
 
     fn pings(&self) -> bool {
@@ -263,6 +327,17 @@ impl MongoServer {
     /// Its URL, `mongodb://127.0.0.1:<port>/?directConnection=true`.
     pub fn url(&self) -> String {
         format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Stops the process (SIGSTOP): connections stay open and nothing answers (it keeps
+    /// its data, unlike a restart).
+    pub fn pause(&self) {
+        signal(&self.child, "-STOP");
+    }
+
+    /// Continues a paused process (SIGCONT).
+    pub fn resume(&self) {
+        signal(&self.child, "-CONT");
     }
 }
 

@@ -764,8 +764,8 @@ impl Handler for GameService {
             }
             Freeze::Draining { until } if now >= *until => {
                 let why = format!(
-                    "{} storage and KVDB requests still pending after {FREEZE_DRAIN_TIMEOUT:?}",
-                    self.world.store_requests_in_flight()
+                    "storage and KVDB still busy after {FREEZE_DRAIN_TIMEOUT:?}: {}",
+                    self.world.unwritten_saves(now, 20)
                 );
                 self.freeze_failed(io, now, &why);
             }
@@ -774,11 +774,16 @@ impl Handler for GameService {
         let draining = self.is_draining();
         if self.stopping.is_some_and(|until| now >= until) && !self.stop {
             warn!(
-                "game{}: {} saves were still pending after {STOP_DRAIN_TIMEOUT:?}; stopping anyway",
+                "game{}: stopping anyway after {STOP_DRAIN_TIMEOUT:?}: {}",
                 self.s.game_id,
-                self.world.store_requests_in_flight()
+                self.world.unwritten_saves(now, 50)
             );
             self.stopped();
+        }
+        // Held saves are retried while storage is down, also while a stop waits for them (a
+        // freeze carries them in its file instead).
+        if !matches!(self.freeze, Freeze::Draining { .. }) {
+            self.world.retry_saves(now);
         }
         let mut net = Net {
             io,
@@ -817,7 +822,10 @@ impl Handler for GameService {
             .then(|| self.world.next_deadline())
             .flatten();
         let stopping = self.stopping.filter(|_| !self.stop);
-        [world, self.next_load_report, freeze, stopping]
+        let retry = (!matches!(self.freeze, Freeze::Draining { .. }))
+            .then(|| self.world.retry_deadline())
+            .flatten();
+        [world, self.next_load_report, freeze, stopping, retry]
             .into_iter()
             .flatten()
             .chain(logs)

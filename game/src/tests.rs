@@ -2027,3 +2027,241 @@ fn sigterm_stops_after_the_timeout_when_saves_are_not_answered() {
     plain.on_signal(&mut io, t0, goworld_common::sig::SIGTERM);
     assert!(plain.should_stop(), "nothing to wait for");
 }
+
+/// `keeper_game` with persistent entities saved every `interval` (the Drainer is created
+/// after it is set), its first requests answered.
+fn keeper_saving_every(
+    now: Instant,
+    interval: std::time::Duration,
+) -> (GameService, MemIo, EntityId, crate::store::mem::MemStores) {
+    use crate::store::KvdbBackend;
+    let mem = crate::store::mem::MemStores::default();
+    mem.kvdb.clone().put("k", "hello").unwrap();
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    types.register::<Drainer>("Drainer").unwrap();
+    let (mut g, mut io) = ready_game(types, "Account", Stores::ALL, now);
+    g.set_save_interval(interval);
+    let mut id = EntityId::default();
+    g.with_game_ctx(&mut io, now, |ctx| {
+        id = ctx.create_entity_locally("Drainer")
+    });
+    answer_stores(&mut g, &mut io, now, &mem);
+    io.take();
+    (g, io, id, mem)
+}
+
+fn set_n(g: &mut GameService, io: &mut MemIo, now: Instant, id: EntityId, n: i64) {
+    let p = Msg::CallEntityMethod {
+        eid: id,
+        method: "SetN".into(),
+        args: crate::args![n],
+    }
+    .to_payload();
+    g.on_frame(io, now, conn(1), &p);
+}
+
+/// The `n` that storage holds for `id`.
+fn saved_n(mem: &crate::store::mem::MemStores, id: &EntityId) -> Option<i64> {
+    let bytes = mem.storage.saved("Drainer", id)?;
+    Some(
+        crate::attr::Attrs::from_bytes(&bytes)
+            .unwrap()
+            .as_map()
+            .get_int("n"),
+    )
+}
+
+/// Storage down: the game keeps ticking, saves are held (the newest per entity), one is
+/// retried at a time with a growing backoff, the failure is logged when it starts and then
+/// once per REPORT_EVERY (with the entity and the reason), and when storage is back the
+/// newest state is written.
+#[test]
+fn saves_are_held_while_storage_is_down_and_the_newest_is_written_when_it_is_back() {
+    use crate::world::{REPORT_EVERY, RETRY_MAX};
+    use goworld_common::testlog;
+    use std::time::Duration;
+    testlog::capture();
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_saving_every(t0, Duration::from_secs(1));
+    assert_eq!(saved_n(&mem, &keeper), Some(0), "saved on creation");
+    mem.set_down(true);
+    let mut now = t0;
+    let mut attempts = 0;
+    let mut n = 0;
+    // 60 s down, the entity changing and its periodic save due every second.
+    while now < t0 + Duration::from_secs(60) {
+        n += 1;
+        set_n(&mut g, &mut io, now, keeper, n);
+        let next = g.next_deadline().expect("a timer or a retry is due");
+        assert!(next > now, "nothing spins");
+        now = next.min(now + Duration::from_secs(1));
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        let reqs = g.take_store_requests();
+        assert!(reqs.len() <= 1, "one save at a time while down: {reqs:?}");
+        attempts += reqs.len();
+        g.on_store_results(&mut io, now, mem.answer_all(reqs));
+        assert!(g.world().exists(&keeper));
+        assert!(g.world().held_saves() <= 1, "coalesced per entity");
+    }
+    // Retries back off to RETRY_MAX: far fewer attempts than ticks.
+    assert!(
+        attempts <= 60 / RETRY_MAX.as_secs() as usize + 8,
+        "{attempts} attempts in 60 s"
+    );
+    assert!(attempts >= 60 / RETRY_MAX.as_secs() as usize, "{attempts}");
+    let warns = testlog::take_at(log::Level::Warn);
+    let ours: Vec<&String> = warns.iter().filter(|l| l.contains("storage")).collect();
+    let bound = 1 + (60 / REPORT_EVERY.as_secs()) as usize;
+    assert!(
+        !ours.is_empty() && ours.len() <= bound,
+        "{} lines (at most {bound}): {ours:#?}",
+        ours.len()
+    );
+    for l in &ours {
+        assert!(
+            l.contains(&format!("Drainer<{keeper}>")) && l.contains("connection refused"),
+            "names the entity and the reason: {l}"
+        );
+    }
+    assert_eq!(
+        saved_n(&mem, &keeper),
+        Some(0),
+        "nothing written while down"
+    );
+    // Back: the next retry writes the newest state.
+    mem.set_down(false);
+    let until = now + RETRY_MAX + Duration::from_secs(1);
+    while now < until {
+        now = g.next_deadline().unwrap().min(until);
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        answer_stores(&mut g, &mut io, now, &mem);
+    }
+    assert_eq!(
+        saved_n(&mem, &keeper),
+        Some(n),
+        "the newest state is written"
+    );
+    assert_eq!(g.world().held_saves(), 0);
+    assert!(testlog::take_at(log::Level::Info)
+        .iter()
+        .any(|l| l.contains("storage is back")));
+}
+
+/// SIGTERM while storage is down: the last save is held and retried while the stop waits;
+/// storage comes back within the deadline, the save is written, the dispatcher hears the
+/// entity is gone, and the game stops.
+#[test]
+fn a_stop_waits_for_held_saves_and_writes_them_when_storage_comes_back() {
+    use std::time::Duration;
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_saving_every(t0, Duration::from_secs(300));
+    set_n(&mut g, &mut io, t0, keeper, 5);
+    mem.set_down(true);
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGTERM);
+    let reqs = g.take_store_requests();
+    g.on_store_results(&mut io, t0, mem.answer_all(reqs));
+    assert!(!g.should_stop());
+    assert_eq!(g.store_requests_in_flight(), 1, "the held last save counts");
+    let mut now;
+    for _ in 0..5 {
+        now = g.next_deadline().unwrap();
+        assert!(
+            now < t0 + STOP_DRAIN_TIMEOUT,
+            "a retry comes before the deadline"
+        );
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        let reqs = g.take_store_requests();
+        assert_eq!(reqs.len(), 1, "retried while stopping");
+        g.on_store_results(&mut io, now, mem.answer_all(reqs));
+    }
+    assert!(!sent(&mut io).contains(&Msg::NotifyDestroyEntity { eid: keeper }));
+    mem.set_down(false);
+    now = g.next_deadline().unwrap();
+    g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+    answer_stores(&mut g, &mut io, now, &mem);
+    assert!(g.should_stop(), "stops once the held save is written");
+    assert_eq!(saved_n(&mem, &keeper), Some(5));
+    assert!(sent(&mut io).contains(&Msg::NotifyDestroyEntity { eid: keeper }));
+}
+
+/// SIGTERM while storage stays down: the game stops at the deadline and says which saves it
+/// could not write and why.
+#[test]
+fn a_stop_that_cannot_write_its_saves_names_them() {
+    use goworld_common::testlog;
+    testlog::capture();
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_saving_every(t0, std::time::Duration::from_secs(300));
+    mem.set_down(true);
+    g.on_signal(&mut io, t0, goworld_common::sig::SIGTERM);
+    let reqs = g.take_store_requests();
+    g.on_store_results(&mut io, t0, mem.answer_all(reqs));
+    let mut now = t0;
+    while !g.should_stop() {
+        now = g.next_deadline().unwrap();
+        assert!(now <= t0 + STOP_DRAIN_TIMEOUT);
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        let reqs = g.take_store_requests();
+        g.on_store_results(&mut io, now, mem.answer_all(reqs));
+    }
+    assert_eq!(now, t0 + STOP_DRAIN_TIMEOUT);
+    let warns = testlog::take_at(log::Level::Warn);
+    assert!(
+        warns.iter().any(|l| l.contains("1 saves not written")
+            && l.contains(&format!("Drainer<{keeper}>"))
+            && l.contains("connection refused")),
+        "{warns:#?}"
+    );
+}
+
+/// A freeze while storage is down does not wait for it: the held saves go into the freeze
+/// file, and the restored game writes them.
+#[test]
+fn a_freeze_carries_held_saves_to_the_restored_game() {
+    use std::time::Duration;
+    let t0 = Instant::now();
+    let (mut g, mut io, keeper, mem) = keeper_saving_every(t0, Duration::from_secs(1));
+    mem.set_down(true);
+    set_n(&mut g, &mut io, t0, keeper, 9);
+    let t1 = t0 + Duration::from_secs(1);
+    g.on_tick(&mut io, t1, SystemTime::UNIX_EPOCH);
+    let reqs = g.take_store_requests();
+    assert_eq!(reqs.len(), 1, "the periodic save");
+    g.on_store_results(&mut io, t1, mem.answer_all(reqs));
+    assert_eq!(g.world().held_saves(), 1);
+    g.on_signal(&mut io, t1, goworld_common::sig::SIGUSR1);
+    g.on_frame(
+        &mut io,
+        t1,
+        conn(1),
+        &Msg::StartFreezeGameAck { disp_id: 1 }.to_payload(),
+    );
+    let bytes = frozen(&mut g).expect("frozen without waiting for storage");
+    g.freeze_written();
+    // The new process, storage back.
+    mem.set_down(false);
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    types.register::<Drainer>("Drainer").unwrap();
+    let now = Instant::now();
+    let mut restored = GameService::new(
+        Settings {
+            restore: true,
+            ..settings(1, "Account", now)
+        },
+        IdGen::new([1, 2, 3], 2),
+        types,
+        Stores::ALL,
+        Rng::new(2),
+    );
+    let mut rio = MemIo::new();
+    restored.thaw(&mut rio, now, &bytes).unwrap();
+    assert_eq!(saved_n(&mem, &keeper), Some(0));
+    answer_stores(&mut restored, &mut rio, now, &mem);
+    assert_eq!(
+        saved_n(&mem, &keeper),
+        Some(9),
+        "written by the restored game"
+    );
+}

@@ -48,7 +48,7 @@ mod view;
 pub(crate) use entities::{EntityMap, Rec};
 pub use entities::{Snapshot, SnapshotError, TimerSnapshot};
 pub use freeze::{FreezeError, Restored, ThawError, FREEZE_FORMAT};
-pub use persist::{DrainState, MAX_DRAIN_ROUNDS};
+pub use persist::{DrainState, MAX_DRAIN_ROUNDS, REPORT_EVERY, RETRY_FIRST, RETRY_MAX};
 use queue::{CallBody, Deferred, Posted, Work};
 use schedule::{Schedule, TimerJob};
 pub use service::{HELD_CALL_LIMIT, HELD_CALL_TIMEOUT};

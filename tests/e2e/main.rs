@@ -632,6 +632,90 @@ fn players_come_back_from_mongodb_after_sigterm_and_after_kill_9() {
     );
 }
 
+/// Entity storage goes down mid-run (Redis killed, then started again on its data): the
+/// Avatars created meanwhile are held, not lost; once Redis is back they are written, the
+/// stop writes everything, and a new game process loads every one of them.
+#[test]
+fn no_save_is_lost_while_redis_is_killed_and_restarted() {
+    let mut redis = goworld_common::testserver::RedisServer::start_durable();
+    let url = redis.url();
+    no_save_is_lost_while_storage_is_down(
+        "outage-redis",
+        &format!("[storage]\ntype=redis\nurl={url}\n"),
+        &mut |down| if down { redis.kill() } else { redis.restart() },
+    );
+}
+
+/// The same with MongoDB stopped (SIGSTOP: connections open, nothing answers) and resumed.
+#[test]
+fn no_save_is_lost_while_mongodb_is_stopped_and_resumed() {
+    let mongo = goworld_common::testserver::MongoServer::start();
+    no_save_is_lost_while_storage_is_down(
+        "outage-mongo",
+        &format!("[storage]\ntype=mongodb\nurl={}\n", mongo.url()),
+        &mut |down| if down { mongo.pause() } else { mongo.resume() },
+    );
+}
+
+fn no_save_is_lost_while_storage_is_down(name: &str, storage: &str, outage: &mut dyn FnMut(bool)) {
+    // The KVDB stays on the filesystem, so logins work while storage is down.
+    let mut c = Cluster::new(
+        name,
+        1,
+        1,
+        1,
+        &format!("[game1]\nsave_interval=1\n\n{storage}"),
+    );
+    c.start_all(1, 1, 1).unwrap();
+    let login_as = |c: &Cluster, user: &str| {
+        let mut client = RawClient::connect(gate_addr(c, 0)).unwrap();
+        let account = boot_entity_id(&mut client);
+        let (_, avatar) = login(&mut client, account, user);
+        (client, avatar)
+    };
+    let (_before, before) = login_as(&c, "before");
+    outage(true);
+    // Created while storage is down: their first saves, and the periodic ones, fail.
+    let (_d1, during1) = login_as(&c, "during1");
+    let (_d2, during2) = login_as(&c, "during2");
+    c.wait_log(
+        Kind::Game,
+        1,
+        "storage is failing",
+        1,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    outage(false);
+    c.wait_log(Kind::Game, 1, "storage is back", 1, Duration::from_secs(30))
+        .unwrap();
+    let p = c.proc(Kind::Game, 1);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(15)).unwrap(), Some(0));
+    let log = c.log(Kind::Game, 1);
+    assert!(log.contains("every save is written"), "{log}");
+    assert!(!log.contains("saves not written"), "{log}");
+    // A new process loads each of them from storage.
+    c.start(Kind::Game, 1).unwrap();
+    for (user, avatar) in [
+        ("during1", during1),
+        ("during2", during2),
+        ("before", before),
+    ] {
+        let (_client, again) = login_as(&c, user);
+        assert_eq!(again, avatar, "{user}'s Avatar was saved");
+    }
+    for (kind, id, code) in c.stop_all() {
+        assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+    }
+    // The outage's own report names the connection error; nothing else may.
+    let errors: Vec<String> = (c.error_lines().into_iter())
+        .filter(|l| !l.contains("storage is failing") && !l.contains("storage still failing"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 fn players_come_back(name: &str, extra: &str) {
     let mut c = Cluster::new(
         name,

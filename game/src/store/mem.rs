@@ -9,12 +9,13 @@
 //! be `Send`; nothing here blocks for long.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use goworld_common::id::EntityId;
 
 use super::backend::{run_kvdb, run_storage, KvdbBackend, StorageBackend};
-use super::msg::{StoreOp, StoreOutput, StoreRequest, StoreResult};
+use super::msg::{Store, StoreError, StoreOp, StoreOutput, StoreRequest, StoreResult};
 
 type Saved = BTreeMap<(String, EntityId), Vec<u8>>;
 
@@ -133,18 +134,38 @@ impl KvdbBackend for MemKvdb {
 
 /// Storage and KVDB in memory, answering requests synchronously: each request runs when it
 /// is answered, in the order given, so every ordering a pool keeps (per entity, `list` after
-/// earlier saves) holds trivially. Clones share the data.
+/// earlier saves) holds trivially. Clones share the data, and whether they are down.
 #[derive(Debug, Clone, Default)]
 pub struct MemStores {
     /// The entity storage.
     pub storage: MemStorage,
     /// The KVDB.
     pub kvdb: MemKvdb,
+    down: Arc<AtomicBool>,
 }
 
 impl MemStores {
+    /// While `down`, every request fails as a backend that cannot be reached does.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+
     /// Runs one request now and returns its result.
     pub fn answer(&self, req: StoreRequest) -> StoreResult {
+        if self.down.load(Ordering::Relaxed) {
+            let (store, op) = match &req.op {
+                StoreOp::Storage(op) => (Store::Storage, op.describe()),
+                StoreOp::Kvdb(op) => (Store::Kvdb, op.describe()),
+            };
+            return StoreResult {
+                token: req.token,
+                outcome: Err(StoreError::Backend {
+                    store,
+                    op,
+                    why: "connection refused (the store is down)".into(),
+                }),
+            };
+        }
         let outcome = match &req.op {
             StoreOp::Storage(op) => {
                 run_storage(&mut self.storage.clone(), op).map(StoreOutput::Storage)

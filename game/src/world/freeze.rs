@@ -3,7 +3,9 @@
 //!
 //! The file is one msgpack map: `format` ([`FREEZE_FORMAT`]: the layout of the file, never
 //! the game code, so a new binary with changed game code restores it), `game` (the game's
-//! ID), and `entities`, an array of `[ID, snapshot, enter]` with the spaces first. A
+//! ID), `entities`, an array of `[ID, snapshot, enter]` with the spaces first, and
+//! `unsaved`, an array of `[ID, type, data, last]`: saves storage had not taken because it
+//! was down (see `persist.rs`), which the restored game writes (absent from older files). A
 //! snapshot is REAL_MIGRATE's map as bytes (type, every attribute, the serde struct, client,
 //! position, yaw, timers with their remaining time, sync state; see `space::encode_snapshot`)
 //! for the entity's current space and position; `enter` is nil or the EnterSpace it had in
@@ -205,7 +207,7 @@ impl World {
         ids.sort();
         // Written as it goes (no value tree): each entry is [ID, snapshot bytes, E or nil].
         let mut out = Vec::with_capacity(64 + ids.len() * 256);
-        msgpack::write_map_len(&mut out, 3);
+        msgpack::write_map_len(&mut out, 4);
         msgpack::write_str(&mut out, "format");
         msgpack::write_int(&mut out, FREEZE_FORMAT);
         msgpack::write_str(&mut out, "game");
@@ -231,6 +233,24 @@ impl World {
                 }
                 None => msgpack::write_nil(&mut out),
             }
+        }
+        // Saves storage has not taken (it is down): the restored game writes them.
+        let held = self.held_save_list();
+        if !held.is_empty() {
+            info!(
+                "game{}: storage is failing; {} unwritten saves go into the freeze file",
+                self.game_id,
+                held.len()
+            );
+        }
+        msgpack::write_str(&mut out, "unsaved");
+        msgpack::write_array_len(&mut out, held.len() as u32);
+        for (id, save) in held {
+            msgpack::write_array_len(&mut out, 4);
+            msgpack::write_str(&mut out, &id.to_text());
+            msgpack::write_str(&mut out, &save.type_name);
+            msgpack::write_bin(&mut out, &save.data);
+            msgpack::write_bool(&mut out, save.last);
         }
         Ok(out)
     }
@@ -310,6 +330,35 @@ impl World {
             }
             snaps.push(snap);
         }
+        // Saves the old process could not write (absent from older files).
+        let mut unsaved = Vec::new();
+        for item in file
+            .map_get("unsaved")
+            .and_then(Value::as_array)
+            .unwrap_or(&[])
+        {
+            let bad = ThawError::Malformed("an unsaved entry is not [ID, type, data, last]");
+            let e = item
+                .as_array()
+                .filter(|e| e.len() == 4)
+                .ok_or(bad.clone())?;
+            let (Some(id), Some(type_name), Value::Bin(data), Some(last)) = (
+                e[0].as_str().and_then(EntityId::parse),
+                e[1].as_str(),
+                &e[2],
+                e[3].as_bool(),
+            ) else {
+                return Err(bad);
+            };
+            unsaved.push((
+                id,
+                super::persist::PendingSave {
+                    type_name: type_name.to_string(),
+                    data: data.clone(),
+                    last,
+                },
+            ));
+        }
         let nil = self.nil_space();
         let mut restored = Restored {
             enters: enters.len(),
@@ -355,6 +404,7 @@ impl World {
         for (id, space, pos) in enters {
             self.enter_space(net, now, id, space, pos);
         }
+        self.restore_held_saves(unsaved);
         self.run_local_calls(net, now);
         info!(
             "game{}: restored {} entities ({} spaces); {} EnterSpace requests asked again",

@@ -15,8 +15,23 @@
 //! dispatcher is told the entity is gone only once that last save is written); loads for
 //! LOAD_ENTITY_SOMEWHERE; answers `storage_exists`. With the KVDB: runs game code's requests
 //! and its callbacks with the answers.
+//!
+//! # Saves are never dropped
+//!
+//! An entity has at most one save in flight; a newer save waits behind it in `held`,
+//! replacing any older one waiting there (the newest wins; "last save" is kept if either
+//! was). A save that fails is held again (unless a newer one is) and storage counts as down
+//! (an [`Outage`]): every save is then held, one held save at a time is retried (round robin
+//! over the entities) after a backoff that doubles from [`RETRY_FIRST`] to [`RETRY_MAX`], and
+//! the first success releases them all. The failure is logged once when it starts, then at
+//! most once per [`REPORT_EVERY`] with the entity and the reason, and once when storage is
+//! back. A stop waits for held saves too and names what it could not write; a freeze waits
+//! only for what is in flight and writes the held saves into the freeze file, for the
+//! restored game to write (see `freeze.rs`). Loads and `storage_exists` are not retried: their
+//! callers get the error.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use goworld_common::id::EntityId;
@@ -35,12 +50,42 @@ use crate::store::{
 /// round ends when everything asked before it has been answered).
 pub const MAX_DRAIN_ROUNDS: u32 = 10;
 
+/// The first wait before a failed save is retried.
+pub const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between retries while storage keeps failing.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a storage outage is reported while it lasts.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A save to write: an entity's persistent attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PendingSave {
+    pub(crate) type_name: String,
+    pub(crate) data: Vec<u8>,
+    /// The last save of a destroyed entity: the dispatcher is told once it is written.
+    pub(crate) last: bool,
+}
+
+/// Storage is failing saves (see the module docs).
+struct Outage {
+    since: Instant,
+    backoff: Duration,
+    /// When the next held save is retried.
+    retry_at: Instant,
+    /// The entity whose save is being retried now.
+    probe: Option<EntityId>,
+    /// The last entity retried (the next retry takes the one after it).
+    cursor: Option<EntityId>,
+    failures: u64,
+    /// The last failure: what was saved and why it failed.
+    last: String,
+    next_report: Instant,
+}
+
 /// What a storage request was for.
 enum StorageJob {
-    /// A save; nothing waits for it.
-    Save(EntityId),
-    /// The last save of a destroyed entity: the dispatcher is told once it is written.
-    FinalSave(EntityId),
+    /// A save (kept until it is written).
+    Save { id: EntityId, save: PendingSave },
     /// An entity asked whether another was saved.
     Exists {
         from: EntityId,
@@ -82,6 +127,16 @@ pub(crate) struct Persist {
     /// Destroyed entities whose last save is in flight; `true` once a load asked for them
     /// again, so they are loaded back instead of reported gone.
     final_saving: HashMap<EntityId, (String, bool)>,
+    /// The token of each entity's save in flight.
+    saving: HashMap<EntityId, Token>,
+    /// Saves waiting: behind the entity's save in flight, or for storage to come back.
+    held: BTreeMap<EntityId, PendingSave>,
+    /// Storage is failing saves.
+    outage: Option<Outage>,
+    /// KVDB writes without a callback that failed since the last report, and when the next
+    /// report is due (one line per [`REPORT_EVERY`], not one per failure).
+    kvdb_failed: u64,
+    kvdb_report_at: Option<Instant>,
     /// How often persistent entities are saved (`save_interval`; zero: only on destroy).
     save_interval: Duration,
     /// The last token issued.
@@ -101,6 +156,11 @@ impl Persist {
             storage_waiting: BTreeMap::new(),
             loading: HashSet::new(),
             final_saving: HashMap::new(),
+            saving: HashMap::new(),
+            held: BTreeMap::new(),
+            outage: None,
+            kvdb_failed: 0,
+            kvdb_report_at: None,
             save_interval: Duration::from_secs(300),
             next_token: 0,
             drain: None,
@@ -120,6 +180,169 @@ impl Persist {
     /// Requests made and not answered yet (those still in the outbox included).
     fn in_flight(&self) -> usize {
         self.kvdb_waiting.len() + self.storage_waiting.len()
+    }
+
+    /// A KVDB write nobody waits for failed: logged at once if none was logged in the last
+    /// [`REPORT_EVERY`], else counted into the next line.
+    fn kvdb_write_failed(&mut self, now: Instant, from: EntityId, e: &StoreError) {
+        self.kvdb_failed += 1;
+        if self.kvdb_report_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let more = self.kvdb_failed - 1;
+        warn!(
+            "{from}: KVDB write failed: {e}{}",
+            if more > 0 {
+                format!(" ({more} more failed since the last report)")
+            } else {
+                String::new()
+            }
+        );
+        self.kvdb_failed = 0;
+        self.kvdb_report_at = Some(now + REPORT_EVERY);
+    }
+
+    /// Sends a save to storage now.
+    fn submit_save(&mut self, id: EntityId, save: PendingSave) {
+        let op = StoreOp::Storage(StorageOp::Save {
+            type_name: save.type_name.clone(),
+            eid: id,
+            data: save.data.clone(),
+        });
+        let token = self.submit(op);
+        self.saving.insert(id, token);
+        self.storage_waiting
+            .insert(token, StorageJob::Save { id, save });
+    }
+
+    /// Writes a save now, or holds it (behind the entity's save in flight, or while storage
+    /// is down), replacing an older one held.
+    fn queue_save(&mut self, id: EntityId, save: PendingSave) {
+        if self.saving.contains_key(&id) || self.outage.is_some() {
+            self.hold(id, save);
+        } else {
+            self.submit_save(id, save);
+        }
+    }
+
+    /// Holds `save` unless a newer one is held (then that one inherits its `last`).
+    fn hold_unless_newer(&mut self, id: EntityId, save: PendingSave) {
+        match self.held.get_mut(&id) {
+            Some(newer) => newer.last |= save.last,
+            None => {
+                self.held.insert(id, save);
+            }
+        }
+    }
+
+    /// Holds `save`, the newest: it replaces one held (keeping its `last`).
+    fn hold(&mut self, id: EntityId, mut save: PendingSave) {
+        if let Some(old) = self.held.remove(&id) {
+            save.last |= old.last;
+        }
+        self.held.insert(id, save);
+    }
+
+    /// A save failed: storage is down (or still is).
+    fn save_failed(&mut self, now: Instant, id: EntityId, type_name: &str, e: &StoreError) {
+        let what = format!("saving {type_name}<{id}>: {e}");
+        let held = self.held.len();
+        match &mut self.outage {
+            None => {
+                warn!(
+                    "storage is failing ({what}); holding saves (the newest of each entity) and retrying until it answers"
+                );
+                self.outage = Some(Outage {
+                    since: now,
+                    backoff: RETRY_FIRST,
+                    retry_at: now + RETRY_FIRST,
+                    probe: None,
+                    cursor: None,
+                    failures: 1,
+                    last: what,
+                    next_report: now + REPORT_EVERY,
+                });
+            }
+            Some(o) => {
+                o.failures += 1;
+                o.last = what;
+                // Only a retry's failure backs off: saves sent before the outage began fail
+                // together.
+                if o.probe == Some(id) {
+                    o.probe = None;
+                    o.backoff = (o.backoff * 2).min(RETRY_MAX);
+                    o.retry_at = now + o.backoff;
+                }
+                if now >= o.next_report {
+                    o.next_report = now + REPORT_EVERY;
+                    warn!(
+                        "storage still failing after {:.0?}: {held} saves held, {} attempts failed; last: {}",
+                        now.saturating_duration_since(o.since),
+                        o.failures,
+                        o.last
+                    );
+                }
+            }
+        }
+    }
+
+    /// A save was written: if storage was down, it is back, and every held save is sent.
+    fn save_written(&mut self, now: Instant, id: EntityId) {
+        if let Some(o) = self.outage.take() {
+            info!(
+                "storage is back after {:.0?} ({} attempts failed); writing {} held saves",
+                now.saturating_duration_since(o.since),
+                o.failures,
+                self.held.len()
+            );
+            let ready: Vec<EntityId> = (self.held.keys())
+                .filter(|e| !self.saving.contains_key(e))
+                .copied()
+                .collect();
+            for e in ready {
+                if let Some(save) = self.held.remove(&e) {
+                    self.submit_save(e, save);
+                }
+            }
+        } else if let Some(next) = self.held.remove(&id) {
+            self.submit_save(id, next);
+        }
+    }
+
+    /// While storage is down: the next held save (round robin) is retried once the
+    /// backoff is over and no retry is in flight.
+    fn retry(&mut self, now: Instant) {
+        let Some(o) = &self.outage else {
+            return;
+        };
+        if o.probe.is_some() || now < o.retry_at {
+            return;
+        }
+        let after = |from: Bound<&EntityId>| {
+            (self.held.range((from, Bound::Unbounded)))
+                .map(|(e, _)| *e)
+                .find(|e| !self.saving.contains_key(e))
+        };
+        let next = match o.cursor {
+            Some(c) => after(Bound::Excluded(&c)).or_else(|| after(Bound::Unbounded)),
+            None => after(Bound::Unbounded),
+        };
+        let Some(id) = next else {
+            return;
+        };
+        if let Some(o) = &mut self.outage {
+            o.probe = Some(id);
+            o.cursor = Some(id);
+        }
+        if let Some(save) = self.held.remove(&id) {
+            self.submit_save(id, save);
+        }
+    }
+
+    /// When [`Persist::retry`] has something to do.
+    fn retry_deadline(&self) -> Option<Instant> {
+        let o = self.outage.as_ref()?;
+        (o.probe.is_none() && !self.held.is_empty()).then_some(o.retry_at)
     }
 
     /// The oldest token not answered yet.
@@ -162,9 +385,88 @@ impl World {
         std::mem::take(&mut self.persist.outbox)
     }
 
-    /// Storage and KVDB requests made and not answered yet (taken or not).
+    /// Storage and KVDB requests made and not answered yet (taken or not), and saves held
+    /// (waiting for storage to come back, or behind the entity's save in flight).
     pub fn store_requests_in_flight(&self) -> usize {
-        self.persist.in_flight()
+        self.persist.in_flight() + self.persist.held.len()
+    }
+
+    /// Saves held, not sent to storage yet.
+    pub fn held_saves(&self) -> usize {
+        self.persist.held.len()
+    }
+
+    /// While storage is down, retries a held save when the backoff is over. Runs every
+    /// tick, draining or not (a stop waits for held saves).
+    pub fn retry_saves(&mut self, now: Instant) {
+        self.persist.retry(now);
+    }
+
+    /// When [`World::retry_saves`] has something to do.
+    pub fn retry_deadline(&self) -> Option<Instant> {
+        self.persist.retry_deadline()
+    }
+
+    /// What was not written: held saves and saves in flight (type and ID, the first
+    /// `max`), their number, and, if storage is down, since when and its last failure.
+    pub fn unwritten_saves(&self, now: Instant, max: usize) -> String {
+        let p = &self.persist;
+        let mut ids: Vec<String> = Vec::new();
+        let mut n = 0usize;
+        for (id, save) in &p.held {
+            n += 1;
+            if ids.len() < max {
+                ids.push(format!("{}<{id}>", save.type_name));
+            }
+        }
+        for job in p.storage_waiting.values() {
+            if let StorageJob::Save { id, save } = job {
+                if !p.held.contains_key(id) {
+                    n += 1;
+                    if ids.len() < max {
+                        ids.push(format!("{}<{id}>", save.type_name));
+                    }
+                }
+            }
+        }
+        let mut out = format!("{n} saves not written");
+        if let Some(o) = &p.outage {
+            out += &format!(
+                " (storage failing for {:.0?}; last: {})",
+                now.saturating_duration_since(o.since),
+                o.last
+            );
+        }
+        if n > 0 {
+            out += ": ";
+            out += &ids.join(", ");
+            if n > ids.len() {
+                out += &format!(" and {} more", n - ids.len());
+            }
+        }
+        let kv = p.kvdb_waiting.len();
+        if kv > 0 {
+            out += &format!("; {kv} KVDB requests unanswered");
+        }
+        out
+    }
+
+    /// The held saves (a freeze writes them into its file; they stay held here in case
+    /// the freeze fails).
+    pub(crate) fn held_save_list(&self) -> Vec<(EntityId, &PendingSave)> {
+        self.persist.held.iter().map(|(id, s)| (*id, s)).collect()
+    }
+
+    /// Saves a freeze file carried: written (or held) as if just made.
+    pub(crate) fn restore_held_saves(&mut self, saves: Vec<(EntityId, PendingSave)>) {
+        for (id, save) in saves {
+            if save.last {
+                self.persist
+                    .final_saving
+                    .insert(id, (save.type_name.clone(), false));
+            }
+            self.persist.queue_save(id, save);
+        }
     }
 
     /// Sets how often persistent entities are saved (`save_interval`; zero: only on destroy).
@@ -185,6 +487,7 @@ impl World {
     /// before a round has been answered while newer requests are in flight (answers started
     /// them), a new round begins; after [`MAX_DRAIN_ROUNDS`] the drain is a runaway.
     pub(crate) fn store_drain_state(&mut self) -> DrainState {
+        // Held saves do not count: the freeze file carries them.
         let p = &mut self.persist;
         let n = p.in_flight();
         if n == 0 {
@@ -306,21 +609,19 @@ impl World {
             .filtered_value(|k| ty.attr_flags(k).persistent)
             .encode(&mut data);
         let type_name = ty.name().to_string();
-        let job = if last {
+        if last {
             self.persist
                 .final_saving
                 .insert(id, (type_name.clone(), false));
-            StorageJob::FinalSave(id)
-        } else {
-            StorageJob::Save(id)
-        };
-        let op = StoreOp::Storage(StorageOp::Save {
-            type_name,
-            eid: id,
-            data,
-        });
-        let token = self.persist.submit(op);
-        self.persist.storage_waiting.insert(token, job);
+        }
+        self.persist.queue_save(
+            id,
+            PendingSave {
+                type_name,
+                data,
+                last,
+            },
+        );
         true
     }
 
@@ -387,7 +688,7 @@ impl World {
                     }
                     None => {
                         if let Err(e) = result {
-                            warn!("{from}: KVDB write failed: {e}");
+                            self.persist.kvdb_write_failed(now, from, &e);
                         }
                     }
                 }
@@ -406,15 +707,20 @@ impl World {
         r: Result<StorageOutput, StoreError>,
     ) {
         match (job, r) {
-            (StorageJob::Save(id), Err(e)) => warn!("saving {id} failed: {e}"),
-            (StorageJob::Save(_), Ok(_)) => {}
-            (StorageJob::FinalSave(id), r) => {
-                if let Err(e) = r {
-                    warn!("the last save of {id} failed: {e}");
-                }
-                match self.persist.final_saving.remove(&id) {
-                    Some((type_name, true)) => self.load(net, &type_name, id),
-                    _ => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
+            (StorageJob::Save { id, save }, Err(e)) => {
+                self.persist.saving.remove(&id);
+                let type_name = save.type_name.clone();
+                self.persist.hold_unless_newer(id, save);
+                self.persist.save_failed(now, id, &type_name, &e);
+            }
+            (StorageJob::Save { id, save }, Ok(_)) => {
+                self.persist.saving.remove(&id);
+                self.persist.save_written(now, id);
+                if save.last {
+                    match self.persist.final_saving.remove(&id) {
+                        Some((type_name, true)) => self.load(net, &type_name, id),
+                        _ => net.by_entity(id, Msg::NotifyDestroyEntity { eid: id }),
+                    }
                 }
             }
             (StorageJob::Exists { from, then }, r) => {
