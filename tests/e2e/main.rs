@@ -802,3 +802,87 @@ fn restore_without_a_usable_freeze_file_fails_clearly_and_keeps_the_file() {
         }
     }
 }
+
+/// GetOrPut racing from two processes on every KVDB engine (the filesystem, Redis, a Redis
+/// Cluster, MongoDB), one going up the keys and one down, so they meet: for every key
+/// exactly one of them stores its value and the other finds that value.
+#[test]
+fn get_or_put_races_from_two_processes_on_every_kvdb() {
+    let dir = std::env::temp_dir().join(format!("goworld-rs-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let redis = goworld_common::testserver::RedisServer::start();
+    let cluster = goworld_common::testserver::RedisCluster::start();
+    let mongo = goworld_common::testserver::MongoServer::start();
+    // Fewer keys where each GetOrPut is an fsync.
+    let engines: Vec<(&str, usize, Vec<String>)> = vec![
+        (
+            "filesystem",
+            300,
+            vec!["-directory".into(), dir.display().to_string()],
+        ),
+        ("redis", 2000, vec!["-url".into(), redis.url()]),
+        (
+            "redis_cluster",
+            2000,
+            vec!["-nodes".into(), cluster.start_nodes().join(",")],
+        ),
+        (
+            "mongodb",
+            1000,
+            vec![
+                "-url".into(),
+                mongo.url(),
+                "-collection".into(),
+                "race".into(),
+            ],
+        ),
+    ];
+    for (kind, keys, args) in engines {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 500;
+        let run = |me: &str, down: bool| {
+            std::process::Command::new(goworld_tests::bin_dir().join("kvdb_race"))
+                .args(["-type", kind, "-me", me, "-keys", &keys.to_string()])
+                .args(["-at", &at.to_string()])
+                .args(&args)
+                .args(down.then_some("-down"))
+                .output()
+                .expect("kvdb_race runs")
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| run("A", false));
+            let b = s.spawn(|| run("B", true));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let lines = |o: &std::process::Output| -> Vec<String> {
+            assert!(
+                o.status.success(),
+                "{kind}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        };
+        let (la, lb) = (lines(&a), lines(&b));
+        assert_eq!((la.len(), lb.len()), (keys, keys), "{kind}");
+        let (mut a_won, mut b_won) = (0, 0);
+        for i in 0..keys {
+            match (la[i].as_str(), lb[i].as_str()) {
+                (x, y) if x == format!("{i} stored") && y == format!("{i} found A") => a_won += 1,
+                (x, y) if x == format!("{i} found B") && y == format!("{i} stored") => b_won += 1,
+                other => panic!("{kind}: key {i}: {other:?}"),
+            }
+        }
+        println!("{kind}: A stored {a_won}, B stored {b_won}");
+        assert!(
+            a_won > 0 && b_won > 0,
+            "{kind}: the two ran at the same time"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
