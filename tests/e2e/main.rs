@@ -220,6 +220,23 @@ fn bots_do_every_thing_with_storage_and_kvdb_in_mongodb() {
     assert!(kv >= 100, "{kv} KVDB documents");
 }
 
+/// The same with the KVDB on a Redis Cluster (mail's GetOrPut and GetRange go across its
+/// slots; entity storage stays on the filesystem, as GoWorld's cluster is KVDB-only).
+#[test]
+fn bots_do_every_thing_with_the_kvdb_on_a_redis_cluster() {
+    let cluster = goworld_common::testserver::RedisCluster::start();
+    let nodes: String = (cluster.start_nodes().iter().enumerate())
+        .map(|(i, n)| format!("start_nodes_{}={n}\n", i + 1))
+        .collect();
+    bots_do_every_thing_with(
+        "bots-cluster",
+        1,
+        2,
+        1,
+        &format!("[kvdb]\ntype=redis_cluster\n{nodes}"),
+    );
+}
+
 /// `[storage]` and `[kvdb]` on the MongoDB at `url`.
 fn mongo_stores(url: &str) -> String {
     format!(
