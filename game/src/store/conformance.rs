@@ -306,6 +306,12 @@ mod tests {
             k.get_range("x", "y").unwrap(),
             vec![("x".into(), "2".into())]
         );
+        // Restarted between two requests: the connections the engines hold are closed, and
+        // the next requests open new ones instead of failing.
+        drop(_again);
+        let _third = RedisServer::start_on(port);
+        s.save("Avatar", &id(2), b"fresh").unwrap();
+        assert_eq!(k.get("x").unwrap(), None, "a new, empty server");
     }
 
     fn mongo(url: &str) -> mongodb::sync::Client {
@@ -427,5 +433,11 @@ mod tests {
             k.get_range("x", "y").unwrap(),
             vec![("x".into(), "2".into())]
         );
+        // Restarted between two requests: the connections the engines hold are closed, and
+        // the next requests open new ones instead of failing.
+        drop(_again);
+        let _third = MongoServer::start_on(port);
+        s.save("Avatar", &id(2), &data(Value::Int(4))).unwrap();
+        assert_eq!(k.get("x").unwrap(), None, "a new, empty server");
     }
 }

@@ -16,7 +16,9 @@
 //! `db` selects the database (`SELECT`, through the URL). Each worker has its own connection,
 //! opened lazily with a connect timeout and used with read and write timeouts; after an I/O
 //! error it is dropped and opened again by the next request, so a Redis that restarts costs
-//! the requests made while it was down (each reported as failed), not the engine.
+//! the requests made while it was down (each reported as failed), not the engine; a
+//! connection found closed when it is next used (the server restarted meanwhile) is opened
+//! again and the request sent once more.
 
 use std::time::Duration;
 
@@ -70,18 +72,32 @@ impl Conn {
 }
 
 impl<C> Lazy<C> {
-    /// Runs `f` on the connection, opening it first if needed; an I/O error drops it.
-    fn with<T>(&mut self, f: impl FnOnce(&mut C) -> RedisResult<T>) -> Result<T, String> {
+    /// Runs `f` on the connection, opening it first if needed; an I/O error drops it. A
+    /// connection opened earlier that turns out closed (reset, broken pipe, end of file:
+    /// the server restarted since) is opened again and `f` runs once more on the new one.
+    /// A timeout is not retried: the server may be running the command.
+    fn with<T>(&mut self, mut f: impl FnMut(&mut C) -> RedisResult<T>) -> Result<T, String> {
+        let reused = self.conn.is_some();
+        match self.once(&mut f) {
+            Err((_, true)) if reused => self.once(&mut f).map_err(|(e, _)| e),
+            r => r.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One attempt; the error's text, and whether an open connection turned out closed.
+    fn once<T>(
+        &mut self,
+        f: &mut impl FnMut(&mut C) -> RedisResult<T>,
+    ) -> Result<T, (String, bool)> {
         if self.conn.is_none() {
-            let c = (self.open)().map_err(|e| format!("connecting to redis: {e}"))?;
+            let c = (self.open)().map_err(|e| (format!("connecting to redis: {e}"), false))?;
             self.conn = Some(c);
         }
-        let r = f(self.conn.as_mut().expect("opened above"));
-        r.map_err(|e| {
+        f(self.conn.as_mut().expect("opened above")).map_err(|e| {
             if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                 self.conn = None;
             }
-            format!("redis: {e}")
+            (format!("redis: {e}"), e.is_connection_dropped())
         })
     }
 }
