@@ -22,6 +22,13 @@ fi
 if ! bash tests/mongo/install.sh; then
   echo "test.sh: the MongoDB stand-in could not be installed (the reason is above); the MongoDB tests will fail"
 fi
+# The observability test reads /metrics with Prometheus's own text parser (Python's
+# prometheus_client, pinned).
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+  echo "test.sh: installing Python's prometheus_client (the /metrics test's reference parser)"
+  python3 -m pip install -q --disable-pip-version-check "prometheus_client==0.26.0" >/dev/null 2>&1 ||
+    echo "test.sh: could not install prometheus_client (pip failed); the /metrics test will fail"
+fi
 cargo build --release --workspace --bins
 mkdir -p target
 set +e

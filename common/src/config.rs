@@ -41,9 +41,10 @@
 //! * Keys before the first section are an error (GoWorld ignores its `DEFAULT` section).
 //! * Sections of dispatchers above `desired_dispatchers` are ignored as in GoWorld, but their
 //!   keys are still checked.
-//! * Accepted but unused: `http_addr` (no pprof/websocket server), `gomaxprocs`,
-//!   `[debug] debug`, `start_nodes_*`, `rsa_key`,
-//!   `rsa_certificate`, `url`, `db`, `collection`.
+//! * `http_addr` serves `/metrics` (Prometheus text) and `/status` (JSON) instead of
+//!   GoWorld's pprof/expvar (and the gate's websocket); `:port` binds 127.0.0.1, empty
+//!   turns it off.
+//! * Accepted but unused: `gomaxprocs`, `[debug] debug`, `rsa_key`, `rsa_certificate`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,7 +81,8 @@ pub struct StoreConfig {
 /// Settings every process has (`log_*`, `http_addr`, `max_peer_frame`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessCommon {
-    /// `http_addr`: GoWorld's pprof/expvar (and gate websocket) address; accepted, unused.
+    /// `http_addr`: where `/metrics` and `/status` are served (GoWorld: pprof/expvar);
+    /// empty: nowhere.
     pub http_addr: String,
     /// Resolved against the config file's directory. Defaults per process ID (`game1.log`).
     /// Empty: no log file.

@@ -16,6 +16,8 @@
 //! * [`timers`]: a deadline-ordered timer queue that component logic owns.
 //! * [`testio`]: an in-memory `Io` for component tests.
 //! * [`testlog`]: log capture for component tests.
+//! * [`http`]: the observability endpoint's requests, responses and bodies (Prometheus text,
+//!   JSON), without sockets.
 //! * [`reactor`]: the single-threaded mio event loop; the only code that owns sockets.
 //!
 //! **Architecture Invariant:** nothing here but [`reactor`] (and the thin `logging` set-up)
@@ -25,6 +27,7 @@ pub mod args;
 pub mod config;
 pub mod displink;
 pub mod frame;
+pub mod http;
 pub mod id;
 pub mod logging;
 pub mod msgpack;

@@ -94,6 +94,38 @@ pub fn bind(what: &str, addr: &str) -> TcpListener {
     })
 }
 
+/// Serves `/metrics` and `/status` on `http_addr` from `reactor` (see
+/// [`crate::reactor::Reactor::add_http`]); a host left out (`:25000`) is 127.0.0.1. Empty:
+/// no endpoint. If it cannot listen, one warning says so and the process runs without it
+/// (observability never stops a server). The address bound, for the ready line.
+pub fn serve_http(
+    reactor: &mut crate::reactor::Reactor,
+    what: &str,
+    http_addr: &str,
+) -> Option<SocketAddr> {
+    if http_addr.is_empty() {
+        return None;
+    }
+    let addr = if http_addr.starts_with(':') {
+        format!("127.0.0.1{http_addr}")
+    } else {
+        http_addr.to_string()
+    };
+    let bound = resolve(&addr)
+        .map_err(|e| e.to_string())
+        .and_then(|sa| TcpListener::bind(sa).map_err(|e| crate::logging::io_kind(&e)))
+        .and_then(|l| reactor.add_http(l).map_err(|e| e.to_string()));
+    match bound {
+        Ok(a) => Some(a),
+        Err(why) => {
+            log::warn!(
+                "{what}: http_addr {addr}: cannot listen ({why}); /metrics and /status are off"
+            );
+            None
+        }
+    }
+}
+
 /// Prints GoWorld's supervisor line for `kind` followed by the bound addresses, on stdout and
 /// in the log, so scripts and tests can wait for it (and learn ports bound as port 0).
 pub fn print_ready(kind: &str, addrs: &[(&str, SocketAddr)]) {

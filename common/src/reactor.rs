@@ -40,11 +40,17 @@
 //! the kernel, which in turn slows their senders) and are put back on the ready list when the
 //! last congestion clears.
 //!
+//! Observability: [`Reactor::add_http`] serves `GET /metrics` and `GET /status` on a
+//! listener of their own (one request per connection, answered within the loop from the
+//! loop's counters and [`Handler::metrics`] / [`Handler::status`]; bodies are built by
+//! [`crate::http`]). The loop times every frame and tick handler call, counts frames and
+//! bytes by message type, and logs a call over [`SLOW_HANDLER`].
+//!
 //! Closing: [`Io::close`], io errors, EOF, oversized frames and output limits only *mark* a
 //! connection; the one teardown routine flushes what it can, deregisters, removes the slot and
 //! reports [`Handler::on_close`] exactly once (or schedules the redial for a failed connect).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -56,6 +62,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::frame::{write_frame2, FrameDecoder, FrameError};
+use crate::http::{self, Histogram, Metrics, Parse, Status};
 
 /// A connection: slab slot plus generation. Copyable; stale IDs are ignored by [`Io`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -196,6 +203,12 @@ impl<H: Handler, F: FnMut(&mut H)> Handler for AfterTick<H, F> {
     fn should_stop(&self) -> bool {
         self.inner.should_stop()
     }
+    fn metrics(&self, m: &mut Metrics) {
+        self.inner.metrics(m)
+    }
+    fn status(&self, s: &mut Status) {
+        self.inner.status(s)
+    }
 }
 
 /// A component (dispatcher, gate, game, bot) driven by the reactor. Every method gets the
@@ -224,6 +237,11 @@ pub trait Handler {
     fn on_wake(&mut self, _io: &mut dyn Io, _now: Instant) {}
     /// True once the component wants the loop to end (after the current flush).
     fn should_stop(&self) -> bool;
+    /// The process's own figures for `GET /metrics`, after the loop's (see
+    /// [`Reactor::add_http`]).
+    fn metrics(&self, _m: &mut Metrics) {}
+    /// The process's own fields for `GET /status`, after the loop's.
+    fn status(&self, _s: &mut Status) {}
 }
 
 /// The waker's fixed token.
@@ -232,6 +250,18 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE + i`; connections use their slab slot, below it.
 const LISTENER_BASE: usize = usize::MAX / 2;
+/// The observability endpoint's listener.
+const HTTP_LISTENER: Token = Token(usize::MAX - 2);
+/// HTTP connection `k` has token `HTTP_BASE + k` (below the listeners, above every slot).
+const HTTP_BASE: usize = usize::MAX / 4;
+/// HTTP connections open at once; more are closed as they are accepted.
+const HTTP_MAX_CONNS: usize = 16;
+/// How long one HTTP request and its answer may take before the connection is closed.
+const HTTP_DEADLINE: Duration = Duration::from_secs(5);
+/// A handler call (a frame, a tick) longer than this is logged with what it was.
+pub const SLOW_HANDLER: Duration = Duration::from_millis(100);
+/// Message types counted one by one in the traffic metrics; higher ones share one counter.
+const COUNTED_TYPES: usize = 2048;
 
 /// Buffers above this capacity are released once drained.
 const BUF_KEEP: usize = 64 * 1024;
@@ -431,6 +461,62 @@ struct Conns {
     /// Client writes counted since `budget_window` began.
     window_writes: u64,
     budget_window: Instant,
+    /// Frames and bytes in and out by message type (`[frames in, bytes in, frames out,
+    /// bytes out]`, the last entry for every type from [`COUNTED_TYPES`] up).
+    traffic: Vec<[u64; 4]>,
+}
+
+/// What the loop measured, for `/metrics`.
+#[derive(Default)]
+struct LoopStats {
+    started: Option<Instant>,
+    /// Each frame handler call.
+    frame: Histogram,
+    /// Each tick handler call.
+    tick: Histogram,
+    /// Closes by kind of reason.
+    closed: [u64; 6],
+    http_served: u64,
+    http_refused: u64,
+    slow_logged: u64,
+}
+
+/// The label of a close reason's kind.
+const CLOSE_KINDS: [&str; 6] = [
+    "peer_closed",
+    "io_error",
+    "frame_too_large",
+    "output_limit",
+    "closed_by_process",
+    "connect_failed",
+];
+
+fn close_kind(r: &CloseReason) -> usize {
+    match r {
+        CloseReason::PeerClosed => 0,
+        CloseReason::Io(_) => 1,
+        CloseReason::FrameTooLarge { .. } => 2,
+        CloseReason::OutputLimit { .. } => 3,
+        CloseReason::Local(_) => 4,
+        CloseReason::ConnectFailed(_) => 5,
+    }
+}
+
+/// Counts one frame of `payload` (its type from the first two bytes) at `col`.
+fn count_traffic(traffic: &mut [[u64; 4]], payload: &[u8], col: usize) {
+    let t = crate::proto::peek_type(payload).map_or(COUNTED_TYPES, usize::from);
+    let row = &mut traffic[t.min(COUNTED_TYPES)];
+    row[col] += 1;
+    row[col + 1] += payload.len() as u64;
+}
+
+/// One HTTP connection of the observability endpoint.
+struct HttpConn {
+    stream: TcpStream,
+    input: Vec<u8>,
+    out: Vec<u8>,
+    written: usize,
+    deadline: Instant,
 }
 
 impl Conns {
@@ -541,6 +627,265 @@ impl Conns {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The observability endpoint: HTTP on its own listener and connections, served by the loop.
+// ---------------------------------------------------------------------------------------------
+
+impl Reactor {
+    fn http_accept(&mut self, now: Instant) {
+        loop {
+            let Some(l) = self.http.as_ref() else {
+                return;
+            };
+            match l.accept() {
+                Ok((mut stream, _)) => {
+                    if self.http_conns.len() >= HTTP_MAX_CONNS {
+                        self.loop_stats.http_refused += 1;
+                        continue; // dropped: closed at once
+                    }
+                    let entry = self.http_conns.vacant_entry();
+                    let token = Token(HTTP_BASE + entry.key());
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        entry.insert(HttpConn {
+                            stream,
+                            input: Vec::new(),
+                            out: Vec::new(),
+                            written: 0,
+                            deadline: now + HTTP_DEADLINE,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("http accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn http_event(&mut self, key: usize, handler: &mut dyn Handler) {
+        let Some(h) = self.http_conns.get_mut(key) else {
+            return;
+        };
+        if h.out.is_empty() {
+            let mut buf = [0u8; 4096];
+            loop {
+                match h.stream.read(&mut buf) {
+                    Ok(0) => {
+                        self.http_close(key);
+                        return;
+                    }
+                    Ok(n) => {
+                        h.input.extend_from_slice(&buf[..n]);
+                        if h.input.len() > http::MAX_REQUEST {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.http_close(key);
+                        return;
+                    }
+                }
+            }
+            let answer = match http::parse(&h.input) {
+                Parse::Incomplete => return,
+                Parse::Get { path, head } => match path.as_str() {
+                    "/metrics" => {
+                        let body = self.render_metrics(handler);
+                        http::response(200, http::METRICS_TYPE, body.as_bytes(), head)
+                    }
+                    "/status" => {
+                        let body = self.render_status(handler);
+                        http::response(200, http::STATUS_TYPE, body.as_bytes(), head)
+                    }
+                    _ => http::response(404, "text/plain", b"try /metrics or /status\n", head),
+                },
+                Parse::Refuse { status, why } => {
+                    self.loop_stats.http_refused += 1;
+                    http::response(status, "text/plain", format!("{why}\n").as_bytes(), false)
+                }
+            };
+            self.loop_stats.http_served += 1;
+            let Some(h) = self.http_conns.get_mut(key) else {
+                return;
+            };
+            h.out = answer;
+        }
+        let Some(h) = self.http_conns.get_mut(key) else {
+            return;
+        };
+        while h.written < h.out.len() {
+            match h.stream.write(&h.out[h.written..]) {
+                Ok(0) => break,
+                Ok(n) => h.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let token = Token(HTTP_BASE + key);
+                    let _ =
+                        self.poll
+                            .registry()
+                            .reregister(&mut h.stream, token, Interest::WRITABLE);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.http_close(key);
+    }
+
+    fn http_close(&mut self, key: usize) {
+        if self.http_conns.contains(key) {
+            let mut h = self.http_conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut h.stream);
+        }
+    }
+
+    /// Closes HTTP connections past their deadline (a slow or silent client).
+    fn http_expire(&mut self, now: Instant) {
+        let late: Vec<usize> = (self.http_conns.iter())
+            .filter(|(_, h)| now >= h.deadline)
+            .map(|(k, _)| k)
+            .collect();
+        for k in late {
+            self.loop_stats.http_refused += 1;
+            self.http_close(k);
+        }
+    }
+
+    fn render_metrics(&self, handler: &dyn Handler) -> String {
+        let mut m = Metrics::new();
+        let st = &self.conns.stats;
+        let ls = &self.loop_stats;
+        let uptime = ls.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        m.gauge("uptime_seconds", "Seconds since the loop started.", uptime);
+        let (mut clients, mut servers) = (0.0, 0.0);
+        for (_, c) in self.conns.slab.iter() {
+            if c.connecting {
+                continue;
+            }
+            match c.opts.kind {
+                LinkKind::Client { .. } => clients += 1.0,
+                LinkKind::Server => servers += 1.0,
+            }
+        }
+        m.gauges(
+            "connections",
+            "Open connections, by kind of link.",
+            &[
+                (&[("link", "client")], clients),
+                (&[("link", "server")], servers),
+            ],
+        );
+        m.counter("accepted", "Connections accepted.", st.accepted);
+        let labels: Vec<[(&str, &str); 1]> = CLOSE_KINDS.iter().map(|k| [("reason", *k)]).collect();
+        let samples: Vec<(&[(&str, &str)], u64)> = labels
+            .iter()
+            .zip(ls.closed)
+            .map(|(l, n)| (&l[..], n))
+            .collect();
+        m.counters("closed", "Connections closed, by kind of reason.", &samples);
+        m.counter("bytes_read", "Bytes read from sockets.", st.bytes_in);
+        m.counter("bytes_written", "Bytes written to sockets.", st.bytes_out);
+        m.counter("writes", "Successful write calls.", st.writes);
+        m.counter(
+            "read_pauses",
+            "Times reads paused because a server link backed up.",
+            st.read_pauses,
+        );
+        m.gauge(
+            "client_output_pending_bytes",
+            "Output queued for all client links.",
+            self.conns.client_pending as f64,
+        );
+        let rows: Vec<(String, [u64; 4])> = (self.conns.traffic.iter().enumerate())
+            .filter(|(_, r)| r.iter().any(|n| *n > 0))
+            .map(|(t, r)| {
+                let name = if t == COUNTED_TYPES {
+                    "other".to_string()
+                } else {
+                    t.to_string()
+                };
+                (name, *r)
+            })
+            .collect();
+        for (name, col, help) in [
+            ("messages_in", 0, "Frames received, by message type."),
+            (
+                "message_bytes_in",
+                1,
+                "Payload bytes received, by message type.",
+            ),
+            ("messages_out", 2, "Frames queued to send, by message type."),
+            (
+                "message_bytes_out",
+                3,
+                "Payload bytes queued to send, by message type.",
+            ),
+        ] {
+            let labels: Vec<[(&str, &str); 1]> = rows
+                .iter()
+                .map(|(t, _)| [("msgtype", t.as_str())])
+                .collect();
+            let samples: Vec<(&[(&str, &str)], u64)> = labels
+                .iter()
+                .zip(&rows)
+                .map(|(l, (_, r))| (&l[..], r[col]))
+                .collect();
+            m.counters(name, help, &samples);
+        }
+        m.histogram(
+            "frame_handler_seconds",
+            "Time the process took for each frame it received.",
+            &ls.frame,
+        );
+        m.histogram(
+            "tick_seconds",
+            "Time the process took for each tick (timers, posted work, periodic work).",
+            &ls.tick,
+        );
+        m.counter(
+            "slow_handlers",
+            "Frame or tick handler calls longer than 100 ms (each logged).",
+            ls.slow_logged,
+        );
+        m.counters(
+            "http_requests",
+            "Observability requests, by outcome.",
+            &[
+                (&[("outcome", "served")], ls.http_served),
+                (&[("outcome", "refused")], ls.http_refused),
+            ],
+        );
+        handler.metrics(&mut m);
+        m.finish()
+    }
+
+    fn render_status(&self, handler: &dyn Handler) -> String {
+        let mut s = Status::new();
+        s.num("pid", f64::from(std::process::id()));
+        let uptime = (self.loop_stats.started).map_or(0.0, |t| t.elapsed().as_secs_f64());
+        s.num("uptime_seconds", (uptime * 1000.0).round() / 1000.0);
+        let open = self
+            .conns
+            .slab
+            .iter()
+            .filter(|(_, c)| !c.connecting)
+            .count();
+        s.num("connections", open as f64);
+        handler.status(&mut s);
+        s.finish()
+    }
+}
+
 impl Io for Conns {
     fn send(&mut self, conn: ConnId, payload: &[u8]) {
         self.send2(conn, payload, &[]);
@@ -558,6 +903,10 @@ impl Io for Conns {
             return;
         }
         write_frame2(&mut c.out, head, tail);
+        let t = crate::proto::peek_type(head).map_or(COUNTED_TYPES, usize::from);
+        let row = &mut self.traffic[t.min(COUNTED_TYPES)];
+        row[2] += 1;
+        row[3] += (head.len() + tail.len()) as u64;
         let pending = c.pending();
         // A pause that starts here, logged once the connection is no longer borrowed.
         let mut paused: Option<String> = None;
@@ -702,6 +1051,10 @@ pub struct Reactor {
     /// Connections that became readable while reads were paused.
     deferred: Vec<ConnId>,
     next_gen: u32,
+    /// The observability endpoint (`http_addr`), if any, and its connections.
+    http: Option<TcpListener>,
+    http_conns: Slab<HttpConn>,
+    loop_stats: LoopStats,
 }
 
 impl Reactor {
@@ -737,6 +1090,13 @@ impl Reactor {
                 window_writes: 0,
                 budget_window: Instant::now(),
                 delayed: std::collections::BinaryHeap::new(),
+                traffic: vec![[0; 4]; COUNTED_TYPES + 1],
+            },
+            http: None,
+            http_conns: Slab::new(),
+            loop_stats: LoopStats {
+                started: Some(Instant::now()),
+                ..LoopStats::default()
             },
             cfg,
             listeners: Vec::new(),
@@ -794,6 +1154,23 @@ impl Reactor {
         self.start_dial(self.dials.len() - 1, now);
     }
 
+    /// Serves the observability endpoint on `l` (made non-blocking here): `GET /metrics`
+    /// (Prometheus text: the loop's own figures, then [`Handler::metrics`]) and
+    /// `GET /status` (JSON: the loop's, then [`Handler::status`]). One request per
+    /// connection; a malformed request gets its error status, a slow one is closed after
+    /// [`HTTP_DEADLINE`], and at most [`HTTP_MAX_CONNS`] are open at once. Returns the
+    /// listener's address.
+    pub fn add_http(&mut self, l: std::net::TcpListener) -> io::Result<SocketAddr> {
+        l.set_nonblocking(true)?;
+        let addr = l.local_addr()?;
+        let mut sock = TcpListener::from_std(l);
+        self.poll
+            .registry()
+            .register(&mut sock, HTTP_LISTENER, Interest::READABLE)?;
+        self.http = Some(sock);
+        Ok(addr)
+    }
+
     /// The waker: [`mio::Waker::wake`] from any thread makes the loop call
     /// [`Handler::on_wake`].
     pub fn waker(&self) -> Arc<Waker> {
@@ -838,6 +1215,10 @@ impl Reactor {
                 match ev.token() {
                     WAKER_TOKEN => woke = true,
                     SIGNAL_TOKEN => self.deliver_signals(handler, now),
+                    HTTP_LISTENER => self.http_accept(now),
+                    Token(t) if (HTTP_BASE..LISTENER_BASE).contains(&t) => {
+                        self.http_event(t - HTTP_BASE, handler)
+                    }
                     Token(t) if t >= LISTENER_BASE => {
                         if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
                             l.readable = true;
@@ -878,7 +1259,16 @@ impl Reactor {
             let now = Instant::now();
             self.conns.now = now;
             handler.on_tick(&mut self.conns, now, SystemTime::now());
+            let took = now.elapsed();
+            self.loop_stats.tick.observe(took.as_secs_f64());
+            if took >= SLOW_HANDLER {
+                self.loop_stats.slow_logged += 1;
+                log::warn!(
+                    "slow handler: {took:.0?} for a tick (timers, posted work, periodic work)"
+                );
+            }
             self.process_closes(handler, now);
+            self.http_expire(Instant::now());
 
             // Flush.
             self.flush_all(Instant::now());
@@ -915,6 +1305,9 @@ impl Reactor {
             if l.readable {
                 consider(l.paused_until.unwrap_or(now));
             }
+        }
+        for (_, h) in self.http_conns.iter() {
+            consider(h.deadline);
         }
         next.map(|t| t.saturating_duration_since(now))
     }
@@ -1213,7 +1606,20 @@ impl Reactor {
                 match dec.next_frame() {
                     Ok(Some(payload)) => {
                         self.conns.stats.frames_in += 1;
+                        count_traffic(&mut self.conns.traffic, payload, 0);
+                        let t0 = Instant::now();
                         handler.on_frame(&mut self.conns, now, id, payload);
+                        let took = t0.elapsed();
+                        self.loop_stats.frame.observe(took.as_secs_f64());
+                        if took >= SLOW_HANDLER {
+                            self.loop_stats.slow_logged += 1;
+                            log::warn!(
+                                "slow handler: {:.0?} for a frame of type {} ({} bytes) from {id}",
+                                took,
+                                crate::proto::peek_type(payload).unwrap_or(0),
+                                payload.len()
+                            );
+                        }
                         if self.conns.slab[slot].closing.is_some() {
                             break 'read;
                         }
@@ -1414,6 +1820,7 @@ impl Reactor {
             return;
         }
         self.conns.stats.closed += 1;
+        self.loop_stats.closed[close_kind(&reason)] += 1;
         // The component logs the close with what it knows of the peer (a client ID, a game);
         // a second line here would only repeat it.
         log::debug!("connection {id} with {peer} closed: {reason}");

@@ -1574,6 +1574,70 @@ impl Handler for Dispatcher {
     fn should_stop(&self) -> bool {
         self.stop
     }
+
+    fn metrics(&self, m: &mut goworld_common::http::Metrics) {
+        m.gauge(
+            "entities",
+            "Entities this dispatcher routes to a game.",
+            self.entities.len() as f64,
+        );
+        m.gauge(
+            "games_connected",
+            "Games connected.",
+            self.connected_games().len() as f64,
+        );
+        m.gauge(
+            "gates_connected",
+            "Gates connected.",
+            self.gates.len() as f64,
+        );
+        m.gauge(
+            "held_entities",
+            "Entities whose packets are held (loading or migrating).",
+            self.held_entities.len() as f64,
+        );
+        m.gauge(
+            "unknown_entities_waiting",
+            "Entities with packets waiting for their announcement.",
+            self.unknown.len() as f64,
+        );
+        m.gauge(
+            "migrations_in_transit",
+            "Migrations relayed and not confirmed yet.",
+            self.in_transit.len() as f64,
+        );
+        m.counters(
+            "dropped",
+            "Packets not delivered, by reason (each kind is also logged, bounded).",
+            &[
+                (&[("reason", "hold_full")], self.over_hold_limit),
+                (
+                    &[("reason", "sync_unknown_entity")],
+                    self.sync_dropped_unknown_entity,
+                ),
+                (
+                    &[("reason", "disconnect_gone_entity")],
+                    self.disconnects_for_gone_entities,
+                ),
+            ],
+        );
+    }
+
+    fn status(&self, s: &mut goworld_common::http::Status) {
+        s.str("kind", "dispatcher")
+            .num("id", f64::from(self.s.disp_id))
+            .str(
+                "state",
+                if self.deployment_ready {
+                    "ready"
+                } else {
+                    "waiting"
+                },
+            )
+            .num("entities", self.entities.len() as f64)
+            .num("games", self.connected_games().len() as f64)
+            .num("gates", self.gates.len() as f64);
+    }
 }
 
 #[cfg(test)]

@@ -39,8 +39,15 @@ fn main() {
     let addr = reactor
         .add_listener(listener, 0, opts)
         .unwrap_or_else(|e| process::fail(&format!("dispatcher{id}: {e}")));
+    let http = process::serve_http(
+        &mut reactor,
+        &format!("dispatcher{id}"),
+        &cfg.common.http_addr,
+    );
     let mut service = Dispatcher::new(settings);
-    process::print_ready("DISPATCHER", &[("listen", addr)]);
+    let mut addrs = vec![("listen", addr)];
+    addrs.extend(http.map(|a| ("http", a)));
+    process::print_ready("DISPATCHER", &addrs);
     if let Err(e) = reactor.run(&mut service) {
         process::fail(&format!("dispatcher{id}: reactor stopped: {e}"));
     }

@@ -843,6 +843,54 @@ impl Handler for GameService {
     fn should_stop(&self) -> bool {
         self.stop
     }
+
+    fn metrics(&self, m: &mut goworld_common::http::Metrics) {
+        let counts = self.world.counts_by_type();
+        let labels: Vec<[(&str, &str); 1]> =
+            counts.iter().map(|(t, _)| [("type", t.as_str())]).collect();
+        let samples: Vec<(&[(&str, &str)], f64)> = labels
+            .iter()
+            .zip(&counts)
+            .map(|(l, (_, n))| (&l[..], *n as f64))
+            .collect();
+        m.gauges("entities", "Entities on this game, by type.", &samples);
+        m.gauge(
+            "store_requests_in_flight",
+            "Storage and KVDB requests not answered yet, and saves held.",
+            self.world.store_requests_in_flight() as f64,
+        );
+        m.gauge(
+            "saves_held",
+            "Saves waiting for storage (behind a save in flight, or while storage is down).",
+            self.world.held_saves() as f64,
+        );
+        m.gauge(
+            "cpu_percent",
+            "CPU of this process, as last measured.",
+            self.cpu_percent,
+        );
+    }
+
+    fn status(&self, s: &mut goworld_common::http::Status) {
+        let state = if self.stopping.is_some() {
+            "stopping"
+        } else if self.freeze != Freeze::Running {
+            "freezing"
+        } else if self.links.all_ready() {
+            "ready"
+        } else {
+            "waiting"
+        };
+        s.str("kind", "game")
+            .num("id", f64::from(self.s.game_id))
+            .str("state", state)
+            .num("entities", self.world.len() as f64)
+            .counts("entities_by_type", &self.world.counts_by_type())
+            .num(
+                "store_requests_in_flight",
+                self.world.store_requests_in_flight() as f64,
+            );
+    }
 }
 
 impl GameService {

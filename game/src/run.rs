@@ -92,6 +92,7 @@ pub fn main(program: &str, types: Registry) {
     if args.restore {
         restore(&mut service, id, &freeze_file);
     }
+    let http = process::serve_http(&mut reactor, &format!("game{id}"), &cfg.common.http_addr);
     let mut cpu = (Instant::now(), process_cpu_ticks());
     let mut handler = Shell {
         game: service,
@@ -116,8 +117,9 @@ pub fn main(program: &str, types: Registry) {
                         if args.restore {
                             retire_freeze_file(id, &freeze_file);
                         }
-                        let addrs: Vec<(&str, SocketAddr)> =
+                        let mut addrs: Vec<(&str, SocketAddr)> =
                             dispatchers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+                        addrs.extend(http.map(|a| ("http", a)));
                         process::print_ready("GAME", &addrs);
                     }
                     GameEvent::Frozen(bytes) => match write_freeze_file(&freeze_file, &bytes) {
@@ -218,6 +220,17 @@ impl<F: FnMut(&mut GameService)> Handler for Shell<F> {
     }
     fn should_stop(&self) -> bool {
         self.game.should_stop()
+    }
+    fn metrics(&self, m: &mut goworld_common::http::Metrics) {
+        self.game.metrics(m);
+        m.gauge(
+            "store_pool_pending",
+            "Requests the store workers have not answered (queued, spilled or running).",
+            self.pool.pending() as f64,
+        );
+    }
+    fn status(&self, s: &mut goworld_common::http::Status) {
+        self.game.status(s)
     }
 }
 

@@ -16,7 +16,7 @@
 //! dispatcher links); nothing here touches sockets, files or the clock.
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
@@ -165,6 +165,15 @@ impl World {
     /// Number of live entities.
     pub fn len(&self) -> usize {
         self.entities.len()
+    }
+
+    /// Live entities by type name, sorted by name.
+    pub fn counts_by_type(&self) -> Vec<(String, u64)> {
+        let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+        for rec in self.entities.values() {
+            *by.entry(rec.ty.name()).or_default() += 1;
+        }
+        by.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     /// True when no entity lives here.

@@ -690,6 +690,39 @@ impl Handler for GateService {
     fn should_stop(&self) -> bool {
         self.stop
     }
+
+    fn metrics(&self, m: &mut goworld_common::http::Metrics) {
+        m.gauge("clients", "Clients connected.", self.clients.len() as f64);
+        let c = self.limiter.closed();
+        m.counters(
+            "clients_closed_by_limit",
+            "Clients closed for a limit, by limit.",
+            &[
+                (&[("limit", "heartbeat")], c.heartbeat),
+                (&[("limit", "msg_rate")], c.msg_rate),
+                (&[("limit", "byte_rate")], c.byte_rate),
+            ],
+        );
+        m.counters(
+            "dropped",
+            "Packets not delivered, by reason.",
+            &[(&[("reason", "sync_not_owner")], self.sync_dropped_not_owner)],
+        );
+    }
+
+    fn status(&self, s: &mut goworld_common::http::Status) {
+        s.str("kind", "gate")
+            .num("id", f64::from(self.s.gate_id))
+            .str(
+                "state",
+                if self.links.all_ready() {
+                    "ready"
+                } else {
+                    "waiting"
+                },
+            )
+            .num("clients", self.clients.len() as f64);
+    }
 }
 
 #[cfg(test)]

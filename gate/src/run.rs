@@ -61,12 +61,17 @@ pub fn main() {
             .unwrap_or_else(|e| process::fail(&format!("gate{id}: dispatcher{d}: {e}")));
         reactor.add_dial(addr, u32::from(d), server_opts);
     }
+    let http = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr);
     let mut handler = AfterTick {
         inner: GateService::new(settings, IdGen::for_process()),
         after_tick: |gate: &mut GateService| {
             for ev in gate.take_events() {
                 match ev {
-                    GateEvent::Ready => process::print_ready("GATE", &[("listen", listen)]),
+                    GateEvent::Ready => {
+                        let mut addrs = vec![("listen", listen)];
+                        addrs.extend(http.map(|a| ("http", a)));
+                        process::print_ready("GATE", &addrs)
+                    }
                 }
             }
         },

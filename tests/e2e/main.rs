@@ -903,3 +903,178 @@ fn get_or_put_races_from_two_processes_on_every_kvdb() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP request to an observability endpoint; the status code and the body.
+fn http_get(addr: SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// A body parsed by tests/scrape/scrape.py (`metrics`: prometheus_client's parser;
+/// `status`: JSON): `name{labels} value` or `key value` lines.
+fn scrape(mode: &str, body: &str) -> Vec<String> {
+    let file = std::env::temp_dir().join(format!(
+        "goworld-rs-scrape-{}-{mode}.txt",
+        std::process::id()
+    ));
+    std::fs::write(&file, body).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scrape/scrape.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(mode)
+        .arg(&file)
+        .output()
+        .expect("python3 runs (the README's test command installs prometheus_client)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "the reference parser refused the {mode}: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of the sample that starts with `prefix` (`name{labels}`), or 0.
+fn sample(lines: &[String], prefix: &str) -> f64 {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every process serves /metrics (Prometheus text that the reference parser reads) and
+/// /status (JSON) from its own loop; the counters move with the traffic of a bot run; a
+/// request the endpoint does not serve gets its status, and a client that sends nothing
+/// holds only its own connection.
+#[test]
+fn every_process_serves_metrics_and_status_that_move_with_the_traffic() {
+    let mut c = Cluster::new("metrics", 1, 1, 1, "");
+    c.start_all(1, 1, 1).unwrap();
+    c.wait_log(
+        Kind::Game,
+        1,
+        "CallNilSpaces works in game",
+        1,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let addr = |c: &mut Cluster, kind: Kind| {
+        c.proc(kind, 1)
+            .http_addr()
+            .expect("http= in the ready line")
+    };
+    let (d, g, t) = (
+        addr(&mut c, Kind::Dispatcher),
+        addr(&mut c, Kind::Game),
+        addr(&mut c, Kind::Gate),
+    );
+    // A silent client holds its own connection only.
+    let _silent = std::net::TcpStream::connect(d).unwrap();
+    let get =
+        |a: SocketAddr, path: &str| http_get(a, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let before: Vec<Vec<String>> = [d, g, t]
+        .iter()
+        .map(|a| {
+            let (code, body) = get(*a, "/metrics");
+            assert_eq!(code, 200);
+            scrape("metrics", &body)
+        })
+        .collect();
+    let bots = c.spawn_bots(20, 8);
+    std::thread::sleep(Duration::from_secs(5));
+    let during: Vec<Vec<String>> = [d, g, t]
+        .iter()
+        .map(|a| scrape("metrics", &get(*a, "/metrics").1))
+        .collect();
+    let status: Vec<Vec<String>> = [d, g, t]
+        .iter()
+        .map(|a| {
+            let (code, body) = get(*a, "/status");
+            assert_eq!(code, 200);
+            scrape("status", &body)
+        })
+        .collect();
+    let out = bots.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (i, name) in ["dispatcher", "game", "gate"].iter().enumerate() {
+        for counter in [
+            "goworld_bytes_read_total{}",
+            "goworld_bytes_written_total{}",
+            "goworld_frame_handler_seconds_count{}",
+            "goworld_tick_seconds_count{}",
+        ] {
+            assert!(
+                sample(&during[i], counter) > sample(&before[i], counter),
+                "{name}: {counter} did not move: {} -> {}",
+                sample(&before[i], counter),
+                sample(&during[i], counter)
+            );
+        }
+        assert!(
+            during[i]
+                .iter()
+                .any(|l| l.starts_with("goworld_messages_in_total{msgtype=")),
+            "{name}: messages by type"
+        );
+        assert!(
+            status[i].contains(&format!("kind \"{name}\"")),
+            "{name}: {:?}",
+            status[i]
+        );
+        assert!(
+            status[i].contains(&"id 1".to_string()),
+            "{name}: {:?}",
+            status[i]
+        );
+        assert!(
+            status[i].contains(&"state \"ready\"".to_string()),
+            "{name}: {:?}",
+            status[i]
+        );
+    }
+    assert!(
+        sample(&during[2], "goworld_clients{}") >= 20.0,
+        "{:?}",
+        during[2]
+    );
+    assert!(
+        sample(&during[1], "goworld_entities{type=\"Avatar\"}") >= 1.0,
+        "Avatars on the game: {:?}",
+        during[1]
+    );
+    assert!(sample(&during[0], "goworld_entities{}") >= 20.0);
+    assert!(status[2]
+        .iter()
+        .any(|l| l.starts_with("clients ") && l != "clients 0"));
+    // What it does not serve.
+    assert_eq!(get(g, "/nope").0, 404);
+    assert_eq!(http_get(g, "POST /metrics HTTP/1.1\r\n\r\n").0, 405);
+    assert_eq!(http_get(g, "garbage\r\n\r\n").0, 400);
+    let (_, after) = get(d, "/metrics");
+    let after = scrape("metrics", &after);
+    assert!(sample(&after, "goworld_http_requests_total{outcome=\"served\"}") >= 3.0);
+    for (kind, id, code) in c.stop_all() {
+        assert_eq!(code, Some(0), "{kind:?}{id} exit status");
+    }
+    assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
+}

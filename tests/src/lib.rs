@@ -155,6 +155,16 @@ impl Proc {
         }
     }
 
+    /// The address of its `/metrics` and `/status` endpoint, from its ready line (the
+    /// harness configures `http_addr = 127.0.0.1:0`).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        let ready = goworld_common::ready_line(self.kind.tag());
+        let line = self.seen.iter().find(|l| l.contains(&ready))?;
+        line.split(' ')
+            .find_map(|w| w.strip_prefix("http="))
+            .and_then(|a| a.parse().ok())
+    }
+
     /// Sends a signal to this process (only ours, by PID).
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
@@ -217,7 +227,7 @@ impl Cluster {
         let dispatcher_ports: Vec<u16> = (0..d).map(|_| free_port()).collect();
         let gate_ports: Vec<u16> = (0..t).map(|_| free_port()).collect();
         let mut ini = format!(
-            "[deployment]\ndesired_dispatchers={d}\ndesired_games={g}\ndesired_gates={t}\n\n[dispatcher_common]\nlog_stderr=false\nlog_level=info\n\n[game_common]\nboot_entity=Account\nlog_stderr=false\nlog_level=info\n\n[gate_common]\nlog_stderr=false\nlog_level=info\n\n"
+            "[deployment]\ndesired_dispatchers={d}\ndesired_games={g}\ndesired_gates={t}\n\n[dispatcher_common]\nlog_stderr=false\nlog_level=info\nhttp_addr=127.0.0.1:0\n\n[game_common]\nboot_entity=Account\nlog_stderr=false\nlog_level=info\nhttp_addr=127.0.0.1:0\n\n[gate_common]\nlog_stderr=false\nlog_level=info\nhttp_addr=127.0.0.1:0\n\n"
         );
         for (i, p) in dispatcher_ports.iter().enumerate() {
             ini.push_str(&format!(
