@@ -2,6 +2,9 @@
 //! thread, so a test can assert what it logged and how many lines. Each test runs on its own
 //! thread, so tests running in parallel do not see each other's lines.
 //!
+//! Lines logged by threads a test starts (store workers, say) are not its own: the last
+//! [`SHARED_KEEP`] lines of every thread are also kept together, for [`take_matching`].
+//!
 //! The first [`capture`] in a test binary installs the capturing logger for the whole
 //! process; a binary that installed another logger cannot capture.
 
@@ -11,6 +14,12 @@ thread_local! {
     static LINES: RefCell<Vec<(log::Level, String)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Lines kept from all threads together.
+pub const SHARED_KEEP: usize = 10_000;
+
+static SHARED: std::sync::Mutex<std::collections::VecDeque<(log::Level, String)>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
 struct Capture;
 
 impl log::Log for Capture {
@@ -19,7 +28,14 @@ impl log::Log for Capture {
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            LINES.with(|l| l.borrow_mut().push((r.level(), r.args().to_string())));
+            let line = r.args().to_string();
+            let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if shared.len() == SHARED_KEEP {
+                shared.pop_front();
+            }
+            shared.push_back((r.level(), line.clone()));
+            drop(shared);
+            LINES.with(|l| l.borrow_mut().push((r.level(), line)));
         }
     }
     fn flush(&self) {}
@@ -48,4 +64,20 @@ pub fn take_at(level: log::Level) -> Vec<String> {
         .filter(|(l, _)| *l <= level)
         .map(|(_, s)| s)
         .collect()
+}
+
+/// Takes, from the lines of every thread, those at `level` or above that contain `needle`
+/// (a name only this test uses: tests run in parallel).
+pub fn take_matching(level: log::Level, needle: &str) -> Vec<String> {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    shared.retain(|(l, s)| {
+        if *l <= level && s.contains(needle) {
+            out.push(s.clone());
+            false
+        } else {
+            true
+        }
+    });
+    out
 }

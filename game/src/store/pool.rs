@@ -90,6 +90,11 @@ use super::msg::{
 /// One finished request: the caller's token and the outcome.
 pub type Completion<O> = (u64, Result<O, StoreError>);
 
+/// A storage or KVDB call longer than this is logged with what it was.
+pub const SLOW_CALL: Duration = Duration::from_secs(1);
+/// At most one slow-call line per worker this often (the others are counted into it).
+const SLOW_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Requests a worker's channel holds before further ones spill on the reactor side: enough
 /// for bursts (a save round of many entities) without holding much memory per request.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -285,7 +290,11 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
         };
         let thread = thread::Builder::new().name(thread_name).spawn(move || {
             let guard = guard;
+            // Slow calls are logged, at most one line per SLOW_LOG_EVERY (with a count).
+            let mut slow_logged: Option<Instant> = None;
+            let mut slow_unlogged = 0u64;
             while let Ok((token, req)) = rx.recv() {
+                let started = Instant::now();
                 // The backend is only touched from this thread; after a caught panic it
                 // is used again, which is why backends must tolerate an interrupted call
                 // (the filesystem one keeps no state across calls).
@@ -304,6 +313,24 @@ impl<R: Op, O: Send + 'static> Worker<R, O> {
                         })
                     }
                 };
+                let took = started.elapsed();
+                if took >= SLOW_CALL {
+                    if slow_logged.is_some_and(|t| t.elapsed() < SLOW_LOG_EVERY) {
+                        slow_unlogged += 1;
+                    } else {
+                        warn!(
+                            "slow {store} call: {} took {took:.1?}{}",
+                            req.describe(),
+                            if slow_unlogged > 0 {
+                                format!(" ({slow_unlogged} more slow calls since the last line)")
+                            } else {
+                                String::new()
+                            }
+                        );
+                        slow_logged = Some(Instant::now());
+                        slow_unlogged = 0;
+                    }
+                }
                 let was_empty = {
                     let mut st = guard.shared.lock();
                     let was_empty = st.results.is_empty();
@@ -1379,6 +1406,26 @@ mod tests {
         let b = slow.clone();
         let s = StoragePool::with_backend_pool(move || Ok(b.clone()), None, capacity, 4).unwrap();
         (slow, s)
+    }
+
+    /// A call over SLOW_CALL is logged with what it was; more on the same worker within
+    /// SLOW_LOG_EVERY are counted into the next line, not logged one by one.
+    #[test]
+    fn slow_calls_are_logged_a_line_per_interval() {
+        goworld_common::testlog::capture();
+        let (_, mut pool) = slow_pool(SLOW_CALL + Duration::from_millis(20), 16);
+        let e = eid("SlowSlowSlowSlow");
+        for t in 0..3 {
+            pool.save(t, "Avatar", e, vec![1]);
+        }
+        pool.drain(T * 2).unwrap();
+        let lines: Vec<String> =
+            goworld_common::testlog::take_matching(log::Level::Warn, "SlowSlowSlowSlow");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("slow storage call: save Avatar/SlowSlowSlowSlow took"),
+            "{lines:?}"
+        );
     }
 
     /// `n` entity IDs, at least one owned by each of the pool's `workers`.
