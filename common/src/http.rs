@@ -164,6 +164,12 @@ impl Metrics {
         self.counters(name, help, &[(&[], v)]);
     }
 
+    /// A counter without labels whose value is not whole (seconds).
+    pub fn counter_f(&mut self, name: &str, help: &str, v: f64) {
+        self.family(&format!("{name}_total"), "counter", help);
+        let _ = writeln!(self.out, "goworld_{name}_total {v}");
+    }
+
     /// A gauge family with one sample per label set.
     pub fn gauges(&mut self, name: &str, help: &str, samples: &[(&[(&str, &str)], f64)]) {
         self.family(name, "gauge", help);

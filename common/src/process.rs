@@ -139,6 +139,45 @@ pub fn print_ready(kind: &str, addrs: &[(&str, SocketAddr)]) {
     let _ = std::io::stdout().flush();
 }
 
+/// utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat; 0
+/// where there is no /proc).
+pub fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may contain spaces: count fields after its closing paren.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After ")", field 3 of the line is index 0, so utime (14) is 11 and stime (15) is 12.
+    field(11) + field(12)
+}
+
+/// Clock ticks per second (sysconf(_SC_CLK_TCK), 100 on Linux).
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPU seconds this process used (user + system).
+pub fn cpu_seconds() -> f64 {
+    cpu_ticks() as f64 / clock_ticks()
+}
+
+/// Resident memory of this process in bytes (/proc/self/statm; 0 where there is none).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = (statm.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * if page > 0 { page as u64 } else { 4096 }
+}
+
 /// Unix seconds of `wall`, for ID generation (0 before 1970).
 pub fn unix_secs(wall: std::time::SystemTime) -> u32 {
     wall.duration_since(std::time::UNIX_EPOCH)

@@ -767,6 +767,16 @@ impl Reactor {
         let ls = &self.loop_stats;
         let uptime = ls.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         m.gauge("uptime_seconds", "Seconds since the loop started.", uptime);
+        m.counter_f(
+            "process_cpu_seconds",
+            "CPU seconds this process used (user and system).",
+            crate::process::cpu_seconds(),
+        );
+        m.gauge(
+            "process_resident_memory_bytes",
+            "Resident memory of this process.",
+            crate::process::rss_bytes() as f64,
+        );
         let (mut clients, mut servers) = (0.0, 0.0);
         for (_, c) in self.conns.slab.iter() {
             if c.connecting {

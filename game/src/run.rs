@@ -304,24 +304,4 @@ fn write_freeze_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat).
-fn process_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may contain spaces: count fields after its closing paren.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // After ")", field 3 of the line is index 0, so utime (14) is 11 and stime (15) is 12.
-    field(11) + field(12)
-}
-
-/// Clock ticks per second (sysconf(_SC_CLK_TCK), 100 on Linux).
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
+use process::{clock_ticks, cpu_ticks as process_cpu_ticks};

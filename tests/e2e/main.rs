@@ -1017,6 +1017,16 @@ fn every_process_serves_metrics_and_status_that_move_with_the_traffic() {
         String::from_utf8_lossy(&out.stdout)
     );
     for (i, name) in ["dispatcher", "game", "gate"].iter().enumerate() {
+        assert!(
+            sample(&during[i], "goworld_process_resident_memory_bytes{}") > 1e5,
+            "{name}: RSS"
+        );
+        assert!(
+            during[i]
+                .iter()
+                .any(|l| l.starts_with("goworld_process_cpu_seconds_total{}")),
+            "{name}: CPU"
+        );
         for counter in [
             "goworld_bytes_read_total{}",
             "goworld_bytes_written_total{}",
