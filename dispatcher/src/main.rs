@@ -40,7 +40,11 @@ fn main() {
         .add_listener(listener, 0, opts)
         .unwrap_or_else(|e| process::fail(&format!("dispatcher{id}: {e}")));
     let mut service = Dispatcher::new(settings);
-    process::print_ready("DISPATCHER", &[("listen", addr)]);
+    // What games and gates dial: its listen_addr, or the advertise_addr the config gives.
+    process::print_ready(
+        "DISPATCHER",
+        &[("listen", &addr), ("advertise", &cfg.advertise_addr)],
+    );
     if let Err(e) = reactor.run(&mut service) {
         process::fail(&format!("dispatcher{id}: reactor stopped: {e}"));
     }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use goworld_common::dialwatch::DialWatch;
 use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
 use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
@@ -56,23 +57,44 @@ pub fn main() {
         max_frame: cfg.common.max_peer_frame,
         group: crate::DISPATCHER_LINKS,
     };
+    let advertise = cfg.advertise_addr.clone();
+    let mut handler = DialWatch::new(
+        AfterTick {
+            inner: GateService::new(settings, IdGen::for_process()),
+            after_tick: |gate: &mut GateService| {
+                for ev in gate.take_events() {
+                    match ev {
+                        // The advertised address is the one clients dial (when there is one).
+                        GateEvent::Ready => match &advertise {
+                            Some(a) => process::print_ready(
+                                "GATE",
+                                &[("listen", &listen), ("advertise", a)],
+                            ),
+                            None => process::print_ready("GATE", &[("listen", &listen)]),
+                        },
+                    }
+                }
+            },
+        },
+        &format!("gate{id}"),
+        DIAL_HINT,
+    );
     for (&d, dc) in &config.dispatchers {
         let addr = process::resolve(&dc.advertise_addr)
             .unwrap_or_else(|e| process::fail(&format!("gate{id}: dispatcher{d}: {e}")));
         reactor.add_dial(addr, u32::from(d), server_opts);
+        handler.watch(
+            u32::from(d),
+            &format!("dispatcher{d} at {}", dc.advertise_addr),
+            Instant::now(),
+        );
     }
-    let mut handler = AfterTick {
-        inner: GateService::new(settings, IdGen::for_process()),
-        after_tick: |gate: &mut GateService| {
-            for ev in gate.take_events() {
-                match ev {
-                    GateEvent::Ready => process::print_ready("GATE", &[("listen", listen)]),
-                }
-            }
-        },
-    };
     if let Err(e) = reactor.run(&mut handler) {
         process::fail(&format!("gate{id}: reactor stopped: {e}"));
     }
     log::info!("gate{id} stopped");
 }
+
+/// What a warning about an unreachable dispatcher suggests checking.
+const DIAL_HINT: &str = "Is the dispatcher running, and is its advertise_addr an address this \
+     host can reach?";
