@@ -2402,6 +2402,36 @@ mod tests {
     }
 
     #[test]
+    fn readme_two_host_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Several hosts").expect("the section")..];
+        let start = section.find("```ini\n").expect("an ini block") + "```ini\n".len();
+        let ini = &section[start..start + section[start..].find("```").unwrap()];
+        let c = Config::parse(ini, Path::new(BASE)).unwrap();
+        assert_eq!(c.dispatcher(1).unwrap().advertise_addr, "10.0.0.1:13001");
+        assert_eq!(
+            c.gate(1).unwrap().advertise_addr.as_deref(),
+            Some("10.0.0.2:14001")
+        );
+        assert_eq!(c.storage.kind, "redis");
+        // The other address style of each (the commented-out lines) says the same.
+        let other = ini
+            .replace(";listen_addr", "listen_addr")
+            .replace(";advertise_addr", "advertise_addr");
+        let c = Config::parse(&other, Path::new(BASE)).unwrap();
+        let d = c.dispatcher(1).unwrap();
+        assert_eq!(
+            (d.listen_addr.as_str(), d.advertise_addr.as_str()),
+            ("0.0.0.0:13001", "10.0.0.1:13001")
+        );
+        let g = c.gate(1).unwrap();
+        assert_eq!(
+            (g.listen_addr.as_str(), g.advertise_addr.as_deref()),
+            ("10.0.0.2:14001", Some("10.0.0.2:14001"))
+        );
+    }
+
+    #[test]
     fn gate_advertise_addr() {
         // Listening on every interface (the default) advertises nothing.
         let c = Config::parse(MINIMAL, Path::new(BASE)).unwrap();
