@@ -39,6 +39,15 @@
 //! * `heartbeat_check_interval` is enforced when > 0 (GoWorld reads it and never checks it),
 //!   and may be at most a day ([`MAX_HEARTBEAT_CHECK_INTERVAL`]).
 //! * Keys before the first section are an error (GoWorld ignores its `DEFAULT` section).
+//! * A dispatcher's `advertise_addr` defaults to its `listen_addr` (GoWorld: 127.0.0.1:13000
+//!   whatever `listen_addr` says). A dispatcher listening on every interface (`0.0.0.0`,
+//!   `::`, no host) without an `advertise_addr` is refused ([`ConfigError::NoAdvertiseAddr`]):
+//!   games and gates on other hosts could not tell which address to dial. An
+//!   `advertise_addr` on every interface is refused too.
+//! * Gates take an `advertise_addr` too (goworld-rs only): the address clients, and
+//!   `test_client`, dial. It defaults to `listen_addr` when that names a host; a gate
+//!   listening on every interface without one advertises nothing ([`GateConfig::advertise_addr`]
+//!   is `None`), as in GoWorld, whose gates have no such key.
 //! * Sections of dispatchers above `desired_dispatchers` are ignored as in GoWorld, but their
 //!   keys are still checked.
 //! * `http_addr` serves `/metrics` (Prometheus text) and `/status` (JSON) instead of
@@ -100,7 +109,8 @@ pub struct ProcessCommon {
 pub struct DispatcherConfig {
     /// `listen_addr` (127.0.0.1:13000): where the dispatcher listens.
     pub listen_addr: String,
-    /// `advertise_addr` (127.0.0.1:13000): what games and gates dial.
+    /// `advertise_addr`: what games and gates dial. Defaults to `listen_addr`; a
+    /// `listen_addr` on every interface needs it set ([`ConfigError::NoAdvertiseAddr`]).
     pub advertise_addr: String,
     /// Logging and shared limits.
     pub common: ProcessCommon,
@@ -137,6 +147,11 @@ pub struct GameConfig {
 pub struct GateConfig {
     /// `listen_addr` (0.0.0.0:14000): the client TCP address.
     pub listen_addr: String,
+    /// `advertise_addr` (goworld-rs only): the address clients (and `test_client`) dial.
+    /// Defaults to `listen_addr` when that names a host; `None` when the gate listens on
+    /// every interface and no `advertise_addr` is set (clients then find it by other means;
+    /// `test_client` dials 127.0.0.1, or its `-server`).
+    pub advertise_addr: Option<String>,
     /// Logging and shared limits.
     pub common: ProcessCommon,
     /// `gomaxprocs` (0): accepted, unused.
@@ -272,6 +287,17 @@ pub enum ConfigError {
         client_byte_rate_limit: u32,
         max_client_frame: u32,
     },
+    /// A dispatcher listens on every interface (`0.0.0.0`, `::`, no host) and has no
+    /// `advertise_addr`: games and gates could not tell which address to dial.
+    NoAdvertiseAddr {
+        file: PathBuf,
+        /// `dispatcherN`.
+        section: String,
+        /// `advertise_addr`.
+        key: String,
+        /// The dispatcher's `listen_addr`.
+        listen_addr: String,
+    },
 }
 
 /// What is wrong with a line of INI ([`ConfigError::Syntax`]).
@@ -306,6 +332,8 @@ pub enum BadValueReason {
     IntervalTooLong { max_secs: u64 },
     /// A `[storage]`/`[kvdb]` `type` that GoWorld does not have either.
     UnknownStoreType,
+    /// An `advertise_addr` on every interface (`0.0.0.0`, `::`, no host): nobody can dial it.
+    EveryInterface,
 }
 
 /// A client-link feature of GoWorld's gate not built into goworld-rs
@@ -341,7 +369,8 @@ impl ConfigError {
             | ConfigError::Missing { file, .. }
             | ConfigError::Empty { file, .. }
             | ConfigError::FeatureNotBuilt { file, .. }
-            | ConfigError::ByteRateBelowFrame { file, .. } => file,
+            | ConfigError::ByteRateBelowFrame { file, .. }
+            | ConfigError::NoAdvertiseAddr { file, .. } => file,
         }
     }
 }
@@ -414,6 +443,10 @@ impl std::fmt::Display for ConfigError {
                         if *max_secs == 86_400 { " (a day)" } else { "" }
                     ),
                     BadValueReason::UnknownStoreType => write!(f, "unknown {section} type"),
+                    BadValueReason::EveryInterface => f.write_str(
+                        "an address on every interface cannot be dialed; give an address of \
+                         this host that the others can reach",
+                    ),
                 }
             }
             ConfigError::Missing { section, key, .. } => {
@@ -450,6 +483,21 @@ impl std::fmt::Display for ConfigError {
                  header): raise it to at least {}, or set 0 for no limit",
                 u64::from(*max_client_frame) + 4
             ),
+            ConfigError::NoAdvertiseAddr {
+                section,
+                key,
+                listen_addr,
+                ..
+            } => {
+                let port = split_host_port(listen_addr).map_or("<port>", |(_, p)| p);
+                write!(
+                    f,
+                    "[{section}] {key} is missing: listen_addr = {listen_addr} listens on every \
+                     interface, so games and gates cannot tell which address to dial; set \
+                     {key} = <an address of this host they can reach>:{port} \
+                     (127.0.0.1:{port} when every process runs on this host)"
+                )
+            }
         }
     }
 }
@@ -533,6 +581,42 @@ impl Config {
     pub fn gate(&self, id: u16) -> Option<&GateConfig> {
         self.gates.get(&id)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Addresses.
+
+/// Splits `host:port` at its last `:` into the host (without the brackets of `[::1]:13000`)
+/// and the port; `None` without a `:`. Nothing is looked up or checked.
+pub fn split_host_port(addr: &str) -> Option<(&str, &str)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = (host.strip_prefix('['))
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host, port))
+}
+
+/// `host:port`, with brackets around an IPv6 host (`[::1]:13000`).
+pub fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// True for a host that means every interface of the machine: `0.0.0.0`, `::`, or none
+/// (`:13000`). Such an address can be listened on, not dialed from another host.
+pub fn is_every_interface(host: &str) -> bool {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_unspecified(),
+        Err(_) => host.is_empty(),
+    }
+}
+
+/// True when the `host:port` address `addr` is on every interface.
+fn on_every_interface(addr: &str) -> bool {
+    split_host_port(addr).is_some_and(|(host, _)| is_every_interface(host))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -683,6 +767,16 @@ impl Kv<'_> {
         Ok(n)
     }
 
+    /// An `advertise_addr`: empty means not set (derived from `listen_addr`); an address
+    /// on every interface is refused, as nobody can dial it.
+    fn advertise(&self) -> Result<Option<String>, ConfigError> {
+        let v = self.string();
+        if on_every_interface(&v) {
+            return Err(self.bad(BadValueReason::EveryInterface));
+        }
+        Ok((!v.is_empty()).then_some(v))
+    }
+
     fn level(&self) -> Result<String, ConfigError> {
         normalize_level(&self.e.value)
             .map(str::to_string)
@@ -767,7 +861,8 @@ impl CommonB {
 #[derive(Clone)]
 struct DispatcherB {
     listen_addr: String,
-    advertise_addr: String,
+    /// Set explicitly (here or in `[dispatcher_common]`); otherwise derived at build.
+    advertise_addr: Option<String>,
     common: CommonB,
     entity_hold_limit: usize,
     game_hold_limit: usize,
@@ -778,7 +873,7 @@ impl DispatcherB {
     fn new() -> DispatcherB {
         DispatcherB {
             listen_addr: "127.0.0.1:13000".into(),
-            advertise_addr: "127.0.0.1:13000".into(),
+            advertise_addr: None,
             common: CommonB::new("127.0.0.1:23000"),
             entity_hold_limit: DEFAULT_ENTITY_HOLD_LIMIT,
             game_hold_limit: DEFAULT_GAME_HOLD_LIMIT,
@@ -789,7 +884,7 @@ impl DispatcherB {
     fn apply(&mut self, kv: &Kv) -> Result<(), ConfigError> {
         match kv.key() {
             "listen_addr" => self.listen_addr = kv.string(),
-            "advertise_addr" => self.advertise_addr = kv.string(),
+            "advertise_addr" => self.advertise_addr = kv.advertise()?,
             "entity_hold_limit" => self.entity_hold_limit = kv.positive()?,
             "game_hold_limit" => self.game_hold_limit = kv.positive()?,
             "freeze_hold_timeout_s" => self.freeze_hold_timeout_s = kv.positive()?,
@@ -802,15 +897,29 @@ impl DispatcherB {
         Ok(())
     }
 
-    fn build(&self, id: u16, base: &Path) -> DispatcherConfig {
-        DispatcherConfig {
+    fn build(&self, id: u16, base: &Path, file: &Path) -> Result<DispatcherConfig, ConfigError> {
+        // Games and gates dial what the dispatcher advertises: its listen_addr unless told
+        // otherwise, which an address on every interface cannot be.
+        let advertise_addr = match &self.advertise_addr {
+            Some(a) => a.clone(),
+            None if on_every_interface(&self.listen_addr) => {
+                return Err(ConfigError::NoAdvertiseAddr {
+                    file: file.to_path_buf(),
+                    section: format!("dispatcher{id}"),
+                    key: "advertise_addr".into(),
+                    listen_addr: self.listen_addr.clone(),
+                })
+            }
+            None => self.listen_addr.clone(),
+        };
+        Ok(DispatcherConfig {
             listen_addr: self.listen_addr.clone(),
-            advertise_addr: self.advertise_addr.clone(),
+            advertise_addr,
             common: self.common.build("dispatcher", id, base),
             entity_hold_limit: self.entity_hold_limit,
             game_hold_limit: self.game_hold_limit,
             freeze_hold_timeout_s: self.freeze_hold_timeout_s,
-        }
+        })
     }
 }
 
@@ -878,6 +987,7 @@ impl GameB {
 #[derive(Clone)]
 struct GateB {
     listen_addr: String,
+    advertise_addr: Option<String>,
     common: CommonB,
     gomaxprocs: u32,
     /// The section and value that turned compression on, if it is on.
@@ -901,6 +1011,7 @@ impl GateB {
     fn new() -> GateB {
         GateB {
             listen_addr: "0.0.0.0:14000".into(),
+            advertise_addr: None,
             common: CommonB::new("127.0.0.1:24000"),
             gomaxprocs: 0,
             compress_connection: None,
@@ -927,6 +1038,7 @@ impl GateB {
         };
         match kv.key() {
             "listen_addr" => self.listen_addr = kv.string(),
+            "advertise_addr" => self.advertise_addr = kv.advertise()?,
             "gomaxprocs" => self.gomaxprocs = kv.uint()?,
             "compress_connection" => self.compress_connection = on(kv)?,
             "encrypt_connection" => self.encrypt_connection = on(kv)?,
@@ -983,8 +1095,11 @@ impl GateB {
                 max_client_frame: self.max_client_frame,
             });
         }
+        let advertise_addr = (self.advertise_addr.clone())
+            .or_else(|| (!on_every_interface(&self.listen_addr)).then(|| self.listen_addr.clone()));
         Ok(GateConfig {
             listen_addr: self.listen_addr.clone(),
+            advertise_addr,
             common: self.common.build("gate", id, base),
             gomaxprocs: self.gomaxprocs,
             compress_connection: false,
@@ -1319,10 +1434,10 @@ fn parse_config(text: &str, base: &Path, file: &Path) -> Result<Config, ConfigEr
         gate_b.entry(id).or_insert_with(|| gate_common.clone());
     }
 
-    let dispatchers = disp_b
-        .iter()
-        .map(|(&id, b)| (id, b.build(id, base)))
-        .collect();
+    let mut dispatchers = BTreeMap::new();
+    for (&id, b) in &disp_b {
+        dispatchers.insert(id, b.build(id, base, file)?);
+    }
     let mut games = BTreeMap::new();
     for (&id, b) in &game_b {
         games.insert(id, b.build(id, base, file)?);
@@ -1391,6 +1506,7 @@ mod tests {
     fn gate(id: u16) -> GateConfig {
         GateConfig {
             listen_addr: "0.0.0.0:14000".into(),
+            advertise_addr: None,
             common: common("gate", id, "127.0.0.1:24000"),
             gomaxprocs: 0,
             compress_connection: false,
@@ -1475,6 +1591,7 @@ mod tests {
             g.common.http_addr = "127.0.0.1:25001".into();
             let g = c.gates.get_mut(&1).unwrap();
             g.listen_addr = "127.0.0.1:14001".into();
+            g.advertise_addr = Some("127.0.0.1:14001".into());
             g.common.http_addr = "127.0.0.1:24001".into();
         });
         // Every key the parser knows appears in the sample (active or commented out).
@@ -1546,8 +1663,10 @@ mod tests {
     #[test]
     fn per_id_sections_merge_over_common() {
         let ini = "[deployment]\ndesired_dispatchers=2\ndesired_games=2\ndesired_gates=2\n\
-            [dispatcher_common]\nlisten_addr=0.0.0.0:13000\nlog_level=warn\n\
-            [dispatcher2]\nlisten_addr=0.0.0.0:13002\nlog_level=debug\nentity_hold_limit=5\n\
+            [dispatcher_common]\nlisten_addr=0.0.0.0:13000\nadvertise_addr=10.0.0.1:13000\n\
+            log_level=warn\n\
+            [dispatcher2]\nlisten_addr=0.0.0.0:13002\nadvertise_addr=10.0.0.1:13002\n\
+            log_level=debug\nentity_hold_limit=5\n\
             [dispatcher3]\nlisten_addr=ignored\n\
             [game_common]\nboot_entity=Account\nlog_file=logs/games.log\n\
             [game2]\nboot_entity=Avatar\nban_boot_entity=1\n\
@@ -1562,9 +1681,11 @@ mod tests {
             };
             let mut d1 = dispatcher(1);
             d1.listen_addr = "0.0.0.0:13000".into();
+            d1.advertise_addr = "10.0.0.1:13000".into();
             d1.common.log_level = "warn".into();
             let mut d2 = dispatcher(2);
             d2.listen_addr = "0.0.0.0:13002".into();
+            d2.advertise_addr = "10.0.0.1:13002".into();
             d2.common.log_level = "debug".into();
             d2.entity_hold_limit = 5;
             c.dispatchers = [(1, d1), (2, d2)].into();
@@ -1582,6 +1703,7 @@ mod tests {
             let mut t1 = gate(1);
             t1.max_client_frame = 1000;
             t1.listen_addr = "127.0.0.1:14001".into();
+            t1.advertise_addr = Some("127.0.0.1:14001".into());
             t1.common.log_file = PathBuf::new();
             t1.client_output_limit = 77;
             let mut t2 = gate(2);
@@ -2149,7 +2271,182 @@ mod tests {
             g.common.log_level = "debug".into();
             g.save_interval = 2;
             g.gomaxprocs = 4;
-            c.gates.get_mut(&1).unwrap().listen_addr = "a".into();
+            let g = c.gates.get_mut(&1).unwrap();
+            g.listen_addr = "a".into();
+            g.advertise_addr = Some("a".into());
         });
+    }
+
+    #[test]
+    fn address_helpers() {
+        assert_eq!(
+            split_host_port("10.0.0.1:13001"),
+            Some(("10.0.0.1", "13001"))
+        );
+        assert_eq!(split_host_port("[::1]:13001"), Some(("::1", "13001")));
+        assert_eq!(split_host_port("[::]:13001"), Some(("::", "13001")));
+        assert_eq!(split_host_port(":13001"), Some(("", "13001")));
+        assert_eq!(split_host_port("db.lan:1"), Some(("db.lan", "1")));
+        assert_eq!(split_host_port("nohost"), None);
+        assert_eq!(join_host_port("10.0.0.1", "1"), "10.0.0.1:1");
+        assert_eq!(join_host_port("::1", "1"), "[::1]:1");
+        for every in ["0.0.0.0", "::", "0:0:0:0:0:0:0:0", ""] {
+            assert!(is_every_interface(every), "{every:?}");
+        }
+        for host in ["127.0.0.1", "10.0.0.1", "::1", "localhost", "game-b"] {
+            assert!(!is_every_interface(host), "{host:?}");
+        }
+    }
+
+    #[test]
+    fn dispatcher_advertise_addr_is_derived_from_listen_addr() {
+        // A listen_addr that names a host is what games and gates dial (GoWorld would
+        // advertise 127.0.0.1:13000 whatever it says).
+        for listen in ["10.0.0.1:13001", "[::1]:13001", "dispatcher-a:13001"] {
+            check(
+                &format!("{MINIMAL}[dispatcher1]\nlisten_addr={listen}\n"),
+                |c| {
+                    let d = c.dispatchers.get_mut(&1).unwrap();
+                    d.listen_addr = listen.into();
+                    d.advertise_addr = listen.into();
+                },
+            );
+        }
+        // From [dispatcher_common] to every dispatcher; an empty advertise_addr is not set.
+        let ini = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\n\
+            [dispatcher_common]\nlisten_addr=10.0.0.1:13000\nadvertise_addr=\n\
+            [dispatcher2]\nlisten_addr=10.0.0.1:13002\n";
+        check(ini, |c| {
+            c.deployment.desired_dispatchers = 2;
+            let mut d1 = dispatcher(1);
+            d1.listen_addr = "10.0.0.1:13000".into();
+            d1.advertise_addr = "10.0.0.1:13000".into();
+            let mut d2 = dispatcher(2);
+            d2.listen_addr = "10.0.0.1:13002".into();
+            d2.advertise_addr = "10.0.0.1:13002".into();
+            c.dispatchers = [(1, d1), (2, d2)].into();
+        });
+        // Every interface with an advertise_addr: that is dialed.
+        check(
+            &format!("{MINIMAL}[dispatcher1]\nlisten_addr=0.0.0.0:13001\nadvertise_addr=10.0.0.1:13001\n"),
+            |c| {
+                let d = c.dispatchers.get_mut(&1).unwrap();
+                d.listen_addr = "0.0.0.0:13001".into();
+                d.advertise_addr = "10.0.0.1:13001".into();
+            },
+        );
+        // A dispatcher above desired_dispatchers is ignored, so it need not advertise.
+        check(
+            &format!("{MINIMAL}[dispatcher2]\nlisten_addr=0.0.0.0:13002\n"),
+            |_| {},
+        );
+    }
+
+    #[test]
+    fn dispatcher_on_every_interface_needs_advertise_addr() {
+        for listen in ["0.0.0.0:13001", "[::]:13001", ":13001"] {
+            let ini = format!("{MINIMAL}[dispatcher1]\nlisten_addr={listen}\n");
+            match parse_err(&ini) {
+                ConfigError::NoAdvertiseAddr {
+                    file,
+                    section,
+                    key,
+                    listen_addr,
+                } => {
+                    assert_eq!(file, Path::new("goworld.ini"));
+                    assert_eq!(
+                        (&*section, &*key, &*listen_addr),
+                        ("dispatcher1", "advertise_addr", listen)
+                    );
+                }
+                e => panic!("{listen}: {e:?}"),
+            }
+        }
+        assert_eq!(
+            parse_err(&format!(
+                "{MINIMAL}[dispatcher1]\nlisten_addr=0.0.0.0:13001\n"
+            ))
+            .to_string(),
+            "goworld.ini: [dispatcher1] advertise_addr is missing: listen_addr = 0.0.0.0:13001 \
+             listens on every interface, so games and gates cannot tell which address to dial; \
+             set advertise_addr = <an address of this host they can reach>:13001 \
+             (127.0.0.1:13001 when every process runs on this host)"
+        );
+        // Set in [dispatcher_common]: the first dispatcher is named.
+        let ini = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\n\
+            [dispatcher_common]\nlisten_addr=0.0.0.0:13000\n";
+        check_err(ini, &["[dispatcher1] advertise_addr is missing"]);
+        // An advertise_addr on every interface cannot be dialed either, in any section.
+        for sec in ["dispatcher_common", "dispatcher1", "gate_common", "gate1"] {
+            let ini = format!("{MINIMAL}[{sec}]\nadvertise_addr=0.0.0.0:13001\n");
+            match parse_err(&ini) {
+                ConfigError::BadValue {
+                    section,
+                    key,
+                    value,
+                    line: 6,
+                    why: BadValueReason::EveryInterface,
+                    ..
+                } => assert_eq!(
+                    (&*section, &*key, &*value),
+                    (sec, "advertise_addr", "0.0.0.0:13001")
+                ),
+                e => panic!("{sec}: {e:?}"),
+            }
+            check_err(
+                &ini,
+                &[
+                    &format!("[{sec}] advertise_addr = '0.0.0.0:13001' (line 6)"),
+                    "cannot be dialed",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn readme_two_host_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Several hosts").expect("the section")..];
+        let start = section.find("```ini\n").expect("an ini block") + "```ini\n".len();
+        let ini = &section[start..start + section[start..].find("```").unwrap()];
+        let c = Config::parse(ini, Path::new(BASE)).unwrap();
+        assert_eq!(c.dispatcher(1).unwrap().advertise_addr, "10.0.0.1:13001");
+        assert_eq!(
+            c.gate(1).unwrap().advertise_addr.as_deref(),
+            Some("10.0.0.2:14001")
+        );
+        assert_eq!(c.storage.kind, "redis");
+        // The other address style of each (the commented-out lines) says the same.
+        let other = ini
+            .replace(";listen_addr", "listen_addr")
+            .replace(";advertise_addr", "advertise_addr");
+        let c = Config::parse(&other, Path::new(BASE)).unwrap();
+        let d = c.dispatcher(1).unwrap();
+        assert_eq!(
+            (d.listen_addr.as_str(), d.advertise_addr.as_str()),
+            ("0.0.0.0:13001", "10.0.0.1:13001")
+        );
+        let g = c.gate(1).unwrap();
+        assert_eq!(
+            (g.listen_addr.as_str(), g.advertise_addr.as_deref()),
+            ("10.0.0.2:14001", Some("10.0.0.2:14001"))
+        );
+    }
+
+    #[test]
+    fn gate_advertise_addr() {
+        // Listening on every interface (the default) advertises nothing.
+        let c = Config::parse(MINIMAL, Path::new(BASE)).unwrap();
+        assert_eq!(c.gate(1).unwrap().advertise_addr, None);
+        // A listen_addr that names a host is advertised; an advertise_addr wins.
+        let ini = "[deployment]\ndesired_dispatchers=1\ndesired_games=1\ndesired_gates=3\n\
+            [gate1]\nlisten_addr=10.0.0.2:14001\n\
+            [gate2]\nlisten_addr=0.0.0.0:14002\nadvertise_addr=10.0.0.2:14002\n\
+            [gate3]\nlisten_addr=[::]:14003\n";
+        let c = Config::parse(ini, Path::new(BASE)).unwrap();
+        let adv = |id| c.gate(id).unwrap().advertise_addr.as_deref();
+        assert_eq!(adv(1), Some("10.0.0.2:14001"));
+        assert_eq!(adv(2), Some("10.0.0.2:14002"));
+        assert_eq!(adv(3), None);
     }
 }

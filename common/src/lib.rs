@@ -7,6 +7,7 @@
 //! * [`frame`]: length-prefixed framing and the incremental frame decoder.
 //! * [`config`]: `goworld.ini` parsing into typed per-process configuration.
 //! * [`displink`]: a game's or gate's links to every dispatcher, with queueing while one is down.
+//! * [`dialwatch`]: bounded warnings while a dial (a dispatcher's address) stays unconnected.
 //! * [`process`]: start-up shared by the binaries (flags, config, logging, ready line).
 //! * [`args`]: Go-style command-line flags (`-gid 1`, `-configfile=x`).
 //! * [`logging`]: log set-up (file and/or stderr) and io-error wording.
@@ -25,6 +26,7 @@
 
 pub mod args;
 pub mod config;
+pub mod dialwatch;
 pub mod displink;
 pub mod frame;
 pub mod http;

@@ -126,9 +126,10 @@ pub fn serve_http(
     }
 }
 
-/// Prints GoWorld's supervisor line for `kind` followed by the bound addresses, on stdout and
-/// in the log, so scripts and tests can wait for it (and learn ports bound as port 0).
-pub fn print_ready(kind: &str, addrs: &[(&str, SocketAddr)]) {
+/// Prints GoWorld's supervisor line for `kind` followed by `name=address` pairs (the bound
+/// addresses, and the advertised ones that others dial), on stdout and in the log, so scripts
+/// and tests can wait for it (and learn ports bound as port 0).
+pub fn print_ready(kind: &str, addrs: &[(&str, &dyn std::fmt::Display)]) {
     let mut line = crate::ready_line(kind);
     for (name, a) in addrs {
         line.push_str(&format!(" {name}={a}"));

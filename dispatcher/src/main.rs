@@ -45,8 +45,13 @@ fn main() {
         &cfg.common.http_addr,
     );
     let mut service = Dispatcher::new(settings);
-    let mut addrs = vec![("listen", addr)];
-    addrs.extend(http.map(|a| ("http", a)));
+    // What games and gates dial: its listen_addr, or the advertise_addr the config gives.
+    let mut addrs: Vec<(&str, &dyn std::fmt::Display)> =
+        vec![("listen", &addr), ("advertise", &cfg.advertise_addr)];
+    let http_text = http.map(|a| a.to_string());
+    if let Some(h) = &http_text {
+        addrs.push(("http", h));
+    }
     process::print_ready("DISPATCHER", &addrs);
     if let Err(e) = reactor.run(&mut service) {
         process::fail(&format!("dispatcher{id}: reactor stopped: {e}"));

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use goworld_common::dialwatch::DialWatch;
 use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
 use goworld_common::reactor::{
@@ -66,11 +67,11 @@ pub fn main(program: &str, types: Registry) {
         max_frame: cfg.common.max_peer_frame,
         group: 0,
     };
+    // The ready line names each dispatcher's advertised address, as dialed (resolved).
     let mut dispatchers: Vec<(String, SocketAddr)> = Vec::new();
     for (&d, dc) in &config.dispatchers {
         let addr = process::resolve(&dc.advertise_addr)
             .unwrap_or_else(|e| process::fail(&format!("game{id}: dispatcher{d}: {e}")));
-        reactor.add_dial(addr, u32::from(d), opts);
         dispatchers.push((format!("dispatcher{d}"), addr));
     }
     let pool = StorePool::open(&config.storage, &config.kvdb, Some(reactor.waker()))
@@ -94,7 +95,11 @@ pub fn main(program: &str, types: Registry) {
     }
     let http = process::serve_http(&mut reactor, &format!("game{id}"), &cfg.common.http_addr);
     let mut cpu = (Instant::now(), process_cpu_ticks());
-    let mut handler = Shell {
+    let dials: Vec<(u16, SocketAddr, String)> = (config.dispatchers.iter())
+        .zip(&dispatchers)
+        .map(|((&d, dc), (_, addr))| (d, *addr, dc.advertise_addr.clone()))
+        .collect();
+    let shell = Shell {
         game: service,
         pool,
         after_tick: move |game: &mut GameService| {
@@ -117,9 +122,13 @@ pub fn main(program: &str, types: Registry) {
                         if args.restore {
                             retire_freeze_file(id, &freeze_file);
                         }
-                        let mut addrs: Vec<(&str, SocketAddr)> =
-                            dispatchers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
-                        addrs.extend(http.map(|a| ("http", a)));
+                        let http_text = http.map(|a| a.to_string());
+                        let mut addrs: Vec<(&str, &dyn std::fmt::Display)> = (dispatchers.iter())
+                            .map(|(n, a)| (n.as_str(), a as &dyn std::fmt::Display))
+                            .collect();
+                        if let Some(h) = &http_text {
+                            addrs.push(("http", h));
+                        }
                         process::print_ready("GAME", &addrs);
                     }
                     GameEvent::Frozen(bytes) => match write_freeze_file(&freeze_file, &bytes) {
@@ -141,12 +150,25 @@ pub fn main(program: &str, types: Registry) {
             }
         },
     };
+    let mut handler = DialWatch::new(
+        shell,
+        &format!("game{id}"),
+        "Is the dispatcher running, and is its advertise_addr an address this host can reach?",
+    );
+    for (d, addr, advertised) in &dials {
+        reactor.add_dial(*addr, u32::from(*d), opts);
+        handler.watch(
+            u32::from(*d),
+            &format!("dispatcher{d} at {advertised}"),
+            Instant::now(),
+        );
+    }
     // What restored game code asked of storage goes to the workers before the first poll.
-    handler.feed();
+    handler.inner.feed();
     if let Err(e) = reactor.run(&mut handler) {
         process::fail(&format!("game{id}: reactor stopped: {e}"));
     }
-    if let Err(left) = handler.pool.shutdown(POOL_SHUTDOWN_TIMEOUT) {
+    if let Err(left) = handler.inner.pool.shutdown(POOL_SHUTDOWN_TIMEOUT) {
         log::warn!(
             "game{id}: {left} storage and KVDB requests still running after {POOL_SHUTDOWN_TIMEOUT:?}; not waiting for them"
         );

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use goworld_common::dialwatch::DialWatch;
 use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
 use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
@@ -56,28 +57,50 @@ pub fn main() {
         max_frame: cfg.common.max_peer_frame,
         group: crate::DISPATCHER_LINKS,
     };
+    let advertise = cfg.advertise_addr.clone();
+    let http = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr)
+        .map(|a| a.to_string());
+    let mut handler = DialWatch::new(
+        AfterTick {
+            inner: GateService::new(settings, IdGen::for_process()),
+            after_tick: |gate: &mut GateService| {
+                for ev in gate.take_events() {
+                    match ev {
+                        // The advertised address is the one clients dial (when there is one).
+                        GateEvent::Ready => {
+                            let mut addrs: Vec<(&str, &dyn std::fmt::Display)> =
+                                vec![("listen", &listen)];
+                            if let Some(a) = &advertise {
+                                addrs.push(("advertise", a));
+                            }
+                            if let Some(h) = &http {
+                                addrs.push(("http", h));
+                            }
+                            process::print_ready("GATE", &addrs)
+                        }
+                    }
+                }
+            },
+        },
+        &format!("gate{id}"),
+        DIAL_HINT,
+    );
     for (&d, dc) in &config.dispatchers {
         let addr = process::resolve(&dc.advertise_addr)
             .unwrap_or_else(|e| process::fail(&format!("gate{id}: dispatcher{d}: {e}")));
         reactor.add_dial(addr, u32::from(d), server_opts);
+        handler.watch(
+            u32::from(d),
+            &format!("dispatcher{d} at {}", dc.advertise_addr),
+            Instant::now(),
+        );
     }
-    let http = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr);
-    let mut handler = AfterTick {
-        inner: GateService::new(settings, IdGen::for_process()),
-        after_tick: |gate: &mut GateService| {
-            for ev in gate.take_events() {
-                match ev {
-                    GateEvent::Ready => {
-                        let mut addrs = vec![("listen", listen)];
-                        addrs.extend(http.map(|a| ("http", a)));
-                        process::print_ready("GATE", &addrs)
-                    }
-                }
-            }
-        },
-    };
     if let Err(e) = reactor.run(&mut handler) {
         process::fail(&format!("gate{id}: reactor stopped: {e}"));
     }
     log::info!("gate{id} stopped");
 }
+
+/// What a warning about an unreachable dispatcher suggests checking.
+const DIAL_HINT: &str = "Is the dispatcher running, and is its advertise_addr an address this \
+     host can reach?";

@@ -1,9 +1,11 @@
 //! test_client: N bots in one process behaving like GoWorld's Go bots (reference §6).
 //!
-//! `test_client [-N 1000] [-S 1] [-server 127.0.0.1] [-configfile goworld.ini] [-duration 0]
+//! `test_client [-N 1000] [-S 1] [-server HOST] [-configfile goworld.ini] [-duration 0]
 //! [-strict] [-faults] [-nosync] [-things all|goworld|DoX,DoY] [-quiet] [-log info]`
 //!
-//! Every bot dials a random gate of `1..=desired_gates`, gets its boot entity, logs in as
+//! Every bot dials a random gate of `1..=desired_gates` at that gate's own address from the
+//! config (its `advertise_addr`, else its `listen_addr`, 0.0.0.0 meaning 127.0.0.1; `-server`
+//! replaces the host of every gate; see [`gates`]), gets its boot entity, logs in as
 //! `test<id>` and, once its Avatar has entered a space, does GoWorld's "things" one at a time
 //! and syncs its position (see [`bot`]). All bots share ONE single-threaded mio reactor: the [`Fleet`]
 //! handler only pumps payloads and ticks into the per-bot state machines and sends what they
@@ -21,13 +23,15 @@
 //! Like GoWorld, bots start processing server messages only once all N are connected (its
 //! `waitAllConnected` barrier); a bot not connected 10 s after the start is a failure, and
 //! the others then go ahead (GoWorld would wait for ever). Differences from GoWorld: `-ws` and `-kcp` are rejected (not
-//! built); `-server` defaults to 127.0.0.1; logs go to stderr only (no `test_client.log`), and
+//! built); without `-server` each gate's own host is dialed (GoWorld: localhost with each
+//! gate's port); logs go to stderr only (no `test_client.log`), and
 //! there is no pprof server; a reconnect after a disconnect (the reactor redials) starts the
 //! bot afresh; each bot heartbeats (2001) after a second in which it sent nothing else, which
 //! GoWorld's TCP bots do not (a gate with `heartbeat_check_interval` counts any message).
 
 mod attrs;
 mod bot;
+mod gates;
 mod profile;
 mod wire;
 
@@ -380,7 +384,7 @@ fn main() {
     opts.optopt(
         "",
         "server",
-        "host of the gates (default 127.0.0.1)",
+        "host of every gate, with each gate's port (default: each gate's own address from the config)",
         "HOST",
     );
     opts.optopt(
@@ -446,7 +450,6 @@ fn main() {
     if u32::try_from(n).is_err() {
         process::fail("test_client: -N is too large");
     }
-    let host = m.opt_str("server").unwrap_or_else(|| "127.0.0.1".into());
     let configfile = m
         .opt_str("configfile")
         .unwrap_or_else(|| "goworld.ini".into());
@@ -455,19 +458,20 @@ fn main() {
         .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")));
     let config = Config::load(configfile.as_ref())
         .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")));
-    let gates: Vec<SocketAddr> = (1..=config.deployment.desired_gates)
-        .map(|id| {
-            let g = config.gate(id).unwrap_or_else(|| {
-                process::fail(&format!("test_client: the config has no gate{id}"))
-            });
-            let port = g.listen_addr.rsplit(':').next().unwrap_or("14000");
-            process::resolve(&format!("{host}:{port}"))
-                .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")))
+    let gates: Vec<SocketAddr> = gates::gate_addrs(&config, m.opt_str("server").as_deref())
+        .unwrap_or_else(|e| process::fail(&format!("test_client: {configfile}: {e}")))
+        .iter()
+        .map(|a| {
+            process::resolve(a).unwrap_or_else(|e| process::fail(&format!("test_client: {e}")))
         })
         .collect();
     if gates.is_empty() {
         process::fail("test_client: the config has no gates");
     }
+    let listed: Vec<String> = (gates.iter().enumerate())
+        .map(|(i, a)| format!("gate{} {a}", i + 1))
+        .collect();
+    log::info!("dialing {}", listed.join(", "));
     let mut reactor = Reactor::new(ReactorConfig {
         signals: true,
         ..ReactorConfig::default()
