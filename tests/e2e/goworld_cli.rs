@@ -229,7 +229,7 @@ fn goworld_start_status_bots_reload_under_bots_and_stop() {
 }
 
 #[test]
-fn goworld_reports_a_failed_start_and_stale_pid_files_and_refuses_a_second_start() {
+fn goworld_reports_a_failed_start_stale_pid_files_and_a_failed_reload() {
     let c = Cluster::new("cli-stale", 1, 1, 1, "");
     let _guard = KillOnDrop(c.config.clone());
 
@@ -309,14 +309,82 @@ fn goworld_reports_a_failed_start_and_stale_pid_files_and_refuses_a_second_start
     );
     assert!(alive(game));
 
+    // A reload whose new game program cannot restore: the game froze, the new one exits;
+    // reload says so, with its output, and the gate and dispatcher keep running.
+    let broken = c.dir.join("broken-bin");
+    std::fs::create_dir_all(&broken).unwrap();
+    let script = broken.join("test_game");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"this build cannot restore\" >&2\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = goworld(&c, &["reload", "-bindir", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("goworld: reload: game1 did not come back: game1 (pid "),
+        "{err}"
+    );
+    assert!(
+        err.contains("-gid 1 -configfile goworld.ini -restore) exited (exit status: 3)"),
+        "{err}"
+    );
+    assert!(err.contains("this build cannot restore"), "{err}");
+    assert!(
+        err.contains("The gates and dispatchers keep running"),
+        "{err}"
+    );
+    assert!(!alive(game));
+    assert!(
+        c.dir.join("game1_freezed.dat").exists(),
+        "the freeze file is kept"
+    );
+    assert_eq!(pid_of(&c, "game1"), None);
+    let o = goworld(&c, &["status"]);
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(row(&status, "game1")[2], "stopped", "{status}");
+    assert_eq!(row(&status, "gate1")[2], "ready", "{status}");
+    assert!(
+        status.contains("1/1 dispatchers, 0/1 games (test_game), 1/1 gates running"),
+        "{status}"
+    );
+    // Once fixed, reload restores the game from the freeze file it left.
+    let o = goworld(&c, &["reload"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("game1 is not running; restoring it from /"),
+        "{out}"
+    );
+    assert!(out.contains("game1 reloaded (pid - -> "), "{out}");
+    let game = pid_of(&c, "game1").unwrap();
+    assert!(alive(game));
+    assert!(!c.dir.join("game1_freezed.dat").exists());
+    // A game that died with no freeze file: reload refuses, as GoWorld, and touches nothing.
+    signal(game, "KILL");
+    wait_until("game1 to die", T, || !alive(game));
+    let o = goworld(&c, &["reload"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("game1: its PID file is stale ("), "{err}");
+    assert!(
+        err.contains("game1_freezed.dat to restore it from; reload needs all 1 games running"),
+        "{err}"
+    );
+
     // kill: kill -9 of every process; PID files cleaned.
-    let pids: Vec<u32> = ["dispatcher1", "game1", "gate1"]
+    let pids: Vec<u32> = ["dispatcher1", "gate1"]
         .iter()
         .map(|n| pid_of(&c, n).unwrap())
         .collect();
     let o = goworld(&c, &["kill"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("killed 3 processes"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("game1: stale PID file (pid "), "{out}");
+    assert!(out.contains("killed 2 processes"), "{out}");
     for pid in pids {
         assert!(!alive(pid));
     }
@@ -400,7 +468,7 @@ fn goworld_start_in_the_foreground_stops_all_on_sigint_and_when_one_dies() {
     let st = wait_exit(&mut gw);
     let out = std::fs::read_to_string(&log).unwrap();
     assert_eq!(st.code(), Some(1), "{out}");
-    assert!(out.contains("gate1 ended on its own"), "{out}");
+    assert!(out.contains("gate1 is gone: process "), "{out}");
     assert!(out.contains("SIGKILL"), "{out}");
     for pid in others {
         assert!(!alive(pid));

@@ -236,7 +236,9 @@ impl Ctx {
             interrupted: Arc::new(AtomicBool::new(false)),
             reload_asked: Arc::new(AtomicBool::new(false)),
         };
-        if ctx.opts.command != Command::Status {
+        // start stops what it started on Ctrl-C; reload finishes the game it is swapping
+        // first. stop, kill and status keep the default (Ctrl-C ends them at once).
+        if matches!(ctx.opts.command, Command::Start | Command::Reload) {
             for s in [sig::SIGINT, sig::SIGTERM] {
                 signal_hook::flag::register(s, ctx.interrupted.clone())
                     .map_err(|e| format!("cannot handle signal {s}: {e}"))?;
@@ -723,14 +725,13 @@ impl Ctx {
             self.reap();
             if self.interrupted.load(Ordering::SeqCst) {
                 println!("goworld: stopping...");
-                return self.stop(false);
+                return self.stop_when_free();
             }
             if self.reload_asked.swap(false, Ordering::SeqCst) {
+                // A game that did not come back is seen below, and the rest are stopped;
+                // a reload refused or a freeze that failed leaves everything running.
                 if let Err(e) = self.reload() {
                     eprintln!("goworld: reload: {e}");
-                    eprintln!("goworld: stopping the deployment");
-                    self.stop(false);
-                    return 1;
                 }
                 continue;
             }
@@ -760,12 +761,12 @@ impl Ctx {
                     }
                     for (p, why) in &failed {
                         eprint!(
-                            "goworld: {p} ended on its own: {why}\n{}",
+                            "goworld: {p} is gone: {why}\n{}",
                             self.failure_detail(*p, 0)
                         );
                     }
                     eprintln!("goworld: stopping the rest");
-                    self.stop(false);
+                    self.stop_when_free();
                     return 1;
                 }
             }
@@ -786,6 +787,24 @@ impl Ctx {
         };
         let procs = self.known();
         self.stop_procs(&procs, hard)
+    }
+
+    /// The foreground command's stop: waits (up to -timeout) for another goworld command
+    /// working on the deployment (a reload from another terminal) to finish first.
+    fn stop_when_free(&mut self) -> i32 {
+        let deadline = Instant::now() + self.timeout;
+        let _lock = loop {
+            match self.lock("stop") {
+                Ok(l) => break l,
+                Err(e) if Instant::now() >= deadline => {
+                    eprintln!("goworld: stop: {e}");
+                    return 1;
+                }
+                Err(_) => std::thread::sleep(POLL),
+            }
+        };
+        let procs = self.known();
+        self.stop_procs(&procs, false)
     }
 
     /// Stops `procs` (gates, games, dispatchers), each waited for before the next.
@@ -855,84 +874,132 @@ impl Ctx {
     // reload
 
     /// Hot-swaps every game in turn: SIGUSR1, wait for it to write its freeze file and exit,
-    /// start the program now on disk with `-restore`, wait for its ready line.
+    /// start the program now on disk with `-restore`, wait for its ready line. A game that
+    /// is not running but has a freeze file (a reload that did not finish) is restored from
+    /// it; any other game not running refuses the reload before anything is done.
     fn reload(&mut self) -> Result<(), String> {
         let _lock = self.lock("reload")?;
         let n = self.config.deployment.desired_games;
-        let mut games = Vec::new();
+        // Each game: its running process, or None to restore it from its freeze file.
+        let mut plan: Vec<(ProcId, Option<PidRecord>)> = Vec::new();
         for id in 1..=n {
             let p = ProcId::new(Kind::Game, id);
-            match self.read_pid(p) {
-                PidState::Running(rec) => games.push(rec),
-                PidState::Absent => {
-                    return Err(format!(
-                        "{p} is not running; reload needs all {n} games running (as GoWorld)"
-                    ))
+            let why = match self.read_pid(p) {
+                PidState::Running(rec) => {
+                    plan.push((p, Some(rec)));
+                    continue;
                 }
+                PidState::Absent => "it is not running".to_string(),
                 PidState::Stale(_, why) | PidState::Unreadable(why) => {
-                    return Err(format!(
-                        "{p}'s PID file is stale ({why}); reload needs all {n} games running"
-                    ))
+                    format!("its PID file is stale ({why})")
                 }
+            };
+            if self.freeze_file(p).is_file() {
+                plan.push((p, None));
+            } else {
+                return Err(format!(
+                    "{p}: {why}, and there is no {} to restore it from; reload needs all {n} \
+                     games running (as GoWorld)",
+                    self.show(&self.freeze_file(p))
+                ));
             }
         }
-        for rec in games {
-            let p = rec.proc;
+        let running_name = plan
+            .iter()
+            .find_map(|(_, r)| r.as_ref())
+            .and_then(|r| r.program.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        for (p, rec) in plan {
             if self.interrupted.load(Ordering::SeqCst) {
                 return Err(format!(
                     "interrupted before {p}; the games before it are reloaded"
                 ));
             }
-            let name = match &self.opts.game {
-                Some(g) => g.clone(),
-                None => rec
-                    .program
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| ops::DEFAULT_GAME.to_string()),
-            };
+            let name = self
+                .opts
+                .game
+                .clone()
+                .or_else(|| {
+                    rec.as_ref()
+                        .and_then(|r| r.program.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .or_else(|| running_name.clone())
+                .unwrap_or_else(|| ops::DEFAULT_GAME.to_string());
             let program = self.program(Kind::Game, &name)?;
-            let freeze = self.dir.join(format!("game{}_freezed.dat", p.id));
-            let before = fs::metadata(&freeze).and_then(|m| m.modified()).ok();
-            println!("goworld: reloading {p} (pid {}): freezing", rec.pid);
-            send(rec.pid, sig::SIGUSR1)
-                .map_err(|e| format!("{p} (pid {}): cannot send SIGUSR1: {e}", rec.pid))?;
-            let Some(how) = self.wait_gone(&rec, self.timeout) else {
-                return Err(format!(
-                    "{p} (pid {}) did not exit within {} s of SIGUSR1; it keeps running (a failed \
-                     freeze leaves the game running). See {}",
-                    rec.pid,
-                    self.timeout.as_secs(),
-                    self.log_file(p)
-                        .map_or_else(|| "its output".to_string(), |l| self.show(&l))
-                ));
+            let freeze = self.freeze_file(p);
+            let old = match rec {
+                Some(rec) => {
+                    self.freeze(&rec)?;
+                    rec.pid.to_string()
+                }
+                None => {
+                    println!(
+                        "goworld: {p} is not running; restoring it from {}",
+                        self.show(&freeze)
+                    );
+                    "-".to_string()
+                }
             };
-            self.remove_pid(p);
-            let after = fs::metadata(&freeze).and_then(|m| m.modified()).ok();
-            let clean = how == "exited" || how == "exit status: 0";
-            if !clean || after.is_none() || after == before {
-                return Err(format!(
-                    "{p} (pid {}) ended ({how}) without writing {}; it is not restarted. The \
-                     gates and dispatchers keep running.\n{}",
-                    rec.pid,
-                    self.show(&freeze),
-                    self.failure_detail(p, 0)
-                ));
-            }
             let new = self.start_one(p, &program, true).map_err(|e| {
                 format!(
                     "{p} did not come back: {e}The gates and dispatchers keep running and hold \
-                     its clients' packets for freeze_hold_timeout_s; {} is kept. Fix the cause, \
-                     then start it by hand (cd {} && {} {}) or run `goworld stop`",
+                     its clients' packets for freeze_hold_timeout_s; {} is kept: fix the cause \
+                     and run `goworld reload` again (it restores {p} from it), or `goworld stop`",
                     self.show(&freeze),
-                    self.show(&self.dir),
-                    program.display(),
-                    p.args(&self.config_name, true).join(" ")
                 )
             })?;
-            println!("goworld: {p} reloaded (pid {} -> {})", rec.pid, new.pid);
+            println!("goworld: {p} reloaded (pid {old} -> {})", new.pid);
         }
         println!("goworld: reloaded {n} games");
+        Ok(())
+    }
+
+    fn freeze_file(&self, p: ProcId) -> PathBuf {
+        self.dir.join(format!("game{}_freezed.dat", p.id))
+    }
+
+    /// SIGUSR1 to a running game; waits for it to write its freeze file and exit.
+    fn freeze(&mut self, rec: &PidRecord) -> Result<(), String> {
+        let p = rec.proc;
+        let freeze = self.freeze_file(p);
+        // A freeze file next to a running game is left over (a restore retires its file):
+        // moved aside, so that only the one this freeze writes can be restored.
+        if freeze.exists() {
+            let mut old = freeze.clone().into_os_string();
+            old.push(".old");
+            fs::rename(&freeze, &old)
+                .map_err(|e| format!("cannot move {} aside: {e}", freeze.display()))?;
+            println!(
+                "goworld: {} was left over from an earlier freeze; moved to {}",
+                self.show(&freeze),
+                self.show(Path::new(&old))
+            );
+        }
+        println!("goworld: reloading {p} (pid {}): freezing", rec.pid);
+        send(rec.pid, sig::SIGUSR1)
+            .map_err(|e| format!("{p} (pid {}): cannot send SIGUSR1: {e}", rec.pid))?;
+        let Some(how) = self.wait_gone(rec, self.timeout) else {
+            return Err(format!(
+                "{p} (pid {}) did not exit within {} s of SIGUSR1; it keeps running (a failed \
+                 freeze leaves the game running). See {}",
+                rec.pid,
+                self.timeout.as_secs(),
+                self.log_file(p)
+                    .map_or_else(|| "its output".to_string(), |l| self.show(&l))
+            ));
+        };
+        self.remove_pid(p);
+        let clean = how == "exited" || how == "exit status: 0";
+        if !clean || !freeze.is_file() {
+            return Err(format!(
+                "{p} (pid {}) ended ({how}) without writing {}; it is not restarted. The gates \
+                 and dispatchers keep running.\n{}",
+                rec.pid,
+                self.show(&freeze),
+                self.failure_detail(p, 0)
+            ));
+        }
         Ok(())
     }
 
