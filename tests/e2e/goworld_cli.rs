@@ -230,7 +230,8 @@ fn goworld_start_status_bots_reload_under_bots_and_stop() {
 
 #[test]
 fn goworld_reports_a_failed_start_stale_pid_files_and_a_failed_reload() {
-    let c = Cluster::new("cli-stale", 1, 1, 1, "");
+    // game1 serves no /status (http_addr empty): status still shows its PID.
+    let c = Cluster::new("cli-stale", 1, 1, 1, "[game1]\nhttp_addr=\n");
     let _guard = KillOnDrop(c.config.clone());
 
     // The gate cannot listen: start names it, its exit status and its output, and stops the
@@ -298,6 +299,16 @@ fn goworld_reports_a_failed_start_stale_pid_files_and_a_failed_reload() {
     );
     let game = pid_of(&c, "game1").unwrap();
     assert!(game != stranger.id() && alive(game));
+    let o = goworld(&c, &["status"]);
+    let status = String::from_utf8_lossy(&o.stdout).into_owned();
+    let r = row(&status, "game1");
+    assert_eq!(r[1..3], [game.to_string(), "running".into()], "{status}");
+    assert!(status.contains("no http_addr"), "{status}");
+    assert_eq!(row(&status, "gate1")[2], "ready", "{status}");
+    assert!(
+        status.contains("1/1 dispatchers, 1/1 games (test_game), 1/1 gates running"),
+        "{status}"
+    );
 
     // GoWorld refuses to start what runs.
     let o = goworld(&c, &["start", "-d"]);

@@ -6,7 +6,8 @@
 //! and fetches `/status`.
 //!
 //! Every process runs in its own session, in the config file's directory, with its stdout
-//! and stderr appended to `<run dir>/<name>.out`; its PID file `<run dir>/<name>.pid` is
+//! and stderr in `<run dir>/<name>.out` (begun afresh by `start`, appended to by `reload`);
+//! its PID file `<run dir>/<name>.pid` is
 //! checked against `/proc/<pid>/cmdline` (program and ID) and `/proc/<pid>/cwd` before it is
 //! trusted, so a stale file is reported and never signalled. Commands that change the
 //! deployment hold `<run dir>/goworld.lock` so that two of them never interleave.
