@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds and runs the example server: one dispatcher, one game (test_game) and one gate, with
-# embedded file storage (no database). Ctrl-C stops all three cleanly.
-# Config: run/goworld.ini (copied from conf/goworld.ini.sample on first run); logs in run/.
+# embedded file storage (no database), started by `goworld start` in the foreground. Ctrl-C
+# stops all three cleanly (gate, game, dispatcher); if one of them exits, the others are
+# stopped too.
+# Config: run/goworld.ini (copied from conf/goworld.ini.sample on first run); logs in run/,
+# each process's stdout/stderr (*.out) and PID file in run/.goworld/.
 #
 #   ./scripts/run-example.sh [CONFIG]
 #
 # CONFIG: another goworld.ini to run with (for example one whose [storage] and [kvdb] point
 # at Redis or MongoDB); it must exist. The processes then run in its directory, which gets
-# the logs, the *.out files, example.pid and anything the config's relative paths name.
+# the logs, .goworld/, example.pid and anything the config's relative paths name.
 #
-# Hot swap: `kill -USR1 $(cat run/example.pid)` makes this script rebuild the binaries, send
-# SIGUSR1 to the game (it writes run/game1_freezed.dat and exits) and start the new
-# test_game with -restore; connected clients see only a pause. (With CONFIG, example.pid and
-# game1_freezed.dat are in CONFIG's directory.)
+# Hot swap: `kill -USR1 $(cat run/example.pid)` makes this script rebuild the binaries and run
+# `goworld reload`: SIGUSR1 to the game (it writes run/game1_freezed.dat and exits), then the
+# new test_game starts with -restore; connected clients see only a pause. (With CONFIG,
+# example.pid and game1_freezed.dat are in CONFIG's directory.) `goworld status`, `reload`
+# and `stop` work from another terminal too: see the README's "Operations" section.
 set -euo pipefail
 config=${1:-}
 if [ -n "$config" ]; then
@@ -20,73 +24,37 @@ if [ -n "$config" ]; then
   config=$(realpath "$config")
 fi
 cd "$(dirname "$0")/.."
-root=$PWD
-bin=$root/target/release
 cargo build --release --workspace --bins
 if [ -z "$config" ]; then
   mkdir -p run
   [ -f run/goworld.ini ] || cp conf/goworld.ini.sample run/goworld.ini
   config=$PWD/run/goworld.ini
 fi
-cd "$(dirname "$config")"
-ini=$(basename "$config")
-# Each server runs in its own session, so Ctrl-C reaches only this script, which stops them
-# in order (gate, game, dispatcher) with SIGTERM.
-pids=()
-
-wait_ready() { # $1 = log-tag, $2 = stdout file, $3 = pid
-  for _ in $(seq 1 300); do
-    if grep -q "^<!--XSUPERVISOR:BEGIN--> $1 STARTED" "$2" 2>/dev/null; then grep -m1 "^<!--XSUPERVISOR:BEGIN--> $1 STARTED" "$2"; return 0; fi
-    if ! kill -0 "$3" 2>/dev/null; then echo "$1 exited early; see $PWD/$2 and the logs in $PWD/" >&2; return 1; fi
-    sleep 0.1
-  done
-  echo "$1 did not become ready in 30 s" >&2; return 1
-}
-
-stop() {
-  trap - INT TERM
-  echo "stopping..."
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
-    wait "${pids[i]}" 2>/dev/null || true
-  done
-  rm -f example.pid
-  echo "stopped"
-  exit 0
-}
-trap stop INT TERM
+goworld=$PWD/target/release/goworld
+pidfile=$(dirname "$config")/example.pid
+gw=
 
 swap() {
   echo "hot swap: rebuilding..."
-  if ! (cd "$root" && cargo build --release --workspace --bins -q); then
+  if ! cargo build --release --workspace --bins -q; then
     echo "hot swap: build failed; the game keeps running" >&2
     return
   fi
-  local game=${pids[1]}
-  echo "hot swap: freezing game1 (pid $game)"
-  kill -USR1 "$game"
-  if ! wait "$game"; then
-    echo "hot swap: game1 did not exit 0; see game1.log in $PWD" >&2
-    stop
-  fi
-  setsid "$bin/test_game" -gid 1 -configfile "$ini" -restore >game1.out 2>&1 & pids[1]=$!
-  wait_ready GAME game1.out "${pids[1]}" || stop
-  echo "hot swap: game1 restored (pid ${pids[1]})"
+  # If the game does not come back, `goworld start` sees it and stops the rest.
+  "$goworld" reload -configfile "$config" || echo "hot swap: reload failed (see above)" >&2
 }
 trap swap USR1
-echo $$ > example.pid
+# Ctrl-C reaches `goworld start` too; either way it stops the servers in order.
+trap '[ -n "$gw" ] && kill -TERM "$gw" 2>/dev/null || true' INT TERM
+echo $$ > "$pidfile"
 
-setsid "$bin/dispatcher" -dispid 1 -configfile "$ini" >dispatcher1.out 2>&1 & pids+=($!)
-wait_ready DISPATCHER dispatcher1.out "${pids[-1]}" || stop
-setsid "$bin/test_game" -gid 1 -configfile "$ini" >game1.out 2>&1 & pids+=($!)
-wait_ready GAME game1.out "${pids[-1]}" || stop
-setsid "$bin/gate" -gid 1 -configfile "$ini" >gate1.out 2>&1 & pids+=($!)
-wait_ready GATE gate1.out "${pids[-1]}" || stop
-echo "example server running (clients connect to the gate above); Ctrl-C to stop"
+"$goworld" start -configfile "$config" &
+gw=$!
+status=0
 while true; do
-  # Waiting on a background sleep lets the INT/TERM trap run at once.
-  sleep 1 & wait $! || true
-  for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || { echo "process $p exited; see the logs in $PWD/" >&2; stop; }
-  done
+  # A trapped signal interrupts `wait`; go on waiting until goworld itself has exited.
+  wait "$gw" && status=0 || status=$?
+  kill -0 "$gw" 2>/dev/null || break
 done
+rm -f "$pidfile"
+exit "$status"

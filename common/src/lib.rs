@@ -19,6 +19,7 @@
 //! * [`testlog`]: log capture for component tests.
 //! * [`http`]: the observability endpoint's requests, responses and bodies (Prometheus text,
 //!   JSON), without sockets.
+//! * [`ops`]: the `goworld` command's logic (process order, PID files, status table).
 //! * [`reactor`]: the single-threaded mio event loop; the only code that owns sockets.
 //!
 //! **Architecture Invariant:** nothing here but [`reactor`] (and the thin `logging` set-up)
@@ -33,6 +34,7 @@ pub mod http;
 pub mod id;
 pub mod logging;
 pub mod msgpack;
+pub mod ops;
 pub mod peerlog;
 pub mod process;
 pub mod proto;

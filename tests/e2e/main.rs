@@ -4,6 +4,7 @@
 
 mod abuse;
 mod gate_limits;
+mod goworld_cli;
 mod tutorial;
 
 use std::net::SocketAddr;
