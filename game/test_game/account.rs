@@ -6,6 +6,9 @@ use goworld_game::args;
 use goworld_game::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// The Avatar a login is heading for on another game (carried by the migration).
+const LOGIN_AVATAR_ID: Attr<String> = Attr::server("loginAvatarID");
+
 /// The boot entity of a client.
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -16,7 +19,8 @@ pub struct Account {
 
 impl Entity for Account {
     fn describe(desc: &mut TypeDesc<Self>) {
-        desc.method("Login", Expose::OwnClient, Account::login)
+        desc.attr(LOGIN_AVATAR_ID)
+            .method("Login", Expose::OwnClient, Account::login)
             .method(
                 "OnGetAvatarSpaceID",
                 Expose::Server,
@@ -91,14 +95,14 @@ impl Account {
             ctx.give_client_to(avatar);
             return;
         }
-        ctx.attrs.root().set_str("loginAvatarID", &avatar.to_text());
+        ctx.set(LOGIN_AVATAR_ID, avatar.to_text());
         ctx.enter_space(space, Vec3::default());
     }
 
     /// Arrived on the Avatar's game: hand the client over, or look for the Avatar again
     /// after a random 0-3 s if it moved meanwhile.
     fn retry_or_give(&mut self, ctx: &mut Ctx) {
-        let Some(avatar) = EntityId::parse(ctx.attrs.as_map().get_str("loginAvatarID")) else {
+        let Some(avatar) = EntityId::parse(&ctx.get(LOGIN_AVATAR_ID)) else {
             log::warn!("{}: migrated in without loginAvatarID", ctx.id());
             return;
         };
