@@ -159,6 +159,24 @@ impl Metrics {
         }
     }
 
+    /// A counter family with one label: one sample per `(label value, count)`.
+    pub fn counters_by(&mut self, name: &str, help: &str, label: &str, samples: &[(&str, u64)]) {
+        let labels: Vec<[(&str, &str); 1]> = samples.iter().map(|(v, _)| [(label, *v)]).collect();
+        let s: Vec<(&[(&str, &str)], u64)> = (labels.iter().zip(samples))
+            .map(|(l, (_, n))| (&l[..], *n))
+            .collect();
+        self.counters(name, help, &s);
+    }
+
+    /// A gauge family with one label: one sample per `(label value, value)`.
+    pub fn gauges_by(&mut self, name: &str, help: &str, label: &str, samples: &[(&str, f64)]) {
+        let labels: Vec<[(&str, &str); 1]> = samples.iter().map(|(v, _)| [(label, *v)]).collect();
+        let s: Vec<(&[(&str, &str)], f64)> = (labels.iter().zip(samples))
+            .map(|(l, (_, n))| (&l[..], *n))
+            .collect();
+        self.gauges(name, help, &s);
+    }
+
     /// A counter without labels.
     pub fn counter(&mut self, name: &str, help: &str, v: u64) {
         self.counters(name, help, &[(&[], v)]);

@@ -502,12 +502,13 @@ fn close_kind(r: &CloseReason) -> usize {
     }
 }
 
-/// Counts one frame of `payload` (its type from the first two bytes) at `col`.
-fn count_traffic(traffic: &mut [[u64; 4]], payload: &[u8], col: usize) {
-    let t = crate::proto::peek_type(payload).map_or(COUNTED_TYPES, usize::from);
+/// Counts one frame of `len` payload bytes starting with `head` (its type is the first two
+/// bytes) at `col` (0: in, 2: out).
+fn count_traffic(traffic: &mut [[u64; 4]], head: &[u8], len: usize, col: usize) {
+    let t = crate::proto::peek_type(head).map_or(COUNTED_TYPES, usize::from);
     let row = &mut traffic[t.min(COUNTED_TYPES)];
     row[col] += 1;
-    row[col + 1] += payload.len() as u64;
+    row[col + 1] += len as u64;
 }
 
 /// One HTTP connection of the observability endpoint.
@@ -796,13 +797,13 @@ impl Reactor {
             ],
         );
         m.counter("accepted", "Connections accepted.", st.accepted);
-        let labels: Vec<[(&str, &str); 1]> = CLOSE_KINDS.iter().map(|k| [("reason", *k)]).collect();
-        let samples: Vec<(&[(&str, &str)], u64)> = labels
-            .iter()
-            .zip(ls.closed)
-            .map(|(l, n)| (&l[..], n))
-            .collect();
-        m.counters("closed", "Connections closed, by kind of reason.", &samples);
+        let closed: Vec<(&str, u64)> = CLOSE_KINDS.iter().copied().zip(ls.closed).collect();
+        m.counters_by(
+            "closed",
+            "Connections closed, by kind of reason.",
+            "reason",
+            &closed,
+        );
         m.counter("bytes_read", "Bytes read from sockets.", st.bytes_in);
         m.counter("bytes_written", "Bytes written to sockets.", st.bytes_out);
         m.counter("writes", "Successful write calls.", st.writes);
@@ -841,16 +842,9 @@ impl Reactor {
                 "Payload bytes queued to send, by message type.",
             ),
         ] {
-            let labels: Vec<[(&str, &str); 1]> = rows
-                .iter()
-                .map(|(t, _)| [("msgtype", t.as_str())])
-                .collect();
-            let samples: Vec<(&[(&str, &str)], u64)> = labels
-                .iter()
-                .zip(&rows)
-                .map(|(l, (_, r))| (&l[..], r[col]))
-                .collect();
-            m.counters(name, help, &samples);
+            let samples: Vec<(&str, u64)> =
+                rows.iter().map(|(t, r)| (t.as_str(), r[col])).collect();
+            m.counters_by(name, help, "msgtype", &samples);
         }
         m.histogram(
             "frame_handler_seconds",
@@ -913,10 +907,7 @@ impl Io for Conns {
             return;
         }
         write_frame2(&mut c.out, head, tail);
-        let t = crate::proto::peek_type(head).map_or(COUNTED_TYPES, usize::from);
-        let row = &mut self.traffic[t.min(COUNTED_TYPES)];
-        row[2] += 1;
-        row[3] += (head.len() + tail.len()) as u64;
+        count_traffic(&mut self.traffic, head, head.len() + tail.len(), 2);
         let pending = c.pending();
         // A pause that starts here, logged once the connection is no longer borrowed.
         let mut paused: Option<String> = None;
@@ -1616,7 +1607,7 @@ impl Reactor {
                 match dec.next_frame() {
                     Ok(Some(payload)) => {
                         self.conns.stats.frames_in += 1;
-                        count_traffic(&mut self.conns.traffic, payload, 0);
+                        count_traffic(&mut self.conns.traffic, payload, payload.len(), 0);
                         let t0 = Instant::now();
                         handler.on_frame(&mut self.conns, now, id, payload);
                         let took = t0.elapsed();

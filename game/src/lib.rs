@@ -846,14 +846,16 @@ impl Handler for GameService {
 
     fn metrics(&self, m: &mut goworld_common::http::Metrics) {
         let counts = self.world.counts_by_type();
-        let labels: Vec<[(&str, &str); 1]> =
-            counts.iter().map(|(t, _)| [("type", t.as_str())]).collect();
-        let samples: Vec<(&[(&str, &str)], f64)> = labels
+        let samples: Vec<(&str, f64)> = counts
             .iter()
-            .zip(&counts)
-            .map(|(l, (_, n))| (&l[..], *n as f64))
+            .map(|(t, n)| (t.as_str(), *n as f64))
             .collect();
-        m.gauges("entities", "Entities on this game, by type.", &samples);
+        m.gauges_by(
+            "entities",
+            "Entities on this game, by type.",
+            "type",
+            &samples,
+        );
         m.gauge(
             "store_requests_in_flight",
             "Storage and KVDB requests not answered yet, and saves held.",
