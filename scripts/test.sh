@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: builds the release binaries once, then the unit, in-memory, golden-byte,
-# fuzz-seed and end-to-end tests (which start those binaries on 127.0.0.1).
+# fuzz-seed and end-to-end tests (which start those binaries on 127.0.0.1), then builds the
+# static binaries and checks them (scripts/check-static.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Redis engines' tests run against a real redis-server, which they start on free
@@ -34,6 +35,11 @@ mkdir -p target
 set +e
 cargo test --release --workspace 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
+# The fully static (musl) binaries: built, checked static, and run with a short strict bot
+# run (scripts/check-static.sh). Run even when a test failed; either failure fails the command.
+./scripts/check-static.sh
+static_status=$?
+[ "$status" != 0 ] || status=$static_status
 set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
