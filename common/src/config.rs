@@ -120,6 +120,10 @@ pub struct DispatcherConfig {
     pub game_hold_limit: usize,
     /// How long a frozen game's packets are held before it is declared dead (300 s).
     pub freeze_hold_timeout_s: u64,
+    /// `link_timeout_ms` (5000; 0 = off): this dispatcher and each game and gate linked to
+    /// it send heartbeats and declare the link dead after this long without a byte from
+    /// the other side. Games and gates use the value of the dispatcher they dial.
+    pub link_timeout_ms: u64,
 }
 
 /// `[gameN]` after merging `[game_common]`.
@@ -537,10 +541,22 @@ pub const DEFAULT_ENTITY_HOLD_LIMIT: usize = 100_000;
 pub const DEFAULT_GAME_HOLD_LIMIT: usize = 1_000_000;
 /// Default `freeze_hold_timeout_s`.
 pub const DEFAULT_FREEZE_HOLD_TIMEOUT_S: u64 = 300;
+/// Default `link_timeout_ms`.
+pub const DEFAULT_LINK_TIMEOUT_MS: u64 = 5_000;
+/// Largest `link_timeout_ms` accepted (a day).
+pub const MAX_LINK_TIMEOUT_MS: u64 = 86_400_000;
 /// Default `refused_calls_limit`.
 pub const DEFAULT_REFUSED_CALLS_LIMIT: u32 = 20;
 /// Default `log_level` (GoWorld: debug).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+impl DispatcherConfig {
+    /// The heartbeat timeout of the links to this dispatcher (`link_timeout_ms`), for
+    /// [`crate::reactor::LinkOpts::heartbeat`].
+    pub fn link_heartbeat(&self) -> Option<std::time::Duration> {
+        (self.link_timeout_ms > 0).then(|| std::time::Duration::from_millis(self.link_timeout_ms))
+    }
+}
 
 impl Config {
     /// Reads and parses `path`. Relative paths in the file resolve against the file's
@@ -867,6 +883,7 @@ struct DispatcherB {
     entity_hold_limit: usize,
     game_hold_limit: usize,
     freeze_hold_timeout_s: u64,
+    link_timeout_ms: u64,
 }
 
 impl DispatcherB {
@@ -878,6 +895,7 @@ impl DispatcherB {
             entity_hold_limit: DEFAULT_ENTITY_HOLD_LIMIT,
             game_hold_limit: DEFAULT_GAME_HOLD_LIMIT,
             freeze_hold_timeout_s: DEFAULT_FREEZE_HOLD_TIMEOUT_S,
+            link_timeout_ms: DEFAULT_LINK_TIMEOUT_MS,
         }
     }
 
@@ -888,6 +906,12 @@ impl DispatcherB {
             "entity_hold_limit" => self.entity_hold_limit = kv.positive()?,
             "game_hold_limit" => self.game_hold_limit = kv.positive()?,
             "freeze_hold_timeout_s" => self.freeze_hold_timeout_s = kv.positive()?,
+            "link_timeout_ms" => {
+                self.link_timeout_ms = kv.uint()?;
+                if self.link_timeout_ms > MAX_LINK_TIMEOUT_MS {
+                    return Err(kv.bad(BadValueReason::OutOfRange));
+                }
+            }
             _ => {
                 if !self.common.apply(kv)? {
                     return Err(kv.unknown());
@@ -919,6 +943,7 @@ impl DispatcherB {
             entity_hold_limit: self.entity_hold_limit,
             game_hold_limit: self.game_hold_limit,
             freeze_hold_timeout_s: self.freeze_hold_timeout_s,
+            link_timeout_ms: self.link_timeout_ms,
         })
     }
 }
@@ -1488,6 +1513,7 @@ mod tests {
             entity_hold_limit: 100000,
             game_hold_limit: 1000000,
             freeze_hold_timeout_s: 300,
+            link_timeout_ms: 5000,
         }
     }
 
@@ -1616,6 +1642,7 @@ mod tests {
             "entity_hold_limit",
             "game_hold_limit",
             "freeze_hold_timeout_s",
+            "link_timeout_ms",
             "boot_entity",
             "save_interval",
             "gomaxprocs",

@@ -46,6 +46,12 @@
 //! [`crate::http`]). The loop times every frame and tick handler call, counts frames and
 //! bytes by message type, and logs a call over [`SLOW_HANDLER`].
 //!
+//! Heartbeats: a link opened with [`LinkOpts::heartbeat`] (the dispatcher links) gets an
+//! empty frame (a zero length, no payload) queued every timeout / [`HEARTBEATS_PER_TIMEOUT`]
+//! and is closed with [`CloseReason::Silent`] once nothing at all arrived on it for the
+//! timeout; the empty frames the peer sends are consumed here, never shown to the handler. A
+//! link whose reads are paused counts as heard from (its peer's bytes wait in our buffers).
+//!
 //! Closing: [`Io::close`], io errors, EOF, oversized frames and output limits only *mark* a
 //! connection; the one teardown routine flushes what it can, deregisters, removes the slot and
 //! reports [`Handler::on_close`] exactly once (or schedules the redial for a failed connect).
@@ -97,7 +103,16 @@ pub struct LinkOpts {
     /// The link's group for [`ReactorConfig::pause_rule`] (below [`CLIENT_OUTPUT_GROUP`]);
     /// [`Io::set_group`] changes it once the peer is known.
     pub group: u8,
+    /// Heartbeats (server links): `Some(timeout)` makes the reactor send an empty frame
+    /// (a length header of 0) every `timeout / HEARTBEATS_PER_TIMEOUT`, consume the empty
+    /// frames the peer sends, and close the link with [`CloseReason::Silent`] when nothing at
+    /// all arrived for `timeout`. Both ends of a link must agree on it. `None`: off.
+    pub heartbeat: Option<Duration>,
 }
+
+/// Heartbeats sent per heartbeat timeout (see [`LinkOpts::heartbeat`]): a link misses this
+/// many before it is declared silent.
+pub const HEARTBEATS_PER_TIMEOUT: u32 = 5;
 
 /// Where a connection came from, as told to [`Handler::on_open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +138,8 @@ pub enum CloseReason {
     Local(String),
     /// A dial that failed before connecting (the reactor retries with backoff).
     ConnectFailed(String),
+    /// A link with heartbeats on which nothing arrived for this long (its timeout).
+    Silent(Duration),
 }
 
 impl std::fmt::Display for CloseReason {
@@ -141,6 +158,11 @@ impl std::fmt::Display for CloseReason {
             }
             CloseReason::Local(reason) => f.write_str(reason),
             CloseReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            CloseReason::Silent(t) => write!(
+                f,
+                "nothing received for {:.1} s (heartbeat timeout)",
+                t.as_secs_f64()
+            ),
         }
     }
 }
@@ -386,6 +408,9 @@ pub struct ReactorStats {
     pub emfile_backoffs: u64,
     /// Writes to client links.
     pub client_writes: u64,
+    /// Heartbeats (empty frames) sent and received on links with [`LinkOpts::heartbeat`].
+    pub heartbeats_out: u64,
+    pub heartbeats_in: u64,
 }
 
 /// One connection's state. Input and output live side by side, but the decoder is taken out
@@ -422,6 +447,8 @@ struct Conn {
     congested: bool,
     /// Marked for teardown, with the reason reported to the handler.
     closing: Option<CloseReason>,
+    /// When bytes last arrived (or the connection opened), for [`LinkOpts::heartbeat`].
+    last_recv: Instant,
 }
 
 impl Conn {
@@ -475,20 +502,21 @@ struct LoopStats {
     /// Each tick handler call.
     tick: Histogram,
     /// Closes by kind of reason.
-    closed: [u64; 6],
+    closed: [u64; 7],
     http_served: u64,
     http_refused: u64,
     slow_logged: u64,
 }
 
 /// The label of a close reason's kind.
-const CLOSE_KINDS: [&str; 6] = [
+const CLOSE_KINDS: [&str; 7] = [
     "peer_closed",
     "io_error",
     "frame_too_large",
     "output_limit",
     "closed_by_process",
     "connect_failed",
+    "heartbeat_timeout",
 ];
 
 fn close_kind(r: &CloseReason) -> usize {
@@ -499,6 +527,7 @@ fn close_kind(r: &CloseReason) -> usize {
         CloseReason::OutputLimit { .. } => 3,
         CloseReason::Local(_) => 4,
         CloseReason::ConnectFailed(_) => 5,
+        CloseReason::Silent(_) => 6,
     }
 }
 
@@ -509,6 +538,11 @@ fn count_traffic(traffic: &mut [[u64; 4]], head: &[u8], len: usize, col: usize) 
     let row = &mut traffic[t.min(COUNTED_TYPES)];
     row[col] += 1;
     row[col + 1] += len as u64;
+}
+
+/// How often a link with heartbeat timeout `timeout` sends one.
+fn heartbeat_interval(timeout: Duration) -> Duration {
+    (timeout / HEARTBEATS_PER_TIMEOUT).max(Duration::from_millis(10))
 }
 
 /// One HTTP connection of the observability endpoint.
@@ -807,6 +841,12 @@ impl Reactor {
         m.counter("bytes_read", "Bytes read from sockets.", st.bytes_in);
         m.counter("bytes_written", "Bytes written to sockets.", st.bytes_out);
         m.counter("writes", "Successful write calls.", st.writes);
+        m.counters_by(
+            "heartbeats",
+            "Heartbeats (empty frames) on server links, by direction.",
+            "direction",
+            &[("in", st.heartbeats_in), ("out", st.heartbeats_out)],
+        );
         m.counter(
             "read_pauses",
             "Times reads paused because a server link backed up.",
@@ -1056,6 +1096,10 @@ pub struct Reactor {
     http: Option<TcpListener>,
     http_conns: Slab<HttpConn>,
     loop_stats: LoopStats,
+    /// Open or connecting links with [`LinkOpts::heartbeat`] (stale IDs are dropped lazily).
+    heartbeat_links: Vec<ConnId>,
+    /// When heartbeats are next sent and silences checked (`None`: no such link).
+    next_heartbeat: Option<Instant>,
 }
 
 impl Reactor {
@@ -1107,6 +1151,8 @@ impl Reactor {
             ready: Vec::new(),
             deferred: Vec::new(),
             next_gen: 1,
+            heartbeat_links: Vec::new(),
+            next_heartbeat: None,
         })
     }
 
@@ -1254,6 +1300,7 @@ impl Reactor {
                 }
             }
             self.service_dials(now);
+            self.service_heartbeats(now);
             self.process_closes(handler, now);
 
             // Tick.
@@ -1310,7 +1357,59 @@ impl Reactor {
         for (_, h) in self.http_conns.iter() {
             consider(h.deadline);
         }
+        if let Some(t) = self.next_heartbeat {
+            consider(t);
+        }
         next.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Links with [`LinkOpts::heartbeat`]: once per interval, queues an empty frame on each
+    /// open one and closes those on which nothing arrived for their timeout. A link whose
+    /// reads are paused or waiting for their turn (its peer's bytes are in our socket buffer)
+    /// counts as heard from.
+    fn service_heartbeats(&mut self, now: Instant) {
+        match self.next_heartbeat {
+            Some(t) if now >= t => {}
+            _ => return,
+        }
+        let mut next: Option<Instant> = None;
+        let mut silent = Vec::new();
+        let conns = &mut self.conns;
+        self.heartbeat_links.retain(|&id| {
+            let Some(c) = conns
+                .slab
+                .get_mut(id.slot as usize)
+                .filter(|c| c.gen == id.gen)
+            else {
+                return false;
+            };
+            let Some(timeout) = c.opts.heartbeat else {
+                return false;
+            };
+            let interval = heartbeat_interval(timeout);
+            next = Some(next.map_or(now + interval, |n| n.min(now + interval)));
+            if c.connecting || c.closing.is_some() {
+                return true;
+            }
+            if c.deferred || c.queued_ready {
+                c.last_recv = now;
+            }
+            if now.saturating_duration_since(c.last_recv) >= timeout {
+                silent.push((id, timeout));
+                return true;
+            }
+            c.out.extend_from_slice(&[0; 4]);
+            conns.stats.heartbeats_out += 1;
+            if !c.queued_flush {
+                c.queued_flush = true;
+                conns.flush.push(id);
+            }
+            true
+        });
+        for (id, timeout) in silent {
+            self.conns.mark_close(id, CloseReason::Silent(timeout));
+        }
+        self.next_heartbeat = next;
     }
 
     fn deliver_signals(&mut self, handler: &mut dyn Handler, now: Instant) {
@@ -1371,11 +1470,18 @@ impl Reactor {
             deferred: false,
             congested: false,
             closing: None,
+            last_recv: self.conns.now,
         });
-        Ok(ConnId {
+        let id = ConnId {
             slot: slot as u32,
             gen,
-        })
+        };
+        if let Some(timeout) = opts.heartbeat {
+            self.heartbeat_links.push(id);
+            let first = self.conns.now + heartbeat_interval(timeout);
+            self.next_heartbeat = Some(self.next_heartbeat.map_or(first, |t| t.min(first)));
+        }
+        Ok(id)
     }
 
     /// Accepts until `WouldBlock`, or pauses accepting when descriptors run out.
@@ -1536,6 +1642,7 @@ impl Reactor {
         };
         c.connecting = false;
         c.peer = peer;
+        c.last_recv = now;
         if let Err(e) = c.stream.set_nodelay(true) {
             log::debug!("could not set TCP_NODELAY for {peer}: {}", kind_text(&e));
         }
@@ -1602,9 +1709,11 @@ impl Reactor {
         };
         let mut budget = self.cfg.read_budget.max(1);
         let (mut requeue, mut defer) = (false, false);
+        let heartbeats = c.opts.heartbeat.is_some();
         'read: loop {
             loop {
                 match dec.next_frame() {
+                    Ok(Some([])) if heartbeats => self.conns.stats.heartbeats_in += 1,
                     Ok(Some(payload)) => {
                         self.conns.stats.frames_in += 1;
                         count_traffic(&mut self.conns.traffic, payload, payload.len(), 0);
@@ -1651,6 +1760,7 @@ impl Reactor {
                 Ok(n) => {
                     self.conns.stats.bytes_in += n as u64;
                     budget = budget.saturating_sub(n);
+                    c.last_recv = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -2048,6 +2158,7 @@ mod tests {
             },
             max_frame: 4 << 20,
             group: 0,
+            heartbeat: None,
         }
     }
 
@@ -2214,6 +2325,107 @@ mod tests {
         run.stop();
     }
 
+    fn server_opts(heartbeat: Option<Duration>) -> LinkOpts {
+        LinkOpts {
+            kind: LinkKind::Server,
+            max_frame: 4 << 20,
+            group: 0,
+            heartbeat,
+        }
+    }
+
+    #[test]
+    fn a_silent_peer_is_closed_after_the_heartbeat_timeout_and_heartbeats_keep_one_open() {
+        let timeout = Duration::from_millis(300);
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 1, server_opts(Some(timeout)));
+        let run = Running::start(
+            r,
+            Box::new(|io, conn, p, seen| {
+                seen.frames.push((conn, p.to_vec()));
+                io.send(conn, p);
+            }),
+        );
+        // A peer that sends only heartbeats (empty frames), for four timeouts.
+        let mut alive = connect(addr);
+        let mut silent = connect(addr);
+        let opened = Instant::now();
+        run.wait_for("two opens", |s| s.opens.len() == 2);
+        let (alive_id, silent_id) = {
+            let seen = run.seen();
+            (seen.opens[0].0, seen.opens[1].0)
+        };
+        while opened.elapsed() < timeout * 4 {
+            alive.write_all(&[0; 4]).unwrap();
+            std::thread::sleep(timeout / 6);
+        }
+        send_frame(&mut alive, b"data").unwrap();
+        run.wait_for("the data frame", |s| !s.frames.is_empty());
+        {
+            let seen = run.seen();
+            // The silent one was closed within its timeout plus one heartbeat interval; the
+            // heartbeats never reached the handler.
+            assert_eq!(seen.closes, vec![(silent_id, CloseReason::Silent(timeout))]);
+            assert_eq!(seen.frames, vec![(alive_id, b"data".to_vec())]);
+        }
+        // The silent peer got heartbeats (empty frames) and then the close.
+        let mut heartbeats = 0;
+        silent
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        loop {
+            match read_frame(&mut silent) {
+                Ok(p) if p.is_empty() => heartbeats += 1,
+                Ok(p) => panic!("unexpected frame {p:?}"),
+                Err(_) => break,
+            }
+        }
+        assert!(
+            (2..=HEARTBEATS_PER_TIMEOUT + 1).contains(&heartbeats),
+            "{heartbeats} heartbeats"
+        );
+        // The live one got heartbeats too, then its echo.
+        loop {
+            let p = read_frame(&mut alive).unwrap();
+            if !p.is_empty() {
+                assert_eq!(p, b"data");
+                break;
+            }
+        }
+        let r = run.stop();
+        let st = r.stats();
+        assert!(st.heartbeats_in >= 15, "{} heartbeats in", st.heartbeats_in);
+        assert!(
+            st.heartbeats_out >= 10,
+            "{} heartbeats out",
+            st.heartbeats_out
+        );
+        assert_eq!(r.loop_stats.closed[6], 1);
+    }
+
+    #[test]
+    fn without_heartbeats_an_empty_frame_reaches_the_handler_and_silence_is_kept() {
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let addr = listen(&mut r, 1, server_opts(None));
+        let run = Running::start(
+            r,
+            Box::new(|_io, conn, p, seen| seen.frames.push((conn, p.to_vec()))),
+        );
+        let mut c = connect(addr);
+        c.write_all(&[0; 4]).unwrap();
+        run.wait_for("the empty frame", |s| !s.frames.is_empty());
+        std::thread::sleep(Duration::from_millis(300));
+        c.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut b = [0u8; 4];
+        assert!(
+            c.read(&mut b).is_err(),
+            "nothing is sent on a link without heartbeats"
+        );
+        assert!(run.seen().closes.is_empty());
+        run.stop();
+    }
+
     #[test]
     fn client_over_output_limit_is_closed_others_untouched() {
         const LIMIT: usize = 1 << 20;
@@ -2281,6 +2493,7 @@ mod tests {
             kind: LinkKind::Server,
             max_frame: 1 << 20,
             group: 0,
+            heartbeat: None,
         };
         let addr = listen(&mut r, 1, opts);
         let run = Running::start(
@@ -2401,6 +2614,7 @@ mod tests {
             kind: LinkKind::Server,
             max_frame: 1 << 20,
             group: 0,
+            heartbeat: None,
         };
         // A leaf: at most the watermark plus one frame's answers, however much it was sent.
         let (peak, st) = pending_peak(cfg(false), opts, true);
@@ -2513,6 +2727,7 @@ mod tests {
                 kind: LinkKind::Server,
                 max_frame: 1024,
                 group: 0,
+                heartbeat: None,
             },
         );
         let run = Running::start(r, echo());
@@ -2553,6 +2768,7 @@ mod tests {
                 },
                 max_frame: 1024,
                 group: 0,
+                heartbeat: None,
             },
         );
         let run = Running::start(r, echo());

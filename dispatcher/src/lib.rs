@@ -188,6 +188,10 @@ struct GameInfo {
     held: Held,
     /// Last reported CPU load, plus what placements added since (GoWorld's LBC heap).
     load: f64,
+    /// Declared dead (its link was lost, not for a hot swap) since it last connected: its
+    /// entities here left the routing table, its players' clients were closed and its
+    /// registry claims released, so what it announces when it connects again is refused.
+    declared_dead: bool,
 }
 
 /// The dispatcher's state machine.
@@ -798,6 +802,7 @@ impl Dispatcher {
             entities.len()
         );
         self.peers.insert(conn, Peer::Game(game_id));
+        let declared_dead = self.games.get(&game_id).is_some_and(|g| g.declared_dead);
         let old = self.games.get(&game_id).and_then(|g| g.conn);
         if let Some(old) = old {
             warn!("game{game_id}: connection {old} replaced by {conn}");
@@ -810,14 +815,32 @@ impl Dispatcher {
             frozen_until: None,
             held: Held::default(),
             load: 0.0,
+            declared_dead: false,
         });
         g.conn = Some(conn);
+        g.declared_dead = false;
         g.ban_boot = ban_boot;
         g.frozen_until = None;
         self.games_seen.insert(game_id);
 
         let mut rejected = Vec::new();
         let mut accepted = Vec::new();
+        let nil = goworld_common::id::nil_space_id(game_id);
+        let entities = if declared_dead && entities.iter().any(|e| *e != nil) {
+            // Beyond GoWorld (which treats a lost game link as a pause): its players were
+            // disconnected and its service shards handed on when it was declared dead, so its
+            // copies of them are stale: the game drops them. Its nil space is its own.
+            let (keep, stale): (Vec<EntityId>, Vec<EntityId>) =
+                entities.into_iter().partition(|e| *e == nil);
+            warn!(
+                "game{game_id} was declared dead and is back with {} entities in this dispatcher's shard: refusing them (the game drops them)",
+                stale.len()
+            );
+            rejected = stale;
+            keep
+        } else {
+            entities
+        };
         for eid in entities {
             let claimed_elsewhere = self.entities.get(&eid).is_some_and(|e| {
                 let to = e.hold.as_ref().and_then(|h| h.migrating_to);
@@ -839,6 +862,7 @@ impl Dispatcher {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            declared_dead,
         };
         io.send(conn, &ack.to_payload());
 
@@ -1005,6 +1029,7 @@ impl Dispatcher {
         }
         let held = std::mem::take(&mut g.held);
         g.frozen_until = None;
+        g.declared_dead = true;
         let before = self.entities.len();
         let held_entities = &mut self.held_entities;
         let mut gone_ids = Vec::new();

@@ -35,6 +35,7 @@ fn main() {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,
         group: 0,
+        heartbeat: cfg.link_heartbeat(),
     };
     let addr = reactor
         .add_listener(listener, 0, opts)

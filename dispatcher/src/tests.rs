@@ -129,7 +129,8 @@ fn game_handshake_is_acknowledged_and_deployment_becomes_ready() {
             deployment_ready: false,
             games: vec![1],
             rejected: vec![],
-            kvreg: vec![]
+            kvreg: vec![],
+            declared_dead: false,
         }]
     );
     assert_eq!(t.d.entity_game(&nil_space_id(1)), Some(1));
@@ -499,6 +500,75 @@ fn gates_hear_which_entities_lived_on_a_game_that_went_down() {
     };
     assert_eq!(t.got(conn(8)), vec![gone.clone()]);
     assert_eq!(t.got(conn(9)), vec![gone]);
+}
+
+#[test]
+fn a_game_declared_dead_that_comes_back_has_its_entities_refused_once() {
+    let mut t = T::new(2, 1);
+    let (a, b) = (eid("aaaaaaaaaaaaaa01"), eid("bbbbbbbbbbbbbb01"));
+    t.game(conn(1), 1, vec![a, b, nil_space_id(1)]);
+    t.game(conn(2), 2, vec![]);
+    t.gate(conn(8), 1);
+    t.io.sent.clear();
+    // Its link went silent: the reactor closes it, and the game is declared dead.
+    let silent = CloseReason::Silent(std::time::Duration::from_secs(5));
+    t.d.on_close(&mut t.io, t.now, conn(1), &silent);
+    assert_eq!(
+        t.got(conn(8)),
+        vec![Msg::ClientOwnersGone {
+            game_id: 1,
+            owners: vec![nil_space_id(1), a, b],
+        }]
+    );
+    // The same game process reconnects with the entities it still has.
+    t.open(conn(3));
+    t.send(
+        conn(3),
+        Msg::SetGameId {
+            game_id: 1,
+            is_reconnect: true,
+            is_restore: false,
+            is_ban_boot_entity: false,
+            entities: vec![a, b, nil_space_id(1)],
+            version: V,
+        },
+    );
+    match &t.got(conn(3))[..] {
+        [Msg::SetGameIdAck {
+            rejected,
+            declared_dead: true,
+            ..
+        }, ..] => assert_eq!(rejected, &vec![a, b]),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(t.d.entity_game(&a), None);
+    // Its nil space is its own: kept.
+    assert_eq!(t.d.entity_game(&nil_space_id(1)), Some(1));
+    assert_eq!(t.d.connected_games(), vec![1, 2]);
+    // Connected again, it is alive: a later reconnect (say, after a dispatcher link blip
+    // that this dispatcher did not see as a death) is accepted as usual.
+    t.send(conn(3), Msg::NotifyCreateEntity { eid: a });
+    t.open(conn(4));
+    t.send(
+        conn(4),
+        Msg::SetGameId {
+            game_id: 1,
+            is_reconnect: true,
+            is_restore: false,
+            is_ban_boot_entity: false,
+            entities: vec![a],
+            version: V,
+        },
+    );
+    match &t.got(conn(4))[..] {
+        [Msg::SetGameIdAck {
+            rejected,
+            declared_dead: false,
+            ..
+        }, ..] => assert!(rejected.is_empty()),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(t.d.entity_game(&a), Some(1));
 }
 
 #[test]

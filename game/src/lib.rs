@@ -408,6 +408,7 @@ impl GameService {
         games: Vec<u16>,
         rejected: Vec<EntityId>,
         kvreg: Vec<(String, String)>,
+        declared_dead: bool,
     ) {
         if disp_id != disp {
             warn!("dispatcher{disp} acknowledged as dispatcher{disp_id}; check advertise_addr in the config");
@@ -420,7 +421,18 @@ impl GameService {
         );
         self.online_by_disp[usize::from(disp - 1)] = games.into_iter().collect();
         self.recompute_online();
-        for eid in rejected {
+        if declared_dead {
+            let mut net = Net {
+                io,
+                links: &mut self.links,
+            };
+            let dropped = self.world.drop_fenced(&mut net, now, &rejected);
+            warn!(
+                "game{}: dispatcher{disp} declared this game dead while their link was down (its players there were disconnected and may be back on another game, its service shards handed on): dropping its {dropped} entities in that dispatcher's shard without saving them (a save could overwrite a newer copy; their last saves stand), and giving up its registry keys there",
+                self.s.game_id,
+            );
+        }
+        for eid in rejected.into_iter().filter(|_| !declared_dead) {
             // The dispatcher knows this entity on another game: ours is the stale copy.
             warn!("entity {eid} is already on another game; destroying the copy here");
             let mut net = Net {
@@ -433,7 +445,8 @@ impl GameService {
         // before the queue is flushed and before any other game's claim can take them.
         let n = self.links.count();
         for (key, val) in self.world.owned_kvreg() {
-            if goworld_common::id::dispatcher_for_service(&key, n) == disp
+            if !declared_dead
+                && goworld_common::id::dispatcher_for_service(&key, n) == disp
                 && !kvreg.iter().any(|(k, v)| *k == key && *v == val)
             {
                 let p = Msg::KvregRegister {
@@ -494,6 +507,7 @@ impl GameService {
                 games,
                 rejected,
                 kvreg,
+                declared_dead,
             } => self.handle_ack(
                 io,
                 now,
@@ -503,6 +517,7 @@ impl GameService {
                 games,
                 rejected,
                 kvreg,
+                declared_dead,
             ),
             Msg::NotifyGameConnected { game_id } => {
                 self.online_by_disp[usize::from(disp - 1)].insert(game_id);

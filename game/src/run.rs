@@ -66,6 +66,7 @@ pub fn main(program: &str, types: Registry) {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,
         group: 0,
+        heartbeat: None,
     };
     // The ready line names each dispatcher's advertised address, as dialed (resolved).
     let mut dispatchers: Vec<(String, SocketAddr)> = Vec::new();
@@ -95,9 +96,15 @@ pub fn main(program: &str, types: Registry) {
     }
     let http = process::serve_http(&mut reactor, &format!("game{id}"), &cfg.common.http_addr);
     let mut cpu = (Instant::now(), process_cpu_ticks());
-    let dials: Vec<(u16, SocketAddr, String)> = (config.dispatchers.iter())
+    let dials: Vec<(u16, SocketAddr, String, LinkOpts)> = (config.dispatchers.iter())
         .zip(&dispatchers)
-        .map(|((&d, dc), (_, addr))| (d, *addr, dc.advertise_addr.clone()))
+        .map(|((&d, dc), (_, addr))| {
+            let opts = LinkOpts {
+                heartbeat: dc.link_heartbeat(),
+                ..opts
+            };
+            (d, *addr, dc.advertise_addr.clone(), opts)
+        })
         .collect();
     let shell = Shell {
         game: service,
@@ -155,8 +162,8 @@ pub fn main(program: &str, types: Registry) {
         &format!("game{id}"),
         "Is the dispatcher running, and is its advertise_addr an address this host can reach?",
     );
-    for (d, addr, advertised) in &dials {
-        reactor.add_dial(*addr, u32::from(*d), opts);
+    for (d, addr, advertised, opts) in &dials {
+        reactor.add_dial(*addr, u32::from(*d), *opts);
         handler.watch(
             u32::from(*d),
             &format!("dispatcher{d} at {advertised}"),

@@ -367,6 +367,7 @@ impl G {
             games: vec![1],
             rejected: vec![],
             kvreg: vec![],
+            declared_dead: false,
         };
         g.on_frame(&mut io, t0, conn(), &ack.to_payload());
         io.take();

@@ -88,6 +88,7 @@ fn ack(disp: u16, games: Vec<u16>, ready: bool) -> Vec<u8> {
         games,
         rejected: vec![],
         kvreg: vec![("Service/X#0".into(), "game1".into())],
+        declared_dead: false,
     }
     .to_payload()
 }
@@ -1130,6 +1131,7 @@ fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
         games: vec![1, 2],
         rejected: vec![],
         kvreg: vec![],
+        declared_dead: false,
     };
     g.on_frame(&mut io, now, conn(1), &ack.to_payload());
     let mut mover = EntityId::default();
@@ -2264,4 +2266,96 @@ fn a_freeze_carries_held_saves_to_the_restored_game() {
         Some(9),
         "written by the restored game"
     );
+}
+
+/// A dispatcher that declared this game dead (their link went silent) refuses the entities
+/// the game announces when it reconnects: the game drops them (no OnDestroy, no save, no
+/// destroy notice: the players may be back on another game) and does not take back
+/// the registry keys it held there, which live games may own by now. After a plain
+/// dispatcher restart it does take them back (force), as before.
+#[test]
+fn declared_dead_by_its_dispatcher_the_game_drops_its_entities_and_keys_there() {
+    for declared_dead in [false, true] {
+        let now = Instant::now();
+        let mut types = Registry::new();
+        types.register::<Account>("Account").unwrap();
+        types.register::<Mover>("Mover").unwrap();
+        types.register_service::<Svc>("Svc", 1).unwrap();
+        let mut g = GameService::new(
+            settings(1, "Account", now),
+            IdGen::new([1, 2, 3], 1),
+            types,
+            Stores::NONE,
+            Rng::new(1),
+        );
+        let mut io = MemIo::new();
+        g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+        let ack = |rejected: Vec<EntityId>, kvreg: &[(&str, &str)], declared_dead| {
+            Msg::SetGameIdAck {
+                disp_id: 1,
+                deployment_ready: false,
+                games: vec![1, 2],
+                rejected,
+                kvreg: (kvreg.iter())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                declared_dead,
+            }
+            .to_payload()
+        };
+        g.on_frame(
+            &mut io,
+            now,
+            conn(1),
+            &ack(vec![], &[("Service/Svc#0", "game1")], false),
+        );
+        let mut movers = Vec::new();
+        g.with_game_ctx(&mut io, now, |ctx| {
+            movers.push(ctx.create_entity_locally("Mover"));
+            movers.push(ctx.create_entity_locally("Mover"));
+        });
+        io.take();
+
+        let silent = CloseReason::Silent(std::time::Duration::from_secs(5));
+        g.on_close(&mut io, now, conn(1), &silent);
+        g.on_open(&mut io, now, conn(2), Origin::Dialed { dial: 1 }, addr());
+        let hello: Vec<Msg> = (io.take().into_iter())
+            .map(|(_, p)| Msg::decode(&p).unwrap())
+            .collect();
+        match &hello[..] {
+            [Msg::SetGameId {
+                is_reconnect: true,
+                entities,
+                ..
+            }] => {
+                for m in &movers {
+                    assert!(entities.contains(m), "{m} announced");
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let (rejected, kvreg): (Vec<EntityId>, &[(&str, &str)]) = if declared_dead {
+            (movers.clone(), &[("Service/Svc#0", "game2")])
+        } else {
+            (vec![], &[])
+        };
+        g.on_frame(&mut io, now, conn(2), &ack(rejected, kvreg, declared_dead));
+        let out: Vec<Msg> = (io.take().into_iter())
+            .map(|(_, p)| Msg::decode(&p).unwrap())
+            .collect();
+        let forced = out.iter().any(
+            |m| matches!(m, Msg::KvregRegister { key, force: true, .. } if key == "Service/Svc#0"),
+        );
+        for m in &movers {
+            assert_eq!(
+                g.world().exists(m),
+                !declared_dead,
+                "declared_dead={declared_dead}"
+            );
+        }
+        assert_eq!(
+            forced, !declared_dead,
+            "declared_dead={declared_dead}: {out:?}"
+        );
+    }
 }

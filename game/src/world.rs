@@ -699,6 +699,49 @@ impl World {
         }
     }
 
+    /// Drops entities a dispatcher refused because it declared this game dead while their
+    /// link was down: their players were disconnected and may be loaded on another game by
+    /// now, and their service shards re-created elsewhere, so these copies are stale. They go
+    /// without OnDestroy, without a save (which could overwrite the newer copy's) and without
+    /// a destroy notice (which could unroute it); spaces last, their remaining members moved
+    /// to the nil space first. Returns how many were here.
+    pub fn drop_fenced(&mut self, net: &mut Net, now: Instant, ids: &[EntityId]) -> usize {
+        let (spaces, others): (Vec<EntityId>, Vec<EntityId>) = (ids.iter().copied())
+            .filter(|id| self.entities.contains_key(id))
+            .partition(|id| self.spaces.contains_key(id));
+        for &id in &others {
+            if let Some(rec) = self.entities.get_mut(&id) {
+                rec.destroying = true;
+                rec.entering = None;
+            }
+            self.space_leave(net, now, id);
+            self.forget_fenced(id);
+        }
+        for &id in &spaces {
+            for m in self.space_members(&id) {
+                self.space_leave(net, now, m);
+            }
+            self.spaces.remove(&id);
+            self.forget_fenced(id);
+        }
+        spaces.len() + others.len()
+    }
+
+    /// The bookkeeping half of [`World::drop_fenced`] for one entity.
+    fn forget_fenced(&mut self, id: EntityId) {
+        let Some(mut rec) = self.entities.remove(&id) else {
+            return;
+        };
+        for (_, q) in rec.timers.drain() {
+            self.timers.cancel(q);
+        }
+        if let Some(client) = rec.client.take() {
+            self.refusals.client_gone(client.client_id);
+        }
+        self.persist.forget_held(&id);
+        self.unfence(id);
+    }
+
     /// Binds `client` to entity `id` (or unbinds with `None`), with GoWorld's client messages:
     /// the old client loses the entity, the new one gets it as its player.
     fn set_client(

@@ -48,6 +48,7 @@ pub fn main() {
         },
         max_frame: cfg.max_client_frame,
         group: crate::CLIENT_LINKS,
+        heartbeat: None,
     };
     let listen = reactor
         .add_listener(listener, CLIENT_LISTENER, client_opts)
@@ -56,6 +57,7 @@ pub fn main() {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,
         group: crate::DISPATCHER_LINKS,
+        heartbeat: None,
     };
     let advertise = cfg.advertise_addr.clone();
     let http = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr)
@@ -88,7 +90,11 @@ pub fn main() {
     for (&d, dc) in &config.dispatchers {
         let addr = process::resolve(&dc.advertise_addr)
             .unwrap_or_else(|e| process::fail(&format!("gate{id}: dispatcher{d}: {e}")));
-        reactor.add_dial(addr, u32::from(d), server_opts);
+        let opts = LinkOpts {
+            heartbeat: dc.link_heartbeat(),
+            ..server_opts
+        };
+        reactor.add_dial(addr, u32::from(d), opts);
         handler.watch(
             u32::from(d),
             &format!("dispatcher{d} at {}", dc.advertise_addr),

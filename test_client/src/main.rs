@@ -481,6 +481,7 @@ fn main() {
         kind: LinkKind::Server,
         max_frame: 64 << 20,
         group: 0,
+        heartbeat: None,
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

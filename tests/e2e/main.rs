@@ -1089,3 +1089,24 @@ fn every_process_serves_metrics_and_status_that_move_with_the_traffic() {
     }
     assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
 }
+
+/// A game cut off from every dispatcher for longer than `link_timeout_ms` (SIGSTOP, as a
+/// network cut looks to its peers) is declared dead by each: its players' clients are closed
+/// and the other bots carry on; resumed, it rejoins having dropped its stale entities, and
+/// everything stops cleanly. The run is tests/src/bin/fault_bots.rs (`-kill silence`), with
+/// fewer bots than scripts/fault.sh's.
+#[test]
+fn a_game_cut_off_past_the_link_timeout_is_declared_dead_and_the_rest_carry_on() {
+    let _turn = goworld_tests::take_turn();
+    let out = std::process::Command::new(goworld_tests::bin_dir().join("fault_bots"))
+        .args(["-N", "100", "-secs", "26", "-at", "8", "-kill", "silence"])
+        .output()
+        .expect("fault_bots (cargo build --release --workspace --bins)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = stdout.lines().rev().take(12).collect();
+    assert!(
+        out.status.success() && stdout.contains("fault_bots: passed"),
+        "fault_bots -kill silence failed:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+}

@@ -197,6 +197,12 @@ static CLUSTER_SEQ: AtomicUsize = AtomicUsize::new(0);
 /// would make timings (and the tests' timeouts) depend on each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Waits for this test process's turn to run servers (as [`Cluster::new`] does), for a test
+/// whose deployment runs in a child process of its own; the turn ends when the guard drops.
+pub fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A deployment on loopback: its config, directory and processes.
 pub struct Cluster {
     pub dir: PathBuf,

@@ -492,6 +492,7 @@ pub(super) fn encode_msg(m: &Msg, out: &mut Vec<u8>) {
             games,
             rejected,
             kvreg,
+            declared_dead,
         } => {
             put_u16(out, *disp_id);
             put_bool(out, *deployment_ready);
@@ -508,6 +509,9 @@ pub(super) fn encode_msg(m: &Msg, out: &mut Vec<u8>) {
             for (k, v) in kvreg {
                 put_var(out, k.as_bytes());
                 put_var(out, v.as_bytes());
+            }
+            if *declared_dead {
+                put_bool(out, true);
             }
         }
         Msg::NotifyGameConnected { game_id } | Msg::NotifyGameDisconnected { game_id } => {
@@ -1064,12 +1068,14 @@ pub(super) fn decode_msg(payload: &[u8]) -> Result<Msg, DecodeError> {
             for _ in 0..n {
                 kvreg.push((r.var_str("kvreg key")?, r.var_str("kvreg val")?));
             }
+            let declared_dead = r.rem() > 0 && r.bool("declaredDead")?;
             Msg::SetGameIdAck {
                 disp_id,
                 deployment_ready,
                 games,
                 rejected,
                 kvreg,
+                declared_dead,
             }
         }
         mt::NOTIFY_GAME_CONNECTED => Msg::NotifyGameConnected {

@@ -370,7 +370,8 @@ fn golden_dispatcher_to_game() {
             deployment_ready: false,
             games: vec![1],
             rejected: vec![],
-            kvreg: vec![]
+            kvreg: vec![],
+            declared_dead: false,
         }
     );
     assert_eq!(
@@ -380,7 +381,8 @@ fn golden_dispatcher_to_game() {
             deployment_ready: false,
             games: vec![1, 2],
             rejected: vec![],
-            kvreg: vec![]
+            kvreg: vec![],
+            declared_dead: false,
         }
     );
     assert_eq!(
@@ -739,8 +741,25 @@ fn round_trip_client_bound_and_ack_with_content() {
             ("Service/A#0".into(), "game1".into()),
             ("k".into(), "".into()),
         ],
+        declared_dead: false,
     };
     assert_eq!(Msg::decode(&ack.to_payload()).unwrap(), ack);
+    // goworld-rs's declared_dead is one trailing byte, only when true.
+    let dead = Msg::SetGameIdAck {
+        disp_id: 2,
+        deployment_ready: true,
+        games: vec![1, 2, 3],
+        rejected: vec![id("awVBNWhsgjH2AAAN")],
+        kvreg: vec![
+            ("Service/A#0".into(), "game1".into()),
+            ("k".into(), "".into()),
+        ],
+        declared_dead: true,
+    };
+    let (p, q) = (ack.to_payload(), dead.to_payload());
+    assert_eq!((q.len(), q[q.len() - 1]), (p.len() + 1, 1));
+    assert_eq!(q[..p.len()], p[..]);
+    assert_eq!(Msg::decode(&q).unwrap(), dead);
     let sync = ClientBound::Sync(vec![]);
     let mut out = Vec::new();
     sync.encode(&mut out);

@@ -277,6 +277,11 @@ pub enum Msg {
         games: Vec<u16>,
         rejected: Vec<EntityId>,
         kvreg: Vec<(String, String)>,
+        /// goworld-rs: this dispatcher declared the game dead (its link was lost) since the
+        /// game last connected, so the game's entities in its shard are rejected and the
+        /// registry keys it held there are no longer its. On the wire: one trailing bool,
+        /// present only when true (GoWorld's ack has no such field).
+        declared_dead: bool,
     },
     NotifyGameConnected {
         game_id: u16,

@@ -303,6 +303,7 @@ fn samples() -> Vec<Msg> {
             games: vec![1, 2],
             rejected: vec![e1()],
             kvreg: vec![(s("a"), s("b"))],
+            declared_dead: true,
         },
         Msg::NotifyGameConnected { game_id: 2 },
         Msg::NotifyGameDisconnected { game_id: 2 },

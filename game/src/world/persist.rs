@@ -235,6 +235,11 @@ impl Persist {
         }
     }
 
+    /// Forgets a held save of `id` (an entity dropped as stale: see `World::drop_fenced`).
+    pub(super) fn forget_held(&mut self, id: &EntityId) {
+        self.held.remove(id);
+    }
+
     /// Holds `save`, the newest: it replaces one held (keeping its `last`).
     fn hold(&mut self, id: EntityId, mut save: PendingSave) {
         if let Some(old) = self.held.remove(&id) {

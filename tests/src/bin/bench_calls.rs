@@ -140,6 +140,7 @@ fn main() {
         games: vec![1],
         rejected: vec![],
         kvreg: vec![],
+        declared_dead: false,
     };
     g.on_frame(&mut io, t0, conn, &ack.to_payload());
     g.on_frame(&mut io, t0, conn, &Msg::NotifyDeploymentReady.to_payload());

@@ -207,7 +207,14 @@ fn main() {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         thread::spawn(move || {
+            // Game 2 only reads: its heartbeats (empty frames) keep the dispatcher from
+            // declaring it dead (link_timeout_ms).
+            let mut beat = Instant::now();
             while !done.load(Ordering::Relaxed) {
+                if beat.elapsed() >= Duration::from_millis(500) {
+                    beat = Instant::now();
+                    game2.write_all(&[0; 4]).expect("game 2 heartbeat");
+                }
                 match dec2.read_from(&mut game2) {
                     Ok(0) => panic!("the dispatcher closed game 2's connection"),
                     Ok(_) => {}
