@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: builds the release binaries once, then the unit, in-memory, golden-byte,
 # fuzz-seed and end-to-end tests (which start those binaries on 127.0.0.1), then builds the
-# static binaries and checks them (scripts/check-static.sh).
+# static binaries and checks them (scripts/check-static.sh), and, as root, runs a deployment
+# across network namespaces with a cut link (scripts/netns.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Redis engines' tests run against a real redis-server, which they start on free
@@ -40,6 +41,15 @@ status=${PIPESTATUS[0]}
 ./scripts/check-static.sh
 static_status=$?
 [ "$status" != 0 ] || status=$static_status
+# Several hosts, as Linux network namespaces (scripts/netns.sh): needs root and iproute2, so
+# it runs only where both are there (CI runs as root); elsewhere it says it is skipped.
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
+  BUILD=0 ./scripts/netns.sh
+  netns_status=$?
+  [ "$status" != 0 ] || status=$netns_status
+else
+  echo "test.sh: scripts/netns.sh skipped (it needs root and the ip command)"
+fi
 set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
