@@ -17,8 +17,8 @@ end ("bots done" in the events, else the last sample). The warm-up is -warmup se
 given, else the later of 20 % of -secs and the first sample where the gates' clients reach
 -bots (time 0 is when the bots start).
 
-With -max-slope-pct-h X, exits 2 if an instance with at least 10 samples over at least
-60 s in the window has an RSS slope above X % per hour.
+With -max-slope-pct-h X, exits 2 if a server instance (not the bots) with at least 10
+samples over at least 60 s in the window has an RSS slope above X % per hour.
 """
 import argparse
 import csv
@@ -177,7 +177,7 @@ class Plot:
             a(f'<rect x="{left}" y="{top}" width="{wx - left:.1f}" height="{self.PANEL_H}" '
               'class="warmup"/>')
             if i == 0:
-                a(f'<text x="{left + 4}" y="{bot - 6}" class="small muted">warm-up</text>')
+                a(f'<text x="{left + 4}" y="{top + 12}" class="small muted">warm-up</text>')
         # Grid and y labels.
         v = 0.0
         while v <= ymax + 1e-9:
@@ -418,7 +418,8 @@ def main():
             note = ""
             if slope is None or len(pts) < 10 or span < 60:
                 note = "  (too short for a slope check)"
-            elif a.max_slope_pct_h is not None and slope * 3600 / mean * 100 > a.max_slope_pct_h:
+            elif (a.max_slope_pct_h is not None and p in servers
+                  and slope * 3600 / mean * 100 > a.max_slope_pct_h):
                 note = f"  RSS GROWS (> {a.max_slope_pct_h:g} %/h)"
                 failed.append(f"{p} pid {pid_s}")
             print(f"{p:<12} {pid_s:>7} {len(pts):>7} {pts[0][0]:>7.0f} {pts[-1][0]:>7.0f} "
@@ -428,7 +429,7 @@ def main():
                     default=None) for p in procs}
     print("peak RSS over the whole run (MiB): " + ", ".join(
         f"{p} {v / MIB:.1f}" for p, v in whole.items() if v is not None))
-    down = {p: sum(1 for r in procs[p] if not r["up"]) for p in procs}
+    down = {p: sum(1 for r in procs[p] if not r["up"]) for p in servers}
     if any(down.values()):
         print("samples without an answer: " + ", ".join(
             f"{p} {n}" for p, n in down.items() if n))

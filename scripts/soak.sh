@@ -20,11 +20,14 @@
 #   BOTS=200 SECS=180 ./scripts/soak.sh  # a short one
 #   ./scripts/soak.sh --recheck DIR      # the checks, table and plot again on a run's files
 #
+# --recheck takes WARMUP and RSS_MAX_PCT_H from the environment if given there.
 # Environment (times in seconds since the bots started; "off" skips an event):
 #   BOTS (2000), SECS (1800), SWAP1_AT (25 % of SECS), SWAP2_AT (45 %), RELOAD_AT (65 %),
 #   SCRAPE_EVERY (5), OUT (target/soak/<date-time>), WARMUP (the later of 20 % of SECS and
 #   the first scrape with all bots connected), RSS_MAX_PCT_H (unset: the slope is reported,
-#   not checked), BUILD (1; 0 uses target/release as it is).
+#   not checked), THINGS (the bots' -things: all, as test_client's default; "goworld" is
+#   GoWorld's eight, without the mails, which pile up in every Avatar's "mails" attribute
+#   and so make the games' RSS grow by design), BUILD (1; 0 uses target/release as it is).
 # It stops only what it started, by PID: the scraper, the bots, the games it restarted, and
 # the deployment through `goworld stop` (its PID files, in OUT/.goworld).
 # shellcheck disable=SC2317  # functions called from traps and run_event look unreachable
@@ -43,8 +46,13 @@ ready_re='^<!--XSUPERVISOR:BEGIN--> [A-Z]* STARTED <!--XSUPERVISOR:END-->'
 
 check_run() { # $1 = run dir; prints the checks, writes summary.txt; returns 1 on a failure
   local dir=$1 bad=0 f n name st
+  # The run's settings; WARMUP and RSS_MAX_PCT_H given now win (to recheck with others).
+  local warmup_now=${WARMUP:-} rss_now=${RSS_MAX_PCT_H:-}
   # shellcheck disable=SC1091
   . "$dir/params.env"
+  WARMUP=${warmup_now:-$WARMUP}
+  RSS_MAX_PCT_H=${rss_now:-$RSS_MAX_PCT_H}
+  THINGS=${THINGS:-all}
   local checks=() table plot_rc=0
   pass() { checks+=("PASS  $*"); }
   failc() { checks+=("FAIL  $*"); bad=1; }
@@ -148,7 +156,7 @@ check_run() { # $1 = run dir; prints the checks, writes summary.txt; returns 1 o
   # 5. The plot and the table (and the RSS slope check if RSS_MAX_PCT_H is set).
   local plot_args=("$dir/samples.csv" -events "$dir/events.csv" -out "$dir/soak.svg"
     -bots "$BOTS" -secs "$SECS"
-    -title "goworld-rs soak: $BOTS strict bots, ${SECS} s, 1 dispatcher, 2 games, 1 gate"
+    -title "goworld-rs soak: $BOTS strict bots ($THINGS), ${SECS} s, 1 dispatcher, 2 games, 1 gate"
     -subtitle "$(date -u -d "@${T0%.*}" '+%Y-%m-%d %H:%M UTC') · commit $COMMIT · $HOST · scraped every ${SCRAPE_EVERY} s")
   [ -z "${WARMUP:-}" ] || plot_args+=(-warmup "$WARMUP")
   [ -z "${RSS_MAX_PCT_H:-}" ] || plot_args+=(-max-slope-pct-h "$RSS_MAX_PCT_H")
@@ -163,11 +171,14 @@ check_run() { # $1 = run dir; prints the checks, writes summary.txt; returns 1 o
     echo "goworld-rs soak run: $dir"
     echo "reproduce: $REPRO"
     echo "commit $COMMIT; host: $HOST"
-    echo "bots: $BOTS strict, $SECS s; hot swap game1 at $SWAP1_AT s, game2 at $SWAP2_AT s, goworld reload at $RELOAD_AT s; scraped every $SCRAPE_EVERY s"
+    echo "bots: $BOTS strict, things $THINGS, $SECS s; hot swap game1 at $SWAP1_AT s, game2 at $SWAP2_AT s, goworld reload at $RELOAD_AT s; scraped every $SCRAPE_EVERY s"
     echo "bots' summary: ${summary:-(none)}"
     echo
     echo "events (seconds since the bots started):"
     sed 1d "$dir/events.csv" | awk -F, '{ printf "  %8.1f  %-16s %s%s\n", $2, $3, ($4 == "" ? "" : "took " $4 " s  "), $5 }'
+    echo
+    echo "hot swaps, from the games' logs (pause: from SIGUSR1 to the restored game accepted by the dispatcher):"
+    hot_swaps "$dir"
     echo
     echo "checks:"
     printf '  %s\n' "${checks[@]}"
@@ -178,6 +189,39 @@ check_run() { # $1 = run dir; prints the checks, writes summary.txt; returns 1 o
     if [ "$bad" = 0 ]; then echo "RESULT: PASS"; else echo "RESULT: FAIL"; fi
   } >"$dir/summary.txt"
   return "$bad"
+}
+
+hot_swaps() { # $1 = run dir: one line per freeze in the games' logs
+  python3 - "$1" "$T0" <<'PY'
+import datetime, glob, os, re, sys
+d, t0 = sys.argv[1], float(sys.argv[2])
+def ts(line):
+    s = line.split(" ", 1)[0].rstrip("Z")
+    return datetime.datetime.fromisoformat(s).replace(tzinfo=datetime.timezone.utc).timestamp()
+out = []
+for f in sorted(glob.glob(os.path.join(d, "game*.log"))):
+    name = os.path.basename(f)[:-4]
+    cur = None
+    for line in open(f, encoding="utf-8", errors="replace"):
+        if ": freezing; asking" in line:
+            cur = {"t": ts(line)}
+        elif cur is None:
+            continue
+        elif m := re.search(r"state written to \S+ \((\d+) bytes\)", line):
+            cur["bytes"], cur["written"] = int(m[1]), ts(line)
+        elif m := re.search(r"restored from \S+ in ([\d.]+) ms: (\d+) entities", line):
+            cur["restore_ms"], cur["entities"] = m[1], m[2]
+        elif "every dispatcher accepted the restored game" in line:
+            out.append((cur["t"], f"  {name} at {cur['t'] - t0:7.1f} s: froze {cur.get('bytes', 0) / 1e6:.1f} MB "
+                  f"in {(cur.get('written', cur['t']) - cur['t']) * 1000:.0f} ms, restored "
+                  f"{cur.get('entities', '?')} entities in {cur.get('restore_ms', '?')} ms, "
+                  f"pause {(ts(line) - cur['t']) * 1000:.0f} ms"))
+            cur = None
+    if cur is not None:
+        out.append((cur["t"], f"  {name} at {cur['t'] - t0:7.1f} s: froze, but no restored game was accepted after it"))
+for _, line in sorted(out):
+    print(line)
+PY
 }
 
 if [ "${1:-}" = --recheck ]; then
@@ -201,6 +245,7 @@ SCRAPE_EVERY=${SCRAPE_EVERY:-5}
 WARMUP=${WARMUP:-}
 RSS_MAX_PCT_H=${RSS_MAX_PCT_H:-}
 BUILD=${BUILD:-1}
+THINGS=${THINGS:-all}
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 { is_int "$BOTS" && [ "$BOTS" -gt 0 ]; } || die "BOTS=$BOTS: expected a positive integer"
 { is_int "$SECS" && [ "$SECS" -gt 0 ]; } || die "SECS=$SECS: expected a positive integer"
@@ -215,7 +260,7 @@ for v in SWAP1_AT SWAP2_AT RELOAD_AT; do
     die "$v=${!v}: the events must come in order (SWAP1_AT <= SWAP2_AT <= RELOAD_AT) and before SECS=$SECS"
   prev=${!v}
 done
-REPRO="BOTS=$BOTS SECS=$SECS SWAP1_AT=$SWAP1_AT SWAP2_AT=$SWAP2_AT RELOAD_AT=$RELOAD_AT SCRAPE_EVERY=$SCRAPE_EVERY"
+REPRO="BOTS=$BOTS SECS=$SECS THINGS=$THINGS SWAP1_AT=$SWAP1_AT SWAP2_AT=$SWAP2_AT RELOAD_AT=$RELOAD_AT SCRAPE_EVERY=$SCRAPE_EVERY"
 [ -z "$WARMUP" ] || REPRO+=" WARMUP=$WARMUP"
 [ -z "$RSS_MAX_PCT_H" ] || REPRO+=" RSS_MAX_PCT_H=$RSS_MAX_PCT_H"
 REPRO+=" ./scripts/soak.sh"
@@ -320,7 +365,7 @@ echo "time,elapsed_s,event,duration_s,status" >events.csv
 # ---------------------------------------------------------------------------------------
 # Clean-up: only what this script started, by PID.
 
-scrape_pid='' scrape_bots_pid='' tc_pid='' reload_pid='' deployed=0
+scrape_pid='' scrape_bots_pid='' tc_pid='' reload_pid='' deployed=0 finished=0
 restarted=()
 cleanup() {
   local rc=$? p
@@ -341,7 +386,7 @@ cleanup() {
   for p in "$scrape_pid" "$scrape_bots_pid"; do
     if [ -n "$p" ]; then kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; fi
   done
-  [ "$rc" = 0 ] || echo "soak.sh: stopped early (status $rc); what there is: $OUT" >&2
+  [ "$rc" = 0 ] || [ "$finished" = 1 ] || echo "soak.sh: stopped early (status $rc); what there is: $OUT" >&2
   exit "$rc"
 }
 trap cleanup EXIT
@@ -475,6 +520,7 @@ SWAP1_AT=$SWAP1_AT
 SWAP2_AT=$SWAP2_AT
 RELOAD_AT=$RELOAD_AT
 SCRAPE_EVERY=$SCRAPE_EVERY
+THINGS=$THINGS
 WARMUP=$WARMUP
 RSS_MAX_PCT_H=$RSS_MAX_PCT_H
 REPRO='$REPRO'
@@ -495,8 +541,8 @@ python3 "$repo/scripts/soak-scrape.py" -config goworld.ini -out samples.csv \
   -every "$SCRAPE_EVERY" -t0 "$T0" -max-secs $((SECS + lead + 900)) >scrape.out 2>&1 &
 scrape_pid=$!
 sleep_until 0
-say "starting $BOTS strict bots for $SECS s"
-"$bin/test_client" -N "$BOTS" -strict -quiet -duration "$SECS" -configfile goworld.ini \
+say "starting $BOTS strict bots for $SECS s (things: $THINGS)"
+"$bin/test_client" -N "$BOTS" -strict -quiet -things "$THINGS" -duration "$SECS" -configfile goworld.ini \
   >test_client.out 2>&1 &
 tc_pid=$!
 event "$t0_ns" "bots start" "" ok
@@ -557,6 +603,7 @@ for p in "${restarted[@]}"; do
 done
 restarted=()
 
+finished=1
 rc=0
 check_run "$OUT" || rc=$?
 cat summary.txt
