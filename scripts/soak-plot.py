@@ -13,7 +13,8 @@ reload, bots start and end) are dashed vertical lines, the warm-up a grey band.
 Prints one line per process instance (PID) after the warm-up: samples, mean and peak RSS,
 the least-squares slope of RSS against time (KiB/min and % of the mean RSS per hour), mean
 and peak CPU %, mean messages/s. The window is from the end of the warm-up to the bots'
-end ("bots done" in the events, else the last sample). The warm-up is -warmup seconds if
+end (1 s before -secs, when they start to leave; else "bots done" in the events, else the
+last sample). The warm-up is -warmup seconds if
 given, else the later of 20 % of -secs and the first sample where the gates' clients reach
 -bots (time 0 is when the bots start).
 
@@ -360,6 +361,8 @@ def main():
             else:
                 why += f"; the gates never had all {a.bots} clients"
     bots_end = next((e["t"] for e in events if e["event"] == "bots done"), t_hi)
+    if a.secs:  # the bots leave at -secs (the games save and destroy their Avatars then)
+        bots_end = min(bots_end, a.secs - 1)
 
     cpu = {p: rates(procs[p], ["cpu_seconds"], 100.0) for p in procs}
     msgs = {p: rates(procs[p], ["msgs_in", "msgs_out"]) for p in servers}

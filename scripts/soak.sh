@@ -12,9 +12,10 @@
 #     stdout/stderr (a panic would be there), no error line from the bots;
 #   * every server exited cleanly: `goworld stop` stopped them all, each log has one
 #     "<name> stopped" line per start, and the games this script restarted exited 0;
-#   * with RSS_MAX_PCT_H set: no process's RSS grows faster than that (% of its mean per
-#     hour) after the warm-up.
-# summary.txt in the output directory has the figures; it exits 1 if a check failed.
+#   * with RSS_MAX_PCT_H set: no server's RSS grows faster than that (% of its mean per
+#     hour) after the warm-up, in any of its instances (PIDs) long enough to tell.
+# summary.txt in the output directory has the figures (soak.png too if rsvg-convert is
+# installed); it exits 1 if a check failed.
 #
 #   ./scripts/soak.sh                    # the full soak: 2000 bots, 30 minutes
 #   BOTS=200 SECS=180 ./scripts/soak.sh  # a short one
@@ -166,6 +167,9 @@ check_run() { # $1 = run dir; prints the checks, writes summary.txt; returns 1 o
     2) failc "RSS slope above $RSS_MAX_PCT_H %/h (see the table)" ;;
     *) failc "soak-plot.py failed ($plot_rc): $(echo "$table" | tail -n 1)" ;;
   esac
+  if [ -f "$dir/soak.svg" ] && command -v rsvg-convert >/dev/null 2>&1; then
+    rsvg-convert "$dir/soak.svg" -o "$dir/soak.png" || true
+  fi
 
   {
     echo "goworld-rs soak run: $dir"
@@ -265,6 +269,7 @@ REPRO="BOTS=$BOTS SECS=$SECS THINGS=$THINGS SWAP1_AT=$SWAP1_AT SWAP2_AT=$SWAP2_A
 [ -z "$RSS_MAX_PCT_H" ] || REPRO+=" RSS_MAX_PCT_H=$RSS_MAX_PCT_H"
 REPRO+=" ./scripts/soak.sh"
 say "reproduce with: $REPRO"
+[ "$THINGS" != all ] || say "note: with THINGS=all the bots' mails pile up in their Avatars' \"mails\" attribute (as in GoWorld's test_game), so the games' RSS and freeze files grow with time by design; THINGS=goworld is a workload with a bounded state"
 
 OUT=${OUT:-$repo/target/soak/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
