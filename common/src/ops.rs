@@ -93,7 +93,7 @@ impl ProcId {
         format!("{self}.out")
     }
 
-    /// Its flags, as `scripts/run-example.sh` gives them: `-gid 1 -configfile goworld.ini`
+    /// Its flags, as `goworld start` gives them: `-gid 1 -configfile goworld.ini`
     /// and `-restore` for a game being restored.
     pub fn args(self, config_name: &str, restore: bool) -> Vec<String> {
         let mut a = vec![
@@ -886,7 +886,8 @@ commands:
   kill     kill -9 every process of the deployment
   reload   hot-swap every game in turn to the game program now on disk (SIGUSR1, wait
            for it to write its state and exit, start it with -restore)
-  status   list each process with its PID, state, uptime, clients and entities
+  status   list each process with its PID, state, uptime, clients and entities; exits 0
+           when every process of the deployment runs, 3 when one or more do not
 
 flags:
   -configfile PATH  the deployment's goworld.ini (default ./goworld.ini); processes run

@@ -224,6 +224,7 @@ fn goworld_start_status_bots_reload_under_bots_and_stop() {
     let o = goworld(&c, &["status"]);
     let status = String::from_utf8_lossy(&o.stdout);
     assert!(status.contains("0/1 dispatchers, 0/2 games"), "{status}");
+    assert_eq!(o.status.code(), Some(3), "status exits 3 when not all run");
     assert_eq!(row(&status, "game1")[2], "stopped");
     assert!(c.error_lines().is_empty(), "{:#?}", c.error_lines());
 }
@@ -357,6 +358,7 @@ fn goworld_reports_a_failed_start_stale_pid_files_and_a_failed_reload() {
     let o = goworld(&c, &["status"]);
     let status = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(row(&status, "game1")[2], "stopped", "{status}");
+    assert_eq!(o.status.code(), Some(3), "{status}");
     assert_eq!(row(&status, "gate1")[2], "ready", "{status}");
     assert!(
         status.contains("1/1 dispatchers, 0/1 games (test_game), 1/1 gates running"),

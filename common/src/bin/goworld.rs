@@ -1085,6 +1085,11 @@ impl Ctx {
                 game.as_deref().unwrap_or(ops::DEFAULT_GAME)
             )
         );
-        0
+        // As an init script's status (LSB): 0 when all of it runs, 3 when some does not.
+        if rows.iter().all(|r| r.running()) {
+            0
+        } else {
+            3
+        }
     }
 }
