@@ -188,10 +188,17 @@ struct GameInfo {
     held: Held,
     /// Last reported CPU load, plus what placements added since (GoWorld's LBC heap).
     load: f64,
+}
+
+impl GameInfo {
     /// Declared dead (its link was lost, not for a hot swap) since it last connected: its
     /// entities here left the routing table, its players' clients were closed and its
     /// registry claims released, so what it announces when it connects again is refused.
-    declared_dead: bool,
+    /// (`handle_game_gone` is the only place a known game loses its connection without
+    /// being frozen.)
+    fn declared_dead(&self) -> bool {
+        self.conn.is_none() && self.frozen_until.is_none()
+    }
 }
 
 /// The dispatcher's state machine.
@@ -802,7 +809,10 @@ impl Dispatcher {
             entities.len()
         );
         self.peers.insert(conn, Peer::Game(game_id));
-        let declared_dead = self.games.get(&game_id).is_some_and(|g| g.declared_dead);
+        let declared_dead = self
+            .games
+            .get(&game_id)
+            .is_some_and(GameInfo::declared_dead);
         let old = self.games.get(&game_id).and_then(|g| g.conn);
         if let Some(old) = old {
             warn!("game{game_id}: connection {old} replaced by {conn}");
@@ -815,10 +825,8 @@ impl Dispatcher {
             frozen_until: None,
             held: Held::default(),
             load: 0.0,
-            declared_dead: false,
         });
         g.conn = Some(conn);
-        g.declared_dead = false;
         g.ban_boot = ban_boot;
         g.frozen_until = None;
         self.games_seen.insert(game_id);
@@ -1029,7 +1037,6 @@ impl Dispatcher {
         }
         let held = std::mem::take(&mut g.held);
         g.frozen_until = None;
-        g.declared_dead = true;
         let before = self.entities.len();
         let held_entities = &mut self.held_entities;
         let mut gone_ids = Vec::new();

@@ -421,25 +421,22 @@ impl GameService {
         );
         self.online_by_disp[usize::from(disp - 1)] = games.into_iter().collect();
         self.recompute_online();
+        let mut net = Net {
+            io,
+            links: &mut self.links,
+        };
         if declared_dead {
-            let mut net = Net {
-                io,
-                links: &mut self.links,
-            };
             let dropped = self.world.drop_fenced(&mut net, now, &rejected);
             warn!(
                 "game{}: dispatcher{disp} declared this game dead while their link was down (its players there were disconnected and may be back on another game, its service shards handed on): dropping its {dropped} entities in that dispatcher's shard without saving them (a save could overwrite a newer copy; their last saves stand), and giving up its registry keys there",
                 self.s.game_id,
             );
-        }
-        for eid in rejected.into_iter().filter(|_| !declared_dead) {
-            // The dispatcher knows this entity on another game: ours is the stale copy.
-            warn!("entity {eid} is already on another game; destroying the copy here");
-            let mut net = Net {
-                io,
-                links: &mut self.links,
-            };
-            self.world.destroy(&mut net, now, eid);
+        } else {
+            for eid in rejected {
+                // The dispatcher knows this entity on another game: ours is the stale copy.
+                warn!("entity {eid} is already on another game; destroying the copy here");
+                self.world.destroy(&mut net, now, eid);
+            }
         }
         // A restarted dispatcher has an empty registry: the keys this game owns go back first,
         // before the queue is flushed and before any other game's claim can take them.

@@ -1107,11 +1107,9 @@ impl Entity for Mover {
     }
 }
 
-/// An entity whose service call waits here for the service's shard leaves this game only
-/// after that call went out: a call it makes from its next game cannot overtake it.
-#[test]
-fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
-    let now = Instant::now();
+/// Game 1 with Account, Mover and one-shard service Svc, its link to dispatcher 1 just
+/// opened (the handshake not answered yet).
+fn mover_game_dialing(now: Instant) -> (GameService, MemIo) {
     let mut types = Registry::new();
     types.register::<Account>("Account").unwrap();
     types.register::<Mover>("Mover").unwrap();
@@ -1125,6 +1123,15 @@ fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
     );
     let mut io = MemIo::new();
     g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+    (g, io)
+}
+
+/// An entity whose service call waits here for the service's shard leaves this game only
+/// after that call went out: a call it makes from its next game cannot overtake it.
+#[test]
+fn an_entity_migrates_only_after_the_service_calls_held_here_went_out() {
+    let now = Instant::now();
+    let (mut g, mut io) = mover_game_dialing(now);
     let ack = Msg::SetGameIdAck {
         disp_id: 1,
         deployment_ready: false,
@@ -2277,19 +2284,7 @@ fn a_freeze_carries_held_saves_to_the_restored_game() {
 fn declared_dead_by_its_dispatcher_the_game_drops_its_entities_and_keys_there() {
     for declared_dead in [false, true] {
         let now = Instant::now();
-        let mut types = Registry::new();
-        types.register::<Account>("Account").unwrap();
-        types.register::<Mover>("Mover").unwrap();
-        types.register_service::<Svc>("Svc", 1).unwrap();
-        let mut g = GameService::new(
-            settings(1, "Account", now),
-            IdGen::new([1, 2, 3], 1),
-            types,
-            Stores::NONE,
-            Rng::new(1),
-        );
-        let mut io = MemIo::new();
-        g.on_open(&mut io, now, conn(1), Origin::Dialed { dial: 1 }, addr());
+        let (mut g, mut io) = mover_game_dialing(now);
         let ack = |rejected: Vec<EntityId>, kvreg: &[(&str, &str)], declared_dead| {
             Msg::SetGameIdAck {
                 disp_id: 1,

@@ -732,7 +732,7 @@ fn round_trip_client_bound_and_ack_with_content() {
     let mut out = Vec::new();
     c.encode(&mut out);
     assert_eq!(ClientBound::decode(&out).unwrap(), c);
-    let ack = Msg::SetGameIdAck {
+    let ack = |declared_dead| Msg::SetGameIdAck {
         disp_id: 2,
         deployment_ready: true,
         games: vec![1, 2, 3],
@@ -741,21 +741,11 @@ fn round_trip_client_bound_and_ack_with_content() {
             ("Service/A#0".into(), "game1".into()),
             ("k".into(), "".into()),
         ],
-        declared_dead: false,
+        declared_dead,
     };
+    let (ack, dead) = (ack(false), ack(true));
     assert_eq!(Msg::decode(&ack.to_payload()).unwrap(), ack);
     // goworld-rs's declared_dead is one trailing byte, only when true.
-    let dead = Msg::SetGameIdAck {
-        disp_id: 2,
-        deployment_ready: true,
-        games: vec![1, 2, 3],
-        rejected: vec![id("awVBNWhsgjH2AAAN")],
-        kvreg: vec![
-            ("Service/A#0".into(), "game1".into()),
-            ("k".into(), "".into()),
-        ],
-        declared_dead: true,
-    };
     let (p, q) = (ack.to_payload(), dead.to_payload());
     assert_eq!((q.len(), q[q.len() - 1]), (p.len() + 1, 1));
     assert_eq!(q[..p.len()], p[..]);
