@@ -874,6 +874,11 @@ impl Handler for GameService {
             self.world.store_requests_in_flight() as f64,
         );
         m.gauge(
+            "timers_pending",
+            "Timers queued: entity timers, periodic saves and the game's own.",
+            self.world.timers_pending() as f64,
+        );
+        m.gauge(
             "saves_held",
             "Saves waiting for storage (behind a save in flight, or while storage is down).",
             self.world.held_saves() as f64,

@@ -2354,3 +2354,113 @@ fn declared_dead_by_its_dispatcher_the_game_drops_its_entities_and_keys_there() 
         );
     }
 }
+
+/// A persistent entity that enters the space it is told to.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Rover;
+
+impl Entity for Rover {
+    fn describe(desc: &mut TypeDesc<Self>) {
+        desc.persistent(true)
+            .attr(Attr::<i64>::server("n").persistent())
+            .method(
+                "Go",
+                crate::api::Expose::Server,
+                |_: &mut Rover, ctx, (space,): (EntityId,)| {
+                    ctx.enter_space(space, crate::api::Vec3::default())
+                },
+            );
+    }
+}
+
+/// The storage saves of `id` among `reqs`.
+fn saves_of(reqs: &[crate::store::StoreRequest], id: &EntityId) -> usize {
+    use crate::store::{StorageOp, StoreOp};
+    (reqs.iter())
+        .filter(|r| matches!(&r.op, StoreOp::Storage(StorageOp::Save { eid, .. }) if eid == id))
+        .count()
+}
+
+/// An entity that migrates away and comes back (a player walking between spaces on two
+/// games) keeps one periodic save, not one more per round trip: the save timer goes with it.
+/// (The soak found the timer queue, the saves and the tick time of both games growing with
+/// every migration until a hot swap rebuilt them.)
+#[test]
+fn an_entity_that_migrates_away_and_back_keeps_one_periodic_save() {
+    use std::time::Duration;
+    let t0 = Instant::now();
+    let mem = crate::store::mem::MemStores::default();
+    let mut types = Registry::new();
+    types.register::<Account>("Account").unwrap();
+    types.register::<Rover>("Rover").unwrap();
+    let (mut g, mut io) = ready_game(types, "Account", Stores::ALL, t0);
+    let interval = Duration::from_secs(1);
+    g.set_save_interval(interval);
+    let mut id = EntityId::default();
+    g.with_game_ctx(&mut io, t0, |ctx| id = ctx.create_entity_locally("Rover"));
+    answer_stores(&mut g, &mut io, t0, &mem);
+    let timers = g.world().timers_pending();
+    let far = EntityId::parse("farspacefarspac1").unwrap();
+    let mut now = t0;
+    for trip in 0..5 {
+        now += Duration::from_millis(10);
+        let go = Msg::CallEntityMethod {
+            eid: id,
+            method: "Go".into(),
+            args: crate::args![far],
+        };
+        g.on_frame(&mut io, now, conn(1), &go.to_payload());
+        let found = Msg::QuerySpaceGameIdForMigrate {
+            space_id: far,
+            eid: id,
+            game_id: Some(2),
+        };
+        g.on_frame(&mut io, now, conn(1), &found.to_payload());
+        let acked = Msg::MigrateRequest {
+            eid: id,
+            space_id: far,
+            space_game_id: 2,
+        };
+        io.take();
+        g.on_frame(&mut io, now, conn(1), &acked.to_payload());
+        let data = (io.take().into_iter())
+            .find_map(|(_, p)| match Msg::decode(&p) {
+                Ok(Msg::RealMigrate { data, .. }) => Some(data),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("trip {trip}: the entity leaves"));
+        assert!(!g.world().exists(&id));
+        assert!(
+            g.world().timers_pending() < timers,
+            "trip {trip}: its save timer went with it"
+        );
+        // Back from the other game (whose space it left).
+        let back = Msg::RealMigrate {
+            eid: id,
+            target_game: 1,
+            data,
+        };
+        g.on_frame(&mut io, now, conn(1), &back.to_payload());
+        assert!(g.world().exists(&id), "trip {trip}: back");
+        // Its fence comes back through the dispatcher (and its timeout goes).
+        let fence = (io.take().into_iter())
+            .map(|(_, p)| Msg::decode(&p).unwrap())
+            .find(|m| matches!(m, Msg::CallEntityMethod { method, .. } if method == crate::world::FENCE_METHOD))
+            .unwrap_or_else(|| panic!("trip {trip}: a fence is sent"));
+        g.on_frame(&mut io, now, conn(1), &fence.to_payload());
+        assert_eq!(g.world().timers_pending(), timers, "trip {trip}");
+        answer_stores(&mut g, &mut io, now, &mem);
+    }
+    // Ten intervals: about one save per interval (the first comes after half to one).
+    let mut saves = 0;
+    let until = now + 10 * interval;
+    while now < until {
+        now = g.next_deadline().unwrap().min(until);
+        g.on_tick(&mut io, now, SystemTime::UNIX_EPOCH);
+        let reqs = g.take_store_requests();
+        saves += saves_of(&reqs, &id);
+        g.on_store_results(&mut io, now, mem.answer_all(reqs));
+    }
+    assert!((9..=11).contains(&saves), "{saves} saves in 10 intervals");
+    assert_eq!(g.world().timers_pending(), timers);
+}

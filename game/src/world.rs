@@ -176,6 +176,13 @@ impl World {
         by.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
+    /// Timers queued: entity timers, periodic saves (one per persistent entity) and the
+    /// game's own. Steady while the entities are (a count that grows with the traffic is a
+    /// leak).
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
     /// True when no entity lives here.
     pub fn is_empty(&self) -> bool {
         self.entities.is_empty()
@@ -609,7 +616,7 @@ impl World {
         if self.spaces.sync_deadline().is_some_and(|t| now >= t) {
             self.flush_syncs(net);
         }
-        while let Some((_, job)) = self.timers.pop_due(now) {
+        while let Some((q, job)) = self.timers.pop_due(now) {
             match job {
                 TimerJob::CheckServices => self.check_services(net, now),
                 TimerJob::Cron { at } => self.run_crontab(net, now, at),
@@ -623,7 +630,7 @@ impl World {
                 }
                 TimerJob::FenceTimeout { id, token } => self.fence_timeout(net, now, id, token),
                 TimerJob::RefusalSweep => self.sweep_refusals(now),
-                TimerJob::Save(id) => self.periodic_save(now, id),
+                TimerJob::Save(id) => self.periodic_save(now, q, id),
                 TimerJob::Call {
                     eid,
                     id,
@@ -683,7 +690,7 @@ impl World {
             self.hook(net, now, id, Hook::Destroy);
         }
         if let Some(rec) = self.entities.get_mut(&id) {
-            for (_, q) in rec.timers.drain() {
+            for q in rec.take_queue_timers() {
                 self.timers.cancel(q);
             }
         }
@@ -732,7 +739,7 @@ impl World {
         let Some(mut rec) = self.entities.remove(&id) else {
             return;
         };
-        for (_, q) in rec.timers.drain() {
+        for q in rec.take_queue_timers() {
             self.timers.cancel(q);
         }
         if let Some(client) = rec.client.take() {
@@ -1321,7 +1328,7 @@ impl World {
             self.refusals.client_gone(client.client_id);
         }
         self.unfence(*id);
-        for (_, q) in rec.timers.drain() {
+        for q in rec.take_queue_timers() {
             self.timers.cancel(q);
         }
         if let Some(space) = self.spaces.get_mut(&rec.place.space) {

@@ -34,6 +34,10 @@ pub(crate) struct Rec {
     /// The entity's live timers: its own IDs to the queue's.
     pub(super) timers: HashMap<TimerId, QueueId>,
     pub(super) next_timer: TimerId,
+    /// Its periodic save's timer, if it is persistent and saves periodically. Exactly one
+    /// per entity: a save timer left behind by an entity that went (and perhaps came back
+    /// by migration) would start a second chain of saves each time.
+    pub(super) save_timer: Option<QueueId>,
     /// Its space, position, yaw and sync state.
     pub(crate) place: Placement,
     /// An EnterSpace in progress.
@@ -43,6 +47,12 @@ pub(crate) struct Rec {
 impl Rec {
     pub(crate) fn has_client(&self) -> bool {
         self.client.is_some()
+    }
+
+    /// Takes every queued timer of the entity out of the record (its own and its periodic
+    /// save), for the caller to cancel when the entity leaves this game.
+    pub(super) fn take_queue_timers(&mut self) -> impl Iterator<Item = QueueId> + '_ {
+        (self.timers.drain().map(|(_, q)| q)).chain(self.save_timer.take())
     }
 
     pub(super) fn new(
@@ -59,6 +69,7 @@ impl Rec {
             destroying: false,
             timers: HashMap::new(),
             next_timer: 0,
+            save_timer: None,
             place: Placement::new(nil),
             entering: None,
         }

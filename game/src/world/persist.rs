@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use goworld_common::id::EntityId;
 use goworld_common::proto::Msg;
+use goworld_common::timers::TimerId as QueueId;
 use log::{info, warn};
 
 use super::{Net, TimerJob, World};
@@ -578,23 +579,42 @@ impl World {
             .insert(token, StorageJob::Exists { from, then });
     }
 
-    /// Arms a persistent entity's periodic save. The first comes after a random part of the
-    /// interval, so entities loaded together do not all save in one tick.
+    /// Arms a persistent entity's periodic save (replacing one it had). The first comes
+    /// after a random part of the interval, so entities loaded together do not all save in
+    /// one tick.
     pub(super) fn schedule_save(&mut self, now: Instant, id: EntityId) {
-        let persistent = self.entities.get(&id).is_some_and(|r| r.ty.is_persistent());
         let interval = self.persist.save_interval;
-        if !persistent || interval.is_zero() || !self.persist.stores.storage {
+        let Some(rec) = self.entities.get_mut(&id) else {
+            return;
+        };
+        if !rec.ty.is_persistent() || interval.is_zero() || !self.persist.stores.storage {
             return;
         }
         let first = interval.mul_f64(0.5 + 0.5 * self.rng.unit());
-        self.timers.add(now + first, TimerJob::Save(id));
+        let q = self.timers.add(now + first, TimerJob::Save(id));
+        if let Some(old) = rec.save_timer.replace(q) {
+            self.timers.cancel(old);
+        }
     }
 
-    /// A persistent entity's periodic save is due: save it and arm the next one.
-    pub(super) fn periodic_save(&mut self, now: Instant, id: EntityId) {
+    /// Timer `q`, a periodic save of `id`, is due: save it and arm the next one. A timer that
+    /// is not the entity's current save timer does nothing (none should fire: they are
+    /// cancelled when the entity leaves or is re-armed).
+    pub(super) fn periodic_save(&mut self, now: Instant, q: QueueId, id: EntityId) {
+        let current = self.entities.get(&id).and_then(|r| r.save_timer);
+        if current != Some(q) {
+            debug_assert!(false, "a stale save timer of {id} fired");
+            return;
+        }
         if self.save(id, false) {
-            let next = now + self.persist.save_interval;
-            self.timers.add(next, TimerJob::Save(id));
+            let next = self
+                .timers
+                .add(now + self.persist.save_interval, TimerJob::Save(id));
+            if let Some(rec) = self.entities.get_mut(&id) {
+                rec.save_timer = Some(next);
+            }
+        } else if let Some(rec) = self.entities.get_mut(&id) {
+            rec.save_timer = None;
         }
     }
 

@@ -86,6 +86,11 @@ impl Schedule {
         self.queue.get(q)
     }
 
+    /// Number of queued jobs.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// The earliest deadline queued.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.queue.next_deadline()
