@@ -20,6 +20,7 @@
 //! * [`http`]: the observability endpoint's requests, responses and bodies (Prometheus text,
 //!   JSON), without sockets.
 //! * [`ops`]: the `goworld` command's logic (process order, PID files, status table).
+//! * [`transport`]: the client transports' layers (TLS, WebSocket, snappy framing, KCP), sans-IO.
 //! * [`reactor`]: the single-threaded mio event loop; the only code that owns sockets.
 //!
 //! **Architecture Invariant:** nothing here but [`reactor`] (and the thin `logging` set-up)
@@ -44,6 +45,7 @@ pub mod testio;
 pub mod testlog;
 pub mod testserver;
 pub mod timers;
+pub mod transport;
 
 /// The internal protocol version carried by SET_GAME_ID and SET_GATE_ID. A dispatcher refuses
 /// a game or gate that speaks another version, with a log line naming both.
