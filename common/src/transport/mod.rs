@@ -14,6 +14,7 @@
 //! within fixed limits, so a peer sending garbage costs its own connection and nothing else.
 //! The reactor owns the sockets and pumps bytes through the layers.
 
+pub mod snappy;
 pub mod tls;
 
 /// Why a layer gave up on its connection. The connection is closed, with this in its one
