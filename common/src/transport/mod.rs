@@ -64,3 +64,5 @@ pub trait StreamLayer {
     /// handshake is not over keeps them (within its limit) and sends them once it is.
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError>;
 }
+
+pub mod ws;
