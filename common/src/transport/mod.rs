@@ -16,6 +16,7 @@
 
 pub mod snappy;
 pub mod tls;
+pub mod ws;
 
 /// Why a layer gave up on its connection. The connection is closed, with this in its one
 /// log line.
@@ -64,5 +65,3 @@ pub trait StreamLayer {
     /// handshake is not over keeps them (within its limit) and sends them once it is.
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError>;
 }
-
-pub mod ws;
