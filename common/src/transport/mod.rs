@@ -15,6 +15,7 @@
 //! The reactor owns the sockets and pumps bytes through the layers.
 
 pub mod snappy;
+pub mod stack;
 pub mod tls;
 pub mod ws;
 
