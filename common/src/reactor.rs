@@ -69,6 +69,7 @@ use slab::Slab;
 
 use crate::frame::{write_frame2, FrameDecoder, FrameError};
 use crate::http::{self, Histogram, Metrics, Parse, Status};
+use crate::transport::stack::{Stack, StackSpec};
 
 /// A connection: slab slot plus generation. Copyable; stale IDs are ignored by [`Io`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,6 +141,9 @@ pub enum CloseReason {
     ConnectFailed(String),
     /// A link with heartbeats on which nothing arrived for this long (its timeout).
     Silent(Duration),
+    /// A transport layer (TLS, WebSocket, snappy) refused the peer's bytes, or the peer
+    /// ended the layer's session; the text says which and why.
+    Transport(String),
 }
 
 impl std::fmt::Display for CloseReason {
@@ -163,6 +167,7 @@ impl std::fmt::Display for CloseReason {
                 "nothing received for {:.1} s (heartbeat timeout)",
                 t.as_secs_f64()
             ),
+            CloseReason::Transport(why) => write!(f, "transport: {why}"),
         }
     }
 }
@@ -285,6 +290,8 @@ pub const SLOW_HANDLER: Duration = Duration::from_millis(100);
 /// Message types counted one by one in the traffic metrics; higher ones share one counter.
 const COUNTED_TYPES: usize = 2048;
 
+/// One read from a connection with transport layers takes at most this many bytes.
+const LAYER_READ: usize = 64 * 1024;
 /// Buffers above this capacity are released once drained.
 const BUF_KEEP: usize = 64 * 1024;
 /// First redial delay; doubles per failure up to [`BACKOFF_MAX`].
@@ -449,11 +456,17 @@ struct Conn {
     closing: Option<CloseReason>,
     /// When bytes last arrived (or the connection opened), for [`LinkOpts::heartbeat`].
     last_recv: Instant,
+    /// The transport layers (TLS, WebSocket, snappy) between the socket and the frames,
+    /// if any: `out` then holds the frames not yet passed down, and `wire` what the
+    /// layers made of them (and their own answers), not yet written.
+    stack: Option<Box<Stack>>,
+    wire: Vec<u8>,
+    wire_pos: usize,
 }
 
 impl Conn {
     fn pending(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + self.wire.len() - self.wire_pos
     }
 }
 
@@ -502,14 +515,14 @@ struct LoopStats {
     /// Each tick handler call.
     tick: Histogram,
     /// Closes by kind of reason.
-    closed: [u64; 7],
+    closed: [u64; 8],
     http_served: u64,
     http_refused: u64,
     slow_logged: u64,
 }
 
 /// The label of a close reason's kind.
-const CLOSE_KINDS: [&str; 7] = [
+const CLOSE_KINDS: [&str; 8] = [
     "peer_closed",
     "io_error",
     "frame_too_large",
@@ -517,6 +530,7 @@ const CLOSE_KINDS: [&str; 7] = [
     "closed_by_process",
     "connect_failed",
     "heartbeat_timeout",
+    "transport_error",
 ];
 
 fn close_kind(r: &CloseReason) -> usize {
@@ -528,6 +542,7 @@ fn close_kind(r: &CloseReason) -> usize {
         CloseReason::Local(_) => 4,
         CloseReason::ConnectFailed(_) => 5,
         CloseReason::Silent(_) => 6,
+        CloseReason::Transport(_) => 7,
     }
 }
 
@@ -1050,6 +1065,8 @@ struct Listener {
     sock: TcpListener,
     tag: u32,
     opts: LinkOpts,
+    /// The transport layers of its connections.
+    spec: StackSpec,
     addr: SocketAddr,
     /// Not yet accepted until `WouldBlock` (edge-triggered: no new event will say so).
     readable: bool,
@@ -1072,6 +1089,8 @@ struct Dial {
     addr: SocketAddr,
     tag: u32,
     opts: LinkOpts,
+    /// The transport layers of its connections.
+    spec: StackSpec,
     state: DialState,
     backoff: Duration,
     /// A failure of the current streak was logged.
@@ -1100,6 +1119,10 @@ pub struct Reactor {
     heartbeat_links: Vec<ConnId>,
     /// When heartbeats are next sent and silences checked (`None`: no such link).
     next_heartbeat: Option<Instant>,
+    /// Scratch for connections with transport layers: what the socket gave, and the stream
+    /// the layers made of it.
+    layer_in: Box<[u8]>,
+    layer_plain: Vec<u8>,
 }
 
 impl Reactor {
@@ -1153,6 +1176,8 @@ impl Reactor {
             next_gen: 1,
             heartbeat_links: Vec::new(),
             next_heartbeat: None,
+            layer_in: vec![0; LAYER_READ].into_boxed_slice(),
+            layer_plain: Vec::new(),
         })
     }
 
@@ -1163,6 +1188,18 @@ impl Reactor {
         l: std::net::TcpListener,
         tag: u32,
         opts: LinkOpts,
+    ) -> io::Result<SocketAddr> {
+        self.add_listener_with(l, tag, opts, StackSpec::default())
+    }
+
+    /// [`Reactor::add_listener`] whose connections pass through the transport layers of
+    /// `spec` (a gate's TLS and snappy).
+    pub fn add_listener_with(
+        &mut self,
+        l: std::net::TcpListener,
+        tag: u32,
+        opts: LinkOpts,
+        spec: StackSpec,
     ) -> io::Result<SocketAddr> {
         l.set_nonblocking(true)?;
         let addr = l.local_addr()?;
@@ -1176,6 +1213,7 @@ impl Reactor {
             sock,
             tag,
             opts,
+            spec,
             addr,
             readable: true,
             paused_until: None,
@@ -1189,11 +1227,18 @@ impl Reactor {
     /// connection is reported with [`Origin::Dialed`] carrying `tag`; failed attempts are not
     /// reported to the handler.
     pub fn add_dial(&mut self, addr: SocketAddr, tag: u32, opts: LinkOpts) {
+        self.add_dial_with(addr, tag, opts, StackSpec::default())
+    }
+
+    /// [`Reactor::add_dial`] whose connections pass through the transport layers of `spec`
+    /// (a bot's TLS, WebSocket and snappy).
+    pub fn add_dial_with(&mut self, addr: SocketAddr, tag: u32, opts: LinkOpts, spec: StackSpec) {
         let now = Instant::now();
         self.dials.push(Dial {
             addr,
             tag,
             opts,
+            spec,
             state: DialState::Waiting(now),
             backoff: BACKOFF_START,
             failure_logged: false,
@@ -1430,6 +1475,7 @@ impl Reactor {
         opts: LinkOpts,
         origin: Origin,
         dial: Option<usize>,
+        stack: Option<Stack>,
     ) -> io::Result<ConnId> {
         let entry = self.conns.slab.vacant_entry();
         let slot = entry.key();
@@ -1471,6 +1517,9 @@ impl Reactor {
             congested: false,
             closing: None,
             last_recv: self.conns.now,
+            stack: stack.map(Box::new),
+            wire: Vec::new(),
+            wire_pos: 0,
         });
         let id = ConnId {
             slot: slot as u32,
@@ -1498,11 +1547,18 @@ impl Reactor {
                 Ok((stream, peer)) => {
                     l.shortage_logged = false;
                     let (tag, opts) = (l.tag, l.opts);
+                    let stack = match l.spec.build(self.next_gen.into()) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::warn!("dropping connection from {peer}: {e}");
+                            continue;
+                        }
+                    };
                     if let Err(e) = stream.set_nodelay(true) {
                         log::debug!("could not set TCP_NODELAY for {peer}: {}", kind_text(&e));
                     }
                     let origin = Origin::Accepted { listener: tag };
-                    match self.insert_conn(stream, peer, opts, origin, None) {
+                    match self.insert_conn(stream, peer, opts, origin, None, stack) {
                         Ok(id) => {
                             self.conns.stats.accepted += 1;
                             log::debug!("accepted {peer} as {id} on listener {tag}");
@@ -1551,8 +1607,20 @@ impl Reactor {
     fn start_dial(&mut self, idx: usize, now: Instant) {
         let d = &self.dials[idx];
         let (addr, tag, opts) = (d.addr, d.tag, d.opts);
-        let result = TcpStream::connect(addr)
-            .and_then(|s| self.insert_conn(s, addr, opts, Origin::Dialed { dial: tag }, Some(idx)));
+        let stack = match d
+            .spec
+            .build(u64::from(self.next_gen) << 32 | u64::from(tag))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.dial_failed(idx, now, &e.to_string());
+                return;
+            }
+        };
+        let result = TcpStream::connect(addr).and_then(|s| {
+            let origin = Origin::Dialed { dial: tag };
+            self.insert_conn(s, addr, opts, origin, Some(idx), stack)
+        });
         match result {
             Ok(conn) => {
                 self.dials[idx].state = DialState::Connecting {
@@ -1666,6 +1734,21 @@ impl Reactor {
                 log::debug!("dial {} connected to {peer} as {id}", d.tag);
             }
         }
+        if let Some(stack) = c.stack.as_mut() {
+            // The layers' first words (a TLS ClientHello, a WebSocket upgrade request).
+            match stack.write(&[], &mut c.wire) {
+                Ok(()) if c.wire.len() > c.wire_pos && !c.queued_flush => {
+                    c.queued_flush = true;
+                    self.conns.flush.push(id);
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    self.conns
+                        .mark_close(id, CloseReason::Transport(e.to_string()));
+                    return;
+                }
+            }
+        }
         handler.on_open(&mut self.conns, now, id, origin, peer);
         // Data may have arrived with the connect; its edge is already consumed.
         self.read_conn(id, handler, now);
@@ -1751,7 +1834,35 @@ impl Reactor {
                 break;
             }
             let c = &mut self.conns.slab[slot];
-            match dec.read_from(&mut c.stream) {
+            let got = match c.stack.as_mut() {
+                None => dec.read_from(&mut c.stream),
+                Some(stack) => match c.stream.read(&mut self.layer_in) {
+                    Ok(n) if n > 0 => {
+                        let answered = c.wire.len();
+                        self.layer_plain.clear();
+                        let r = stack.read(&self.layer_in[..n], &mut self.layer_plain, &mut c.wire);
+                        dec.extend(&self.layer_plain);
+                        let answer = c.wire.len() > answered && !c.queued_flush;
+                        if answer {
+                            c.queued_flush = true;
+                        }
+                        if answer {
+                            self.conns.flush.push(id);
+                        }
+                        if let Err(e) = r {
+                            // Frames that came before the bad bytes are not dispatched.
+                            self.conns.stats.bytes_in += n as u64;
+                            self.conns
+                                .mark_close(id, CloseReason::Transport(e.to_string()));
+                            break;
+                        }
+                        Ok(n)
+                    }
+                    other => other,
+                },
+            };
+            let c = &mut self.conns.slab[slot];
+            match got {
                 // Every frame before EOF has been dispatched (the loop above ran first).
                 Ok(0) => {
                     self.conns.mark_close(id, CloseReason::PeerClosed);
@@ -1842,7 +1953,8 @@ impl Reactor {
         let before = c.pending();
         let written = write_out(c, stats);
         if let LinkKind::Client { .. } = c.opts.kind {
-            *client_pending -= before - c.pending();
+            // Layers change the size (TLS adds, snappy takes off): what left is counted.
+            *client_pending = (*client_pending + c.pending()).saturating_sub(before);
             stats.client_writes += 1;
         }
         let result = match written {
@@ -1872,7 +1984,7 @@ impl Reactor {
         };
         if let Err(e) = result {
             if c.closing.is_none() {
-                c.closing = Some(CloseReason::Io(kind_text(&e)));
+                c.closing = Some(close_reason_of(&e));
                 closing.push(id);
             }
         }
@@ -1907,13 +2019,17 @@ impl Reactor {
         }
         if let LinkKind::Client { .. } = c.opts.kind {
             // Whatever the last write below manages, this output is no longer pending here.
-            self.conns.client_pending -= c.pending();
+            self.conns.client_pending = self.conns.client_pending.saturating_sub(c.pending());
             self.conns.clients_drained();
         }
         // Output for a peer that stopped reading, or on a broken socket, is not worth a try.
+        // A transport refusal (an HTTP error, a TLS alert, a WebSocket close) is sent too.
         let flush = matches!(
             reason,
-            CloseReason::Local(_) | CloseReason::PeerClosed | CloseReason::FrameTooLarge { .. }
+            CloseReason::Local(_)
+                | CloseReason::PeerClosed
+                | CloseReason::FrameTooLarge { .. }
+                | CloseReason::Transport(_)
         );
         if flush && !c.connecting && c.pending() > 0 {
             let _ = write_out(&mut c, &mut self.conns.stats);
@@ -1990,6 +2106,9 @@ impl Reactor {
 /// Writes `c.out` until drained (`Ok(true)`, buffer reset and released if it grew) or
 /// `WouldBlock` (`Ok(false)`).
 fn write_out(c: &mut Conn, stats: &mut ReactorStats) -> io::Result<bool> {
+    if c.stack.is_some() {
+        return write_layered(c, stats);
+    }
     while c.out_pos < c.out.len() {
         match c.stream.write(&c.out[c.out_pos..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -2010,6 +2129,61 @@ fn write_out(c: &mut Conn, stats: &mut ReactorStats) -> io::Result<bool> {
         c.out = Vec::new();
     }
     Ok(true)
+}
+
+/// [`write_out`] for a connection with transport layers: the frames go down through them
+/// into `wire`, then `wire` is written. A layer's error comes back as an io error wrapping
+/// the [`LayerError`](crate::transport::LayerError) (see [`close_reason_of`]).
+fn write_layered(c: &mut Conn, stats: &mut ReactorStats) -> io::Result<bool> {
+    let Some(stack) = c.stack.as_mut() else {
+        return Ok(true);
+    };
+    if c.out_pos < c.out.len() {
+        stack
+            .write(&c.out[c.out_pos..], &mut c.wire)
+            .map_err(io::Error::other)?;
+        c.out.clear();
+        c.out_pos = 0;
+        if c.out.capacity() > BUF_KEEP {
+            c.out = Vec::new();
+        }
+    }
+    while c.wire_pos < c.wire.len() {
+        match c.stream.write(&c.wire[c.wire_pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                c.wire_pos += n;
+                stats.bytes_out += n as u64;
+                stats.writes += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if c.wire_pos > c.wire.len() / 2 {
+                    c.wire.drain(..c.wire_pos);
+                    c.wire_pos = 0;
+                }
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.wire.clear();
+    c.wire_pos = 0;
+    if c.wire.capacity() > BUF_KEEP {
+        c.wire = Vec::new();
+    }
+    Ok(true)
+}
+
+/// The close reason of a failed write: a transport layer's refusal, or the io error's kind.
+fn close_reason_of(e: &io::Error) -> CloseReason {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::transport::LayerError>())
+    {
+        Some(layer) => CloseReason::Transport(layer.to_string()),
+        None => CloseReason::Io(kind_text(e)),
+    }
 }
 
 /// EMFILE or ENFILE (same numbers on Linux and the BSDs).
@@ -2930,5 +3104,183 @@ mod tests {
         );
         let r = run.stop();
         assert_eq!(r.stats().writes, 2, "nine frames, two writes");
+    }
+}
+
+#[cfg(test)]
+mod layered_tests {
+    //! Connections with transport layers through the real reactor: a TLS + snappy listener
+    //! and blocking clients that stack the same layers over a std socket.
+    use super::*;
+    use crate::frame::write_frame;
+    use crate::transport::tls;
+    use std::io::Read;
+    use std::net::TcpStream as StdStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    const CERT: &[u8] = include_bytes!("../../conf/rsa.crt");
+    const KEY: &[u8] = include_bytes!("../../conf/rsa.key");
+
+    /// Echoes every frame; records closes.
+    struct Echo {
+        closes: Arc<Mutex<Vec<CloseReason>>>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Handler for Echo {
+        fn on_open(&mut self, _: &mut dyn Io, _: Instant, _: ConnId, _: Origin, _: SocketAddr) {}
+        fn on_frame(&mut self, io: &mut dyn Io, _: Instant, conn: ConnId, payload: &[u8]) {
+            io.send(conn, payload);
+        }
+        fn on_close(&mut self, _: &mut dyn Io, _: Instant, _: ConnId, reason: &CloseReason) {
+            self.closes.lock().unwrap().push(reason.clone());
+        }
+        fn on_tick(&mut self, _: &mut dyn Io, _: Instant, _: SystemTime) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            Some(Instant::now() + Duration::from_millis(20))
+        }
+        fn on_signal(&mut self, _: &mut dyn Io, _: Instant, _: i32) {}
+        fn should_stop(&self) -> bool {
+            self.stop.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A blocking client with the same layers.
+    struct Client {
+        s: StdStream,
+        stack: Stack,
+        plain: Vec<u8>,
+    }
+
+    impl Client {
+        fn connect(addr: SocketAddr, spec: &StackSpec) -> Client {
+            let s = StdStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut c = Client {
+                s,
+                stack: spec.build(1).unwrap().unwrap(),
+                plain: Vec::new(),
+            };
+            c.send_raw(&[]);
+            c
+        }
+
+        fn send_raw(&mut self, plain: &[u8]) {
+            let mut wire = Vec::new();
+            self.stack.write(plain, &mut wire).unwrap();
+            self.s.write_all(&wire).unwrap();
+        }
+
+        fn send_frame(&mut self, payload: &[u8]) {
+            let mut f = Vec::new();
+            write_frame(&mut f, payload);
+            self.send_raw(&f);
+        }
+
+        fn read_frame(&mut self) -> Vec<u8> {
+            let mut buf = vec![0; 65536];
+            loop {
+                if self.plain.len() >= 4 {
+                    let len = u32::from_le_bytes(self.plain[..4].try_into().unwrap()) as usize;
+                    if self.plain.len() >= 4 + len {
+                        let f = self.plain[4..4 + len].to_vec();
+                        self.plain.drain(..4 + len);
+                        return f;
+                    }
+                }
+                let n = self.s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed while waiting for a frame");
+                let mut answer = Vec::new();
+                self.stack
+                    .read(&buf[..n], &mut self.plain, &mut answer)
+                    .unwrap();
+                self.s.write_all(&answer).unwrap();
+            }
+        }
+    }
+
+    fn specs() -> (StackSpec, StackSpec) {
+        let server = StackSpec {
+            tls_server: Some(tls::server_config(CERT, KEY).unwrap()),
+            snappy: true,
+            ..StackSpec::default()
+        };
+        let client = StackSpec {
+            tls_client: Some((tls::client_config(CERT).unwrap(), "localhost".into())),
+            snappy: true,
+            ..StackSpec::default()
+        };
+        (client, server)
+    }
+
+    #[test]
+    fn tls_and_snappy_clients_round_trip_and_a_plain_one_is_refused_alone() {
+        let (client_spec, server_spec) = specs();
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let opts = LinkOpts {
+            kind: LinkKind::Client {
+                output_limit: 16 << 20,
+            },
+            max_frame: 8 << 20,
+            group: 0,
+            heartbeat: None,
+        };
+        let addr = r.add_listener_with(l, 1, opts, server_spec).unwrap();
+        let closes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut h = Echo {
+            closes: closes.clone(),
+            stop: stop.clone(),
+        };
+        let t = std::thread::spawn(move || {
+            r.run(&mut h).unwrap();
+            r
+        });
+        let mut a = Client::connect(addr, &client_spec);
+        let mut b = Client::connect(addr, &client_spec);
+        // A plain client speaking frames where TLS is expected.
+        let mut plain = StdStream::connect(addr).unwrap();
+        plain
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut f = Vec::new();
+        write_frame(&mut f, b"\x01\x00hello");
+        plain.write_all(&f).unwrap();
+        let big: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+            .collect();
+        for p in [&b"hi"[..], &[], &big] {
+            a.send_frame(p);
+            b.send_frame(p);
+            assert_eq!(a.read_frame(), p);
+            assert_eq!(b.read_frame(), p);
+        }
+        // The plain client got a TLS alert, then the end; the others were not disturbed.
+        let mut rest = Vec::new();
+        let _ = plain.read_to_end(&mut rest);
+        assert!(
+            !rest.is_empty() && rest[0] == 0x15,
+            "an alert record: {rest:?}"
+        );
+        a.send_frame(b"still here");
+        assert_eq!(a.read_frame(), b"still here");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while closes.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let r = t.join().unwrap();
+        let closes = closes.lock().unwrap();
+        assert_eq!(closes.len(), 1, "{closes:?}");
+        assert!(
+            matches!(&closes[0], CloseReason::Transport(why) if why.starts_with("tls")),
+            "{closes:?}"
+        );
+        let st = r.stats();
+        assert!(st.bytes_in > 0 && st.bytes_out > 0);
+        // Snappy took the compressible megabyte down on the wire both ways.
+        assert!(st.bytes_out < 2 * 1_000_000, "{} bytes out", st.bytes_out);
     }
 }

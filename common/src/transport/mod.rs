@@ -51,7 +51,7 @@ impl std::error::Error for LayerError {}
 
 /// One layer of a byte stream, between "below" (nearer the socket) and "above" (nearer the
 /// frames).
-pub trait StreamLayer {
+pub trait StreamLayer: Send {
     /// Bytes arrived from below. Appends the bytes they carry to `up`, and whatever must be
     /// sent back at once (a handshake answer, a pong) to `down`. Partial input is kept for
     /// the next call; it is never an error.
