@@ -62,4 +62,5 @@ pub trait StreamLayer {
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError>;
 }
 
+pub mod fec;
 pub mod rs;

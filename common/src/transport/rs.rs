@@ -216,14 +216,19 @@ impl ReedSolomon {
     /// If `index` is not a data shard index or `parity` does not hold one buffer per parity
     /// shard (a caller bug, not input).
     pub fn add_to_parity<P: AsMut<[u8]>>(&self, index: usize, shard: &[u8], parity: &mut [P]) {
-        assert!(index < self.data && parity.len() == self.parity);
+        assert!(parity.len() == self.parity);
         for (k, p) in parity.iter_mut().enumerate() {
-            mul_add(
-                self.matrix[(self.data + k) * self.data + index],
-                shard,
-                p.as_mut(),
-            );
+            self.add_to_parity_shard(k, index, shard, p.as_mut());
         }
+    }
+
+    /// [`ReedSolomon::add_to_parity`] for the one parity shard `k`, whose buffer is `dst`.
+    ///
+    /// # Panics
+    /// If `k` or `index` is out of range (a caller bug, not input).
+    pub fn add_to_parity_shard(&self, k: usize, index: usize, shard: &[u8], dst: &mut [u8]) {
+        assert!(index < self.data && k < self.parity);
+        mul_add(self.matrix[(self.data + k) * self.data + index], shard, dst);
     }
 
     /// Computes the parity shards of `data` (one slice per data shard, each zero-padded to the
