@@ -63,4 +63,5 @@ pub trait StreamLayer {
 }
 
 pub mod fec;
+pub mod kcp;
 pub mod rs;
