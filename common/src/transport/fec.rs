@@ -327,12 +327,6 @@ impl FecDecoder {
     }
 }
 
-/// Whether `pkt` passes kcp-go's FEC header check: longer than the header, flag data or
-/// parity.
-pub fn is_fec_packet(pkt: &[u8]) -> bool {
-    pkt.len() > FEC_HEADER && matches!(flag_of(pkt), TYPE_DATA | TYPE_PARITY)
-}
-
 /// The flag of a packet at least [`FEC_HEADER`] bytes long.
 pub fn flag(pkt: &[u8]) -> Option<u16> {
     (pkt.len() >= FEC_HEADER).then(|| flag_of(pkt))
@@ -631,11 +625,9 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        assert!(is_fec_packet(&[0, 0, 0, 0, 0xf1, 0, 0]));
-        assert!(is_fec_packet(&[0, 0, 0, 0, 0xf2, 0, 0]));
-        assert!(!is_fec_packet(&[0, 0, 0, 0, 0xf1, 0]));
-        assert!(!is_fec_packet(&[0, 0, 0, 0, 0xf3, 0, 0]));
-        assert!(!is_fec_packet(&[0, 0, 0, 0, 0xf1, 1, 0]));
+        assert_eq!(flag(&[0, 0, 0, 0, 0xf1, 0]), Some(TYPE_DATA));
+        assert_eq!(flag(&[0, 0, 0, 0, 0xf2, 0, 9]), Some(TYPE_PARITY));
+        assert_eq!(flag(&[0, 0, 0, 0, 0xf1, 1]), Some(0x1f1));
         assert_eq!(flag(&[0, 0, 0, 0, 0xf1]), None);
     }
 }

@@ -28,8 +28,9 @@
 //! packet, with the conv of its first segment ([`conv_of`]).
 //!
 //! # kcp-go's KCP against skywind3000's ikcp
-//! kcp-go's `kcp.go` is ikcp with changes; these matter here (none breaks interop, which the
-//! tests check against an ikcp port):
+//! kcp-go's `kcp.go` is ikcp with changes; these matter here (none breaks interop with ikcp,
+//! which the tests check against an ikcp port; against kcp-go itself they check the
+//! datagrams byte for byte):
 //! * the session runs `flush` on a timer whose next delay is what `flush` returns (the
 //!   interval, or sooner when a segment's resend time comes first); `Update`/`Check` and
 //!   `ts_flush` are unused. [`KcpSession::update`] and [`KcpSession::next_update`] are that.
@@ -1582,14 +1583,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn arq_datagrams_byte_for_byte_as_kcp_go() {
-        // Two endpoints with GoWorld's settings (FEC off), 1 MB each way through a channel
-        // that drops a tenth of the datagrams and delays each by 5..17 ms; both read only
-        // every 50 ms, so the windows fill, close and reopen. kcp-go v5.4.19's KCP, driven the
-        // same way (flush on the timer it returns, Input with ACK nodelay, Write's flush when
-        // the window fills), sent 4794 datagrams, was done at 1300 ms, and gave this FNV-1a
-        // hash over every datagram's bytes, ts fields included.
+    /// Two endpoints with GoWorld's settings (FEC off) exchange a stream each way through a
+    /// channel that drops a tenth of the datagrams and delays each by 5..17 ms; both read only
+    /// every 50 ms, so the windows fill, close and reopen. Bulk: 1 MB in writes of up to 3000
+    /// bytes while the window allows; small: 100 kB in one write of up to 400 bytes a
+    /// millisecond, so segments are short and resends pack several into a datagram. Returns
+    /// when both streams were whole, the datagrams sent, and an FNV-1a hash over every
+    /// datagram's bytes.
+    fn arq_run(small: bool) -> (u32, usize, u64) {
         struct Wire {
             rng: Lcg,
             h: u64,
@@ -1626,7 +1627,7 @@ mod tests {
             KcpSession::new(0x1122_3344, bare()),
             KcpSession::new(0x1122_3344, bare()),
         ];
-        let total = 1_000_000;
+        let total = if small { 100_000 } else { 1_000_000 };
         let (mut sent, mut got) = ([0usize; 2], [0usize; 2]);
         let mut rx = Vec::new();
         let mut now = 0u32;
@@ -1645,12 +1646,19 @@ mod tests {
             }
             for (i, k) in ks.iter_mut().enumerate() {
                 while sent[i] < total && k.writable() {
-                    let n = ((w.rng.next() % 3000) as usize + 1).min(total - sent[i]);
+                    let mut n = (w.rng.next() % 3000) as usize + 1;
+                    if small {
+                        n = n % 400 + 1;
+                    }
+                    let n = n.min(total - sent[i]);
                     let b: Vec<u8> = (0..n).map(|j| (sent[i] + j) as u8).collect();
                     k.send(&b).unwrap();
                     sent[i] += n;
                     // The window filled: kcp-go's Write flushes here.
                     k.update(now, &mut |o: &[u8]| w.out(now, i, o));
+                    if small {
+                        break;
+                    }
                 }
             }
             if now.is_multiple_of(50) {
@@ -1666,8 +1674,17 @@ mod tests {
             }
             now += 1;
         }
-        assert_eq!((now, w.n, got), (1300, 4794, [total, total]));
-        assert_eq!(w.h, 10_799_415_962_300_875_294);
+        assert_eq!(got, [total, total]);
+        (now, w.n, w.h)
+    }
+
+    #[test]
+    fn arq_datagrams_byte_for_byte_as_kcp_go() {
+        // kcp-go v5.4.19's KCP, driven the same way (flush on the timer it returns, Input with
+        // ACK nodelay, Write's flush when the window fills), finished at the same millisecond
+        // with the same datagrams, ts fields included.
+        assert_eq!(arq_run(false), (1300, 4794, 10_799_415_962_300_875_294));
+        assert_eq!(arq_run(true), (550, 447, 7_204_482_473_276_961_797));
     }
 
     // ---- bad input ----
