@@ -50,12 +50,8 @@ pub trait StreamLayer {
     /// Bytes arrived from below. Appends the bytes they carry to `up`, and whatever must be
     /// sent back at once (a handshake answer, a pong) to `down`. Partial input is kept for
     /// the next call; it is never an error.
-    fn read(
-        &mut self,
-        below: &[u8],
-        up: &mut Vec<u8>,
-        down: &mut Vec<u8>,
-    ) -> Result<(), LayerError>;
+    fn read(&mut self, below: &[u8], up: &mut Vec<u8>, down: &mut Vec<u8>)
+        -> Result<(), LayerError>;
 
     /// Bytes from above, to send: appends what carries them to `down`. A layer whose
     /// handshake is not over keeps them (within its limit) and sends them once it is.
