@@ -66,3 +66,7 @@ pub trait StreamLayer: Send {
     /// handshake is not over keeps them (within its limit) and sends them once it is.
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError>;
 }
+
+pub mod fec;
+pub mod kcp;
+pub mod rs;
