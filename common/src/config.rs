@@ -3,9 +3,8 @@
 //!
 //! Per-ID sections (`[game2]`) start from their `_common` section and override it. Paths
 //! resolve against the config file's directory. Booleans take Go's forms (`0/1/t/f/true/false`,
-//! any case). An unknown section or key, a bad value, or a GoWorld feature not built yet
-//! (`compress_connection=1`, `encrypt_connection=1`, a storage type not compiled in) is a
-//! [`ConfigError`] naming it. Parsing takes text and a base directory; only [`Config::load`]
+//! any case). An unknown section or key, a bad value, or a storage type not compiled in is
+//! a [`ConfigError`] naming it. Parsing takes text and a base directory; only [`Config::load`]
 //! reads a file.
 //!
 //! # The INI dialect (go-ini's defaults, as GoWorld reads it)
@@ -160,13 +159,17 @@ pub struct GateConfig {
     pub common: ProcessCommon,
     /// `gomaxprocs` (0): accepted, unused.
     pub gomaxprocs: u32,
-    /// `compress_connection`: always false (true is a start-up error until snappy is built).
+    /// `compress_connection` (false): the snappy framing format over each client's whole
+    /// byte stream (over TLS when that is on), on every transport.
     pub compress_connection: bool,
-    /// `encrypt_connection`: always false (true is a start-up error until TLS is built).
+    /// `encrypt_connection` (false): TLS on client connections (TCP and KCP; WebSocket
+    /// becomes `wss://`), with `rsa_certificate` and `rsa_key`.
     pub encrypt_connection: bool,
-    /// `rsa_key` (rsa.key), resolved against the config file's directory; unused.
+    /// `rsa_key` (rsa.key), resolved against the config file's directory: the PEM private
+    /// key of the gate's certificate (PKCS#1, PKCS#8 or SEC1).
     pub rsa_key: PathBuf,
-    /// `rsa_certificate` (rsa.crt), resolved against the config file's directory; unused.
+    /// `rsa_certificate` (rsa.crt), resolved against the config file's directory: the PEM
+    /// certificate chain the gate presents.
     pub rsa_certificate: PathBuf,
     /// `heartbeat_check_interval` (0 s = off, as in GoWorld, which never enforces it): a
     /// client that sends nothing for this many seconds is closed.
@@ -274,16 +277,6 @@ pub enum ConfigError {
         section: String,
         key: String,
     },
-    /// A gate is configured with a client-link feature goworld-rs does not have yet.
-    FeatureNotBuilt {
-        file: PathBuf,
-        feature: Feature,
-        /// The section that turned it on (`gate_common` or `gateN`), and the value used.
-        section: String,
-        value: String,
-        /// The gate it applies to.
-        gate: u16,
-    },
     /// A gate's `client_byte_rate_limit` would not let one largest client frame through.
     ByteRateBelowFrame {
         file: PathBuf,
@@ -340,26 +333,6 @@ pub enum BadValueReason {
     EveryInterface,
 }
 
-/// A client-link feature of GoWorld's gate not built into goworld-rs
-/// ([`ConfigError::FeatureNotBuilt`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Feature {
-    /// `compress_connection` (snappy).
-    Compression,
-    /// `encrypt_connection` (TLS).
-    Tls,
-}
-
-impl Feature {
-    /// The config key that turns it on.
-    pub fn key(self) -> &'static str {
-        match self {
-            Feature::Compression => "compress_connection",
-            Feature::Tls => "encrypt_connection",
-        }
-    }
-}
-
 impl ConfigError {
     /// The config file the problem is in.
     pub fn file(&self) -> &Path {
@@ -372,7 +345,6 @@ impl ConfigError {
             | ConfigError::BadValue { file, .. }
             | ConfigError::Missing { file, .. }
             | ConfigError::Empty { file, .. }
-            | ConfigError::FeatureNotBuilt { file, .. }
             | ConfigError::ByteRateBelowFrame { file, .. }
             | ConfigError::NoAdvertiseAddr { file, .. } => file,
         }
@@ -457,24 +429,6 @@ impl std::fmt::Display for ConfigError {
                 write!(f, "[{section}] {key} is missing (it must be > 0)")
             }
             ConfigError::Empty { section, key, .. } => write!(f, "[{section}] {key} is empty"),
-            ConfigError::FeatureNotBuilt {
-                feature,
-                section,
-                value,
-                gate,
-                ..
-            } => {
-                let what = match feature {
-                    Feature::Compression => "snappy compression of client links",
-                    Feature::Tls => "TLS on client links",
-                };
-                let key = feature.key();
-                write!(
-                    f,
-                    "[{section}] {key}={value}: {what} is not built into goworld-rs yet \
-                     (gate{gate}; set {key}=0)"
-                )
-            }
             ConfigError::ByteRateBelowFrame {
                 gate,
                 client_byte_rate_limit,
@@ -1015,10 +969,8 @@ struct GateB {
     advertise_addr: Option<String>,
     common: CommonB,
     gomaxprocs: u32,
-    /// The section and value that turned compression on, if it is on.
-    compress_connection: Option<(String, String)>,
-    /// The section and value that turned TLS on, if it is on.
-    encrypt_connection: Option<(String, String)>,
+    compress_connection: bool,
+    encrypt_connection: bool,
     rsa_key: String,
     rsa_certificate: String,
     heartbeat_check_interval: u64,
@@ -1039,8 +991,8 @@ impl GateB {
             advertise_addr: None,
             common: CommonB::new("127.0.0.1:24000"),
             gomaxprocs: 0,
-            compress_connection: None,
-            encrypt_connection: None,
+            compress_connection: false,
+            encrypt_connection: false,
             rsa_key: "rsa.key".into(),
             rsa_certificate: "rsa.crt".into(),
             heartbeat_check_interval: 0,
@@ -1056,17 +1008,12 @@ impl GateB {
     }
 
     fn apply(&mut self, kv: &Kv) -> Result<(), ConfigError> {
-        let on = |kv: &Kv| -> Result<Option<(String, String)>, ConfigError> {
-            Ok(kv
-                .boolean()?
-                .then(|| (kv.sec.to_string(), kv.e.value.clone())))
-        };
         match kv.key() {
             "listen_addr" => self.listen_addr = kv.string(),
             "advertise_addr" => self.advertise_addr = kv.advertise()?,
             "gomaxprocs" => self.gomaxprocs = kv.uint()?,
-            "compress_connection" => self.compress_connection = on(kv)?,
-            "encrypt_connection" => self.encrypt_connection = on(kv)?,
+            "compress_connection" => self.compress_connection = kv.boolean()?,
+            "encrypt_connection" => self.encrypt_connection = kv.boolean()?,
             "rsa_key" => self.rsa_key = kv.string(),
             "rsa_certificate" => self.rsa_certificate = kv.string(),
             "heartbeat_check_interval" => {
@@ -1095,20 +1042,6 @@ impl GateB {
     }
 
     fn build(&self, id: u16, base: &Path, file: &Path) -> Result<GateConfig, ConfigError> {
-        for (feature, set) in [
-            (Feature::Compression, &self.compress_connection),
-            (Feature::Tls, &self.encrypt_connection),
-        ] {
-            if let Some((section, value)) = set {
-                return Err(ConfigError::FeatureNotBuilt {
-                    file: file.to_path_buf(),
-                    feature,
-                    section: section.clone(),
-                    value: value.clone(),
-                    gate: id,
-                });
-            }
-        }
         // A frame is charged whole: a byte budget below one largest frame would close every
         // client that sends one.
         let largest = u64::from(self.max_client_frame) + 4;
@@ -1127,8 +1060,8 @@ impl GateB {
             advertise_addr,
             common: self.common.build("gate", id, base),
             gomaxprocs: self.gomaxprocs,
-            compress_connection: false,
-            encrypt_connection: false,
+            compress_connection: self.compress_connection,
+            encrypt_connection: self.encrypt_connection,
             rsa_key: resolve(base, &self.rsa_key),
             rsa_certificate: resolve(base, &self.rsa_certificate),
             heartbeat_check_interval: self.heartbeat_check_interval,
@@ -1883,24 +1816,20 @@ mod tests {
     }
 
     #[test]
-    fn compress_and_encrypt_are_not_built() {
-        check_err(&format!("{MINIMAL}[gate1]\nencrypt_connection=1\n"), &[
-            "goworld.ini: [gate1] encrypt_connection=1: TLS on client links is not built into goworld-rs yet",
-        ]);
-        check_err(
-            &format!("{MINIMAL}[gate_common]\ncompress_connection=true\n"),
-            &[
-                "[gate_common] compress_connection=true: snappy compression",
-                "not built into goworld-rs yet",
-            ],
+    fn compress_and_encrypt_turn_on_per_gate_with_the_certificate_beside_the_config() {
+        let ini = format!(
+            "{MINIMAL}[deployment]\ndesired_gates=2\n[gate_common]\nencrypt_connection=1\n\
+             compress_connection=t\nrsa_key=keys/gate.key\n[gate2]\nencrypt_connection=FALSE\n"
         );
-        // Turned off again in the per-ID section: fine.
-        check(
-            &format!(
-                "{MINIMAL}[gate_common]\nencrypt_connection=1\n[gate1]\nencrypt_connection=0\n"
-            ),
-            |_| {},
-        );
+        let c = Config::parse(&ini, Path::new(BASE)).unwrap();
+        let g1 = &c.gates[&1];
+        assert!(g1.encrypt_connection && g1.compress_connection);
+        assert_eq!(g1.rsa_key, Path::new(BASE).join("keys/gate.key"));
+        assert_eq!(g1.rsa_certificate, Path::new(BASE).join("rsa.crt"));
+        let g2 = &c.gates[&2];
+        assert!(!g2.encrypt_connection && g2.compress_connection);
+        let plain = Config::parse(MINIMAL, Path::new(BASE)).unwrap();
+        assert!(!plain.gates[&1].encrypt_connection && !plain.gates[&1].compress_connection);
     }
 
     #[test]
@@ -2240,23 +2169,6 @@ mod tests {
             ConfigError::Empty { ref section, ref key, .. }
                 if section == "kvdb" && key == "collection"
         ));
-        // GoWorld features not built yet.
-        match parse_err(&format!(
-            "{MINIMAL}[gate_common]\nencrypt_connection=TRUE\n"
-        )) {
-            ConfigError::FeatureNotBuilt {
-                feature,
-                section,
-                value,
-                gate,
-                ..
-            } => {
-                assert_eq!(feature, Feature::Tls);
-                assert_eq!(feature.key(), "encrypt_connection");
-                assert_eq!((&*section, &*value, gate), ("gate_common", "TRUE", 1));
-            }
-            e => panic!("{e:?}"),
-        }
         assert!(matches!(
             parse_err(&format!(
                 "{MINIMAL}[gate1]\nmax_client_frame=100\nclient_byte_rate_limit=103\n"

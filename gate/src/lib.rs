@@ -94,6 +94,10 @@ pub struct GateService {
     /// Refused packets from each dispatcher (index = dispatcher ID - 1), a few lines per
     /// window and counted after that.
     dispatcher_logs: Vec<WindowLog>,
+    /// Clients closed for what they sent or did not read (a transport refusal, an oversized
+    /// frame, output past its limit): a few lines per window in full, the rest counted, so
+    /// a flood of bad connections costs a bounded number of lines.
+    client_problems: WindowLog,
     /// Clients that left before their boot entity's player create arrived, with that boot
     /// entity, which was told on close: when the create arrives it needs no second notice.
     /// Entries live for the time a create is in flight; at most [`DEPARTED_UNBOUND_MAX`].
@@ -114,6 +118,15 @@ const LOG_WINDOW: Duration = Duration::from_secs(60);
 pub const CLIENT_LISTENER: u32 = 0;
 
 impl GateService {
+    /// The summary line of the client problems counted and not logged in a window.
+    fn log_client_problems(&self, summary: &str) {
+        warn!(
+            "gate{}: more clients closed for what they sent in the last {} s: {summary}",
+            self.s.gate_id,
+            LOG_WINDOW.as_secs()
+        );
+    }
+
     /// A gate with no connections yet; `ids` generates client and boot entity IDs.
     pub fn new(s: Settings, ids: IdGen) -> GateService {
         let n = s.desired_dispatchers.max(1);
@@ -133,6 +146,7 @@ impl GateService {
             events: Vec::new(),
             limiter,
             dispatcher_logs: vec![WindowLog::new(LOG_WINDOW); usize::from(n)],
+            client_problems: WindowLog::new(LOG_WINDOW),
             departed_unbound: FastMap::default(),
             served: 0,
             stop: false,
@@ -561,7 +575,7 @@ impl Handler for GateService {
         }
     }
 
-    fn on_close(&mut self, io: &mut dyn Io, _now: Instant, conn: ConnId, reason: &CloseReason) {
+    fn on_close(&mut self, io: &mut dyn Io, now: Instant, conn: ConnId, reason: &CloseReason) {
         let was_ready = self
             .links
             .dispatcher_of(conn)
@@ -589,17 +603,28 @@ impl Handler for GateService {
         self.filters.remove_client(conn);
         self.limiter.closed_conn(conn);
         self.waiting.retain(|w| *w != conn);
-        match reason {
-            CloseReason::FrameTooLarge { .. } | CloseReason::OutputLimit { .. } => {
-                warn!(
-                    "gate{}: client {} ({}) closed: {reason}",
-                    self.s.gate_id, c.client_id, c.peer
-                )
+        let problem = match reason {
+            CloseReason::FrameTooLarge { .. } => Some("frame too large"),
+            CloseReason::OutputLimit { .. } => Some("output limit"),
+            CloseReason::Transport(_) => Some("transport"),
+            _ => None,
+        };
+        match problem {
+            Some(kind) => {
+                if let Some(summary) = self.client_problems.roll(now) {
+                    self.log_client_problems(&summary);
+                }
+                if self.client_problems.note(now, kind) {
+                    warn!(
+                        "gate{}: client {} ({}) closed: {reason}",
+                        self.s.gate_id, c.client_id, c.peer
+                    )
+                }
             }
             // Closes the gate asked for were logged with their reason when asked. A client
             // leaving is ordinary (and one that connects and leaves at a high rate must not
             // cost a line each): debug.
-            _ => debug!(
+            None => debug!(
                 "gate{}: client {} ({}) left: {reason}",
                 self.s.gate_id, c.client_id, c.peer
             ),
@@ -653,12 +678,14 @@ impl Handler for GateService {
                 );
             }
         }
+        if let Some(summary) = self.client_problems.roll(now) {
+            self.log_client_problems(&summary);
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let logs = self
-            .dispatcher_logs
-            .iter()
+        let logs = (self.dispatcher_logs.iter())
+            .chain([&self.client_problems])
             .filter_map(WindowLog::summary_due);
         logs.chain(self.next_sync_flush)
             .chain(self.limiter.next_deadline())

@@ -7,6 +7,8 @@ use goworld_common::dialwatch::DialWatch;
 use goworld_common::id::{IdGen, WallClock};
 use goworld_common::process;
 use goworld_common::reactor::{AfterTick, LinkKind, LinkOpts, Reactor, ReactorConfig};
+use goworld_common::transport::stack::StackSpec;
+use goworld_common::transport::tls;
 
 use crate::{ClientLimits, GateEvent, GateService, Settings, CLIENT_LISTENER};
 
@@ -50,8 +52,10 @@ pub fn main() {
         group: crate::CLIENT_LINKS,
         heartbeat: None,
     };
+    let layers = client_layers(id, cfg);
+    log::info!("gate{id}: client connections: {}", layers.describe());
     let listen = reactor
-        .add_listener(listener, CLIENT_LISTENER, client_opts)
+        .add_listener_with(listener, CLIENT_LISTENER, client_opts, layers)
         .unwrap_or_else(|e| process::fail(&format!("gate{id}: {e}")));
     let server_opts = LinkOpts {
         kind: LinkKind::Server,
@@ -105,6 +109,37 @@ pub fn main() {
         process::fail(&format!("gate{id}: reactor stopped: {e}"));
     }
     log::info!("gate{id} stopped");
+}
+
+/// The transport layers of the gate's client connections, from `encrypt_connection` (TLS
+/// with `rsa_certificate` and `rsa_key`, read here) and `compress_connection` (snappy). A
+/// certificate or key that cannot be read or used stops the gate with a line saying which.
+fn client_layers(id: u16, cfg: &goworld_common::config::GateConfig) -> StackSpec {
+    let tls_server = cfg.encrypt_connection.then(|| {
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path).unwrap_or_else(|e| {
+                process::fail(&format!(
+                    "gate{id}: encrypt_connection=1: cannot read {what} {}: {}",
+                    path.display(),
+                    goworld_common::logging::io_kind(&e)
+                ))
+            })
+        };
+        let cert = read("rsa_certificate", &cfg.rsa_certificate);
+        let key = read("rsa_key", &cfg.rsa_key);
+        tls::server_config(&cert, &key).unwrap_or_else(|e| {
+            process::fail(&format!(
+                "gate{id}: encrypt_connection=1: {} and {}: {e}",
+                cfg.rsa_certificate.display(),
+                cfg.rsa_key.display()
+            ))
+        })
+    });
+    StackSpec {
+        tls_server,
+        snappy: cfg.compress_connection,
+        ..StackSpec::default()
+    }
 }
 
 /// What a warning about an unreachable dispatcher suggests checking.

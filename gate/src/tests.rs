@@ -1056,6 +1056,39 @@ fn bad_packets_from_a_dispatcher_cost_a_few_lines_per_window() {
     assert_eq!(t.g.next_deadline(), None);
 }
 
+/// A flood of clients refused by their transport (a TLS gate reached in plain text, broken
+/// WebSocket handshakes) costs a few lines per window, then one summary with the count.
+#[test]
+fn clients_closed_by_their_transport_cost_a_few_lines_per_window() {
+    use goworld_common::reactor::CloseReason;
+    goworld_common::testlog::capture();
+    let mut t = T::new();
+    t.dispatcher_up();
+    goworld_common::testlog::take();
+    for i in 0..50u32 {
+        let c = conn(200 + i);
+        t.client(c);
+        let why = CloseReason::Transport(format!("tls: received corrupt message #{i}"));
+        t.g.on_close(&mut t.io, t.now, c, &why);
+    }
+    assert_eq!(t.g.client_count(), 0);
+    let w = goworld_common::testlog::take_at(log::Level::Warn);
+    assert_eq!(
+        w.len(),
+        goworld_common::peerlog::FULL_LINES as usize,
+        "{w:#?}"
+    );
+    assert!(
+        w[0].contains("closed: transport: tls: received corrupt message #0"),
+        "{w:#?}"
+    );
+    let due = t.g.next_deadline().expect("a summary is owed");
+    t.g.on_tick(&mut t.io, due, SystemTime::UNIX_EPOCH);
+    let w = goworld_common::testlog::take_at(log::Level::Warn);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].contains("transport x47"), "{w:#?}");
+}
+
 #[test]
 fn the_gate_reads_dispatchers_unless_its_clients_are_backed_up_and_clients_never_while_anything_is()
 {

@@ -44,6 +44,7 @@ use goworld_common::config::Config;
 use goworld_common::reactor::{
     CloseReason, ConnId, Handler, Io, LinkKind, LinkOpts, Origin, Reactor, ReactorConfig,
 };
+use goworld_common::transport::{stack::StackSpec, tls};
 use goworld_common::{process, sig};
 
 use bot::{Bot, Event};
@@ -458,18 +459,22 @@ fn main() {
         .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")));
     let config = Config::load(configfile.as_ref())
         .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")));
-    let gates: Vec<SocketAddr> = gates::gate_addrs(&config, m.opt_str("server").as_deref())
-        .unwrap_or_else(|e| process::fail(&format!("test_client: {configfile}: {e}")))
-        .iter()
+    let gate_addrs = gates::gate_addrs(&config, m.opt_str("server").as_deref())
+        .unwrap_or_else(|e| process::fail(&format!("test_client: {configfile}: {e}")));
+    let gates: Vec<SocketAddr> = (gate_addrs.iter())
         .map(|a| {
             process::resolve(a).unwrap_or_else(|e| process::fail(&format!("test_client: {e}")))
         })
+        .collect();
+    // Each gate's layers, as its section says (compress_connection, encrypt_connection).
+    let layers: Vec<StackSpec> = (gate_addrs.iter().enumerate())
+        .map(|(i, a)| gate_layers(&config, i as u16 + 1, a))
         .collect();
     if gates.is_empty() {
         process::fail("test_client: the config has no gates");
     }
     let listed: Vec<String> = (gates.iter().enumerate())
-        .map(|(i, a)| format!("gate{} {a}", i + 1))
+        .map(|(i, a)| format!("gate{} {a} ({})", i + 1, layers[i].describe()))
         .collect();
     log::info!("dialing {}", listed.join(", "));
     let mut reactor = Reactor::new(ReactorConfig {
@@ -488,8 +493,8 @@ fn main() {
         .map_or(0, |d| d.as_nanos() as u64);
     let mut rng = Rng::new(nanos ^ (u64::from(std::process::id()) << 32));
     for i in 0..n {
-        let gate = gates[rng.below(gates.len() as u64) as usize];
-        reactor.add_dial(gate, i as u32, opts);
+        let g = rng.below(gates.len() as u64) as usize;
+        reactor.add_dial_with(gates[g], i as u32, opts, layers[g].clone());
     }
     let things = bot::Thing::mask_from(&m.opt_str("things").unwrap_or_else(|| "all".into()))
         .unwrap_or_else(|e| process::fail(&format!("test_client: -things: {e}")));
@@ -520,5 +525,38 @@ fn main() {
     if let Some(f) = &fleet.first_failure {
         println!("test_client: FAILED (strict): {f}");
         std::process::exit(1);
+    }
+}
+
+/// The transport layers for dialing gate `id` at `addr` (`host:port`): snappy when its
+/// `compress_connection` is on, TLS when its `encrypt_connection` is, trusting its
+/// `rsa_certificate` and checking the host of `addr` against it (GoWorld's bots skip the
+/// check).
+fn gate_layers(config: &Config, id: u16, addr: &str) -> StackSpec {
+    let Some(g) = config.gate(id) else {
+        return StackSpec::default();
+    };
+    let tls_client = g.encrypt_connection.then(|| {
+        let pem = std::fs::read(&g.rsa_certificate).unwrap_or_else(|e| {
+            process::fail(&format!(
+                "test_client: gate{id} has encrypt_connection=1: cannot read its certificate {}: {}",
+                g.rsa_certificate.display(),
+                goworld_common::logging::io_kind(&e)
+            ))
+        });
+        let cfg = tls::client_config(&pem).unwrap_or_else(|e| {
+            process::fail(&format!(
+                "test_client: gate{id}: {}: {e}",
+                g.rsa_certificate.display()
+            ))
+        });
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        (cfg, host.to_string())
+    });
+    StackSpec {
+        tls_client,
+        snappy: g.compress_connection,
+        ..StackSpec::default()
     }
 }

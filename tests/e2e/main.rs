@@ -161,6 +161,34 @@ fn bots_do_every_thing_on_three_dispatchers_three_games_three_gates() {
     bots_do_every_thing("bots-333", 3, 3, 3);
 }
 
+/// GoWorld CI's configuration: 3/3/3 with TLS and snappy on every client connection. The
+/// bots read both settings from the config, as GoWorld's do, and trust the gates' test
+/// certificate; a client speaking plain frames to a TLS gate is closed alone.
+#[test]
+fn bots_do_every_thing_over_tls_and_snappy_on_three_gates() {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let extra = format!(
+        "[gate_common]\nencrypt_connection=1\ncompress_connection=1\nrsa_key={}\nrsa_certificate={}\n",
+        conf.join("rsa.key").display(),
+        conf.join("rsa.crt").display()
+    );
+    bots_do_every_thing_then("bots-tls-snappy", 3, 3, 3, &extra, |c| {
+        for gate in 1..=3 {
+            assert!(
+                c.log(Kind::Gate, gate)
+                    .contains("client connections: tls+snappy"),
+                "gate{gate} is not on TLS + snappy"
+            );
+        }
+        // Plain frames where TLS is expected: that client is closed, with one line.
+        let mut raw = RawClient::connect(gate_addr(c, 0)).unwrap();
+        raw.send(&[1, 0, 0x80]).unwrap();
+        assert!(raw.closed_within(Duration::from_secs(5)));
+        c.wait_log(Kind::Gate, 1, "transport: tls", 1, Duration::from_secs(5))
+            .unwrap();
+    });
+}
+
 /// Runs 100 strict bots for 15 s against `d` dispatchers, `g` games and `t` gates: every bot
 /// logs in, each of the eleven things is done, nothing fails or disconnects, every gate serves
 /// bots, CallNilSpaces reaches every game, every server exits 0 with no error line.
@@ -246,6 +274,19 @@ fn mongo_stores(url: &str) -> String {
 }
 
 fn bots_do_every_thing_with(name: &str, d: u16, g: u16, t: u16, extra: &str) {
+    bots_do_every_thing_then(name, d, g, t, extra, |_| {});
+}
+
+/// [`bots_do_every_thing_with`], running `check` on the deployment after the bots, before it
+/// stops.
+fn bots_do_every_thing_then(
+    name: &str,
+    d: u16,
+    g: u16,
+    t: u16,
+    extra: &str,
+    check: impl FnOnce(&mut Cluster),
+) {
     let mut c = Cluster::new(name, d, g, t, extra);
     c.start_all(d, g, t).unwrap();
     // Bots start once every game has every service (each game then logs the nil-space call):
@@ -310,6 +351,7 @@ fn bots_do_every_thing_with(name: &str, d: u16, g: u16, t: u16, extra: &str) {
             .unwrap_or(0);
         assert!(n > 0, "{thing} never done: {done}");
     }
+    check(&mut c);
     for (kind, id, code) in c.stop_all() {
         assert_eq!(code, Some(0), "{kind:?}{id} exit status");
     }
