@@ -69,7 +69,11 @@ use slab::Slab;
 
 use crate::frame::{write_frame2, FrameDecoder, FrameError};
 use crate::http::{self, Histogram, Metrics, Parse, Status};
+use crate::transport::snappy::SnappyLayer;
 use crate::transport::stack::{Stack, StackSpec};
+use crate::transport::tls::Tls;
+use crate::transport::ws::{self, WsServer};
+use crate::transport::StreamLayer;
 
 /// A connection: slab slot plus generation. Copyable; stale IDs are ignored by [`Io`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -283,6 +287,9 @@ const HTTP_LISTENER: Token = Token(usize::MAX - 2);
 const HTTP_BASE: usize = usize::MAX / 4;
 /// HTTP connections open at once; more are closed as they are accepted.
 const HTTP_MAX_CONNS: usize = 16;
+/// The same while WebSocket clients connect through the endpoint (each holds an HTTP slot
+/// only until its upgrade request is in, or [`HTTP_DEADLINE`]).
+const WS_HTTP_MAX_CONNS: usize = 4096;
 /// How long one HTTP request and its answer may take before the connection is closed.
 const HTTP_DEADLINE: Duration = Duration::from_secs(5);
 /// A handler call (a frame, a tick) longer than this is logged with what it was.
@@ -563,10 +570,24 @@ fn heartbeat_interval(timeout: Duration) -> Duration {
 /// One HTTP connection of the observability endpoint.
 struct HttpConn {
     stream: TcpStream,
+    /// The request as read (decrypted, with TLS).
     input: Vec<u8>,
-    out: Vec<u8>,
+    /// Bytes for the socket (encrypted, with TLS): handshake records, then the answer.
+    wire: Vec<u8>,
     written: usize,
+    /// The answer is in `wire`: the connection closes once it is written.
+    answered: bool,
+    /// TLS, when the endpoint serves `wss://` (and so `https://`).
+    tls: Option<Box<Tls>>,
     deadline: Instant,
+}
+
+/// WebSocket clients on the observability endpoint (see [`Reactor::serve_ws`]).
+struct WsRoute {
+    tag: u32,
+    opts: LinkOpts,
+    snappy: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Conns {
@@ -689,10 +710,25 @@ impl Reactor {
             };
             match l.accept() {
                 Ok((mut stream, _)) => {
-                    if self.http_conns.len() >= HTTP_MAX_CONNS {
+                    let max = if self.ws.is_some() {
+                        WS_HTTP_MAX_CONNS
+                    } else {
+                        HTTP_MAX_CONNS
+                    };
+                    if self.http_conns.len() >= max {
                         self.loop_stats.http_refused += 1;
                         continue; // dropped: closed at once
                     }
+                    let tls = match self.ws.as_ref().and_then(|w| w.tls.clone()) {
+                        None => None,
+                        Some(cfg) => match Tls::server(cfg) {
+                            Ok(t) => Some(Box::new(t)),
+                            Err(e) => {
+                                log::warn!("http: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     let entry = self.http_conns.vacant_entry();
                     let token = Token(HTTP_BASE + entry.key());
                     if self
@@ -704,8 +740,10 @@ impl Reactor {
                         entry.insert(HttpConn {
                             stream,
                             input: Vec::new(),
-                            out: Vec::new(),
+                            wire: Vec::new(),
                             written: 0,
+                            answered: false,
+                            tls,
                             deadline: now + HTTP_DEADLINE,
                         });
                     }
@@ -720,11 +758,11 @@ impl Reactor {
         }
     }
 
-    fn http_event(&mut self, key: usize, handler: &mut dyn Handler) {
+    fn http_event(&mut self, key: usize, handler: &mut dyn Handler, now: Instant) {
         let Some(h) = self.http_conns.get_mut(key) else {
             return;
         };
-        if h.out.is_empty() {
+        if !h.answered {
             let mut buf = [0u8; 4096];
             loop {
                 match h.stream.read(&mut buf) {
@@ -733,7 +771,20 @@ impl Reactor {
                         return;
                     }
                     Ok(n) => {
-                        h.input.extend_from_slice(&buf[..n]);
+                        let fed = match h.tls.as_mut() {
+                            Some(t) => t.read(&buf[..n], &mut h.input, &mut h.wire),
+                            None => {
+                                h.input.extend_from_slice(&buf[..n]);
+                                Ok(())
+                            }
+                        };
+                        if fed.is_err() {
+                            // A TLS alert may be in `wire`: one try to send it.
+                            let _ = h.stream.write(&h.wire[h.written..]);
+                            self.loop_stats.http_refused += 1;
+                            self.http_close(key);
+                            return;
+                        }
                         if h.input.len() > http::MAX_REQUEST {
                             break;
                         }
@@ -747,8 +798,22 @@ impl Reactor {
                 }
             }
             let answer = match http::parse(&h.input) {
-                Parse::Incomplete => return,
-                Parse::Get { path, head } => match path.as_str() {
+                Parse::Incomplete => None,
+                Parse::Get { path, .. } if path == ws::WS_PATH && self.ws.is_some() => {
+                    match ws::parse_upgrade_request(&h.input) {
+                        Ok(ws::Upgrade::Done { consumed, request }) => {
+                            self.http_to_ws(key, consumed, request, handler, now);
+                            return;
+                        }
+                        Ok(ws::Upgrade::Incomplete) => None,
+                        Err(refusal) => {
+                            self.loop_stats.http_refused += 1;
+                            log::debug!("http: websocket upgrade refused: {}", refusal.why);
+                            Some(refusal.response())
+                        }
+                    }
+                }
+                Parse::Get { path, head } => Some(match path.as_str() {
                     "/metrics" => {
                         let body = self.render_metrics(handler);
                         http::response(200, http::METRICS_TYPE, body.as_bytes(), head)
@@ -758,38 +823,129 @@ impl Reactor {
                         http::response(200, http::STATUS_TYPE, body.as_bytes(), head)
                     }
                     _ => http::response(404, "text/plain", b"try /metrics or /status\n", head),
-                },
+                }),
                 Parse::Refuse { status, why } => {
                     self.loop_stats.http_refused += 1;
-                    http::response(status, "text/plain", format!("{why}\n").as_bytes(), false)
+                    Some(http::response(
+                        status,
+                        "text/plain",
+                        format!("{why}\n").as_bytes(),
+                        false,
+                    ))
                 }
             };
-            self.loop_stats.http_served += 1;
             let Some(h) = self.http_conns.get_mut(key) else {
                 return;
             };
-            h.out = answer;
+            if let Some(answer) = answer {
+                self.loop_stats.http_served += 1;
+                h.answered = true;
+                let sent = match h.tls.as_mut() {
+                    Some(t) => t.write(&answer, &mut h.wire),
+                    None => {
+                        h.wire.extend_from_slice(&answer);
+                        Ok(())
+                    }
+                };
+                if sent.is_err() {
+                    self.http_close(key);
+                    return;
+                }
+            }
         }
         let Some(h) = self.http_conns.get_mut(key) else {
             return;
         };
-        while h.written < h.out.len() {
-            match h.stream.write(&h.out[h.written..]) {
+        while h.written < h.wire.len() {
+            match h.stream.write(&h.wire[h.written..]) {
                 Ok(0) => break,
                 Ok(n) => h.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let token = Token(HTTP_BASE + key);
-                    let _ =
-                        self.poll
-                            .registry()
-                            .reregister(&mut h.stream, token, Interest::WRITABLE);
+                    let _ = self.poll.registry().reregister(
+                        &mut h.stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(_) => {
+                    self.http_close(key);
+                    return;
+                }
             }
         }
-        self.http_close(key);
+        if h.answered {
+            self.http_close(key);
+        }
+    }
+
+    /// An HTTP connection whose WebSocket upgrade request is in becomes a client connection
+    /// of the WebSocket route: its TLS session (if any) goes with it, the 101 answer and
+    /// whatever followed the request go through its new layers, and the handler hears of it
+    /// as of an accepted connection.
+    fn http_to_ws(
+        &mut self,
+        key: usize,
+        consumed: usize,
+        request: ws::UpgradeRequest,
+        handler: &mut dyn Handler,
+        now: Instant,
+    ) {
+        let mut h = self.http_conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut h.stream);
+        let Some(route) = self.ws.as_ref() else {
+            return;
+        };
+        let (tag, opts, snappy) = (route.tag, route.opts, route.snappy);
+        let peer = match h.stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let mut layers: Vec<Box<dyn StreamLayer>> = Vec::new();
+        if let Some(t) = h.tls.take() {
+            layers.push(t);
+        }
+        let ws_layer = layers.len();
+        let response = ws::upgrade_response(&request);
+        layers.push(Box::new(WsServer::accepted(request)));
+        if snappy {
+            layers.push(Box::new(SnappyLayer::new()));
+        }
+        let mut stack = Stack::new(layers);
+        // Handshake bytes not written yet, then the 101 (through TLS), then what the client
+        // sent after its request.
+        let mut wire = h.wire.split_off(h.written.min(h.wire.len()));
+        let mut plain = Vec::new();
+        let started = stack
+            .write_below(ws_layer, &response, &mut wire)
+            .and_then(|()| stack.read_from(ws_layer, &h.input[consumed..], &mut plain, &mut wire));
+        let origin = Origin::Accepted { listener: tag };
+        let id = match self.insert_conn(h.stream, peer, opts, origin, None, Some(stack)) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!("dropping websocket client {peer}: {}", kind_text(&e));
+                return;
+            }
+        };
+        self.conns.stats.accepted += 1;
+        let c = &mut self.conns.slab[id.slot as usize];
+        c.wire = wire;
+        if let Some(dec) = c.decoder.as_mut() {
+            dec.extend(&plain);
+        }
+        c.queued_flush = true;
+        self.conns.flush.push(id);
+        log::debug!("websocket client {peer} upgraded as {id}");
+        handler.on_open(&mut self.conns, now, id, origin, peer);
+        if let Err(e) = started {
+            self.conns
+                .mark_close(id, CloseReason::Transport(e.to_string()));
+            return;
+        }
+        // Frames that came with the request, then whatever the socket has.
+        self.read_conn(id, handler, now);
     }
 
     fn http_close(&mut self, key: usize) {
@@ -1114,6 +1270,8 @@ pub struct Reactor {
     /// The observability endpoint (`http_addr`), if any, and its connections.
     http: Option<TcpListener>,
     http_conns: Slab<HttpConn>,
+    /// WebSocket clients on the HTTP endpoint, if served.
+    ws: Option<WsRoute>,
     loop_stats: LoopStats,
     /// Open or connecting links with [`LinkOpts::heartbeat`] (stale IDs are dropped lazily).
     heartbeat_links: Vec<ConnId>,
@@ -1162,6 +1320,7 @@ impl Reactor {
             },
             http: None,
             http_conns: Slab::new(),
+            ws: None,
             loop_stats: LoopStats {
                 started: Some(Instant::now()),
                 ..LoopStats::default()
@@ -1263,6 +1422,27 @@ impl Reactor {
         Ok(addr)
     }
 
+    /// Serves WebSocket clients at `/ws` on the endpoint of [`Reactor::add_http`], as
+    /// GoWorld's gate does on its `http_addr`: a valid upgrade request becomes a connection
+    /// like those of listener `tag`, with `opts`, its byte stream carried by the WebSocket's
+    /// binary (or text) messages, then the snappy framing when `snappy` is set. With `tls`,
+    /// the whole endpoint speaks TLS (`wss://`, and `https://` for /metrics and /status).
+    /// An upgrade request must arrive within the endpoint's deadline, as any request.
+    pub fn serve_ws(
+        &mut self,
+        tag: u32,
+        opts: LinkOpts,
+        snappy: bool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
+        self.ws = Some(WsRoute {
+            tag,
+            opts,
+            snappy,
+            tls,
+        });
+    }
+
     /// The waker: [`mio::Waker::wake`] from any thread makes the loop call
     /// [`Handler::on_wake`].
     pub fn waker(&self) -> Arc<Waker> {
@@ -1309,7 +1489,7 @@ impl Reactor {
                     SIGNAL_TOKEN => self.deliver_signals(handler, now),
                     HTTP_LISTENER => self.http_accept(now),
                     Token(t) if (HTTP_BASE..LISTENER_BASE).contains(&t) => {
-                        self.http_event(t - HTTP_BASE, handler)
+                        self.http_event(t - HTTP_BASE, handler, now)
                     }
                     Token(t) if t >= LISTENER_BASE => {
                         if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
@@ -3282,5 +3462,92 @@ mod layered_tests {
         assert!(st.bytes_in > 0 && st.bytes_out > 0);
         // Snappy took the compressible megabyte down on the wire both ways.
         assert!(st.bytes_out < 2 * 1_000_000, "{} bytes out", st.bytes_out);
+    }
+
+    /// A reactor with an echo handler and a WebSocket route on its HTTP endpoint; returns
+    /// the endpoint's address, the stop flag, the closes seen and the thread.
+    #[allow(clippy::type_complexity)]
+    fn ws_reactor(
+        tls: bool,
+        snappy: bool,
+    ) -> (
+        SocketAddr,
+        Arc<AtomicBool>,
+        Arc<Mutex<Vec<CloseReason>>>,
+        std::thread::JoinHandle<Reactor>,
+    ) {
+        let mut r = Reactor::new(ReactorConfig::default()).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = r.add_http(l).unwrap();
+        let opts = LinkOpts {
+            kind: LinkKind::Client {
+                output_limit: 16 << 20,
+            },
+            max_frame: 8 << 20,
+            group: 0,
+            heartbeat: None,
+        };
+        let cfg = tls.then(|| tls::server_config(CERT, KEY).unwrap());
+        r.serve_ws(1, opts, snappy, cfg);
+        let closes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut h = Echo {
+            closes: closes.clone(),
+            stop: stop.clone(),
+        };
+        let t = std::thread::spawn(move || {
+            r.run(&mut h).unwrap();
+            r
+        });
+        (addr, stop, closes, t)
+    }
+
+    fn ws_spec(addr: SocketAddr, tls: bool, snappy: bool) -> StackSpec {
+        StackSpec {
+            tls_client: tls.then(|| (tls::client_config(CERT).unwrap(), "127.0.0.1".to_string())),
+            ws_client: Some((addr.to_string(), Some(format!("http://{addr}/")))),
+            snappy,
+            ..StackSpec::default()
+        }
+    }
+
+    #[test]
+    fn websocket_clients_on_the_http_endpoint_with_and_without_tls_and_snappy() {
+        for (tls, snappy) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (addr, stop, closes, t) = ws_reactor(tls, snappy);
+            let spec = ws_spec(addr, tls, snappy);
+            let mut a = Client::connect(addr, &spec);
+            let mut b = Client::connect(addr, &spec);
+            let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+            for p in [&b"hello"[..], &[], &big] {
+                a.send_frame(p);
+                b.send_frame(p);
+                assert_eq!(a.read_frame(), p, "tls {tls} snappy {snappy}");
+                assert_eq!(b.read_frame(), p, "tls {tls} snappy {snappy}");
+            }
+            if !tls {
+                // The endpoint still answers its own requests, and refuses a bad upgrade.
+                let mut m = StdStream::connect(addr).unwrap();
+                m.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut body = String::new();
+                m.read_to_string(&mut body).unwrap();
+                assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+                let mut bad = StdStream::connect(addr).unwrap();
+                bad.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                    .unwrap();
+                let mut answer = String::new();
+                bad.read_to_string(&mut answer).unwrap();
+                assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            }
+            stop.store(true, Ordering::SeqCst);
+            let r = t.join().unwrap();
+            assert_eq!(r.stats().accepted, 2);
+            assert!(
+                closes.lock().unwrap().is_empty(),
+                "{:?}",
+                closes.lock().unwrap()
+            );
+        }
     }
 }

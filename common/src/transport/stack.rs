@@ -121,13 +121,26 @@ impl Stack {
         plain: &mut Vec<u8>,
         wire: &mut Vec<u8>,
     ) -> Result<(), LayerError> {
+        self.read_from(0, from_socket, plain, wire)
+    }
+
+    /// [`Stack::read`] of bytes that the layers below `layer` have already passed up (the
+    /// rest of a request read before the stack was built).
+    pub fn read_from(
+        &mut self,
+        layer: usize,
+        bytes: &[u8],
+        plain: &mut Vec<u8>,
+        wire: &mut Vec<u8>,
+    ) -> Result<(), LayerError> {
+        let from_socket = bytes;
         let mut input = std::mem::take(&mut self.a);
         let mut up = std::mem::take(&mut self.b);
         let mut answer = std::mem::take(&mut self.answer);
         input.clear();
         input.extend_from_slice(from_socket);
         let mut result = Ok(());
-        for i in 0..self.layers.len() {
+        for i in layer..self.layers.len() {
             up.clear();
             answer.clear();
             let res = self.layers[i].read(&input, &mut up, &mut answer);
@@ -161,6 +174,18 @@ impl Stack {
         let res = send_down(&mut self.layers, plain, wire);
         self.trim();
         res
+    }
+
+    /// Sends `data` through the layers below `layer` only (an answer `layer` would have
+    /// made itself, such as the upgrade response of a WebSocket built after its request).
+    pub fn write_below(
+        &mut self,
+        layer: usize,
+        data: &[u8],
+        wire: &mut Vec<u8>,
+    ) -> Result<(), LayerError> {
+        let below = layer.min(self.layers.len());
+        send_down(&mut self.layers[..below], data, wire)
     }
 
     fn trim(&mut self) {
