@@ -55,7 +55,7 @@ pub fn main() {
     let layers = client_layers(id, cfg);
     log::info!("gate{id}: client connections: {}", layers.describe());
     let listen = reactor
-        .add_listener_with(listener, CLIENT_LISTENER, client_opts, layers)
+        .add_listener_with(listener, CLIENT_LISTENER, client_opts, layers.clone())
         .unwrap_or_else(|e| process::fail(&format!("gate{id}: {e}")));
     let server_opts = LinkOpts {
         kind: LinkKind::Server,
@@ -66,6 +66,21 @@ pub fn main() {
     let advertise = cfg.advertise_addr.clone();
     let http = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr)
         .map(|a| a.to_string());
+    // WebSocket clients on the HTTP endpoint, with the same layers above the socket.
+    if let Some(h) = &http {
+        let scheme = if layers.tls_server.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        reactor.serve_ws(
+            CLIENT_LISTENER,
+            client_opts,
+            layers.snappy,
+            layers.tls_server.clone(),
+        );
+        log::info!("gate{id}: websocket clients at {scheme}://{h}/ws");
+    }
     let mut handler = DialWatch::new(
         AfterTick {
             inner: GateService::new(settings, IdGen::for_process()),

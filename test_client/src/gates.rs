@@ -5,6 +5,10 @@
 //! address on every interface (`0.0.0.0`, `::`) meaning 127.0.0.1 (everything on this host).
 //! `-server HOST`, when given, replaces the host of every gate and keeps its port (GoWorld's
 //! `-server`, which takes only the port from the config).
+//!
+//! With `-ws` a bot dials the gate's `http_addr` instead (the gate serves `/ws` there, as
+//! GoWorld's): on every interface or with no host, that is the host of the gate's
+//! `advertise_addr` when set, else 127.0.0.1.
 
 use goworld_common::config::{is_every_interface, join_host_port, split_host_port, Config};
 
@@ -31,6 +35,45 @@ pub fn gate_addrs(config: &Config, server: Option<&str>) -> Result<Vec<String>, 
             let host = match server {
                 Some(s) => s,
                 None if is_every_interface(host) => "127.0.0.1",
+                None => host,
+            };
+            Ok(join_host_port(host, port))
+        })
+        .collect()
+}
+
+/// The `host:port` of each gate's WebSocket endpoint (its `http_addr`), in gate order.
+pub fn ws_addrs(config: &Config, server: Option<&str>) -> Result<Vec<String>, String> {
+    let listen = gate_addrs(config, None)?;
+    let server = server.map(|s| {
+        (s.strip_prefix('['))
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(s)
+    });
+    (1..=config.deployment.desired_gates)
+        .zip(listen)
+        .map(|(id, dialed)| {
+            let g = config
+                .gate(id)
+                .ok_or_else(|| format!("the config has no gate{id}"))?;
+            let http = &g.common.http_addr;
+            if http.is_empty() {
+                return Err(format!(
+                    "-ws: gate{id} has no http_addr, where it serves WebSocket clients"
+                ));
+            }
+            let http = if http.starts_with(':') {
+                format!("127.0.0.1{http}")
+            } else {
+                http.clone()
+            };
+            let (host, port) = split_host_port(&http)
+                .ok_or_else(|| format!("[gate{id}] http_addr = {http} is not host:port"))?;
+            // The host the gate is dialed at for TCP (its advertise_addr's, or 127.0.0.1).
+            let tcp_host = split_host_port(&dialed).map_or("127.0.0.1", |(h, _)| h);
+            let host = match server {
+                Some(s) => s,
+                None if is_every_interface(host) => tcp_host,
                 None => host,
             };
             Ok(join_host_port(host, port))
@@ -115,5 +158,29 @@ mod tests {
             gate_addrs(&c, None).unwrap(),
             ["127.0.0.1:14000", "127.0.0.1:14000"]
         );
+    }
+
+    #[test]
+    fn websocket_bots_dial_each_gates_http_addr() {
+        let c = config(
+            "[gate1]\nlisten_addr=10.0.0.1:14001\nhttp_addr=10.0.0.1:24001\n\
+             [gate2]\nlisten_addr=0.0.0.0:14002\nadvertise_addr=10.0.0.2:14012\nhttp_addr=0.0.0.0:24002\n\
+             [gate3]\nlisten_addr=127.0.0.1:14003\nhttp_addr=:24003\n",
+            3,
+        );
+        assert_eq!(
+            ws_addrs(&c, None).unwrap(),
+            ["10.0.0.1:24001", "10.0.0.2:24002", "127.0.0.1:24003"]
+        );
+        assert_eq!(
+            ws_addrs(&c, Some("192.168.1.9")).unwrap(),
+            [
+                "192.168.1.9:24001",
+                "192.168.1.9:24002",
+                "192.168.1.9:24003"
+            ]
+        );
+        let none = config("[gate1]\nlisten_addr=127.0.0.1:14001\nhttp_addr=\n", 1);
+        assert!(ws_addrs(&none, None).unwrap_err().contains("no http_addr"));
     }
 }

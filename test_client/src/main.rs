@@ -419,7 +419,11 @@ fn main() {
     );
     opts.optflag("", "quiet", "no per-second profile; only the final summary");
     opts.optopt("", "log", "log level (default info)", "LEVEL");
-    opts.optflag("", "ws", "WebSocket clients (not built in goworld-rs)");
+    opts.optflag(
+        "",
+        "ws",
+        "WebSocket clients, to each gate's http_addr at /ws",
+    );
     opts.optflag("", "kcp", "KCP clients (not built in goworld-rs)");
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let m = parse_go_flags(&opts, &argv).unwrap_or_else(|e| {
@@ -431,13 +435,10 @@ fn main() {
     if m.opt_present("ws") && m.opt_present("kcp") {
         process::fail("test_client: can not use both websocket and KCP");
     }
-    for (flag, what) in [("ws", "WebSocket"), ("kcp", "KCP")] {
-        if m.opt_present(flag) {
-            process::fail(&format!(
-                "test_client: -{flag}: {what} clients are not built; goworld-rs gates speak plain TCP only"
-            ));
-        }
+    if m.opt_present("kcp") {
+        process::fail("test_client: -kcp: KCP clients are not built yet");
     }
+    let websocket = m.opt_present("ws");
     let num = |name: &str, default: u64| -> u64 {
         m.opt_str(name).map_or(default, |v| {
             v.parse().unwrap_or_else(|_| {
@@ -459,8 +460,12 @@ fn main() {
         .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")));
     let config = Config::load(configfile.as_ref())
         .unwrap_or_else(|e| process::fail(&format!("test_client: {e}")));
-    let gate_addrs = gates::gate_addrs(&config, m.opt_str("server").as_deref())
-        .unwrap_or_else(|e| process::fail(&format!("test_client: {configfile}: {e}")));
+    let gate_addrs = if websocket {
+        gates::ws_addrs(&config, m.opt_str("server").as_deref())
+    } else {
+        gates::gate_addrs(&config, m.opt_str("server").as_deref())
+    }
+    .unwrap_or_else(|e| process::fail(&format!("test_client: {configfile}: {e}")));
     let gates: Vec<SocketAddr> = (gate_addrs.iter())
         .map(|a| {
             process::resolve(a).unwrap_or_else(|e| process::fail(&format!("test_client: {e}")))
@@ -468,7 +473,7 @@ fn main() {
         .collect();
     // Each gate's layers, as its section says (compress_connection, encrypt_connection).
     let layers: Vec<StackSpec> = (gate_addrs.iter().enumerate())
-        .map(|(i, a)| gate_layers(&config, i as u16 + 1, a))
+        .map(|(i, a)| gate_layers(&config, i as u16 + 1, a, websocket))
         .collect();
     if gates.is_empty() {
         process::fail("test_client: the config has no gates");
@@ -531,8 +536,8 @@ fn main() {
 /// The transport layers for dialing gate `id` at `addr` (`host:port`): snappy when its
 /// `compress_connection` is on, TLS when its `encrypt_connection` is, trusting its
 /// `rsa_certificate` and checking the host of `addr` against it (GoWorld's bots skip the
-/// check).
-fn gate_layers(config: &Config, id: u16, addr: &str) -> StackSpec {
+/// check), and a WebSocket (to `ws://addr/ws`, or `wss://`) with `websocket`.
+fn gate_layers(config: &Config, id: u16, addr: &str, websocket: bool) -> StackSpec {
     let Some(g) = config.gate(id) else {
         return StackSpec::default();
     };
@@ -554,8 +559,14 @@ fn gate_layers(config: &Config, id: u16, addr: &str) -> StackSpec {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         (cfg, host.to_string())
     });
+    let scheme = if g.encrypt_connection {
+        "https"
+    } else {
+        "http"
+    };
     StackSpec {
         tls_client,
+        ws_client: websocket.then(|| (addr.to_string(), Some(format!("{scheme}://{addr}/")))),
         snappy: g.compress_connection,
         ..StackSpec::default()
     }

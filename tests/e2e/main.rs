@@ -172,7 +172,7 @@ fn bots_do_every_thing_over_tls_and_snappy_on_three_gates() {
         conf.join("rsa.key").display(),
         conf.join("rsa.crt").display()
     );
-    bots_do_every_thing_then("bots-tls-snappy", 3, 3, 3, &extra, |c| {
+    bots_do_every_thing_then("bots-tls-snappy", 3, 3, 3, &extra, &[], |c| {
         for gate in 1..=3 {
             assert!(
                 c.log(Kind::Gate, gate)
@@ -187,6 +187,54 @@ fn bots_do_every_thing_over_tls_and_snappy_on_three_gates() {
         c.wait_log(Kind::Gate, 1, "transport: tls", 1, Duration::from_secs(5))
             .unwrap();
     });
+}
+
+/// WebSocket bots (GoWorld's `-ws`) on 3/3/3, each to a gate's http_addr at /ws: over plain
+/// ws with snappy, then over wss (TLS) without it; a broken upgrade is refused alone.
+#[test]
+fn bots_do_every_thing_over_websocket_on_three_gates() {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    for (name, tls, snappy) in [("bots-ws-snappy", false, true), ("bots-wss", true, false)] {
+        let mut extra = format!(
+            "[gate_common]\nencrypt_connection={}\ncompress_connection={}\nrsa_key={}\nrsa_certificate={}\n",
+            u8::from(tls),
+            u8::from(snappy),
+            conf.join("rsa.key").display(),
+            conf.join("rsa.crt").display()
+        );
+        for gate in 1..=3 {
+            extra.push_str(&format!(
+                "[gate{gate}]\nhttp_addr=127.0.0.1:{}\n",
+                goworld_tests::free_port()
+            ));
+        }
+        let scheme = if tls { "wss" } else { "ws" };
+        bots_do_every_thing_then(name, 3, 3, 3, &extra, &["-ws"], |c| {
+            for gate in 1..=3 {
+                let log = c.log(Kind::Gate, gate);
+                assert!(
+                    log.contains(&format!("websocket clients at {scheme}://")),
+                    "gate{gate}: {log}"
+                );
+            }
+            if !tls {
+                // An upgrade without its key: a 400, and the gate carries on.
+                let port = c
+                    .log(Kind::Gate, 1)
+                    .split("websocket clients at ws://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .expect("gate1's websocket port");
+                let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                use std::io::{Read, Write};
+                raw.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                raw.read_to_string(&mut answer).unwrap();
+                assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            }
+        });
+    }
 }
 
 /// Runs 100 strict bots for 15 s against `d` dispatchers, `g` games and `t` gates: every bot
@@ -274,7 +322,7 @@ fn mongo_stores(url: &str) -> String {
 }
 
 fn bots_do_every_thing_with(name: &str, d: u16, g: u16, t: u16, extra: &str) {
-    bots_do_every_thing_then(name, d, g, t, extra, |_| {});
+    bots_do_every_thing_then(name, d, g, t, extra, &[], |_| {});
 }
 
 /// [`bots_do_every_thing_with`], running `check` on the deployment after the bots, before it
@@ -285,9 +333,11 @@ fn bots_do_every_thing_then(
     g: u16,
     t: u16,
     extra: &str,
+    bot_flags: &[&str],
     check: impl FnOnce(&mut Cluster),
 ) {
     let mut c = Cluster::new(name, d, g, t, extra);
+    c.bot_flags = bot_flags.iter().map(|f| f.to_string()).collect();
     c.start_all(d, g, t).unwrap();
     // Bots start once every game has every service (each game then logs the nil-space call):
     // a call held for a shard not known yet on one game can be overtaken by a later call from

@@ -214,6 +214,8 @@ pub struct Cluster {
     pub game_binary: &'static str,
     /// Extra environment variables for every process started.
     pub env: Vec<(String, String)>,
+    /// Extra flags for the bots of [`Cluster::spawn_bots`] (`-ws`).
+    pub bot_flags: Vec<String>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -255,6 +257,7 @@ impl Cluster {
             procs: Vec::new(),
             game_binary: Kind::Game.binary(),
             env: Vec::new(),
+            bot_flags: Vec::new(),
             _turn: turn,
         }
     }
@@ -334,7 +337,9 @@ impl Cluster {
     pub fn spawn_bots(&self, n: u64, secs: u64) -> std::process::Child {
         std::process::Command::new(bin_dir().join("test_client"))
             .args(["-N", &n.to_string(), "-duration", &secs.to_string()])
-            .args(["-strict", "-quiet", "-log", "warn", "-configfile"])
+            .args(["-strict", "-quiet", "-log", "warn"])
+            .args(&self.bot_flags)
+            .arg("-configfile")
             .arg(&self.config)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
