@@ -5,10 +5,12 @@
 # Linux kernel with nothing installed: no libc, no dynamic loader, no other library.
 #
 #   ./scripts/build-static.sh
+#   STATIC_PROFILE=release ./scripts/build-static.sh   # quicker (no LTO), somewhat larger
 #
 # Output:
 #   target/static/{dispatcher,gate,test_game,test_client}      stripped, to ship
-#   target/x86_64-unknown-linux-musl/release-static/{...}      as built (symbols, line tables)
+#   target/x86_64-unknown-linux-musl/release-static/{...}      as built (symbols, line tables;
+#                                                               the profile's name if another)
 # (under $CARGO_TARGET_DIR instead of target/ when that is set).
 #
 # Needs the Rust target x86_64-unknown-linux-musl and a musl C compiler: the game's MongoDB
@@ -55,14 +57,15 @@ fi
 command -v strip >/dev/null 2>&1 || die "strip (binutils) is missing"
 
 # musl targets link statically by default (crt-static is on), so no RUSTFLAGS are needed.
-cargo build --profile release-static --target "$triple" --bins \
+profile=${STATIC_PROFILE:-release-static}
+cargo build --profile "$profile" --target "$triple" --bins \
   -p goworld-dispatcher -p goworld-gate -p goworld-test-game -p goworld-test-client
 
 mkdir -p "$target_dir/static"
 for b in "${bins[@]}"; do
-  strip -o "$target_dir/static/$b" "$target_dir/$triple/release-static/$b"
+  strip -o "$target_dir/static/$b" "$target_dir/$triple/$profile/$b"
 done
-echo "build-static.sh: static binaries (stripped) in $target_dir/static/:"
+echo "build-static.sh: static binaries (profile $profile, stripped) in $target_dir/static/:"
 for b in "${bins[@]}"; do
   printf '  %-12s %9d bytes\n' "$b" "$(stat -c %s "$target_dir/static/$b")"
 done
