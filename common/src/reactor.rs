@@ -67,6 +67,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+mod kcp;
+
 use crate::frame::{write_frame2, FrameDecoder, FrameError};
 use crate::http::{self, Histogram, Metrics, Parse, Status};
 use crate::transport::snappy::SnappyLayer;
@@ -74,6 +76,8 @@ use crate::transport::stack::{Stack, StackSpec};
 use crate::transport::tls::Tls;
 use crate::transport::ws::{self, WsServer};
 use crate::transport::StreamLayer;
+use kcp::{KcpDial, KcpListener, Sock};
+pub use kcp::{KCP_IDLE, KCP_MAX_SESSIONS};
 
 /// A connection: slab slot plus generation. Copyable; stale IDs are ignored by [`Io`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -281,6 +285,8 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE + i`; connections use their slab slot, below it.
 const LISTENER_BASE: usize = usize::MAX / 2;
+/// KCP listener `i` (a UDP socket) has token `KCP_BASE + i`, above the TCP listeners.
+const KCP_BASE: usize = LISTENER_BASE + usize::MAX / 8;
 /// The observability endpoint's listener.
 const HTTP_LISTENER: Token = Token(usize::MAX - 2);
 /// HTTP connection `k` has token `HTTP_BASE + k` (below the listeners, above every slot).
@@ -431,7 +437,7 @@ pub struct ReactorStats {
 /// of the slot while its frames are dispatched, so the handler may queue output anywhere.
 struct Conn {
     gen: u32,
-    stream: TcpStream,
+    stream: Sock,
     peer: SocketAddr,
     opts: LinkOpts,
     origin: Origin,
@@ -922,7 +928,8 @@ impl Reactor {
             .write_below(ws_layer, &response, &mut wire)
             .and_then(|()| stack.read_from(ws_layer, &h.input[consumed..], &mut plain, &mut wire));
         let origin = Origin::Accepted { listener: tag };
-        let id = match self.insert_conn(h.stream, peer, opts, origin, None, Some(stack)) {
+        let id = match self.insert_conn(Sock::Tcp(h.stream), peer, opts, origin, None, Some(stack))
+        {
             Ok(id) => id,
             Err(e) => {
                 log::warn!("dropping websocket client {peer}: {}", kind_text(&e));
@@ -1080,6 +1087,18 @@ impl Reactor {
                 (&[("outcome", "refused")], ls.http_refused),
             ],
         );
+        if !self.kcp_listeners.is_empty() {
+            let (dropped, refused, sessions) = self.kcp_counts();
+            m.gauge("kcp_sessions", "Open KCP sessions.", sessions as f64);
+            m.counters(
+                "kcp_datagrams_ignored",
+                "Datagrams on the KCP endpoint that no session took, by why: no session and not one that opens one, or over the session limit (dropped); malformed or not for the session (refused).",
+                &[
+                    (&[("why", "dropped")], dropped),
+                    (&[("why", "refused")], refused),
+                ],
+            );
+        }
         handler.metrics(&mut m);
         m.finish()
     }
@@ -1247,6 +1266,8 @@ struct Dial {
     opts: LinkOpts,
     /// The transport layers of its connections.
     spec: StackSpec,
+    /// Over KCP (a UDP socket per connection) instead of TCP.
+    kcp: Option<KcpDial>,
     state: DialState,
     backoff: Duration,
     /// A failure of the current streak was logged.
@@ -1272,6 +1293,13 @@ pub struct Reactor {
     http_conns: Slab<HttpConn>,
     /// WebSocket clients on the HTTP endpoint, if served.
     ws: Option<WsRoute>,
+    /// KCP endpoints (UDP sockets), and every open KCP connection (stale IDs dropped
+    /// lazily), and KCP dials opened but not yet told to the handler.
+    kcp_listeners: Vec<KcpListener>,
+    kcp_conns: Vec<ConnId>,
+    kcp_opening: Vec<ConnId>,
+    /// When the loop began: the KCP sessions' millisecond clock counts from it.
+    epoch: Instant,
     loop_stats: LoopStats,
     /// Open or connecting links with [`LinkOpts::heartbeat`] (stale IDs are dropped lazily).
     heartbeat_links: Vec<ConnId>,
@@ -1321,6 +1349,10 @@ impl Reactor {
             http: None,
             http_conns: Slab::new(),
             ws: None,
+            kcp_listeners: Vec::new(),
+            kcp_conns: Vec::new(),
+            kcp_opening: Vec::new(),
+            epoch: Instant::now(),
             loop_stats: LoopStats {
                 started: Some(Instant::now()),
                 ..LoopStats::default()
@@ -1398,6 +1430,7 @@ impl Reactor {
             tag,
             opts,
             spec,
+            kcp: None,
             state: DialState::Waiting(now),
             backoff: BACKOFF_START,
             failure_logged: false,
@@ -1491,6 +1524,9 @@ impl Reactor {
                     Token(t) if (HTTP_BASE..LISTENER_BASE).contains(&t) => {
                         self.http_event(t - HTTP_BASE, handler, now)
                     }
+                    Token(t) if t >= KCP_BASE && t < KCP_BASE + self.kcp_listeners.len() => {
+                        self.kcp_listener_event(t - KCP_BASE, handler, now)
+                    }
                     Token(t) if t >= LISTENER_BASE => {
                         if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
                             l.readable = true;
@@ -1525,6 +1561,7 @@ impl Reactor {
                 }
             }
             self.service_dials(now);
+            self.open_kcp_dials(handler, now);
             self.service_heartbeats(now);
             self.process_closes(handler, now);
 
@@ -1543,8 +1580,9 @@ impl Reactor {
             self.process_closes(handler, now);
             self.http_expire(Instant::now());
 
-            // Flush.
+            // Flush: frames into sockets and KCP sessions, then the sessions' due datagrams.
             self.flush_all(Instant::now());
+            self.service_kcp(Instant::now());
             self.process_closes(handler, now);
         }
         self.final_flush(handler);
@@ -1583,6 +1621,9 @@ impl Reactor {
             consider(h.deadline);
         }
         if let Some(t) = self.next_heartbeat {
+            consider(t);
+        }
+        if let Some(t) = self.kcp_deadline(now) {
             consider(t);
         }
         next.map(|t| t.saturating_duration_since(now))
@@ -1650,7 +1691,7 @@ impl Reactor {
     /// Registers a new connection in a free slot.
     fn insert_conn(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: Sock,
         peer: SocketAddr,
         opts: LinkOpts,
         origin: Origin,
@@ -1672,9 +1713,7 @@ impl Reactor {
         } else {
             Interest::READABLE
         };
-        self.poll
-            .registry()
-            .register(&mut stream, Token(slot), interest)?;
+        stream.register(self.poll.registry(), Token(slot), interest)?;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         entry.insert(Conn {
@@ -1738,7 +1777,7 @@ impl Reactor {
                         log::debug!("could not set TCP_NODELAY for {peer}: {}", kind_text(&e));
                     }
                     let origin = Origin::Accepted { listener: tag };
-                    match self.insert_conn(stream, peer, opts, origin, None, stack) {
+                    match self.insert_conn(Sock::Tcp(stream), peer, opts, origin, None, stack) {
                         Ok(id) => {
                             self.conns.stats.accepted += 1;
                             log::debug!("accepted {peer} as {id} on listener {tag}");
@@ -1785,6 +1824,18 @@ impl Reactor {
 
     /// Starts a nonblocking connect for dial `idx`.
     fn start_dial(&mut self, idx: usize, now: Instant) {
+        if self.dials[idx].kcp.is_some() {
+            match self.start_kcp_dial(idx, now) {
+                Ok(conn) => {
+                    self.dials[idx].state = DialState::Connecting {
+                        conn,
+                        deadline: now + CONNECT_TIMEOUT,
+                    };
+                }
+                Err(e) => self.dial_failed(idx, now, &kind_text(&e)),
+            }
+            return;
+        }
         let d = &self.dials[idx];
         let (addr, tag, opts) = (d.addr, d.tag, d.opts);
         let stack = match d
@@ -1799,7 +1850,7 @@ impl Reactor {
         };
         let result = TcpStream::connect(addr).and_then(|s| {
             let origin = Origin::Dialed { dial: tag };
-            self.insert_conn(s, addr, opts, origin, Some(idx), stack)
+            self.insert_conn(Sock::Tcp(s), addr, opts, origin, Some(idx), stack)
         });
         match result {
             Ok(conn) => {
@@ -1853,6 +1904,11 @@ impl Reactor {
         if c.closing.is_some() {
             return;
         }
+        if let Sock::Kcp(_) = c.stream {
+            // A dial's own UDP socket: datagrams for its session.
+            self.kcp_dial_event(id, handler, now);
+            return;
+        }
         if c.connecting {
             self.finish_connect(id, handler, now);
             return;
@@ -1872,9 +1928,12 @@ impl Reactor {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        let outcome = match c.stream.take_error() {
+        let Some(tcp) = c.stream.tcp() else {
+            return;
+        };
+        let outcome = match tcp.take_error() {
             Ok(Some(e)) | Err(e) => Err(kind_text(&e)),
-            Ok(None) => match c.stream.peer_addr() {
+            Ok(None) => match tcp.peer_addr() {
                 Ok(peer) => Ok(peer),
                 // Spurious wake-up: still connecting.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -1891,14 +1950,14 @@ impl Reactor {
         c.connecting = false;
         c.peer = peer;
         c.last_recv = now;
-        if let Err(e) = c.stream.set_nodelay(true) {
+        if let Some(Err(e)) = c.stream.tcp().map(|s| s.set_nodelay(true)) {
             log::debug!("could not set TCP_NODELAY for {peer}: {}", kind_text(&e));
         }
-        if let Err(e) = self.poll.registry().reregister(
-            &mut c.stream,
-            Token(id.slot as usize),
-            Interest::READABLE,
-        ) {
+        let token = Token(id.slot as usize);
+        if let Err(e) = c
+            .stream
+            .reregister(self.poll.registry(), token, Interest::READABLE)
+        {
             self.conns.mark_close(id, CloseReason::Io(kind_text(&e)));
             return;
         }
@@ -2140,7 +2199,7 @@ impl Reactor {
         let result = match written {
             Ok(true) if c.writable_interest => {
                 c.writable_interest = false;
-                registry.reregister(&mut c.stream, token, Interest::READABLE)
+                c.stream.reregister(registry, token, Interest::READABLE)
             }
             Ok(false) => {
                 // Keep the written prefix from growing without bound on a slow link; moving
@@ -2153,11 +2212,8 @@ impl Reactor {
                     Ok(())
                 } else {
                     c.writable_interest = true;
-                    registry.reregister(
-                        &mut c.stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
+                    c.stream
+                        .reregister(registry, token, Interest::READABLE | Interest::WRITABLE)
                 }
             }
             other => other.map(|_| ()),
@@ -2214,7 +2270,10 @@ impl Reactor {
         if flush && !c.connecting && c.pending() > 0 {
             let _ = write_out(&mut c, &mut self.conns.stats);
         }
-        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.deregister(self.poll.registry());
+        if let Sock::Kcp(link) = &c.stream {
+            self.kcp_closed(link, id);
+        }
         let (peer, connecting, dial) = (c.peer, c.connecting, c.dial);
         drop(c);
 
