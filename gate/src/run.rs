@@ -57,6 +57,16 @@ pub fn main() {
     let listen = reactor
         .add_listener_with(listener, CLIENT_LISTENER, client_opts, layers.clone())
         .unwrap_or_else(|e| process::fail(&format!("gate{id}: {e}")));
+    // KCP clients on the same address over UDP, as GoWorld's gate serves them.
+    match std::net::UdpSocket::bind(listen)
+        .and_then(|u| reactor.add_kcp_listener(u, CLIENT_LISTENER, client_opts, layers.clone()))
+    {
+        Ok(a) => log::info!("gate{id}: kcp clients at {a} (udp)"),
+        Err(e) => log::warn!(
+            "gate{id}: cannot listen for KCP clients on udp {listen}: {}; TCP and WebSocket only",
+            goworld_common::logging::io_kind(&e)
+        ),
+    }
     let server_opts = LinkOpts {
         kind: LinkKind::Server,
         max_frame: cfg.common.max_peer_frame,

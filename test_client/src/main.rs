@@ -95,6 +95,9 @@ struct Fleet {
     /// `-faults`: servers are being killed on purpose. A disconnect is counted, not a
     /// failure, and so is a failure within [`FAULT_GRACE`] of the last disconnect.
     faults: bool,
+    /// Over KCP: a heartbeat goes first on every new connection (a gate opens a KCP session
+    /// only on its first data, as GoWorld's bots do it).
+    heartbeat_first: bool,
     last_disconnect: Option<Instant>,
     /// The time of the event being handled.
     now: Option<Instant>,
@@ -133,6 +136,7 @@ impl Fleet {
             failures: 0,
             first_failure: None,
             faults: false,
+            heartbeat_first: false,
             last_disconnect: None,
             now: None,
             tolerated: 0,
@@ -233,6 +237,9 @@ impl Handler for Fleet {
         let Origin::Dialed { dial } = origin else {
             return;
         };
+        if self.heartbeat_first {
+            io.send(conn, &wire::heartbeat());
+        }
         let i = dial as usize;
         self.by_conn.insert(conn, i);
         let s = &mut self.slots[i];
@@ -424,7 +431,11 @@ fn main() {
         "ws",
         "WebSocket clients, to each gate's http_addr at /ws",
     );
-    opts.optflag("", "kcp", "KCP clients (not built in goworld-rs)");
+    opts.optflag(
+        "",
+        "kcp",
+        "KCP clients, to each gate's listen_addr over UDP",
+    );
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let m = parse_go_flags(&opts, &argv).unwrap_or_else(|e| {
         process::fail(&format!(
@@ -435,10 +446,8 @@ fn main() {
     if m.opt_present("ws") && m.opt_present("kcp") {
         process::fail("test_client: can not use both websocket and KCP");
     }
-    if m.opt_present("kcp") {
-        process::fail("test_client: -kcp: KCP clients are not built yet");
-    }
     let websocket = m.opt_present("ws");
+    let kcp = m.opt_present("kcp");
     let num = |name: &str, default: u64| -> u64 {
         m.opt_str(name).map_or(default, |v| {
             v.parse().unwrap_or_else(|_| {
@@ -479,7 +488,10 @@ fn main() {
         process::fail("test_client: the config has no gates");
     }
     let listed: Vec<String> = (gates.iter().enumerate())
-        .map(|(i, a)| format!("gate{} {a} ({})", i + 1, layers[i].describe()))
+        .map(|(i, a)| {
+            let over = if kcp { "kcp+" } else { "" };
+            format!("gate{} {a} ({over}{})", i + 1, layers[i].describe())
+        })
         .collect();
     log::info!("dialing {}", listed.join(", "));
     let mut reactor = Reactor::new(ReactorConfig {
@@ -499,7 +511,11 @@ fn main() {
     let mut rng = Rng::new(nanos ^ (u64::from(std::process::id()) << 32));
     for i in 0..n {
         let g = rng.below(gates.len() as u64) as usize;
-        reactor.add_dial_with(gates[g], i as u32, opts, layers[g].clone());
+        if kcp {
+            reactor.add_kcp_dial(gates[g], i as u32, opts, layers[g].clone());
+        } else {
+            reactor.add_dial_with(gates[g], i as u32, opts, layers[g].clone());
+        }
     }
     let things = bot::Thing::mask_from(&m.opt_str("things").unwrap_or_else(|| "all".into()))
         .unwrap_or_else(|e| process::fail(&format!("test_client: -things: {e}")));
@@ -510,6 +526,7 @@ fn main() {
     fleet.strict = m.opt_present("strict");
     fleet.faults = m.opt_present("faults");
     fleet.quiet = m.opt_present("quiet");
+    fleet.heartbeat_first = kcp;
     fleet.duration = (duration > 0).then(|| Duration::from_secs(duration));
     if let Err(e) = reactor.run(&mut fleet) {
         process::fail(&format!("test_client: reactor stopped: {e}"));

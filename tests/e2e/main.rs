@@ -237,6 +237,37 @@ fn bots_do_every_thing_over_websocket_on_three_gates() {
     }
 }
 
+/// KCP bots (GoWorld's `-kcp`) on 3/3/3 with TLS and snappy on top, as GoWorld's CI runs
+/// them: each to a gate's listen_addr over UDP, a heartbeat first.
+#[test]
+fn bots_do_every_thing_over_kcp_with_tls_and_snappy_on_three_gates() {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let extra = format!(
+        "[gate_common]\nencrypt_connection=1\ncompress_connection=1\nrsa_key={}\nrsa_certificate={}\n",
+        conf.join("rsa.key").display(),
+        conf.join("rsa.crt").display()
+    );
+    bots_do_every_thing_then("bots-kcp", 3, 3, 3, &extra, &["-kcp"], |c| {
+        for gate in 1..=3 {
+            let log = c.log(Kind::Gate, gate);
+            assert!(
+                log.contains("kcp clients at 127.0.0.1:"),
+                "gate{gate}: {log}"
+            );
+        }
+        // Every bot came over KCP: the gates' KCP endpoints hold all 100 sessions.
+        let sessions: f64 = (1..=3)
+            .map(|gate| {
+                let addr = c.proc(Kind::Gate, gate).http_addr().expect("gate http");
+                // With TLS on, the gate's whole HTTP endpoint is https.
+                let body = https_get(addr, "/metrics");
+                sample(&scrape("metrics", &body), "goworld_kcp_sessions")
+            })
+            .sum();
+        assert_eq!(sessions, 100.0);
+    });
+}
+
 /// Runs 100 strict bots for 15 s against `d` dispatchers, `g` games and `t` gates: every bot
 /// logs in, each of the eleven things is done, nothing fails or disconnects, every gate serves
 /// bots, CallNilSpaces reaches every game, every server exits 0 with no error line.
@@ -1016,6 +1047,44 @@ fn http_get(addr: SocketAddr, request: &str) -> (u16, String) {
 
 /// A body parsed by tests/scrape/scrape.py (`metrics`: prometheus_client's parser;
 /// `status`: JSON): `name{labels} value` or `key value` lines.
+/// GET `path` over TLS (trusting conf/rsa.crt); the body.
+fn https_get(addr: SocketAddr, path: &str) -> String {
+    use goworld_common::transport::{stack::StackSpec, tls};
+    use std::io::{Read, Write};
+    let cert =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/rsa.crt"))
+            .unwrap();
+    let spec = StackSpec {
+        tls_client: Some((tls::client_config(&cert).unwrap(), "127.0.0.1".into())),
+        ..StackSpec::default()
+    };
+    let mut stack = spec.build(1).unwrap().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut wire = Vec::new();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stack.write(request.as_bytes(), &mut wire).unwrap();
+    s.write_all(&wire).unwrap();
+    let mut plain = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        let mut answer = Vec::new();
+        if stack.read(&buf[..n], &mut plain, &mut answer).is_err() {
+            break; // the server's close_notify, or its end
+        }
+        if !answer.is_empty() {
+            s.write_all(&answer).unwrap();
+        }
+    }
+    let text = String::from_utf8_lossy(&plain).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
 fn scrape(mode: &str, body: &str) -> Vec<String> {
     let file = std::env::temp_dir().join(format!(
         "goworld-rs-scrape-{}-{mode}.txt",
