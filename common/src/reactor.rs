@@ -303,6 +303,9 @@ pub const SLOW_HANDLER: Duration = Duration::from_millis(100);
 /// Message types counted one by one in the traffic metrics; higher ones share one counter.
 const COUNTED_TYPES: usize = 2048;
 
+/// The default [`ReactorConfig::handshake_timeout`]: a client that connects and never
+/// finishes its TLS or WebSocket handshake costs its connection only this long.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One read from a connection with transport layers takes at most this many bytes.
 const LAYER_READ: usize = 64 * 1024;
 /// Buffers above this capacity are released once drained.
@@ -320,6 +323,9 @@ const FINAL_FLUSH: Duration = Duration::from_secs(1);
 /// Reactor tuning. [`Default`] gives the production values, with signals off.
 #[derive(Debug, Clone)]
 pub struct ReactorConfig {
+    /// A connection with transport layers whose handshakes (TLS, WebSocket) are not over
+    /// by then is closed ([`HANDSHAKE_TIMEOUT`] by default).
+    pub handshake_timeout: Duration,
     /// Pending output of a server link above which reads from other connections stop.
     pub high_watermark: usize,
     /// Pending output every congested server link must drop below before reads resume.
@@ -403,6 +409,7 @@ impl Default for ReactorConfig {
             signals: false,
             client_flush_interval: Duration::ZERO,
             client_write_budget: 0,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -1298,6 +1305,9 @@ pub struct Reactor {
     kcp_listeners: Vec<KcpListener>,
     kcp_conns: Vec<ConnId>,
     kcp_opening: Vec<ConnId>,
+    /// Connections with transport layers whose handshakes are not over, with their
+    /// deadlines, oldest first.
+    handshaking: std::collections::VecDeque<(ConnId, Instant)>,
     /// When the loop began: the KCP sessions' millisecond clock counts from it.
     epoch: Instant,
     loop_stats: LoopStats,
@@ -1352,6 +1362,7 @@ impl Reactor {
             kcp_listeners: Vec::new(),
             kcp_conns: Vec::new(),
             kcp_opening: Vec::new(),
+            handshaking: std::collections::VecDeque::new(),
             epoch: Instant::now(),
             loop_stats: LoopStats {
                 started: Some(Instant::now()),
@@ -1563,6 +1574,7 @@ impl Reactor {
             self.service_dials(now);
             self.open_kcp_dials(handler, now);
             self.service_heartbeats(now);
+            self.service_handshakes(now);
             self.process_closes(handler, now);
 
             // Tick.
@@ -1626,6 +1638,9 @@ impl Reactor {
         if let Some(t) = self.kcp_deadline(now) {
             consider(t);
         }
+        if let Some(&(_, t)) = self.handshaking.front() {
+            consider(t);
+        }
         next.map(|t| t.saturating_duration_since(now))
     }
 
@@ -1678,6 +1693,37 @@ impl Reactor {
         self.next_heartbeat = next;
     }
 
+    /// Forgets connections whose layers are ready (or that are gone) and closes those past
+    /// [`HANDSHAKE_TIMEOUT`].
+    fn service_handshakes(&mut self, now: Instant) {
+        let Reactor {
+            conns,
+            handshaking,
+            cfg,
+            ..
+        } = self;
+        let limit = cfg.handshake_timeout;
+        handshaking.retain(|&(id, deadline)| {
+            let Some(c) = conns.get(id) else {
+                return false;
+            };
+            if c.closing.is_some() || c.stack.as_ref().is_none_or(|s| s.is_ready()) {
+                return false;
+            }
+            if now < deadline {
+                return true;
+            }
+            conns.mark_close(
+                id,
+                CloseReason::Transport(format!(
+                    "handshake not finished within {:.1} s",
+                    limit.as_secs_f64()
+                )),
+            );
+            false
+        });
+    }
+
     fn deliver_signals(&mut self, handler: &mut dyn Handler, now: Instant) {
         let Some(s) = self.signals.as_mut() else {
             return;
@@ -1714,6 +1760,7 @@ impl Reactor {
             Interest::READABLE
         };
         stream.register(self.poll.registry(), Token(slot), interest)?;
+        let has_stack = stack.is_some();
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         entry.insert(Conn {
@@ -1744,6 +1791,10 @@ impl Reactor {
             slot: slot as u32,
             gen,
         };
+        if has_stack {
+            self.handshaking
+                .push_back((id, self.conns.now + self.cfg.handshake_timeout));
+        }
         if let Some(timeout) = opts.heartbeat {
             self.heartbeat_links.push(id);
             let first = self.conns.now + heartbeat_interval(timeout);
@@ -3568,6 +3619,65 @@ mod layered_tests {
             snappy,
             ..StackSpec::default()
         }
+    }
+
+    #[test]
+    fn a_client_that_never_finishes_its_tls_handshake_is_closed_after_the_timeout() {
+        let (_, server_spec) = specs();
+        let mut r = Reactor::new(ReactorConfig {
+            handshake_timeout: Duration::from_millis(300),
+            ..ReactorConfig::default()
+        })
+        .unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let opts = LinkOpts {
+            kind: LinkKind::Client {
+                output_limit: 1 << 20,
+            },
+            max_frame: 1 << 20,
+            group: 0,
+            heartbeat: None,
+        };
+        let addr = r.add_listener_with(l, 1, opts, server_spec).unwrap();
+        let closes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut h = Echo {
+            closes: closes.clone(),
+            stop: stop.clone(),
+        };
+        let t = std::thread::spawn(move || {
+            r.run(&mut h).unwrap();
+            r
+        });
+        // Half a ClientHello, then silence; and a well-behaved client beside it.
+        let mut stuck = StdStream::connect(addr).unwrap();
+        stuck
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .unwrap();
+        let (client_spec, _) = specs();
+        let mut good = Client::connect(addr, &client_spec);
+        good.send_frame(b"ok");
+        assert_eq!(good.read_frame(), b"ok");
+        stuck
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stuck.read_to_end(&mut rest);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "closed by the timeout"
+        );
+        good.send_frame(b"still");
+        assert_eq!(good.read_frame(), b"still", "the other client is untouched");
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+        let closes = closes.lock().unwrap();
+        assert_eq!(closes.len(), 1, "{closes:?}");
+        assert!(
+            matches!(&closes[0], CloseReason::Transport(w) if w.contains("handshake not finished")),
+            "{closes:?}"
+        );
     }
 
     #[test]

@@ -65,6 +65,13 @@ pub trait StreamLayer: Send {
     /// Bytes from above, to send: appends what carries them to `down`. A layer whose
     /// handshake is not over keeps them (within its limit) and sends them once it is.
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError>;
+
+    /// True once the layer's handshake (if it has one) is over and stream bytes flow. A
+    /// connection whose layers are not all ready within the reactor's handshake timeout is
+    /// closed.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 pub mod fec;

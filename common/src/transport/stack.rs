@@ -176,6 +176,11 @@ impl Stack {
         res
     }
 
+    /// True once every layer's handshake is over.
+    pub fn is_ready(&self) -> bool {
+        self.layers.iter().all(|l| l.is_ready())
+    }
+
     /// Sends `data` through the layers below `layer` only (an answer `layer` would have
     /// made itself, such as the upgrade response of a WebSocket built after its request).
     pub fn write_below(

@@ -197,6 +197,10 @@ impl StreamLayer for Tls {
         Ok(())
     }
 
+    fn is_ready(&self) -> bool {
+        Tls::is_ready(self)
+    }
+
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError> {
         if !self.is_ready() {
             if self.early.len() + above.len() > EARLY_PLAINTEXT_MAX {

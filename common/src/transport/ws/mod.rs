@@ -275,6 +275,10 @@ impl WsServer {
 }
 
 impl StreamLayer for WsServer {
+    fn is_ready(&self) -> bool {
+        self.is_open()
+    }
+
     fn read(
         &mut self,
         below: &[u8],
@@ -374,6 +378,10 @@ impl WsClient {
 }
 
 impl StreamLayer for WsClient {
+    fn is_ready(&self) -> bool {
+        self.is_open()
+    }
+
     fn read(
         &mut self,
         below: &[u8],
