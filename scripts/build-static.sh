@@ -5,7 +5,7 @@
 # Linux kernel with nothing installed: no libc, no dynamic loader, no other library.
 #
 #   ./scripts/build-static.sh
-#   STATIC_PROFILE=release ./scripts/build-static.sh   # quicker (no LTO), somewhat larger
+#   STATIC_PROFILE=release ./scripts/build-static.sh   # another Cargo profile: quicker, larger
 #
 # Output:
 #   target/static/{dispatcher,gate,test_game,test_client}      stripped, to ship

@@ -10,7 +10,7 @@
 #
 # --no-build: check the binaries already in target/static/ without building.
 # STATIC_PROFILE (as for build-static.sh): the Cargo profile to build with; scripts/test.sh
-# uses release, which builds faster than release-static.
+# uses static-check, which builds much faster than release-static.
 # scripts/test.sh runs it after the tests. It stops only the processes it started, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."

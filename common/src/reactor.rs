@@ -537,6 +537,8 @@ struct LoopStats {
     /// Closes by kind of reason.
     closed: [u64; 8],
     http_served: u64,
+    /// WebSocket upgrades accepted on the HTTP endpoint.
+    ws_upgrades: u64,
     http_refused: u64,
     slow_logged: u64,
 }
@@ -944,6 +946,7 @@ impl Reactor {
             }
         };
         self.conns.stats.accepted += 1;
+        self.loop_stats.ws_upgrades += 1;
         let c = &mut self.conns.slab[id.slot as usize];
         c.wire = wire;
         if let Some(dec) = c.decoder.as_mut() {
@@ -1094,6 +1097,13 @@ impl Reactor {
                 (&[("outcome", "refused")], ls.http_refused),
             ],
         );
+        if self.ws.is_some() {
+            m.counter(
+                "websocket_upgrades",
+                "WebSocket upgrades accepted at /ws (each a client connection from then on).",
+                ls.ws_upgrades,
+            );
+        }
         if !self.kcp_listeners.is_empty() {
             let (dropped, refused, sessions) = self.kcp_counts();
             m.gauge("kcp_sessions", "Open KCP sessions.", sessions as f64);

@@ -14,8 +14,9 @@
 //! `test_client.out` in the cluster directory.
 //!
 //! Build the release binaries first, then:
-//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-dispatchers 1] [-gates 1] [-nostrict] [-goworld] [-ini 'extra config lines']`
-//! (`-goworld`: only GoWorld's eight things, without our mail and publish ones).
+//! `cargo run --release -p goworld-tests --bin bench_bots -- [-N 500] [-secs 60] [-games 1] [-dispatchers 1] [-gates 1] [-nostrict] [-goworld] [-ws | -kcp] [-ini 'extra config lines']`
+//! (`-goworld`: only GoWorld's eight things, without our mail and publish ones; `-ws`,
+//! `-kcp`: the bots' transport, the gate's TLS and snappy set with `-ini`).
 //!
 //! Exits 1 if test_client failed (non-zero exit, or failures or disconnects in its summary) or
 //! a server log has an error line. test_client and the gate each hold one descriptor per bot:
@@ -288,6 +289,12 @@ fn main() {
     if switch("goworld") {
         args.push("-things".to_string());
         args.push("goworld".to_string());
+    }
+    // `-ws`, `-kcp`: the bots' transport (with the gate's TLS and snappy from `-ini`).
+    for t in ["ws", "kcp"] {
+        if switch(t) {
+            args.push(format!("-{t}"));
+        }
     }
     println!(
         "bench_bots: {dispatchers} dispatcher(s), {games} game(s), {gates} gate(s); test_client {}",
