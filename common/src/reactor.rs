@@ -326,6 +326,10 @@ pub struct ReactorConfig {
     /// A connection with transport layers whose handshakes (TLS, WebSocket) are not over
     /// by then is closed ([`HANDSHAKE_TIMEOUT`] by default).
     pub handshake_timeout: Duration,
+    /// KCP sessions one KCP endpoint keeps at once ([`KCP_MAX_SESSIONS`] by default): a
+    /// datagram that would open one more is dropped and counted, so a flood from many
+    /// addresses costs at most this many sessions.
+    pub kcp_max_sessions: usize,
     /// Pending output of a server link above which reads from other connections stop.
     pub high_watermark: usize,
     /// Pending output every congested server link must drop below before reads resume.
@@ -410,6 +414,7 @@ impl Default for ReactorConfig {
             client_flush_interval: Duration::ZERO,
             client_write_budget: 0,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            kcp_max_sessions: KCP_MAX_SESSIONS,
         }
     }
 }

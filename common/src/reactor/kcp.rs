@@ -4,7 +4,8 @@
 //! * A gate's KCP endpoint ([`Reactor::add_kcp_listener`]) is one UDP socket on its
 //!   `listen_addr`; sessions are keyed by the peer's address, and a data packet from an
 //!   unknown address with a valid conv opens one (kcp-go's listener does the same), reported
-//!   to the handler as an accepted connection. At most [`KCP_MAX_SESSIONS`] are open at once.
+//!   to the handler as an accepted connection. At most [`KCP_MAX_SESSIONS`] are open at once
+//!   (`ReactorConfig::kcp_max_sessions`).
 //! * A bot's KCP dial ([`Reactor::add_kcp_dial`]) is a UDP socket of its own, connected to the
 //!   gate, with a session of a random conv; it opens at once (UDP has no handshake).
 //!
@@ -27,8 +28,8 @@ use super::{CloseReason, ConnId, Handler, LinkOpts, Origin, Reactor};
 use crate::transport::kcp::{conv_of, KcpConfig, KcpSession};
 use crate::transport::stack::StackSpec;
 
-/// KCP sessions a listener keeps at once; datagrams that would open more are dropped (and
-/// counted).
+/// The default number of KCP sessions a listener keeps at once; datagrams that would open
+/// more are dropped (and counted).
 pub const KCP_MAX_SESSIONS: usize = 16384;
 /// A KCP session from which nothing arrived for this long is closed.
 pub const KCP_IDLE: Duration = Duration::from_secs(120);
@@ -331,7 +332,7 @@ impl Reactor {
                         l.dropped += 1;
                         continue;
                     };
-                    if l.sessions.len() >= KCP_MAX_SESSIONS {
+                    if l.sessions.len() >= self.cfg.kcp_max_sessions {
                         l.dropped += 1;
                         continue;
                     }
@@ -729,6 +730,66 @@ mod tests {
             ..StackSpec::default()
         };
         run_echo(server, client, Some(10));
+    }
+
+    /// A first datagram that opens a session: an FEC data packet carrying one KCP PUSH
+    /// segment of conv `conv` (kcp-go's layout: seqid, flag 0xf1, size, then the segment).
+    fn opening_datagram(conv: u32) -> Vec<u8> {
+        let mut seg = Vec::new();
+        seg.extend_from_slice(&conv.to_le_bytes());
+        seg.extend_from_slice(&[81, 0]); // PUSH, frg 0
+        seg.extend_from_slice(&32u16.to_le_bytes()); // wnd
+        seg.extend_from_slice(&0u32.to_le_bytes()); // ts
+        seg.extend_from_slice(&0u32.to_le_bytes()); // sn
+        seg.extend_from_slice(&0u32.to_le_bytes()); // una
+        seg.extend_from_slice(&6u32.to_le_bytes()); // len
+        seg.extend_from_slice(&[2, 0, 0, 0, 0xd1, 0x07]); // a 2001 heartbeat frame
+        let mut d = Vec::new();
+        d.extend_from_slice(&0u32.to_le_bytes()); // seqid
+        d.extend_from_slice(&0xf1u16.to_le_bytes());
+        d.extend_from_slice(&((seg.len() + 2) as u16).to_le_bytes());
+        d.extend_from_slice(&seg);
+        d
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_opens_at_most_the_session_limit() {
+        let mut r = Reactor::new(ReactorConfig {
+            kcp_max_sessions: 20,
+            ..ReactorConfig::default()
+        })
+        .unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = r
+            .add_kcp_listener(udp, LISTENER, opts(), StackSpec::default())
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut h = Echo {
+            seen: seen.clone(),
+            stop: stop.clone(),
+            payloads: Vec::new(),
+        };
+        let t = std::thread::spawn(move || {
+            r.run(&mut h).unwrap();
+            r
+        });
+        // 60 addresses, each sending a valid opening packet.
+        let socks: Vec<std::net::UdpSocket> = (0..60)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, s) in socks.iter().enumerate() {
+            s.send_to(&opening_datagram(0x1000 + i as u32), addr)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        let r = t.join().unwrap();
+        let (dropped, _, sessions) = r.kcp_counts();
+        assert_eq!(sessions, 20, "the limit");
+        assert_eq!(seen.lock().unwrap().accepted, 20);
+        assert_eq!(dropped, 40, "the rest dropped and counted");
     }
 
     #[test]
