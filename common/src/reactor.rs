@@ -2147,11 +2147,8 @@ impl Reactor {
                         self.layer_plain.clear();
                         let r = stack.read(&self.layer_in[..n], &mut self.layer_plain, &mut c.wire);
                         dec.extend(&self.layer_plain);
-                        let answer = c.wire.len() > answered && !c.queued_flush;
-                        if answer {
+                        if c.wire.len() > answered && !c.queued_flush {
                             c.queued_flush = true;
-                        }
-                        if answer {
                             self.conns.flush.push(id);
                         }
                         if let Err(e) = r {

@@ -14,11 +14,7 @@ use goworld_common::config::{is_every_interface, join_host_port, split_host_port
 
 /// The `host:port` each gate `1..=desired_gates` is dialed at, in gate order.
 pub fn gate_addrs(config: &Config, server: Option<&str>) -> Result<Vec<String>, String> {
-    let server = server.map(|s| {
-        (s.strip_prefix('['))
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(s)
-    });
+    let server = server.map(unbracket);
     (1..=config.deployment.desired_gates)
         .map(|id| {
             let g = config
@@ -45,11 +41,7 @@ pub fn gate_addrs(config: &Config, server: Option<&str>) -> Result<Vec<String>, 
 /// The `host:port` of each gate's WebSocket endpoint (its `http_addr`), in gate order.
 pub fn ws_addrs(config: &Config, server: Option<&str>) -> Result<Vec<String>, String> {
     let listen = gate_addrs(config, None)?;
-    let server = server.map(|s| {
-        (s.strip_prefix('['))
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(s)
-    });
+    let server = server.map(unbracket);
     (1..=config.deployment.desired_gates)
         .zip(listen)
         .map(|(id, dialed)| {
@@ -79,6 +71,13 @@ pub fn ws_addrs(config: &Config, server: Option<&str>) -> Result<Vec<String>, St
             Ok(join_host_port(host, port))
         })
         .collect()
+}
+
+/// `-server`'s host without the brackets of an IPv6 literal (`[::1]` is `::1`).
+fn unbracket(s: &str) -> &str {
+    (s.strip_prefix('['))
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(s)
 }
 
 #[cfg(test)]

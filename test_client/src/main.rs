@@ -40,7 +40,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use goworld_common::args::{parse_go_flags, usage};
-use goworld_common::config::Config;
+use goworld_common::config::{split_host_port, Config};
 use goworld_common::reactor::{
     CloseReason, ConnId, Handler, Io, LinkKind, LinkOpts, Origin, Reactor, ReactorConfig,
 };
@@ -572,8 +572,7 @@ fn gate_layers(config: &Config, id: u16, addr: &str, websocket: bool) -> StackSp
                 g.rsa_certificate.display()
             ))
         });
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = split_host_port(addr).map_or(addr, |(h, _)| h);
         (cfg, host.to_string())
     });
     let scheme = if g.encrypt_connection {

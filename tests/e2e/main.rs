@@ -166,12 +166,7 @@ fn bots_do_every_thing_on_three_dispatchers_three_games_three_gates() {
 /// certificate; a client speaking plain frames to a TLS gate is closed alone.
 #[test]
 fn bots_do_every_thing_over_tls_and_snappy_on_three_gates() {
-    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
-    let extra = format!(
-        "[gate_common]\nencrypt_connection=1\ncompress_connection=1\nrsa_key={}\nrsa_certificate={}\n",
-        conf.join("rsa.key").display(),
-        conf.join("rsa.crt").display()
-    );
+    let extra = tls_and_snappy();
     bots_do_every_thing_then("bots-tls-snappy", 3, 3, 3, &extra, &[], |c| {
         for gate in 1..=3 {
             assert!(
@@ -194,12 +189,7 @@ fn bots_do_every_thing_over_tls_and_snappy_on_three_gates() {
 /// upgrade refused, are tested in the reactor's own tests.)
 #[test]
 fn bots_do_every_thing_over_websocket_on_three_gates() {
-    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
-    let mut extra = format!(
-        "[gate_common]\nencrypt_connection=1\ncompress_connection=1\nrsa_key={}\nrsa_certificate={}\n",
-        conf.join("rsa.key").display(),
-        conf.join("rsa.crt").display()
-    );
+    let mut extra = tls_and_snappy();
     for gate in 1..=3 {
         extra.push_str(&format!(
             "[gate{gate}]\nhttp_addr=127.0.0.1:{}\n",
@@ -233,12 +223,7 @@ fn bots_do_every_thing_over_websocket_on_three_gates() {
 /// them: each to a gate's listen_addr over UDP, a heartbeat first.
 #[test]
 fn bots_do_every_thing_over_kcp_with_tls_and_snappy_on_three_gates() {
-    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
-    let extra = format!(
-        "[gate_common]\nencrypt_connection=1\ncompress_connection=1\nrsa_key={}\nrsa_certificate={}\n",
-        conf.join("rsa.key").display(),
-        conf.join("rsa.crt").display()
-    );
+    let extra = tls_and_snappy();
     bots_do_every_thing_then("bots-kcp", 3, 3, 3, &extra, &["-kcp"], |c| {
         for gate in 1..=3 {
             let log = c.log(Kind::Gate, gate);
@@ -258,6 +243,16 @@ fn bots_do_every_thing_over_kcp_with_tls_and_snappy_on_three_gates() {
             .sum();
         assert_eq!(sessions, 100.0);
     });
+}
+
+/// `[gate_common]` lines turning TLS (with conf/'s test certificate) and snappy on.
+fn tls_and_snappy() -> String {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    format!(
+        "[gate_common]\nencrypt_connection=1\ncompress_connection=1\nrsa_key={}\nrsa_certificate={}\n",
+        conf.join("rsa.key").display(),
+        conf.join("rsa.crt").display()
+    )
 }
 
 /// How long the bots of [`bots_do_every_thing`] run.
