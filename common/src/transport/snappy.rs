@@ -67,6 +67,9 @@ pub const MAX_CHUNK_LEN: usize = CHECKSUM + 76_490;
 /// The longest uncompressed chunk body: the checksum and [`MAX_DATA_PER_CHUNK`] bytes.
 const MAX_UNCOMPRESSED_CHUNK_LEN: usize = CHECKSUM + MAX_DATA_PER_CHUNK;
 
+/// The capacity of a split chunk's body buffer kept between chunks.
+const BODY_KEEP: usize = 4 << 10;
+
 /// Chunk header: type byte and 3-byte little-endian body length.
 const HEADER: usize = 4;
 /// The masked CRC-32C at the start of a data chunk's body.
@@ -105,16 +108,30 @@ pub struct SnappyLayer {
     header: [u8; HEADER],
     /// The stream identifier has been seen (golang/snappy: `readHeader`).
     started: bool,
-    /// The body of a chunk that arrived in parts; empty between chunks, capacity kept.
+    /// The body of a chunk that arrived in parts; empty between chunks, capacity kept up to
+    /// [`BODY_KEEP`].
     body: Vec<u8>,
     decoder: snap::raw::Decoder,
     /// The error that ended the read half, returned again by later reads.
     failed: Option<LayerError>,
     // Write half.
     wrote_identifier: bool,
+}
+
+/// What compressing needs and no connection keeps between writes: snap's hash table (up to
+/// 32 KiB) and room for one piece's raw block (up to 76 KiB). One per thread, shared by every
+/// connection of its reactor, instead of one per connection.
+struct WriteScratch {
     encoder: snap::raw::Encoder,
-    /// Room for one piece's raw block, `max_compress_len` of the largest piece so far.
+    /// `max_compress_len` of the largest piece so far.
     compressed: Vec<u8>,
+}
+
+thread_local! {
+    static WRITE_SCRATCH: std::cell::RefCell<WriteScratch> = std::cell::RefCell::new(WriteScratch {
+        encoder: snap::raw::Encoder::new(),
+        compressed: Vec::new(),
+    });
 }
 
 impl SnappyLayer {
@@ -128,8 +145,6 @@ impl SnappyLayer {
             decoder: snap::raw::Decoder::new(),
             failed: None,
             wrote_identifier: false,
-            encoder: snap::raw::Encoder::new(),
-            compressed: Vec::new(),
         }
     }
 
@@ -178,8 +193,12 @@ impl SnappyLayer {
                     if self.body.len() == len {
                         let body = std::mem::take(&mut self.body);
                         let done = self.finish_chunk(kind, &body, up);
-                        self.body = body;
-                        self.body.clear();
+                        // A small buffer is kept for the next split chunk; a large one (up
+                        // to 64 KiB) is given back rather than held for the connection's life.
+                        if body.capacity() <= BODY_KEEP {
+                            self.body = body;
+                            self.body.clear();
+                        }
                         self.state = ReadState::Header { have: 0 };
                         done?;
                     }
@@ -334,31 +353,37 @@ impl StreamLayer for SnappyLayer {
     /// the stream identifier first if this is the first non-empty write, then one chunk per
     /// 65 536 bytes, compressed if that saves at least 12.5%. Never fails.
     fn write(&mut self, above: &[u8], down: &mut Vec<u8>) -> Result<(), LayerError> {
-        for piece in above.chunks(MAX_DATA_PER_CHUNK) {
-            if !self.wrote_identifier {
-                self.wrote_identifier = true;
-                down.extend_from_slice(&STREAM_IDENTIFIER);
-            }
-            let sum = masked_crc32c(piece);
-            let room = snap::raw::max_compress_len(piece.len());
-            if self.compressed.len() < room {
-                self.compressed.resize(room, 0);
-            }
-            let n = self
-                .encoder
-                .compress(piece, &mut self.compressed[..room])
-                .expect("a piece of at most 64 KiB into max_compress_len bytes always compresses");
-            let (kind, data) = if n >= piece.len() - piece.len() / 8 {
-                (UNCOMPRESSED, piece)
-            } else {
-                (COMPRESSED, &self.compressed[..n])
-            };
-            let len = CHECKSUM + data.len();
-            down.reserve(HEADER + len);
-            down.extend_from_slice(&[kind, len as u8, (len >> 8) as u8, (len >> 16) as u8]);
-            down.extend_from_slice(&sum.to_le_bytes());
-            down.extend_from_slice(data);
-        }
+        WRITE_SCRATCH.with_borrow_mut(
+            |WriteScratch {
+                 encoder,
+                 compressed,
+             }| {
+                for piece in above.chunks(MAX_DATA_PER_CHUNK) {
+                    if !self.wrote_identifier {
+                        self.wrote_identifier = true;
+                        down.extend_from_slice(&STREAM_IDENTIFIER);
+                    }
+                    let sum = masked_crc32c(piece);
+                    let room = snap::raw::max_compress_len(piece.len());
+                    if compressed.len() < room {
+                        compressed.resize(room, 0);
+                    }
+                    let n = encoder.compress(piece, &mut compressed[..room]).expect(
+                        "a piece of at most 64 KiB into max_compress_len bytes always compresses",
+                    );
+                    let (kind, data) = if n >= piece.len() - piece.len() / 8 {
+                        (UNCOMPRESSED, piece)
+                    } else {
+                        (COMPRESSED, &compressed[..n])
+                    };
+                    let len = CHECKSUM + data.len();
+                    down.reserve(HEADER + len);
+                    down.extend_from_slice(&[kind, len as u8, (len >> 8) as u8, (len >> 16) as u8]);
+                    down.extend_from_slice(&sum.to_le_bytes());
+                    down.extend_from_slice(data);
+                }
+            },
+        );
         Ok(())
     }
 }
@@ -985,9 +1010,9 @@ mod tests {
         down.clear();
         layer.write(b"aaaaaaaaaaaaaaa", &mut down).unwrap();
         assert_eq!(chunks_of(&down), [(UNCOMPRESSED, 15)]);
-        // The compression buffer is sized by the largest piece and kept.
+        // The compression buffer is the thread's, sized by the largest piece and kept.
         assert_eq!(
-            layer.compressed.len(),
+            WRITE_SCRATCH.with_borrow(|s| s.compressed.len()),
             snap::raw::max_compress_len(MAX_DATA_PER_CHUNK)
         );
     }

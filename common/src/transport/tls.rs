@@ -84,8 +84,6 @@ pub struct Tls {
     conn: Connection,
     /// Plaintext written before the handshake was over.
     early: Vec<u8>,
-    /// Scratch for plaintext read out of rustls.
-    scratch: Box<[u8; 16 << 10]>,
 }
 
 impl Tls {
@@ -111,7 +109,6 @@ impl Tls {
         Tls {
             conn,
             early: Vec::new(),
-            scratch: Box::new([0; 16 << 10]),
         }
     }
 
@@ -172,17 +169,17 @@ impl StreamLayer for Tls {
                 }
             };
             closed |= state.peer_has_closed();
+            // The plaintext goes straight into `up` (no per-connection scratch buffer).
             let mut left = state.plaintext_bytes_to_read();
             while left > 0 {
-                let n = self
-                    .conn
-                    .reader()
-                    .read(&mut self.scratch[..])
-                    .map_err(|e| LayerError::Protocol(format!("tls: {e}")))?;
+                let start = up.len();
+                up.resize(start + left, 0);
+                let n = self.conn.reader().read(&mut up[start..]);
+                up.truncate(start + *n.as_ref().unwrap_or(&0));
+                let n = n.map_err(|e| LayerError::Protocol(format!("tls: {e}")))?;
                 if n == 0 {
                     break;
                 }
-                up.extend_from_slice(&self.scratch[..n]);
                 left = left.saturating_sub(n);
             }
         }
