@@ -187,12 +187,15 @@ class PayloadReader {
   }
 }
 
+const KNOWN = new Set([1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1012, 1501, 1502]);
+
 /** Decodes one payload from the server (starting with its u16 message type). */
 export function decodeServerMessage(payload: Uint8Array): ServerMessage {
   if (payload.length < 2) throw new ProtocolError(`frame of ${payload.length} bytes has no message type`);
   const r = new PayloadReader(payload, 0);
   const t = r.u16("msgtype");
   r.msgType = t;
+  if (!KNOWN.has(t)) throw new UnknownMessageError(t);
   if (t >= CLIENT_HEADER_FIRST && t <= CLIENT_HEADER_LAST) r.take(2 + ID_LENGTH, "gateid and clientid");
   let m: ServerMessage;
   switch (t) {
