@@ -3659,29 +3659,21 @@ mod layered_tests {
     /// A reactor with an echo handler and a WebSocket route on its HTTP endpoint; returns
     /// the endpoint's address, the stop flag, the closes seen and the thread.
     #[allow(clippy::type_complexity)]
-    fn ws_reactor(
-        tls: bool,
-        snappy: bool,
-    ) -> (
+    /// A running reactor serving WebSocket clients on its HTTP endpoint: its address, the
+    /// flag that stops it, the closes its handler saw, and its thread.
+    type WsReactor = (
         SocketAddr,
         Arc<AtomicBool>,
         Arc<Mutex<Vec<CloseReason>>>,
         std::thread::JoinHandle<Reactor>,
-    ) {
+    );
+
+    fn ws_reactor(tls: bool, snappy: bool) -> WsReactor {
         ws_reactor_with(tls, snappy, None)
     }
 
     /// [`ws_reactor`], serving the files under `web_root` too.
-    fn ws_reactor_with(
-        tls: bool,
-        snappy: bool,
-        web_root: Option<std::path::PathBuf>,
-    ) -> (
-        SocketAddr,
-        Arc<AtomicBool>,
-        Arc<Mutex<Vec<CloseReason>>>,
-        std::thread::JoinHandle<Reactor>,
-    ) {
+    fn ws_reactor_with(tls: bool, snappy: bool, web_root: Option<std::path::PathBuf>) -> WsReactor {
         let mut r = Reactor::new(ReactorConfig::default()).unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = r.add_http(l).unwrap();
