@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: builds the release binaries once, then the unit, in-memory, golden-byte,
 # fuzz-seed and end-to-end tests (which start those binaries on 127.0.0.1), then builds the
-# static binaries and checks them (scripts/check-static.sh), and, as root, runs a deployment
-# across network namespaces with a cut link (scripts/netns.sh).
+# static binaries and checks them (scripts/check-static.sh), as root runs a deployment
+# across network namespaces with a cut link (scripts/netns.sh), and runs the live world page
+# in headless Chromium (scripts/web-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Redis engines' tests run against a real redis-server, which they start on free
@@ -52,6 +53,11 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
 else
   echo "test.sh: scripts/netns.sh skipped (it needs root and the ip command)"
 fi
+# The live world page end to end in headless Chromium, with bots and a hot swap
+# (scripts/web-test.sh; it installs Chromium and the npm packages it needs, or says why not).
+BUILD=0 ./scripts/web-test.sh
+web_status=$?
+[ "$status" != 0 ] || status=$web_status
 set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

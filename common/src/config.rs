@@ -52,7 +52,9 @@
 //! * `http_addr` serves `/metrics` (Prometheus text) and `/status` (JSON) instead of
 //!   GoWorld's pprof/expvar (and the gate's websocket); `:port` binds 127.0.0.1, empty
 //!   turns it off.
-//! * Accepted but unused: `gomaxprocs`, `[debug] debug`, `rsa_key`, `rsa_certificate`.
+//! * A gate's `web_root` (goworld-rs only) names a directory whose files it serves on its
+//!   `http_addr` (the live world page); empty or absent, none.
+//! * Accepted but unused: `gomaxprocs`, `[debug] debug`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -171,6 +173,10 @@ pub struct GateConfig {
     /// `rsa_certificate` (rsa.crt), resolved against the config file's directory: the PEM
     /// certificate chain the gate presents.
     pub rsa_certificate: PathBuf,
+    /// `web_root` (empty = off; goworld-rs only), resolved against the config file's
+    /// directory: the directory whose files the gate serves on its `http_addr` (`GET /` is its
+    /// `index.html`), the live world page.
+    pub web_root: PathBuf,
     /// `heartbeat_check_interval` (0 s = off, as in GoWorld, which never enforces it): a
     /// client that sends nothing for this many seconds is closed.
     pub heartbeat_check_interval: u64,
@@ -973,6 +979,7 @@ struct GateB {
     encrypt_connection: bool,
     rsa_key: String,
     rsa_certificate: String,
+    web_root: String,
     heartbeat_check_interval: u64,
     position_sync_interval_ms: u64,
     max_client_frame: u32,
@@ -995,6 +1002,7 @@ impl GateB {
             encrypt_connection: false,
             rsa_key: "rsa.key".into(),
             rsa_certificate: "rsa.crt".into(),
+            web_root: String::new(),
             heartbeat_check_interval: 0,
             position_sync_interval_ms: 100,
             max_client_frame: DEFAULT_MAX_CLIENT_FRAME,
@@ -1016,6 +1024,7 @@ impl GateB {
             "encrypt_connection" => self.encrypt_connection = kv.boolean()?,
             "rsa_key" => self.rsa_key = kv.string(),
             "rsa_certificate" => self.rsa_certificate = kv.string(),
+            "web_root" => self.web_root = kv.string(),
             "heartbeat_check_interval" => {
                 self.heartbeat_check_interval = kv.uint()?;
                 if self.heartbeat_check_interval > MAX_HEARTBEAT_CHECK_INTERVAL {
@@ -1064,6 +1073,7 @@ impl GateB {
             encrypt_connection: self.encrypt_connection,
             rsa_key: resolve(base, &self.rsa_key),
             rsa_certificate: resolve(base, &self.rsa_certificate),
+            web_root: resolve(base, &self.web_root),
             heartbeat_check_interval: self.heartbeat_check_interval,
             position_sync_interval_ms: self.position_sync_interval_ms,
             max_client_frame: self.max_client_frame,
@@ -1472,6 +1482,7 @@ mod tests {
             encrypt_connection: false,
             rsa_key: base("rsa.key"),
             rsa_certificate: base("rsa.crt"),
+            web_root: PathBuf::new(),
             heartbeat_check_interval: 0,
             position_sync_interval_ms: 100,
             max_client_frame: 65536,
@@ -1552,6 +1563,7 @@ mod tests {
             g.listen_addr = "127.0.0.1:14001".into();
             g.advertise_addr = Some("127.0.0.1:14001".into());
             g.common.http_addr = "127.0.0.1:24001".into();
+            g.web_root = base("../web");
         });
         // Every key the parser knows appears in the sample (active or commented out).
         for key in [
@@ -1586,6 +1598,7 @@ mod tests {
             "encrypt_connection",
             "rsa_key",
             "rsa_certificate",
+            "web_root",
             "heartbeat_check_interval",
             "max_client_frame",
             "client_output_limit",
@@ -1989,7 +2002,8 @@ mod tests {
     fn paths_resolve_against_the_base_dir() {
         let ini = format!(
             "{MINIMAL}[kvdb]\ndirectory=data/kv\n[dispatcher1]\nlog_file=/var/log/d.log\n\
-             [game1]\nlog_file=logs/g.log\n[gate1]\nrsa_key=tls/k.pem\nrsa_certificate=/etc/c.pem\n"
+             [game1]\nlog_file=logs/g.log\n[gate1]\nrsa_key=tls/k.pem\nrsa_certificate=/etc/c.pem\n\
+             web_root=../web\n"
         );
         check(&ini, |c| {
             c.kvdb.directory = base("data/kv");
@@ -1998,6 +2012,7 @@ mod tests {
             let g = c.gates.get_mut(&1).unwrap();
             g.rsa_key = base("tls/k.pem");
             g.rsa_certificate = "/etc/c.pem".into();
+            g.web_root = base("../web");
         });
 
         // load(): the base dir is the file's (absolute) directory; errors name the file.

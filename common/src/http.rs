@@ -1,5 +1,5 @@
 //! The observability endpoint's HTTP, without sockets: reading a request ([`parse`]),
-//! writing a response ([`response`]), and the two bodies it serves: Prometheus text
+//! writing a response ([`response`], [`response_with`]), and the two bodies it serves: Prometheus text
 //! ([`Metrics`], format 0.0.4) for `/metrics` and a flat JSON object ([`Status`]) for
 //! `/status`. The reactor owns the connections (one request each, GET only, closed after
 //! the answer; a request that is malformed, too large or too slow costs its connection).
@@ -98,12 +98,27 @@ fn reason(status: u16) -> &'static str {
 /// A whole response: status line, headers (the connection closes after it) and body (left
 /// out for HEAD, its length still given).
 pub fn response(status: u16, content_type: &str, body: &[u8], head: bool) -> Vec<u8> {
+    response_with(status, content_type, &[], body, head)
+}
+
+/// [`response`] with more header lines (`name`, `value`) after the content type and length.
+pub fn response_with(
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head: bool,
+) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         reason(status),
         body.len()
-    )
-    .into_bytes();
+    );
+    for (name, value) in headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
     if !head {
         out.extend_from_slice(body);
     }
@@ -365,6 +380,17 @@ mod tests {
         );
         let h = response(404, "text/plain", b"no", true);
         assert!(h.ends_with(b"Content-Length: 2\r\nConnection: close\r\n\r\n"));
+        let f = response_with(
+            200,
+            "text/css",
+            &[("Cache-Control", "no-cache")],
+            b"a{}",
+            true,
+        );
+        assert_eq!(
+            f,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nContent-Length: 3\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //!   JSON), without sockets.
 //! * [`ops`]: the `goworld` command's logic (process order, PID files, status table).
 //! * [`transport`]: the client transports' layers (TLS, WebSocket, snappy framing, KCP), sans-IO.
+//! * [`webroot`]: which file under the gate's `web_root` a request path names, and its content
+//!   type, without IO (the reactor reads and serves it).
 //! * [`reactor`]: the single-threaded mio event loop; the only code that owns sockets.
 //!
 //! **Architecture Invariant:** nothing here but [`reactor`] (and the thin `logging` set-up)
@@ -46,6 +48,7 @@ pub mod testlog;
 pub mod testserver;
 pub mod timers;
 pub mod transport;
+pub mod webroot;
 
 /// The internal protocol version carried by SET_GAME_ID and SET_GATE_ID. A dispatcher refuses
 /// a game or gate that speaks another version, with a log line naming both.

@@ -582,6 +582,57 @@ fn count_traffic(traffic: &mut [[u64; 4]], head: &[u8], len: usize, col: usize) 
     row[col + 1] += len as u64;
 }
 
+/// The answer to `GET path` from the static files under `root` (see [`Reactor::serve_files`]).
+fn web_file(root: &std::path::Path, path: &str, head: bool) -> Vec<u8> {
+    let not_found = |why: &str| {
+        log::debug!("http: {path}: 404 ({why})");
+        http::response(404, "text/plain", b"not found\n", head)
+    };
+    let (rel, content_type) = match crate::webroot::lookup(path) {
+        Ok(found) => found,
+        Err(why) => return not_found(why),
+    };
+    // Symbolic links are followed, but only to files that are under the root after all.
+    let (Ok(root), Ok(file)) = (root.canonicalize(), root.join(&rel).canonicalize()) else {
+        return not_found("no such file");
+    };
+    if !file.starts_with(&root) {
+        return not_found("outside the web root");
+    }
+    let read = std::fs::File::open(&file).and_then(|f| {
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        if meta.len() > crate::webroot::MAX_FILE {
+            return Ok(Some(Err(())));
+        }
+        let mut body = Vec::with_capacity(meta.len() as usize);
+        f.take(crate::webroot::MAX_FILE + 1)
+            .read_to_end(&mut body)?;
+        Ok(Some(if body.len() as u64 > crate::webroot::MAX_FILE {
+            Err(())
+        } else {
+            Ok(body)
+        }))
+    });
+    match read {
+        Ok(Some(Ok(body))) => http::response_with(
+            200,
+            content_type,
+            &[
+                ("Cache-Control", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+            &body,
+            head,
+        ),
+        Ok(Some(Err(()))) => not_found("larger than the largest file served"),
+        Ok(None) => not_found("not a regular file"),
+        Err(e) => not_found(&crate::logging::io_kind(&e)),
+    }
+}
+
 /// How often a link with heartbeat timeout `timeout` sends one.
 fn heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / HEARTBEATS_PER_TIMEOUT).max(Duration::from_millis(10))
@@ -842,7 +893,12 @@ impl Reactor {
                         let body = self.render_status(handler);
                         http::response(200, http::STATUS_TYPE, body.as_bytes(), head)
                     }
-                    _ => http::response(404, "text/plain", b"try /metrics or /status\n", head),
+                    _ => match &self.web_root {
+                        Some(root) => web_file(root, &path, head),
+                        None => {
+                            http::response(404, "text/plain", b"try /metrics or /status\n", head)
+                        }
+                    },
                 }),
                 Parse::Refuse { status, why } => {
                     self.loop_stats.http_refused += 1;
@@ -1315,6 +1371,8 @@ pub struct Reactor {
     http_conns: Slab<HttpConn>,
     /// WebSocket clients on the HTTP endpoint, if served.
     ws: Option<WsRoute>,
+    /// Static files on the HTTP endpoint (the gate's `web_root`), if served.
+    web_root: Option<std::path::PathBuf>,
     /// KCP endpoints (UDP sockets), and every open KCP connection (stale IDs dropped
     /// lazily), and KCP dials opened but not yet told to the handler.
     kcp_listeners: Vec<KcpListener>,
@@ -1374,6 +1432,7 @@ impl Reactor {
             http: None,
             http_conns: Slab::new(),
             ws: None,
+            web_root: None,
             kcp_listeners: Vec::new(),
             kcp_conns: Vec::new(),
             kcp_opening: Vec::new(),
@@ -1500,6 +1559,17 @@ impl Reactor {
             snappy,
             tls,
         });
+    }
+
+    /// Serves the files under `root` on the endpoint of [`Reactor::add_http`] (over TLS too
+    /// when [`Reactor::serve_ws`] has it): `GET /` is `root/index.html`, `GET /<path>` the file
+    /// at that path, as [`crate::webroot::lookup`] maps it (no `..`, dot-files or
+    /// node_modules), and only when it resolves (symbolic links followed) to a regular file
+    /// under `root` of at most [`crate::webroot::MAX_FILE`] bytes; anything else is a 404.
+    /// `/metrics`, `/status` and `/ws` keep their meaning. The file is read when asked for, a
+    /// small blocking read in the loop: this is for a page's few small files, not a CDN.
+    pub fn serve_files(&mut self, root: std::path::PathBuf) {
+        self.web_root = Some(root);
     }
 
     /// The waker: [`mio::Waker::wake`] from any thread makes the loop call
@@ -3589,15 +3659,21 @@ mod layered_tests {
     /// A reactor with an echo handler and a WebSocket route on its HTTP endpoint; returns
     /// the endpoint's address, the stop flag, the closes seen and the thread.
     #[allow(clippy::type_complexity)]
-    fn ws_reactor(
-        tls: bool,
-        snappy: bool,
-    ) -> (
+    /// A running reactor serving WebSocket clients on its HTTP endpoint: its address, the
+    /// flag that stops it, the closes its handler saw, and its thread.
+    type WsReactor = (
         SocketAddr,
         Arc<AtomicBool>,
         Arc<Mutex<Vec<CloseReason>>>,
         std::thread::JoinHandle<Reactor>,
-    ) {
+    );
+
+    fn ws_reactor(tls: bool, snappy: bool) -> WsReactor {
+        ws_reactor_with(tls, snappy, None)
+    }
+
+    /// [`ws_reactor`], serving the files under `web_root` too.
+    fn ws_reactor_with(tls: bool, snappy: bool, web_root: Option<std::path::PathBuf>) -> WsReactor {
         let mut r = Reactor::new(ReactorConfig::default()).unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = r.add_http(l).unwrap();
@@ -3611,6 +3687,9 @@ mod layered_tests {
         };
         let cfg = tls.then(|| tls::server_config(CERT, KEY).unwrap());
         r.serve_ws(1, opts, snappy, cfg);
+        if let Some(root) = web_root {
+            r.serve_files(root);
+        }
         let closes = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut h = Echo {
@@ -3730,5 +3809,92 @@ mod layered_tests {
                 closes.lock().unwrap()
             );
         }
+    }
+
+    /// One request to the HTTP endpoint at `addr` (over TLS with `tls`): the whole answer.
+    fn http_get(addr: SocketAddr, tls: bool, request: &str) -> Vec<u8> {
+        let mut sock = StdStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = Vec::new();
+        if tls {
+            let cfg = tls::client_config(CERT).unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, sock);
+            s.write_all(request.as_bytes()).unwrap();
+            // The server closes after its answer (without close_notify, which is fine here).
+            let _ = s.read_to_end(&mut answer);
+        } else {
+            sock.write_all(request.as_bytes()).unwrap();
+            sock.read_to_end(&mut answer).unwrap();
+        }
+        answer
+    }
+
+    #[test]
+    fn static_files_are_served_under_the_web_root_only_with_and_without_tls() {
+        let dir = std::env::temp_dir().join(format!("goworld-rs-webroot-{}", std::process::id()));
+        let root = dir.join("web");
+        std::fs::create_dir_all(root.join("client/dist")).unwrap();
+        std::fs::create_dir_all(root.join("client/node_modules/x")).unwrap();
+        std::fs::write(root.join("index.html"), "<h1>world</h1>").unwrap();
+        std::fs::write(root.join("client/dist/index.js"), "export {};").unwrap();
+        std::fs::write(root.join("client/node_modules/x/a.js"), "x").unwrap();
+        std::fs::write(root.join(".env"), "secret").unwrap();
+        std::fs::write(dir.join("secret.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret.txt"), root.join("leak.txt")).unwrap();
+        let big = vec![b'a'; crate::webroot::MAX_FILE as usize + 1];
+        std::fs::write(root.join("big.js"), big).unwrap();
+        for tls in [false, true] {
+            let (addr, stop, _, t) = ws_reactor_with(tls, false, Some(root.clone()));
+            let get = |path: &str| {
+                let a = http_get(
+                    addr,
+                    tls,
+                    &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+                );
+                String::from_utf8_lossy(&a).into_owned()
+            };
+            let page = get("/");
+            assert!(page.starts_with("HTTP/1.1 200"), "tls {tls}: {page}");
+            assert!(
+                page.contains("Content-Type: text/html; charset=utf-8\r\n"),
+                "{page}"
+            );
+            assert!(page.contains("Cache-Control: no-cache\r\n"), "{page}");
+            assert!(page.ends_with("\r\n\r\n<h1>world</h1>"), "{page}");
+            let js = get("/client/dist/index.js?v=1");
+            assert!(js.starts_with("HTTP/1.1 200"), "{js}");
+            assert!(js.contains("Content-Type: text/javascript"), "{js}");
+            assert!(js.ends_with("export {};"), "{js}");
+            let head = http_get(addr, tls, "HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+            let head = String::from_utf8_lossy(&head).into_owned();
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(head.contains("Content-Length: 14\r\n"), "{head}");
+            assert!(head.ends_with("\r\n\r\n"), "{head}");
+            for path in [
+                "/nope.html",
+                "/client",
+                "/client/node_modules/x/a.js",
+                "/.env",
+                "/../secret.txt",
+                "/%2e%2e/secret.txt",
+                "/leak.txt",
+                "/big.js",
+            ] {
+                let a = get(path);
+                assert!(a.starts_with("HTTP/1.1 404"), "tls {tls} {path}: {a}");
+            }
+            // The endpoint's own paths keep their meaning, and WebSocket clients still come in.
+            assert!(get("/status").starts_with("HTTP/1.1 200"));
+            assert!(get("/metrics").contains("goworld_uptime_seconds"));
+            let mut c = Client::connect(addr, &ws_spec(addr, tls, false));
+            c.send_frame(b"hi");
+            assert_eq!(c.read_frame(), b"hi");
+            stop.store(true, Ordering::SeqCst);
+            t.join().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -90,6 +90,11 @@ impl Entity for Avatar {
                 |_: &mut Avatar, ctx: &mut Ctx, (): ()| subscribe_all(ctx),
             )
             .method("EnterSpace", Expose::OwnClient, Avatar::enter_space_client)
+            .method(
+                "SetClientSyncing",
+                Expose::OwnClient,
+                Avatar::set_client_syncing,
+            )
             .method("DoEnterSpace", Expose::Server, Avatar::do_enter_space)
             .method(
                 "EnterRandomNilSpace",
@@ -343,6 +348,14 @@ impl Avatar {
     /// `EnterSpace(kind)` from the client: SpaceService finds or makes a space of `kind`.
     fn enter_space_client(&mut self, ctx: &mut Ctx, (kind,): (i64,)) {
         enter_space_kind(ctx, kind);
+    }
+
+    /// `SetClientSyncing(on)` from the client: whether the client's position syncs move this
+    /// Avatar (GoWorld's demos turn it on for the player; the bots never call it, so their
+    /// Avatars stay where the server puts them). It goes with the Avatar when it migrates and
+    /// across a hot swap.
+    fn set_client_syncing(&mut self, ctx: &mut Ctx, (on,): (bool,)) {
+        ctx.set_client_syncing(on);
     }
 
     /// SpaceService's answer: enter `space` at a random spot in [-400, 400) on X and Z.

@@ -74,8 +74,8 @@ pub fn main() {
         heartbeat: None,
     };
     let advertise = cfg.advertise_addr.clone();
-    let http = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr)
-        .map(|a| a.to_string());
+    let http_sock = process::serve_http(&mut reactor, &format!("gate{id}"), &cfg.common.http_addr);
+    let http = http_sock.map(|a| a.to_string());
     // WebSocket clients on the HTTP endpoint, with the same layers above the socket.
     if let Some(h) = &http {
         let scheme = if layers.tls_server.is_some() {
@@ -91,6 +91,23 @@ pub fn main() {
         );
         log::info!("gate{id}: websocket clients at {scheme}://{h}/ws");
     }
+    // The live world page (web_root) on the same endpoint.
+    let page = match http_sock {
+        Some(a) if !cfg.web_root.as_os_str().is_empty() => {
+            let root = &cfg.web_root;
+            if !root.is_dir() {
+                log::warn!(
+                    "gate{id}: web_root {} is not a directory; the page's requests get 404s",
+                    root.display()
+                );
+            }
+            reactor.serve_files(root.clone());
+            let url = page_url(a, layers.tls_server.is_some());
+            log::info!("gate{id}: the page ({}) at {url}", root.display());
+            Some(url)
+        }
+        _ => None,
+    };
     let mut handler = DialWatch::new(
         AfterTick {
             inner: GateService::new(settings, IdGen::for_process()),
@@ -106,6 +123,9 @@ pub fn main() {
                             }
                             if let Some(h) = &http {
                                 addrs.push(("http", h));
+                            }
+                            if let Some(p) = &page {
+                                addrs.push(("page", p));
                             }
                             process::print_ready("GATE", &addrs)
                         }
@@ -134,6 +154,19 @@ pub fn main() {
         process::fail(&format!("gate{id}: reactor stopped: {e}"));
     }
     log::info!("gate{id} stopped");
+}
+
+/// Where a browser on this host opens the page served on `http` (an address on every
+/// interface is opened on loopback).
+fn page_url(http: std::net::SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = match http.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("{scheme}://{host}:{}/", http.port())
 }
 
 /// The transport layers of the gate's client connections, from `encrypt_connection` (TLS
@@ -170,3 +203,18 @@ fn client_layers(id: u16, cfg: &goworld_common::config::GateConfig) -> StackSpec
 /// What a warning about an unreachable dispatcher suggests checking.
 const DIAL_HINT: &str = "Is the dispatcher running, and is its advertise_addr an address this \
      host can reach?";
+
+#[cfg(test)]
+mod tests {
+    use super::page_url;
+
+    #[test]
+    fn the_page_url_names_a_host_a_browser_here_can_open() {
+        let url = |a: &str, tls| page_url(a.parse().unwrap(), tls);
+        assert_eq!(url("127.0.0.1:24001", false), "http://127.0.0.1:24001/");
+        assert_eq!(url("0.0.0.0:24001", true), "https://127.0.0.1:24001/");
+        assert_eq!(url("[::]:8080", false), "http://[::1]:8080/");
+        assert_eq!(url("[::1]:8080", false), "http://[::1]:8080/");
+        assert_eq!(url("10.0.0.2:80", false), "http://10.0.0.2:80/");
+    }
+}

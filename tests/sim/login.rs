@@ -1278,3 +1278,67 @@ fn the_whole_test_game_brings_up_every_service_and_logs_a_user_in() {
     let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
     assert_ne!(avatar, account);
 }
+
+#[test]
+fn an_avatar_follows_its_clients_position_syncs_only_after_set_client_syncing() {
+    use goworld_common::proto::SyncRecord;
+    let mut sim = Sim::deployment_with_stores(1, 1, 1, whole_test_game);
+    sim.run_until_idle();
+    sim.advance(Duration::from_secs(3));
+    sim.run_until("SpaceService is up", |s| {
+        (0..3).all(|i| {
+            (s.game(1).world())
+                .service_entity("SpaceService", i)
+                .is_some()
+        })
+    });
+    let (c, _, _) = connect(&mut sim, 1);
+    send_login(&mut sim, c, "walker");
+    sim.run_until("walker's Avatar reaches the client", |s| has_avatar(s, c));
+    let (avatar, _) = ClientView::of(&sim, c).player.unwrap();
+    sim.run_until("the Avatar is in a space of its kind", |s| {
+        let w = s.game(1).world();
+        (w.space_of(&avatar)).is_some_and(|sp| w.space_kind(&sp).is_some_and(|k| k != 0))
+    });
+    let pos = |sim: &Sim| {
+        let (p, yaw) = sim.game(1).world().position_of(&avatar).unwrap();
+        (p.x, p.y, p.z, yaw)
+    };
+    let sync = |sim: &mut Sim, x: f32, z: f32| {
+        let records = vec![SyncRecord {
+            eid: avatar,
+            x,
+            y: 0.0,
+            z,
+            yaw: 1.5,
+        }];
+        sim.client_send(c, &Msg::SyncPositionYawFromClient { records }.to_payload());
+        // The gate batches syncs for one interval (100 ms) before it passes them on.
+        sim.advance(Duration::from_millis(300));
+        sim.settle();
+    };
+    let start = pos(&sim);
+    sync(&mut sim, 401.0, -401.0);
+    assert_eq!(
+        pos(&sim),
+        start,
+        "client syncing is off until the client turns it on"
+    );
+
+    sim.client_send(
+        c,
+        &client_call(avatar, "SetClientSyncing", vec![vec![0xc3]]),
+    );
+    sim.settle();
+    sync(&mut sim, 401.0, -401.0);
+    assert_eq!(pos(&sim), (401.0, 0.0, -401.0, 1.5));
+
+    sim.client_send(
+        c,
+        &client_call(avatar, "SetClientSyncing", vec![vec![0xc2]]),
+    );
+    sim.settle();
+    sync(&mut sim, 0.0, 0.0);
+    assert_eq!(pos(&sim), (401.0, 0.0, -401.0, 1.5), "off again");
+    assert!(!sim.client_closed(c), "no call was refused");
+}
