@@ -888,6 +888,12 @@ impl Handler for GameService {
             "CPU of this process, as last measured.",
             self.cpu_percent,
         );
+        m.counter(
+            "client_syncs_ignored",
+            "Position syncs (12) from clients not applied: the entity is not here or its \
+             client syncing is off.",
+            self.world.syncs_ignored(),
+        );
     }
 
     fn status(&self, s: &mut goworld_common::http::Status) {

@@ -1229,6 +1229,12 @@ fn every_process_serves_metrics_and_status_that_move_with_the_traffic() {
         during[1]
     );
     assert!(sample(&during[0], "goworld_entities{}") >= 20.0);
+    // The bots send 12s but test_game's Avatars never turn client syncing on: counted.
+    assert!(
+        sample(&during[1], "goworld_client_syncs_ignored_total{}") > 0.0,
+        "ignored client syncs: {:?}",
+        during[1]
+    );
     assert!(status[2]
         .iter()
         .any(|l| l.starts_with("clients ") && l != "clients 0"));
