@@ -32,11 +32,23 @@ if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check "prometheus_client==0.26.0" >/dev/null 2>&1 ||
     echo "test.sh: could not install prometheus_client (pip failed); the /metrics test will fail"
 fi
-cargo build --release --workspace --bins
+# The binaries and every test target in one build, so cargo overlaps them on every core.
+cargo build --release --workspace --bins --tests
 mkdir -p target
 set +e
 cargo test --release --workspace 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
+# The TypeScript client library's unit tests (web/client: tsc, then node --test), with the
+# golden frames of docs/PROTOCOL.md as fixtures. npm ci fetches TypeScript the first time.
+if command -v npm >/dev/null 2>&1; then
+  (cd web/client && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 300 npm test) 2>&1 |
+    tee target/web-client-test.log
+  ts_status=${PIPESTATUS[0]}
+else
+  echo "test.sh: npm is missing: the TypeScript client's tests cannot run" | tee target/web-client-test.log
+  ts_status=1
+fi
+[ "$status" != 0 ] || status=$ts_status
 # The fully static (musl) binaries: built, checked static, and run with a short strict bot
 # run (scripts/check-static.sh). Run even when a test failed; either failure fails the command.
 # The static check builds with the quick static-check profile (Cargo.toml): what it checks,
@@ -62,4 +74,6 @@ set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
+awk '/^# pass / { p += $3 } /^# fail / { f += $3 }
+     END { printf "TypeScript client tests: %d passed, %d failed\n", p, f }' target/web-client-test.log
 exit "$status"
