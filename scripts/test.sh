@@ -32,12 +32,18 @@ if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check "prometheus_client==0.26.0" >/dev/null 2>&1 ||
     echo "test.sh: could not install prometheus_client (pip failed); the /metrics test will fail"
 fi
+# The Chromium test's browser and npm packages install in the background while cargo builds
+# (scripts/web-test.sh INSTALL_ONLY=1; it is waited for before the TypeScript tests).
+mkdir -p target
+INSTALL_ONLY=1 ./scripts/web-test.sh > target/web-install.log 2>&1 &
+web_install_pid=$!
 # The binaries and every test target in one build, so cargo overlaps them on every core.
 cargo build --release --workspace --bins --tests
-mkdir -p target
 set +e
 cargo test --release --workspace 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
+wait "$web_install_pid"
+cat target/web-install.log
 # The TypeScript client library's unit tests (web/client: tsc, then node --test), with the
 # golden frames of docs/PROTOCOL.md as fixtures. npm ci fetches TypeScript the first time.
 if command -v npm >/dev/null 2>&1; then

@@ -16,7 +16,8 @@
 # (cargo build --release --workspace --bins first, unless BUILD=0, as scripts/test.sh calls
 # it). Stops every process it started, by PID, however it exits.
 #
-# Environment: BUILD (1), BOTS (50), BOT_SECS (20: the bots' run; the page test, swap
+# Environment: INSTALL_ONLY=1 installs and builds what the test needs, then stops (test.sh
+# runs that in the background while it builds), BUILD (1), BOTS (50), BOT_SECS (20: the bots' run; the page test, swap
 # included, runs meanwhile), CHROMIUM (the browser executable, found when unset), KEEP=1
 # keeps the run directory on success.
 set -euo pipefail
@@ -71,6 +72,10 @@ npm_ci web/client
 (cd web/client && timeout 300 npm run build --silent) || fail "npm run build in web/client failed (see above)"
 [ -f web/client/dist/index.js ] || fail "web/client/dist/index.js is missing after npm run build"
 npm_ci tests/web
+if [ "${INSTALL_ONLY:-0}" = 1 ]; then
+  say "installed what the test needs ($(( $(date +%s) - t_start )) s)"
+  exit 0
+fi
 
 if [ "$BUILD" != 0 ]; then
   nice -n 19 cargo build --release --workspace --bins
