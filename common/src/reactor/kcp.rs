@@ -476,7 +476,7 @@ impl Reactor {
                 return false;
             };
             let due = k.session.next_update(ms);
-            if (due.wrapping_sub(ms) as i32) <= 0 {
+            if !k.session.is_idle() && (due.wrapping_sub(ms) as i32) <= 0 {
                 let KcpLink {
                     session,
                     own,
@@ -519,11 +519,15 @@ impl Reactor {
         (self.kcp_conns.iter())
             .filter_map(|&id| self.conns.get(id))
             .filter_map(|c| match &c.stream {
-                Sock::Kcp(k) => Some(k.session.next_update(ms)),
-                Sock::Tcp(_) => None,
+                // An idle session's timer is skipped (KcpSession::is_idle): it waits for
+                // input or a send, and the reactor's one-second cap below checks its silence.
+                Sock::Kcp(k) if !k.session.is_idle() => Some(k.session.next_update(ms)),
+                _ => None,
             })
             .map(|due| now + Duration::from_millis(u64::from(due.wrapping_sub(ms).min(1000))))
             .min()
+            // All idle: a look once a second for silent sessions (KCP_IDLE).
+            .or_else(|| (!self.kcp_conns.is_empty()).then(|| now + Duration::from_secs(1)))
     }
 
     /// A KCP connection is going: forget its session in its listener.

@@ -1035,6 +1035,22 @@ impl KcpSession {
         }
     }
 
+    /// Nothing for a flush to send: no ACKs owed, nothing queued or in flight, no window
+    /// probe owed or due (a peer with a zero window is probed on the timer). An idle
+    /// session's timer may be skipped: its flush would send nothing. kcp-go runs every
+    /// session's timer every interval regardless, which costs a gate with many quiet KCP
+    /// clients a wake-up per session per 10 ms; the reactor skips idle sessions instead, and
+    /// once one has work (input to acknowledge, a send) its overdue timer runs at once.
+    pub fn is_idle(&self) -> bool {
+        let k = &self.kcp;
+        !self.flush_pending
+            && k.acklist.is_empty()
+            && k.snd_queue.is_empty()
+            && k.snd_buf.is_empty()
+            && k.probe == 0
+            && k.rmt_wnd != 0
+    }
+
     /// Segments queued or in flight (kcp-go's `WaitSnd`).
     pub fn waiting(&self) -> usize {
         self.kcp.waiting()
@@ -1685,6 +1701,35 @@ mod tests {
         // with the same datagrams, ts fields included.
         assert_eq!(arq_run(false), (1300, 4794, 10_799_415_962_300_875_294));
         assert_eq!(arq_run(true), (550, 447, 7_204_482_473_276_961_797));
+    }
+
+    #[test]
+    fn a_session_is_idle_only_with_nothing_to_send_acknowledge_or_resend() {
+        let mut a = KcpSession::new(7, bare());
+        let mut b = KcpSession::new(7, bare());
+        assert!(a.is_idle() && b.is_idle());
+        a.send(b"hello").unwrap();
+        assert!(!a.is_idle(), "data queued");
+        let (mut to_b, mut to_a) = (Vec::new(), Vec::new());
+        let mut now = 0;
+        a.update(now, &mut |d: &[u8]| to_b.push(d.to_vec()));
+        assert!(!a.is_idle(), "data in flight, not acknowledged");
+        for d in to_b.drain(..) {
+            b.input(&d, now, &mut |o: &[u8]| to_a.push(o.to_vec()))
+                .unwrap();
+        }
+        // b owes an ACK until its next flush (unless it acknowledged at once).
+        now += 10;
+        b.update(now, &mut |o: &[u8]| to_a.push(o.to_vec()));
+        assert!(b.is_idle(), "b acknowledged everything");
+        for d in to_a.drain(..) {
+            a.input(&d, now, &mut |o: &[u8]| to_b.push(o.to_vec()))
+                .unwrap();
+        }
+        assert!(a.is_idle(), "a's data acknowledged");
+        let mut got = Vec::new();
+        b.recv(&mut got);
+        assert_eq!(got, b"hello");
     }
 
     // ---- bad input ----
