@@ -599,38 +599,39 @@ fn web_file(root: &std::path::Path, path: &str, head: bool) -> Vec<u8> {
     if !file.starts_with(&root) {
         return not_found("outside the web root");
     }
-    let read = std::fs::File::open(&file).and_then(|f| {
-        let meta = f.metadata()?;
-        if !meta.is_file() {
-            return Ok(None);
+    let mut f = match std::fs::File::open(&file) {
+        Ok(f) => f,
+        Err(e) => return not_found(&crate::logging::io_kind(&e)),
+    };
+    match f.metadata() {
+        Ok(m) if !m.is_file() => return not_found("not a regular file"),
+        Ok(m) if m.len() > crate::webroot::MAX_FILE => {
+            return not_found("larger than the largest file served")
         }
-        if meta.len() > crate::webroot::MAX_FILE {
-            return Ok(Some(Err(())));
-        }
-        let mut body = Vec::with_capacity(meta.len() as usize);
-        f.take(crate::webroot::MAX_FILE + 1)
-            .read_to_end(&mut body)?;
-        Ok(Some(if body.len() as u64 > crate::webroot::MAX_FILE {
-            Err(())
-        } else {
-            Ok(body)
-        }))
-    });
-    match read {
-        Ok(Some(Ok(body))) => http::response_with(
-            200,
-            content_type,
-            &[
-                ("Cache-Control", "no-cache"),
-                ("X-Content-Type-Options", "nosniff"),
-            ],
-            &body,
-            head,
-        ),
-        Ok(Some(Err(()))) => not_found("larger than the largest file served"),
-        Ok(None) => not_found("not a regular file"),
-        Err(e) => not_found(&crate::logging::io_kind(&e)),
+        Ok(_) => {}
+        Err(e) => return not_found(&crate::logging::io_kind(&e)),
     }
+    // Read at most one byte past the limit: a file that grew since is refused too.
+    let mut body = Vec::new();
+    if let Err(e) = (&mut f)
+        .take(crate::webroot::MAX_FILE + 1)
+        .read_to_end(&mut body)
+    {
+        return not_found(&crate::logging::io_kind(&e));
+    }
+    if body.len() as u64 > crate::webroot::MAX_FILE {
+        return not_found("larger than the largest file served");
+    }
+    http::response_with(
+        200,
+        content_type,
+        &[
+            ("Cache-Control", "no-cache"),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+        &body,
+        head,
+    )
 }
 
 /// How often a link with heartbeat timeout `timeout` sends one.
@@ -3656,9 +3657,6 @@ mod layered_tests {
         assert!(st.bytes_out < 2 * 1_000_000, "{} bytes out", st.bytes_out);
     }
 
-    /// A reactor with an echo handler and a WebSocket route on its HTTP endpoint; returns
-    /// the endpoint's address, the stop flag, the closes seen and the thread.
-    #[allow(clippy::type_complexity)]
     /// A running reactor serving WebSocket clients on its HTTP endpoint: its address, the
     /// flag that stops it, the closes its handler saw, and its thread.
     type WsReactor = (
@@ -3668,6 +3666,7 @@ mod layered_tests {
         std::thread::JoinHandle<Reactor>,
     );
 
+    /// A reactor with an echo handler and a WebSocket route on its HTTP endpoint.
     fn ws_reactor(tls: bool, snappy: bool) -> WsReactor {
         ws_reactor_with(tls, snappy, None)
     }
