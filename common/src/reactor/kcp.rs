@@ -12,7 +12,10 @@
 //! Bytes written to a KCP connection go into its session's send queue; the session's
 //! datagrams leave when its timer says ([`KcpSession::next_update`], every 10 ms with
 //! GoWorld's settings) from [`Reactor::service_kcp`], called once per loop iteration, and ACKs
-//! leave at once as datagrams come in. A session whose peer stopped acknowledging (kcp-go's
+//! leave at once as datagrams come in. An idle session ([`KcpSession::is_idle`]: nothing to
+//! send, resend, acknowledge or probe) has its timer skipped until input or a send gives it
+//! work; with every session idle the loop wakes once a second for the silence check below.
+//! A session whose peer stopped acknowledging (kcp-go's
 //! dead link) is closed; so is one silent for [`KCP_IDLE`] (KCP has no close: that is how a
 //! gone peer ends).
 
